@@ -1,0 +1,55 @@
+"""Readers: bytes on disk → events table + meta. Pick one by sniffing content.
+
+To add a reader: give it a sniff in ``sniff.py`` and a function returning
+``(EventColumns or DataFrame, TraceMeta)``, then route to it in ``read``.
+"""
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+
+from ..errors import TraceFormatError
+from ..meta import TraceMeta
+from .compression import read_head
+from .sniff import sniff_binary, sniff_text
+from .text import read_text
+
+
+def read(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, TraceMeta]:
+    """Read any supported trace file into (events table, meta)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise TraceFormatError(path, None, "no such file")
+    if os.path.isdir(path):
+        raise TraceFormatError(path, None, "is a directory, not a trace file")
+    head, compression = read_head(path)
+    if not head:
+        if os.path.getsize(path) == 0:
+            raise TraceFormatError(path, None, "empty file: no trace events")
+        raise TraceFormatError(path, "byte 0", f"{compression or 'file'} stream could not be decoded")
+    kind = sniff_binary(path, head)
+    if kind == "trace.dat":
+        from .tracedat import read_dat
+
+        return read_dat(path, compression)
+    fmt = sniff_text(path, head)
+    meta = TraceMeta(path=path, source_format=fmt.name, compression=compression)
+    cols = read_text(path, fmt, meta)
+    events = cols.to_frame()
+    _finish_meta(events, meta)
+    return events, meta
+
+
+def _finish_meta(events: pd.DataFrame, meta: TraceMeta) -> None:
+    """Fill the fields every reader derives the same way from the table."""
+    if len(events):
+        meta.first_ns = int(events["ts"].iloc[0])
+        meta.last_ns = int(events["ts"].iloc[-1])
+        meta.cpus_seen = sorted(int(c) for c in pd.unique(events["cpu"]))
+    if meta.cpus is None and meta.cpus_seen:
+        meta.cpus = max(meta.cpus_seen + meta.empty_cpus) + 1
+    if meta.lost_markers:
+        meta.warnings.append(
+            f"{meta.lost_markers} lost-event markers: {meta.lost_total} events lost "
+            f"(per CPU: {dict(sorted(meta.lost.items()))}); analyses near the gaps are less certain")

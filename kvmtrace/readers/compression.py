@@ -1,0 +1,94 @@
+"""Transparent decompression of text traces, sniffed from the magic bytes.
+
+People keep and mail traces as .gz/.xz/.zst; the file name is not trusted, the
+first bytes are. Output is bounded so that a small hostile file cannot expand
+without limit.
+"""
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import zstandard
+
+from ..errors import TraceTooLargeError
+
+MAGICS: dict[str, bytes] = {
+    "gzip": b"\x1f\x8b",
+    "xz": b"\xfd7zXZ\x00",
+    "zstd": b"\x28\xb5\x2f\xfd",
+    "bzip2": b"BZh",
+}
+
+#: Decompressed text may be at most this many times the compressed size ...
+MAX_RATIO = 1000
+#: ... and never more than this many bytes.
+MAX_DECOMPRESSED = 64 << 30
+
+
+def sniff_compression(head: bytes) -> str | None:
+    """Name of the compression whose magic starts ``head``, else None."""
+    for name, magic in MAGICS.items():
+        if head.startswith(magic):
+            if name == "bzip2" and not head[3:4].isdigit():
+                continue
+            return name
+    return None
+
+
+def _open_stream(raw: BinaryIO, kind: str | None) -> BinaryIO:
+    if kind is None:
+        return raw
+    if kind == "gzip":
+        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+    if kind == "xz":
+        return lzma.LZMAFile(raw)  # type: ignore[return-value]
+    if kind == "bzip2":
+        return bz2.BZ2File(raw)  # type: ignore[return-value]
+    return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[return-value]
+
+
+def iter_blocks(path: str, block_size: int = 16 << 20) -> Iterator[bytes]:
+    """Yield the (decompressed) content of ``path`` in blocks of about ``block_size``.
+
+    Raises TraceTooLargeError when compressed input expands beyond the bound, and
+    lets decompressor errors surface as EOFError/OSError/zstd errors for the
+    caller to turn into a one-line message with the offset reached.
+    """
+    with open(path, "rb") as raw:
+        head = raw.read(8)
+        raw.seek(0)
+        kind = sniff_compression(head)
+        raw.seek(0, 2)
+        size = raw.tell()
+        raw.seek(0)
+        limit = min(MAX_DECOMPRESSED, max(size, 1) * MAX_RATIO) if kind else None
+        stream = _open_stream(raw, kind)
+        total = 0
+        while True:
+            block = stream.read(block_size)
+            if not block:
+                break
+            total += len(block)
+            if limit is not None and total > limit:
+                raise TraceTooLargeError(
+                    path, f"byte {total}",
+                    f"{kind} stream expands beyond {limit} bytes (over {MAX_RATIO}x the file); refusing a likely decompression bomb",
+                )
+            yield block
+
+
+def read_head(path: str, n: int = 1 << 16) -> tuple[bytes, str | None]:
+    """The first ``n`` decompressed bytes and the compression name (for sniffing)."""
+    with open(path, "rb") as raw:
+        magic = raw.read(8)
+        raw.seek(0)
+        kind = sniff_compression(magic)
+        stream = _open_stream(raw, kind)
+        try:
+            return stream.read(n), kind
+        except (EOFError, OSError, lzma.LZMAError, zstandard.ZstdError):
+            return b"", kind

@@ -1,0 +1,85 @@
+"""Tell trace formats apart from their first bytes, never from the file name."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..errors import TraceFormatError
+
+DAT_MAGIC = b"\x17\x08\x44tracing"
+PERF_DATA_MAGIC = b"PERFILE2"
+
+_LATENCY = re.compile(rb"^[ \t>]*\S.{0,7}-\d+\s+\d+[.dDXbNnpLlBhHsZz0-9]{4,5}\s+\d+(?:\.\d+)?: \S")
+_BRACKET = re.compile(rb"^[ \t>]*\S.*?-\d+\s+(?:\(\s*[\d-]+\)\s+)?\[\d+\]\s+(\S{4,5}\s+)?\d+(?:\.\d+)?:\s+(\S+?):?(\s|$)")
+_PERF = re.compile(rb"^[ \t>]*\S.*?\s+\d+\s+\[\d+\]\s+\d+\.\d+:\s+[\w-]+:[\w-]+:")
+_PROLOGUE = re.compile(rb"^(cpus=\d+|version = \d+)\s*$")
+_TRACEFS_HEADER = re.compile(rb"^#\s*(tracer:|entries-in-buffer|\s*TASK-PID)")
+
+
+@dataclass(frozen=True)
+class TextFormat:
+    """A detected text format: its name, the line layout and whether events carry ``sys:``."""
+
+    name: str
+    layout: str
+    perf: bool = False
+
+
+TRACE_CMD = TextFormat("trace-cmd-report", "bracket")
+TRACE_CMD_LATENCY = TextFormat("trace-cmd-report-latency", "latency")
+TRACEFS = TextFormat("tracefs", "bracket")
+PERF_SCRIPT = TextFormat("perf-script", "bracket", perf=True)
+
+
+def sniff_binary(path: str, head: bytes) -> str | None:
+    """'trace.dat' for trace-cmd binary files; raises for binaries kvmtrace cannot read."""
+    if head.startswith(DAT_MAGIC):
+        return "trace.dat"
+    if head.startswith(PERF_DATA_MAGIC):
+        raise TraceFormatError(path, "byte 0", "perf.data binary is not read directly; convert it with 'perf script' (tracepoints) and load the text")
+    sample = head[:4096]
+    if b"\x00" in sample:
+        nul = sample.index(0)
+        raise TraceFormatError(path, f"byte {nul}", "binary data (NUL bytes) that is not a trace.dat file")
+    return None
+
+
+def sniff_text(path: str, head: bytes) -> TextFormat:
+    """Pick the text format whose line shape the first lines of ``head`` match best."""
+    lines = head.split(b"\n")[:-1] if b"\n" in head else [head]
+    lines = lines[:2000]
+    votes = {TRACE_CMD: 0, TRACE_CMD_LATENCY: 0, TRACEFS: 0, PERF_SCRIPT: 0}
+    prologue = header = False
+    for line in lines:
+        line = line.rstrip(b"\r")
+        if _PROLOGUE.match(line):
+            prologue = True
+            continue
+        if _TRACEFS_HEADER.match(line):
+            header = True
+            continue
+        if _PERF.match(line):
+            votes[PERF_SCRIPT] += 1
+            continue
+        m = _BRACKET.match(line)
+        if m:
+            # trace-cmd has no flags after "[CPU]" and pads the event name; the kernel does neither
+            if m.group(1) is not None:
+                votes[TRACEFS] += 1
+            elif re.search(rb": \S+:  ", line):
+                votes[TRACE_CMD] += 1
+            else:
+                votes[TRACEFS if header else TRACE_CMD] += 1
+            continue
+        if _LATENCY.match(line):
+            votes[TRACE_CMD_LATENCY] += 1
+    best = max(votes, key=lambda k: votes[k])
+    if votes[best] == 0:
+        where = "line 1"
+        text = lines[0][:60].decode("utf-8", "replace") if lines and lines[0] else ""
+        if not head.strip():
+            raise TraceFormatError(path, None, "empty file: no trace events")
+        raise TraceFormatError(path, where, f"not a trace-cmd report, tracefs or perf script text (starts {text!r})")
+    if best is TRACE_CMD and header and not prologue:
+        return TRACEFS
+    return best

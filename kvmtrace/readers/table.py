@@ -1,0 +1,108 @@
+"""Accumulate event columns block by block and turn them into the events table.
+
+Every reader (text or trace.dat) fills an ``EventColumns``; ``to_frame`` makes
+the one events table layout the rest of kvmtrace relies on (``schema.py``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..schema import string_array
+from .flags import FLAG_COLUMNS
+
+#: Arrow's default (mimalloc) pool keeps freed block memory cached; the system
+#: pool returns it, which keeps peak RSS near the size of the table.
+POOL = pa.system_memory_pool()
+
+
+class EventColumns:
+    """Per-block column pieces, concatenated once at the end."""
+
+    def __init__(self) -> None:
+        self.ts: list[np.ndarray] = []
+        self.cpu: list[np.ndarray] = []
+        self.pid: list[np.ndarray] = []
+        self.tgid: list[tuple[np.ndarray, np.ndarray]] = []
+        self.comm: list[pa.Array] = []
+        self.event: list[pa.Array] = []
+        self.system: list[pa.Array | None] = []
+        self.flags: list[dict[str, tuple[np.ndarray, np.ndarray]]] = []
+        self.payload: list[pa.Array] = []
+        self.line: list[np.ndarray] = []
+        self._unknown_flags: set[str] = set()
+
+    def add_block(self, *, ts, cpu, pid, tgid, comm, event, system, flags, payload, line) -> None:
+        self.ts.append(np.asarray(ts, dtype=np.int64))
+        self.cpu.append(np.asarray(cpu, dtype=np.int32))
+        self.pid.append(np.asarray(pid, dtype=np.int32))
+        self.tgid.append((np.asarray(tgid[0], dtype=np.int32), np.asarray(tgid[1], dtype=bool)))
+        self.comm.append(pc.dictionary_encode(comm, memory_pool=POOL))
+        self.event.append(pc.dictionary_encode(event, memory_pool=POOL))
+        self.system.append(pc.dictionary_encode(system, memory_pool=POOL) if system is not None else None)
+        self.flags.append(flags)
+        self.payload.append(payload)
+        self.line.append(np.asarray(line, dtype=np.int64))
+
+    def clear_flag_knowledge(self, name: str) -> None:
+        """Mark a flag column NA everywhere: the source cannot show it."""
+        self._unknown_flags.add(name)
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self.ts)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The events table, sorted by (ts, seq); ``seq`` is the order in the source."""
+        ts = np.concatenate(self.ts) if self.ts else np.zeros(0, np.int64)
+        n = len(ts)
+        seq = np.arange(n, dtype=np.int64)
+        order = None
+        if n > 1 and (np.diff(ts) < 0).any():
+            order = np.argsort(ts, kind="stable")
+
+        def take(a):
+            return a if order is None else a[order]
+
+        def cat(chunks: list[pa.Array]) -> pd.Categorical:
+            if not chunks:
+                return pd.Categorical([])
+            arr = pa.chunked_array(chunks).unify_dictionaries(memory_pool=POOL).combine_chunks(memory_pool=POOL)
+            col = arr.to_pandas()
+            col = pd.Categorical.from_codes(take(col.codes), categories=col.categories) if order is not None else col
+            return col
+
+        data: dict[str, object] = {"ts": take(ts), "seq": take(seq)}
+        del ts, seq
+        self.ts = []
+        data["cpu"] = take(np.concatenate(self.cpu)) if n else np.zeros(0, np.int32)
+        data["pid"] = take(np.concatenate(self.pid)) if n else np.zeros(0, np.int32)
+        self.cpu, self.pid = [], []
+        tg_v = np.concatenate([t[0] for t in self.tgid]) if n else np.zeros(0, np.int32)
+        tg_k = np.concatenate([t[1] for t in self.tgid]) if n else np.zeros(0, bool)
+        data["tgid"] = pd.arrays.IntegerArray(take(tg_v), ~take(tg_k))
+        self.tgid = []
+        data["comm"] = cat(self.comm)
+        data["event"] = cat(self.event)
+        self.comm, self.event = [], []
+        if self.system and all(s is not None for s in self.system):
+            data["system"] = cat(self.system)  # type: ignore[arg-type]
+        else:
+            data["system"] = pd.Categorical([None] * n, categories=[])
+        for name, dtype in FLAG_COLUMNS.items():
+            v = np.concatenate([f[name][0] for f in self.flags]) if n else np.zeros(0)
+            k = np.concatenate([f[name][1] for f in self.flags]) if n else np.zeros(0, bool)
+            if name in self._unknown_flags:
+                k = np.zeros_like(k)
+            v, k = take(v), take(k)
+            data[name] = (pd.arrays.BooleanArray(v.astype(bool), ~k) if dtype == "boolean"
+                          else pd.arrays.IntegerArray(v.astype(np.uint8), ~k))
+        self.flags = []
+        payload = pa.chunked_array(self.payload, type=pa.large_string()) if self.payload else pa.chunked_array([], pa.large_string())
+        self.payload = []
+        if order is not None:
+            payload = payload.take(pa.array(order))
+        data["payload"] = string_array(payload)
+        data["line"] = take(np.concatenate(self.line)) if n else np.zeros(0, np.int64)
+        return pd.DataFrame(data, copy=False)  # no consolidation copy

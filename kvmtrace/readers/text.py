@@ -1,0 +1,249 @@
+"""Load any kvmtrace-supported text trace into the events table, block by block.
+
+Blocks of ~16 MB are decoded with numpy (``text_lines``), so memory follows the
+events kept, not the file; every line ends up either as an event or counted in
+``meta.skipped`` by reason, with the first few kept as examples.
+"""
+from __future__ import annotations
+
+import lzma
+import re
+import zlib
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import zstandard
+
+from ..errors import TraceFormatError
+from ..meta import MAX_EXAMPLES, TraceMeta
+from . import textscan as ts
+from .compression import iter_blocks
+from .flags import decode_flags
+from .sniff import TextFormat
+from .table import EventColumns
+from .text_lines import LineFields, parse_block
+
+_LOST = re.compile(rb"^CPU:?\s*(\d+)\s*\[(?:(\d+) EVENTS DROPPED|LOST (\d+) EVENTS|LOST EVENTS)\]")
+_CPUS = re.compile(rb"^cpus=(\d+)$")
+_VERSION = re.compile(rb"^version = (\d+)$")
+_EMPTY = re.compile(rb"^CPU (\d+) is empty$")
+_INSPECT_MAX = 1_000_000  # non-event lines looked at one by one (markers, prologue)
+_DOT = ord(".")
+
+
+def _lines_of(path: str, block_size: int) -> Iterator[tuple[np.ndarray, bool]]:
+    """Yield byte blocks that end on a line boundary (the last one may not)."""
+    carry = b""
+    try:
+        for block in iter_blocks(path, block_size):
+            data = carry + block
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                carry = data
+                continue
+            carry = data[cut:]
+            yield np.frombuffer(data, dtype=np.uint8, count=cut), False
+    except (EOFError, OSError, lzma.LZMAError, zstandard.ZstdError, zlib.error) as exc:
+        # truncated or corrupt compressed stream: keep what decoded, say so
+        if carry:
+            yield np.frombuffer(carry, dtype=np.uint8), True
+        raise _Truncated(str(exc)) from exc
+    if carry:
+        yield np.frombuffer(carry, dtype=np.uint8), True
+
+
+class _Truncated(Exception):
+    pass
+
+
+@dataclass
+class _Block:
+    """One decoded block: prefix fields of every line, strings of the event lines."""
+
+    buf: np.ndarray
+    starts: np.ndarray
+    final: bool
+    lf: LineFields
+    ok: np.ndarray
+    width: np.ndarray
+    chars: np.ndarray
+    pieces: dict
+
+
+def _decode(buf: np.ndarray, final: bool, fmt: TextFormat) -> _Block:
+    """Everything per block that needs no shared state (runs on a worker thread)."""
+    starts, ends = ts.split_lines(buf)
+    lf = parse_block(buf, starts, ends, fmt.layout, perf=fmt.perf)
+    fs, fe = lf.flags
+    width = fe - fs
+    lf.ok &= (width == 0) | (width == 4) | (width == 5)
+    ok = np.flatnonzero(lf.ok)
+    w = width[ok]
+    chars = np.full((len(ok), 5), _DOT, dtype=np.uint8)
+    for k in range(5):
+        m = w > k
+        chars[m, k] = buf[fs[ok][m] + k]
+    event = ts.gather(buf, lf.event[0][ok], lf.event[1][ok])
+    special = lf.special_event[ok]
+    if special.any():
+        event = pc.if_else(pa.array(special == 1), "function",
+                           pc.if_else(pa.array(special == 2), "kernel_stack", event))
+    pieces = dict(
+        ts=lf.ts_ns[ok], cpu=lf.cpu[ok], pid=lf.pid[ok], tgid=(lf.tgid[ok], lf.tgid_known[ok]),
+        comm=ts.gather(buf, lf.comm[0][ok], lf.comm[1][ok]), event=event,
+        system=ts.gather(buf, lf.system[0][ok], lf.system[1][ok]) if fmt.perf else None,
+        flags=decode_flags(chars, w, bh_known=True),
+        payload=ts.gather(buf, lf.payload[0][ok], lf.payload[1][ok]),
+    )
+    return _Block(buf, starts, final, lf, ok, w, chars[:, 0], pieces)
+
+
+def read_text(path: str, fmt: TextFormat, meta: TraceMeta, block_size: int = 8 << 20,
+              workers: int = 2) -> EventColumns:
+    """Parse the whole text trace at ``path`` in format ``fmt`` into event columns.
+
+    Blocks are decoded on ``workers`` threads (numpy releases the GIL) while the
+    main thread reads ahead and keeps the per-line accounting in source order.
+    """
+    cols = EventColumns()
+    line_base = 0
+    last_ts_by_cpu: dict[int, int] = {}
+    min_flen = 9
+    widths = np.zeros(6, dtype=np.int64)
+    bh_seen = False
+    pending: deque[Future[_Block]] = deque()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        blocks = _lines_of(path, block_size)
+        truncated: str | None = None
+        while True:
+            while len(pending) < workers and truncated is None:
+                try:
+                    buf, final = next(blocks)
+                except StopIteration:
+                    break
+                except _Truncated as exc:
+                    truncated = str(exc)
+                    break
+                pending.append(pool.submit(_decode, buf, final, fmt))
+            if not pending:
+                break
+            blk = pending.popleft().result()
+            lf, ok = blk.lf, blk.ok
+            n_lines = len(blk.starts)
+            if blk.final and n_lines and not lf.ok[-1] and meta.events + len(ok) > 0:
+                meta.warnings.append(f"last line ({line_base + n_lines}) is incomplete: file truncated?")
+            _skip_lines(blk.buf, blk.starts, lf, meta, line_base, last_ts_by_cpu)
+            if len(ok):
+                widths += np.bincount(blk.width, minlength=6)[:6]
+                bh_seen |= bool(np.isin(blk.chars, (ord("D"), ord("b"))).any())
+                dotted = lf.ts_has_dot[ok]
+                if dotted.any():
+                    min_flen = min(min_flen, int(lf.ts_frac_digits[ok][dotted].min()))
+                if not dotted.all():
+                    meta.clock = "counter"
+                cols.add_block(line=ok + line_base + 1, **blk.pieces)
+                meta.events += len(ok)
+                for c, t in zip(*_last_per_cpu(lf.cpu[ok], lf.ts_ns[ok])):
+                    last_ts_by_cpu[int(c)] = int(t)
+            line_base += n_lines
+        if truncated is not None:
+            meta.warnings.append(f"compressed stream ends early after line {line_base}: {truncated}; loaded what decoded")
+            meta.skip("truncated-stream", 1, line_base + 1, truncated)
+    meta.lines = line_base
+    meta.flag_width = int(np.argmax(widths)) if widths.sum() else 0
+    if meta.clock != "counter":
+        meta.clock = "ns"
+        meta.ts_resolution_ns = 10 ** (9 - min(min_flen, 9))
+    else:
+        meta.ts_resolution_ns = 1
+    # Only the kernel's own text shows the BH-disabled bit (v5.18+ header or D/b seen)
+    meta.kernel["bh_flag"] = bool(meta.kernel.get("bh_header") or bh_seen) and fmt.name == "tracefs"
+    if not meta.kernel["bh_flag"]:
+        cols.clear_flag_knowledge("bh_off")
+    if meta.events == 0:
+        first = meta.skipped_examples[0] if meta.skipped_examples else None
+        where = f"line {first['line']}" if first else None
+        raise TraceFormatError(path, where, f"no trace events found in {meta.lines} lines ({fmt.name} text)")
+    return cols
+
+
+def _last_per_cpu(cpu: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    rev_cpu = cpu[::-1]
+    uniq, idx = np.unique(rev_cpu, return_index=True)
+    return uniq, t[::-1][idx]
+
+
+def _skip_lines(buf: np.ndarray, starts: np.ndarray, lf: LineFields, meta: TraceMeta, line_base: int,
+                last_ts_by_cpu: dict[int, int]) -> None:
+    """Account for every non-event line: prologue, markers, comments, blanks, garbage."""
+    bad = np.flatnonzero(~lf.ok)
+    if not len(bad):
+        return
+    first = np.zeros(len(bad), dtype=np.uint8)
+    nonblank = lf.end[bad] > lf.lstart[bad]
+    first[nonblank] = buf[lf.lstart[bad][nonblank]]
+    blank = ~nonblank
+    meta.skip("blank", int(blank.sum()))
+    comment = first == ord("#")
+    if comment.any():
+        meta.skip("comment", int(comment.sum()))
+        for j in bad[comment][:40]:
+            if b"irqs-off/BH-disabled" in bytes(buf[lf.lstart[j]:lf.end[j]]):
+                meta.kernel["bh_header"] = True
+    stack = (first == ord("=")) & (_at(buf, lf.lstart[bad] + 1) == ord(">"))
+    meta.skip("stack-frame", int(stack.sum()))
+    rest = bad[nonblank & ~comment & ~stack]
+    inspect = rest[np.isin(first[nonblank & ~comment & ~stack], (ord("c"), ord("C"), ord("v")))]
+    inspect = inspect[:_INSPECT_MAX]
+    handled = np.zeros(len(rest), dtype=bool)
+    pos_in_rest = {int(j): k for k, j in enumerate(rest)} if len(inspect) else {}
+    for j in inspect:
+        line = bytes(buf[lf.lstart[j]:lf.end[j]])
+        kind = _meta_line(line, meta, lf, j, line_base, last_ts_by_cpu)
+        if kind:
+            handled[pos_in_rest[int(j)]] = True
+            meta.skip(kind, 1)
+    unparsed = rest[~handled]
+    for j in unparsed[:MAX_EXAMPLES]:
+        text = bytes(buf[starts[j]:lf.end[j]]).decode("utf-8", "replace")
+        meta.skip("unparsable", 1, int(j) + line_base + 1, text)
+    meta.skip("unparsable", max(len(unparsed) - MAX_EXAMPLES, 0))
+
+
+def _at(buf: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    pos = np.minimum(pos, len(buf) - 1)
+    return buf[pos]
+
+
+def _meta_line(line: bytes, meta: TraceMeta, lf, j: int, line_base: int,
+               last_ts_by_cpu: dict[int, int]) -> str | None:
+    """Record what a prologue or marker line says; return its skip reason, or None."""
+    m = _LOST.match(line)
+    if m:
+        cpu = int(m.group(1))
+        count = m.group(2) or m.group(3)
+        meta.lost_markers += 1
+        meta.lost[cpu] = meta.lost.get(cpu, 0) + (int(count) if count else 0)
+        prev = np.flatnonzero(lf.ok[:j] & (lf.cpu[:j] == cpu))
+        before = int(lf.ts_ns[prev[-1]]) if len(prev) else last_ts_by_cpu.get(cpu)
+        meta.lost_gaps.append({"cpu": cpu, "ts": before,
+                               "count": int(count) if count else None, "line": int(j) + line_base + 1})
+        return "lost-events-marker"
+    m = _CPUS.match(line)
+    if m:
+        meta.cpus = int(m.group(1))
+        return "prologue"
+    m = _VERSION.match(line)
+    if m:
+        meta.kernel["trace_cmd_file_version"] = int(m.group(1))
+        return "prologue"
+    m = _EMPTY.match(line)
+    if m:
+        meta.empty_cpus.append(int(m.group(1)))
+        return "prologue"
+    return None

@@ -1,0 +1,182 @@
+"""Split trace text lines into prefix fields, all lines of a block at once.
+
+Two layouts cover every text format kvmtrace reads:
+
+* ``bracket``: ``COMM-PID [(TGID)] [CPU] [FLAGS] TS: EVENT: PAYLOAD`` (trace-cmd
+  report default/-t/-N, the kernel's trace/trace_pipe, and perf script, where
+  spaces instead of ``-`` separate comm and tid and the event is ``sys:event``);
+* ``latency``: ``COMM8-PID CPUFLAGS TS: EVENT: PAYLOAD`` (trace-cmd report -l).
+
+The block is cut once into whitespace tokens (two aligned arrays of token
+starts and ends). Each line is anchored on one token (``[CPU]``, or the
+timestamp for ``latency``) and its other fields are the neighbouring tokens, so
+padding costs nothing and numpy does a fixed number of passes per block. The
+comm is everything left of the last ``-PID`` before the anchor, so names with
+spaces, dashes and colons (``CPU 0/KVM``, ``kworker/u16:2-events``,
+``memfd:sealed-91``) survive.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import textscan as ts
+
+
+@dataclass
+class LineFields:
+    """Per-line positions and values for one block; ``ok`` marks event lines."""
+
+    ok: np.ndarray
+    lstart: np.ndarray
+    end: np.ndarray
+    comm: tuple[np.ndarray, np.ndarray]
+    pid: np.ndarray
+    tgid: np.ndarray
+    tgid_known: np.ndarray
+    cpu: np.ndarray
+    ts_ns: np.ndarray
+    ts_has_dot: np.ndarray
+    ts_frac_digits: np.ndarray
+    flags: tuple[np.ndarray, np.ndarray]
+    system: tuple[np.ndarray, np.ndarray]
+    event: tuple[np.ndarray, np.ndarray]
+    payload: tuple[np.ndarray, np.ndarray]
+    special_event: np.ndarray  # 0 normal, 1 function tracer line, 2 <stack trace>
+
+
+class _Tokens:
+    """Whitespace tokens of a block: ``start[k]``/``end[k]`` (exclusive) of token k."""
+
+    def __init__(self, buf: np.ndarray) -> None:
+        self.buf = buf
+        sp = buf <= 32
+        change = np.flatnonzero(sp[1:] != sp[:-1]) + 1
+        first = change[~sp[change]]  # non-space after space
+        last = change[sp[change]]     # space after non-space
+        if len(buf) and not sp[0]:
+            first = np.concatenate(([0], first))
+        if len(buf) and not sp[-1]:
+            last = np.concatenate((last, [len(buf)]))
+        # pad with a sentinel token so index k+1..k+3 lookups never fall off the end
+        self.start = np.concatenate((first, [len(buf)] * 4)).astype(np.int64)
+        self.end = np.concatenate((last, [len(buf)] * 4)).astype(np.int64)
+        self.count = len(first)
+
+    def char(self, pos: np.ndarray) -> np.ndarray:
+        """``buf[pos]``, 0 outside the block."""
+        buf = self.buf
+        inside = (pos >= 0) & (pos < len(buf))
+        out = np.zeros(len(pos), dtype=np.uint8)
+        out[inside] = buf[pos[inside]]
+        return out
+
+    def first_at(self, marks: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray) -> np.ndarray:
+        """Index of the first marked token in ``[k_lo, k_hi]`` per line, or -1."""
+        j = np.searchsorted(marks, k_lo)
+        k = np.where(j < len(marks), marks[np.minimum(j, max(len(marks) - 1, 0))] if len(marks) else -1, -1)
+        return np.where((k >= 0) & (k <= k_hi), k, -1)
+
+
+def parse_block(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, layout: str,
+                perf: bool = False) -> LineFields:
+    """Decode the prefix of every line in ``buf``; lines that do not fit get ``ok=False``."""
+    n = len(starts)
+    tk = _Tokens(buf)
+    S, E, ch = tk.start, tk.end, tk.char
+    k0 = np.searchsorted(S[:tk.count], starts)
+    k_last = np.searchsorted(E[:tk.count], ends, side="right") - 1
+    ok = (k0 < tk.count) & (k_last >= k0)
+    k0 = np.minimum(k0, tk.count)
+    lstart = S[k0]
+    end = np.where(ok, E[np.maximum(k_last, 0)], lstart)
+    ok &= end <= ends
+
+    # ts token: digits, ending in "<digit>:"
+    tlast = ch(E[:tk.count] - 1)
+    is_ts = (tlast == 58) & ts.DIGIT[ch(E[:tk.count] - 2)] & ts.DIGIT[buf[S[:tk.count]]] if tk.count else np.zeros(0, bool)
+    tgid = np.zeros(n, dtype=np.int64)
+    tgid_known = np.zeros(n, dtype=bool)
+    if layout == "bracket":
+        first = buf[S[:tk.count]] if tk.count else np.zeros(0, np.uint8)
+        is_cpu = (first == 91) & ts.DIGIT[ch(S[:tk.count] + 1)] & (tlast == 93)
+        kb = tk.first_at(np.flatnonzero(is_cpu), k0 + 1, k_last)
+        ok &= kb > k0
+        kb = np.where(ok, kb, k0)
+        cpu = ts.parse_uint(buf, S[kb] + 1, np.where(ok, E[kb] - 1, S[kb] + 1)).astype(np.int64)
+        ok &= ts.scan(buf, S[kb] + 1, E[kb] - 1, ts.DIGIT, max_steps=8) == E[kb] - 1
+        flagged = ~is_ts[np.minimum(kb + 1, max(tk.count - 1, 0))] if tk.count else np.zeros(n, bool)
+        kt = np.where(flagged, kb + 2, kb + 1)
+        kf = kb + 1
+        flags_start = np.where(flagged, S[kf], S[kt])
+        flags_end = np.where(flagged, E[kf], S[kt])
+        # "(TGID)" left of "[CPU]": one token "(-------)"/"(1234)" or "(" and "1234)"
+        kq = kb - 1
+        has_tgid = ok & (ch(E[kq] - 1) == 41)
+        alone = has_tgid & (ch(S[kq]) != 40)
+        ko = np.where(alone, kq - 1, kq)
+        has_tgid &= (ch(S[ko]) == 40) & (~alone | (E[ko] - S[ko] == 1))
+        t_s = np.where(alone, S[kq], S[ko] + 1)
+        t_e = E[kq] - 1
+        tgid_known = has_tgid & (t_e > t_s) & (ts.scan(buf, t_s, t_e, ts.DIGIT, max_steps=12) == t_e)
+        tgid = np.where(tgid_known, ts.parse_uint(buf, t_s, np.where(tgid_known, t_e, t_s)).astype(np.int64), 0)
+        kp = np.where(has_tgid, ko - 1, kq)
+    else:  # latency: COMM8-PID CPUFLAGS TS:
+        kt = tk.first_at(np.flatnonzero(is_ts), k0 + 2, k_last)
+        ok &= kt > k0
+        kt = np.where(ok, kt, k0 + 2)
+        kc = kt - 1
+        cpu_end = ts.scan(buf, S[kc], E[kc], ts.DIGIT, max_steps=8)
+        ok &= cpu_end > S[kc]
+        cpu = ts.parse_uint(buf, S[kc], np.where(ok, cpu_end, S[kc])).astype(np.int64)
+        flags_start, flags_end = cpu_end, E[kc]
+        kp = kt - 2
+    ok &= (kt <= k_last) & (kp >= k0)
+    kp = np.maximum(kp, 0)
+    ok &= is_ts[np.minimum(kt, max(tk.count - 1, 0))] if tk.count else False
+
+    pid_end = E[kp]
+    pid_start = ts.scan(buf, pid_end - 1, S[kp], ts.DIGIT, step=-1, max_steps=12) + 1
+    ok &= pid_end > pid_start
+    if perf:
+        ok &= (pid_start == S[kp]) & (kp > k0)
+        comm_end = E[np.maximum(kp - 1, 0)]
+    else:
+        ok &= ch(pid_start - 1) == 45
+        comm_end = pid_start - 1
+    ok &= comm_end > lstart
+    pid = ts.parse_uint(buf, pid_start, np.where(ok, pid_end, pid_start)).astype(np.int64)
+
+    ts_ns, has_dot, flen, ts_good = ts.parse_timestamp(buf, S[kt], E[kt] - 1)
+    ok &= ts_good
+
+    ke = kt + 1
+    ok &= ke <= k_last
+    es, ev_end = S[ke], E[ke]
+    sys_s = es.copy()
+    sys_e = es.copy()
+    ee = ev_end - 1
+    is_event = (ch(ee) == 58) & (ee > es)
+    if perf:
+        # "sys:event:" - the system ends at the token's first colon
+        colon1 = ts.scan(buf, es, ee, ~ts.lut(":"), max_steps=64)
+        has_sys = is_event & (colon1 < ee) & (colon1 > es)
+        sys_e = np.where(has_sys, colon1, es)
+        es = np.where(has_sys, colon1 + 1, es)
+    nxt = np.where(ke + 1 <= k_last, S[np.minimum(ke + 1, len(S) - 1)], end)
+    special = np.zeros(n, dtype=np.int8)
+    is_func = ok & ~is_event & (ch(nxt) == 60) & (ch(nxt + 1) == 45)
+    is_stack = ok & ~is_event & (ch(es) == 60) & (ch(es + 1) == ord("s")) & (ch(es + 12) == 62)
+    special[is_func] = 1
+    special[is_stack] = 2
+    ok &= is_event | is_func | is_stack
+    ps = np.where(is_event, nxt, es)
+    ps = np.where(is_stack, end, ps)
+    ee = np.where(is_event, ee, es)
+    return LineFields(
+        ok=ok, lstart=lstart, end=end, comm=(lstart, comm_end), pid=pid, tgid=tgid,
+        tgid_known=tgid_known, cpu=cpu, ts_ns=ts_ns, ts_has_dot=has_dot, ts_frac_digits=flen,
+        flags=(flags_start, flags_end), system=(sys_s, sys_e), event=(es, ee),
+        payload=(ps, end), special_event=special,
+    )

@@ -1,0 +1,68 @@
+"""``Trace``: the events table plus meta, with typed per-event frames on demand."""
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+
+from .fields import decode_event
+from .meta import TraceMeta
+
+
+class Trace:
+    """A loaded trace. ``events`` holds every event; ``df(name)`` one event type, typed.
+
+    Typed decoding is lazy and cached per event name: a notebook that looks at
+    ``kvm_exit`` does not pay for decoding three million ``kvm_emulate_insn``.
+    """
+
+    def __init__(self, events: pd.DataFrame, meta: TraceMeta) -> None:
+        self.events = events
+        self.meta = meta
+        self._typed: dict[str, pd.DataFrame] = {}
+
+    @property
+    def path(self) -> str:
+        return self.meta.path
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.meta.path)
+
+    def event_names(self) -> list[str]:
+        """Event types present, most frequent first."""
+        vc = self.events["event"].value_counts()
+        return [str(n) for n, c in vc.items() if c > 0]
+
+    def has(self, *names: str) -> bool:
+        present = set(self.event_names())
+        return all(n in present for n in names)
+
+    def df(self, name: str) -> pd.DataFrame:
+        """Rows of event ``name`` with its fields decoded into typed columns."""
+        if name not in self._typed:
+            rows = self.events[self.events["event"] == name]
+            self._typed[name] = decode_event(name, rows)
+        return self._typed[name]
+
+    def counts(self) -> pd.DataFrame:
+        """Events per type (rows) and CPU (columns), with a total column."""
+        ev = self.events
+        if not len(ev):
+            return pd.DataFrame()
+        t = pd.crosstab(ev["event"].astype(str), ev["cpu"])
+        t["total"] = t.sum(axis=1)
+        return t.sort_values("total", ascending=False)
+
+    def __repr__(self) -> str:
+        m = self.meta
+        return (f"<Trace {self.name}: {m.events} events, {m.source_format}, cpus={m.cpus}, "
+                f"skipped={m.skipped_total}, lost={m.lost_total}>")
+
+
+def load(path: str | os.PathLike[str]) -> Trace:
+    """Load a trace file of any supported format (sniffed from its content)."""
+    from .readers import read
+
+    events, meta = read(path)
+    return Trace(events, meta)
