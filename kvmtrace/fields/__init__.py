@@ -1,8 +1,27 @@
-"""Typed fields per event type, decoded from the printed payload (lazily, per type)."""
+"""Typed per-event frames (``Trace.df(name)``) decoded from the printed payload.
+
+Decoding is vectorized (pyarrow regex extraction over one event type's rows)
+and lazy: only event types someone asks for are decoded. Known events follow
+``specs.py``; any other event goes through a generic ``key=value`` splitter.
+"""
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
+
+from ..readers.flags import FLAG_COLUMNS
+from .decode import decode_payload
+
+#: Columns every typed frame starts with (those every reader fills identically).
+BASE_COLUMNS = ["ts", "seq", "cpu", "pid", "comm", *FLAG_COLUMNS]
 
 
 def decode_event(name: str, rows: pd.DataFrame) -> pd.DataFrame:
-    return rows.reset_index(drop=True)
+    """``rows`` (one event type, from the events table) with typed field columns added."""
+    base = rows[BASE_COLUMNS].reset_index(drop=True)
+    payload = pa.chunked_array(pa.array(rows["payload"].array) if len(rows) else [pa.array([], pa.large_string())])
+    fields, unparsed = decode_payload(name, payload.combine_chunks().cast(pa.large_string()))
+    out = pd.concat([base, fields], axis=1) if len(fields.columns) else base
+    out.attrs["event"] = name
+    out.attrs["unparsed"] = unparsed
+    return out

@@ -38,9 +38,9 @@ def sniff_binary(path: str, head: bytes) -> str | None:
     if head.startswith(PERF_DATA_MAGIC):
         raise TraceFormatError(path, "byte 0", "perf.data binary is not read directly; convert it with 'perf script' (tracepoints) and load the text")
     sample = head[:4096]
-    if b"\x00" in sample:
-        nul = sample.index(0)
-        raise TraceFormatError(path, f"byte {nul}", "binary data (NUL bytes) that is not a trace.dat file")
+    control = sum(1 for b in sample if b < 9 or 13 < b < 32 or b == 127)
+    if sample and control > len(sample) // 10:
+        raise TraceFormatError(path, "byte 0", f"binary data ({control} control bytes in the first {len(sample)}), not a trace.dat file nor text")
     return None
 
 

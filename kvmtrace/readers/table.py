@@ -93,6 +93,8 @@ class EventColumns:
         for name, dtype in FLAG_COLUMNS.items():
             v = np.concatenate([f[name][0] for f in self.flags]) if n else np.zeros(0)
             k = np.concatenate([f[name][1] for f in self.flags]) if n else np.zeros(0, bool)
+            for f in self.flags:  # free each piece as soon as it is copied
+                del f[name]
             if name in self._unknown_flags:
                 k = np.zeros_like(k)
             v, k = take(v), take(k)

@@ -89,6 +89,9 @@ def _decode(buf: np.ndarray, final: bool, fmt: TextFormat) -> _Block:
         m = w > k
         chars[m, k] = buf[fs[ok][m] + k]
     event = ts.gather(buf, lf.event[0][ok], lf.event[1][ok])
+    # the kernel prints the ftrace "print" event as tracing_mark_write; trace-cmd and
+    # trace.dat call it print: one name, whichever text it came from
+    event = pc.if_else(pc.equal(event, "tracing_mark_write"), "print", event)
     special = lf.special_event[ok]
     if special.any():
         event = pc.if_else(pa.array(special == 1), "function",
@@ -103,7 +106,7 @@ def _decode(buf: np.ndarray, final: bool, fmt: TextFormat) -> _Block:
     return _Block(buf, starts, final, lf, ok, w, chars[:, 0], pieces)
 
 
-def read_text(path: str, fmt: TextFormat, meta: TraceMeta, block_size: int = 8 << 20,
+def read_text(path: str, fmt: TextFormat, meta: TraceMeta, block_size: int = 6 << 20,
               workers: int = 2) -> EventColumns:
     """Parse the whole text trace at ``path`` in format ``fmt`` into event columns.
 

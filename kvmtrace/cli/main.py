@@ -1,0 +1,54 @@
+"""Entry point and the error contract shared by every command."""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ..errors import TraceError
+
+EXIT_BAD_INPUT = 2
+
+
+def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn trace errors (and any unexpected failure) into one stderr line and exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TraceError as exc:
+            click.echo(f"kvmtrace: error: {exc}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except (OSError, MemoryError) as exc:
+            click.echo(f"kvmtrace: error: {exc}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except Exception as exc:  # noqa: BLE001 - the contract is: never a traceback
+            if os.environ.get("KVMTRACE_DEBUG"):
+                raise
+            click.echo(f"kvmtrace: internal error: {type(exc).__name__}: {exc} "
+                       "(set KVMTRACE_DEBUG=1 for a traceback)", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="kvmtrace")
+def cli() -> None:
+    """Read ftrace/perf traces around kvm_entry/kvm_exit and find guest entry/exit bugs.
+
+    Input formats are sniffed from content: trace-cmd report text (any of -l -t
+    -N), the kernel's tracefs trace/trace_pipe text, perf script output,
+    optionally gzip/xz/zstd-compressed.
+    """
+
+
+def main() -> None:
+    from . import events  # noqa: F401  (registers the command)
+
+    cli(prog_name="kvmtrace")

@@ -1,0 +1,138 @@
+"""The decoding engine: patterns/keys from ``specs.py`` → typed columns."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import convert
+from .specs import SPECS, EventSpec
+
+_GENERIC_SIGNATURES = 32
+
+
+def _column(arr: pa.Array, kind: str, name: str) -> dict[str, object]:
+    if kind == "int":
+        return {name: convert.to_int64(arr)}
+    if kind == "xint":
+        u = convert.to_uint64_hex(arr)
+        return {name: pd.arrays.IntegerArray(u.to_numpy(dtype=np.uint64, na_value=0).astype(np.int64), u.isna())}
+    if kind in ("hex", "ptr"):
+        return {name: convert.to_uint64_hex(arr)}
+    if kind == "shex":
+        return {name: convert.hex_signed(arr)}
+    if kind == "sym":
+        return {name: convert.split_symbol(arr)[0]}
+    if kind == "symoff":
+        sym, off = convert.split_symbol(arr)
+        return {name: sym, f"{name}_off": off}
+    if kind == "flag":
+        present = pc.fill_null(pc.greater(pc.utf8_length(pc.fill_null(arr, "")), 0), False)
+        return {name: pd.arrays.BooleanArray(present.to_numpy(zero_copy_only=False), np.zeros(len(arr), bool))}
+    return {name: convert.to_category(arr)}
+
+
+def _by_patterns(spec: EventSpec, payload: pa.Array) -> tuple[dict[str, pa.Array], np.ndarray]:
+    """Per column, the value from the first pattern each row matches."""
+    n = len(payload)
+    chosen = np.full(n, -1, dtype=np.int64)
+    results = []
+    for k, pat in enumerate(spec.patterns):
+        todo = chosen < 0
+        if not todo.any():
+            results.append(None)
+            continue
+        res = pc.extract_regex(payload, pat)
+        hit = res.is_valid().to_numpy(zero_copy_only=False) & todo
+        chosen[hit] = k
+        results.append(res)
+    cols: dict[str, pa.Array] = {}
+    for name in spec.types:
+        pieces = []
+        for k, res in enumerate(results):
+            if res is None or name not in [f.name for f in res.type]:
+                continue
+            v = pc.struct_field(res, name).cast(pa.large_string())
+            # RE2 yields "" for an optional group that did not take part: that is NA
+            mask = pa.array(chosen == k)
+            mask = pc.and_(mask, pc.not_equal(pc.fill_null(v, ""), ""))
+            pieces.append(pc.if_else(mask, v, pa.scalar(None, pa.large_string())))
+        if pieces:
+            cols[name] = pc.coalesce(*pieces) if len(pieces) > 1 else pieces[0]
+    return cols, chosen >= 0
+
+
+def _by_keys(keys: tuple[str, ...], payload: pa.Array) -> tuple[dict[str, pa.Array], np.ndarray]:
+    """Order-independent ``key=value`` fields (trace-cmd plugins reorder some)."""
+    cols: dict[str, pa.Array] = {}
+    any_hit = np.zeros(len(payload), dtype=bool)
+    for key in keys:
+        res = pc.extract_regex(payload, rf"(?:^|\s){re.escape(key)}=(?P<v>\S+)")
+        cols[key] = pc.struct_field(res, "v").cast(pa.large_string())
+        any_hit |= res.is_valid().to_numpy(zero_copy_only=False)
+    return cols, any_hit
+
+
+def _generic(payload: pa.Array) -> tuple[dict[str, pa.Array], dict[str, str], np.ndarray]:
+    """Split unknown events' ``key=value`` payloads; each distinct key layout gets one pattern."""
+    n = len(payload)
+    signature = pc.replace_substring_regex(pc.fill_null(payload, ""), r"=\S*", "=")
+    uniq = pc.unique(signature)
+    cols: dict[str, pa.Array] = {}
+    hit = np.zeros(n, dtype=bool)
+    for sig in uniq.to_pylist()[:_GENERIC_SIGNATURES]:
+        keys = re.findall(r"(?:^|(?<=\s))([A-Za-z_][\w.]*)=", sig)
+        if not keys or len(set(keys)) != len(keys):
+            continue
+        pat = "^" + " ".join(rf"{re.escape(k)}=(?P<{_group(k)}>.*?)" for k in keys) + "$"
+        rows = pc.equal(signature, sig)
+        res = pc.extract_regex(payload, pat)
+        ok = pc.and_(rows, res.is_valid())
+        okn = pc.fill_null(ok, False).to_numpy(zero_copy_only=False)
+        hit |= okn
+        for k in keys:
+            v = pc.if_else(ok, pc.struct_field(res, _group(k)).cast(pa.large_string()), pa.scalar(None, pa.large_string()))
+            cols[k] = pc.coalesce(cols[k], v) if k in cols else v
+    types = {k: _infer(v) for k, v in cols.items()}
+    return cols, types, hit
+
+
+def _group(key: str) -> str:
+    return "f_" + re.sub(r"\W", "_", key)
+
+
+def _infer(arr: pa.Array) -> str:
+    vals = pc.drop_null(arr)
+    if not len(vals):
+        return "cat"
+    if pc.all(pc.match_substring_regex(vals, r"^-?\d{1,18}$")).as_py():
+        return "int"
+    if pc.all(pc.match_substring_regex(vals, r"^0x[0-9a-fA-F]{1,16}$")).as_py():
+        return "hex"
+    return "cat"
+
+
+def decode_payload(name: str, payload: pa.Array) -> tuple[pd.DataFrame, int]:
+    """Typed field columns for ``payload`` (one event type); also the unparsed-row count."""
+    spec = SPECS.get(name)
+    n = len(payload)
+    if spec is None:
+        raw, types, hit = _generic(payload)
+    else:
+        raw, hit = _by_patterns(spec, payload) if spec.patterns else ({}, np.ones(n, bool))
+        if spec.keys:
+            kv, khit = _by_keys(spec.keys, payload)
+            raw.update(kv)
+            hit = khit if not spec.patterns else hit
+        types = spec.types
+        if not spec.patterns and not spec.keys:
+            hit = np.ones(n, bool)
+    out: dict[str, object] = {}
+    for col, arr in raw.items():
+        if pc.all(pc.is_null(arr)).as_py() if n else True:
+            continue  # a column of another kernel version/arch: leave it out
+        out.update(_column(arr, types.get(col, "cat"), col))
+    return pd.DataFrame(out, index=pd.RangeIndex(n)), int(n - hit.sum()) if n else 0

@@ -1,0 +1,71 @@
+"""Shared fixtures: paths to the real traces and trace-cmd as the reference oracle."""
+from __future__ import annotations
+
+import collections
+import functools
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("KVMTRACE_SHARED_TRACES", ROOT.parent / "shared" / "traces"))
+X86_618 = SHARED / "real-x86-6.18"
+ARM64 = SHARED / "real-arm64-6.1-qemu"
+X86_SVM = SHARED / "real-x86-6.1-qemu-svm"
+PUBLIC = SHARED / "public"
+SAMPLES = ROOT / "sample_traces"
+
+
+def _trace_cmd() -> str:
+    exe = shutil.which("trace-cmd")
+    if exe is None:
+        raise RuntimeError("trace-cmd is the reference oracle for these tests: apt-get install -y trace-cmd")
+    return exe
+
+
+@functools.lru_cache(maxsize=None)
+def trace_cmd_report(dat: str, *flags: str) -> str:
+    """``trace-cmd report FLAGS dat`` output (cached per session)."""
+    out = subprocess.run([_trace_cmd(), "report", *flags, dat], capture_output=True, check=True)
+    return out.stdout.decode("utf-8", "replace")
+
+
+_LINE = re.compile(r"^\s*(.*?)-(\d+)\s+\[(\d+)\]\s+(\d+\.\d+):\s+([\w]+):")
+_LAT_LINE = re.compile(r"^(.{8})-(\d+)\s+(\d+)(\S+)\s+(\d+\.\d+):\s+([\w]+):\s*(.*)$")
+
+
+def oracle_counts(text: str) -> collections.Counter:
+    """(event, cpu) counts from trace-cmd report default text, by an independent regex."""
+    c: collections.Counter = collections.Counter()
+    for line in text.splitlines():
+        m = _LINE.match(line)
+        if m:
+            c[(m.group(5), int(m.group(3)))] += 1
+    return c
+
+
+def oracle_latency_rows(text: str) -> list[tuple]:
+    """(comm8, pid, cpu, flags, ts_ns, event, payload) from ``trace-cmd report -N -t -l``."""
+    rows = []
+    for line in text.splitlines():
+        m = _LAT_LINE.match(line)
+        if m:
+            sec, frac = m.group(5).split(".")
+            ts = int(sec) * 10**9 + int(frac.ljust(9, "0")[:9])
+            rows.append((m.group(1).strip(), int(m.group(2)), int(m.group(3)), m.group(4), ts, m.group(6), m.group(7)))
+    return rows
+
+
+def table_counts(events) -> collections.Counter:
+    g = events.groupby(["event", "cpu"], observed=True).size()
+    return collections.Counter({(str(e), int(c)): int(n) for (e, c), n in g.items() if n})
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    assert SHARED.is_dir(), f"real traces not found at {SHARED}"
+    return SHARED

@@ -1,0 +1,91 @@
+"""Bad input ends in one line naming the file and place (exit 2) or a partial load with counts."""
+from __future__ import annotations
+
+import lzma
+import subprocess
+import sys
+
+import pytest
+
+import kvmtrace
+from kvmtrace.errors import TraceFormatError
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kvmtrace", *args], capture_output=True, text=True, timeout=120)
+
+
+GOOD = "           vcpu0-32      [001] d....     0.528885: rcu_dyntick: ++= 4000000000000000 4000000000000002 0x2ec\n"
+
+
+@pytest.mark.parametrize("content,where", [
+    (b"", None),
+    (bytes(range(256)) * 40, "byte 0"),
+    (b"a,b,c\n1,2,3\n4,5,6\n", "line 1"),
+    (b'{"traceEvents": []}\n', "line 1"),
+    (b"\n\n\n", None),
+])
+def test_unreadable_input_is_one_line_exit_2(tmp_path, content, where):
+    p = tmp_path / "bad.txt"
+    p.write_bytes(content)
+    with pytest.raises(TraceFormatError) as ei:
+        kvmtrace.load(p)
+    assert str(p) in str(ei.value)
+    if where:
+        assert where in str(ei.value)
+    r = run_cli("events", str(p))
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert len(r.stderr.strip().splitlines()) == 1 and str(p) in r.stderr and "Traceback" not in r.stderr
+
+
+def test_missing_file_and_directory(tmp_path):
+    for p in (tmp_path / "nope.txt", tmp_path):
+        r = run_cli("events", str(p))
+        assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+def test_truncated_last_line_is_counted_and_warned(tmp_path):
+    p = tmp_path / "t.txt"
+    p.write_text(GOOD * 10 + GOOD[:40])
+    tr = kvmtrace.load(p)
+    assert tr.meta.events == 10
+    assert tr.meta.skipped == {"unparsable": 1}
+    assert any("incomplete" in w for w in tr.meta.warnings)
+
+
+def test_mixed_valid_and_invalid_lines_partial_load(tmp_path):
+    junk = ["> quoted reply", "Sent from my phone", "0.528885: kvm_entry: PC: 0x0", "\x00\x01garbage", "ab-12 [x] 1.0: foo: bar"]
+    lines = []
+    for i in range(50):
+        lines.append(GOOD.replace("0.528885", f"0.{528885 + i:06d}").rstrip("\n"))
+        lines.append(junk[i % len(junk)])
+    p = tmp_path / "mixed.txt"
+    p.write_text("\n".join(lines) + "\n")
+    tr = kvmtrace.load(p)
+    assert tr.meta.events == 50
+    assert tr.meta.skipped["unparsable"] == 50
+    assert tr.meta.events + tr.meta.skipped_total == tr.meta.lines == 100
+    assert len(tr.meta.skipped_examples) == 5 and tr.meta.skipped_examples[0]["line"] == 2
+    r = run_cli("events", str(p))
+    assert r.returncode == 0 and "unparsable 50" in r.stdout and "skipped line 2" in r.stdout
+
+
+def test_truncated_xz_gives_partial_load_with_warning(tmp_path, shared):
+    data = (shared / "real-arm64-6.1-qemu" / "arm64-6.1-fixed-tick.tracefs.txt.xz").read_bytes()
+    p = tmp_path / "cut.xz"
+    p.write_bytes(data[: len(data) // 2])
+    tr = kvmtrace.load(p)
+    full = kvmtrace.load(shared / "real-arm64-6.1-qemu" / "arm64-6.1-fixed-tick.tracefs.txt.xz")
+    assert 0 < tr.meta.events < full.meta.events
+    assert tr.meta.skipped.get("truncated-stream") == 1
+    assert any("ends early" in w for w in tr.meta.warnings)
+
+
+def test_decompression_is_bounded(tmp_path, monkeypatch):
+    from kvmtrace.readers import compression
+    monkeypatch.setattr(compression, "MAX_RATIO", 10)
+    p = tmp_path / "bomb.xz"
+    p.write_bytes(lzma.compress((GOOD * 200_000).encode()))
+    with pytest.raises(kvmtrace.TraceError, match="decompression bomb"):
+        kvmtrace.load(p)
