@@ -16,9 +16,10 @@ class Trace:
     ``kvm_exit`` does not pay for decoding three million ``kvm_emulate_insn``.
     """
 
-    def __init__(self, events: pd.DataFrame, meta: TraceMeta) -> None:
+    def __init__(self, events: pd.DataFrame, meta: TraceMeta, binary: object | None = None) -> None:
         self.events = events
         self.meta = meta
+        self._binary = binary  # trace.dat records, for decoding fields without text
         self._typed: dict[str, pd.DataFrame] = {}
 
     @property
@@ -42,7 +43,12 @@ class Trace:
         """Rows of event ``name`` with its fields decoded into typed columns."""
         if name not in self._typed:
             rows = self.events[self.events["event"] == name]
-            self._typed[name] = decode_event(name, rows)
+            if self._binary is not None:
+                from .fields.binary import decode_binary
+
+                self._typed[name] = decode_binary(name, rows, self._binary)  # type: ignore[arg-type]
+            else:
+                self._typed[name] = decode_event(name, rows)
         return self._typed[name]
 
     def counts(self) -> pd.DataFrame:
@@ -64,5 +70,5 @@ def load(path: str | os.PathLike[str]) -> Trace:
     """Load a trace file of any supported format (sniffed from its content)."""
     from .readers import read
 
-    events, meta = read(path)
-    return Trace(events, meta)
+    events, meta, binary = read(path)
+    return Trace(events, meta, binary)

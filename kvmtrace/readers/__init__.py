@@ -16,8 +16,8 @@ from .sniff import sniff_binary, sniff_text
 from .text import read_text
 
 
-def read(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, TraceMeta]:
-    """Read any supported trace file into (events table, meta)."""
+def read(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, TraceMeta, object | None]:
+    """Read any supported trace file into (events table, meta, binary record source or None)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise TraceFormatError(path, None, "no such file")
@@ -32,13 +32,15 @@ def read(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, TraceMeta]:
     if kind == "trace.dat":
         from .tracedat import read_dat
 
-        return read_dat(path, compression)
+        events, meta, source = read_dat(path, compression)
+        _finish_meta(events, meta)
+        return events, meta, source
     fmt = sniff_text(path, head)
     meta = TraceMeta(path=path, source_format=fmt.name, compression=compression)
     cols = read_text(path, fmt, meta)
     events = cols.to_frame()
     _finish_meta(events, meta)
-    return events, meta
+    return events, meta, None
 
 
 def _finish_meta(events: pd.DataFrame, meta: TraceMeta) -> None:

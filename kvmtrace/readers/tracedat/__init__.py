@@ -1,0 +1,244 @@
+"""Native trace.dat (v6, v7 with zstd/zlib) reader → the same events table as the text readers.
+
+Record headers and common fields are decoded columnarly with numpy; the typed
+per-event fields are decoded later, on request, from the kept record buffers
+(``BinarySource``); the printable payload is never rendered unless asked for.
+"""
+from __future__ import annotations
+
+import mmap
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from ...errors import TraceFormatError
+from ...meta import TraceMeta
+from ...schema import string_array
+from ..flags import FLAG_COLUMNS
+from . import header as hdr
+from .formats import EventFormat, header_page_layout, parse_format
+from .records import RecordStore
+from .ringbuf import walk
+from .symbols import Symbols, cmdlines, printk_strings
+
+# common_flags bits (kernel/trace/trace.h)
+IRQS_OFF, IRQS_NOSUPPORT, NEED_RESCHED, HARDIRQ, SOFTIRQ, PREEMPT_RESCHED, NMI, BH_OFF = (
+    0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80)
+
+
+class BinarySource:
+    """What typed decoding of binary records needs: formats, symbols and the records.
+
+    kallsyms and printk formats are parsed on first use: most loads never need them.
+    """
+
+    def __init__(self, formats: dict[int, EventFormat], store: RecordStore, type_id: np.ndarray,
+                 dat: hdr.DatFile) -> None:
+        self.formats = formats
+        self.store = store
+        self.type_id = type_id
+        self.long_size = dat.long_size
+        self._kallsyms, self._printk_text = dat.kallsyms, dat.printk
+        self._symbols: Symbols | None = None
+        self._printk: dict[int, str] | None = None
+
+    @property
+    def symbols(self) -> Symbols:
+        if self._symbols is None:
+            self._symbols = Symbols(self._kallsyms)
+        return self._symbols
+
+    @property
+    def stext(self) -> int:
+        return self.symbols.address("_stext") or 0
+
+    @property
+    def printk(self) -> dict[int, str]:
+        if self._printk is None:
+            self._printk = printk_strings(self._printk_text)
+        return self._printk
+
+
+def _cpu_bytes(r: hdr._Reader, dat: hdr.DatFile, c: hdr.CpuData, mm: mmap.mmap, meta: TraceMeta) -> np.ndarray:
+    if c.size == 0:
+        return np.zeros(0, np.uint8)
+    if not c.compressed:
+        avail = max(0, min(c.size, len(mm) - c.offset))
+        if avail < c.size:
+            meta.warnings.append(f"CPU {c.cpu} data truncated: {avail} of {c.size} bytes present")
+            meta.skip("truncated-cpu-data", 1)
+        return np.frombuffer(mm, dtype=np.uint8, count=avail, offset=c.offset) if avail else np.zeros(0, np.uint8)
+    parts = []
+    try:
+        chunks = hdr.flyrecord_chunks(r, dat.compression, c.offset, c.size, dat.path)
+    except TraceFormatError as exc:
+        meta.warnings.append(f"CPU {c.cpu}: {exc.message}; no data read for it")
+        meta.skip("corrupt-cpu-data", 1)
+        return np.zeros(0, np.uint8)
+    for off, csize, usize in chunks:
+        try:
+            parts.append(hdr.decompress(r, dat.compression, off, csize, usize, f"CPU {c.cpu} chunk"))
+        except TraceFormatError as exc:
+            meta.warnings.append(f"CPU {c.cpu}: {exc.message} at byte {off}; later chunks skipped")
+            meta.skip("corrupt-chunk", 1)
+            break
+    return np.frombuffer(b"".join(parts), dtype=np.uint8)
+
+
+def read_dat(path: str, compression: str | None = None):
+    """Read a trace.dat file: (events table, meta, BinarySource)."""
+    if compression:
+        raise TraceFormatError(path, "byte 0", f"{compression}-compressed trace.dat: decompress it first")
+    with open(path, "rb") as fh:
+        try:
+            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError as exc:
+            raise TraceFormatError(path, None, f"cannot map file: {exc}") from exc
+    view = memoryview(mm)
+    dat = hdr.parse(path, view)
+    r = hdr._Reader(path, view, dat.big_endian)
+    meta = TraceMeta(path=path, source_format=f"trace.dat-v{dat.version}",
+                     compression=None if dat.compression == "none" else dat.compression)
+    meta.kernel.update({k: v for k, v in dat.options.items() if k in ("uname", "trace_cmd_version", "offset")})
+    meta.kernel["long_size"] = dat.long_size
+    meta.kernel["payload"] = "lazy"
+    formats: dict[int, EventFormat] = {}
+    for text in dat.ftrace_formats:
+        ev = parse_format(text, "ftrace")
+        if ev:
+            formats[ev.id] = ev
+    for system, text in dat.event_formats:
+        ev = parse_format(text, system)
+        if ev:
+            formats[ev.id] = ev
+    hp = header_page_layout(dat.header_page)
+    commit_off, commit_size = hp.get("commit", (8, dat.long_size))
+    data_off = hp.get("data", (16, 0))[0]
+    common = next((f for f in formats.values() if "common_type" in f.fields), None)
+    if common is None:
+        raise TraceFormatError(path, None, "no event formats in the file")
+    cf = common.fields
+    bufs: list[np.ndarray] = []
+    pieces = []
+    for b_index, buf in enumerate(dat.buffers):
+        for c in buf.cpus:
+            data = _cpu_bytes(r, dat, c, mm, meta)
+            page = buf.page_size or dat.page_size
+            if len(data) % page:
+                meta.warnings.append(f"CPU {c.cpu}: {len(data) % page} trailing bytes are not a whole page")
+                meta.skip("partial-page", 1)
+            recs = walk(data, page, commit_off, commit_size, data_off, dat.big_endian)
+            if recs.corrupt_pages:
+                meta.warnings.append(f"CPU {c.cpu}: {recs.corrupt_pages} pages with a broken event chain (corrupt data); their remaining events are skipped")
+                meta.skip("corrupt-page", recs.corrupt_pages)
+            bufs.append(data)
+            pieces.append((b_index, c.cpu, len(bufs) - 1, recs))
+    n = sum(len(p[3].ts) for p in pieces)
+    ts = np.concatenate([p[3].ts for p in pieces]) if pieces else np.zeros(0, np.uint64)
+    cpu = np.concatenate([np.full(len(p[3].ts), p[1], np.int32) for p in pieces]) if pieces else np.zeros(0, np.int32)
+    bid = np.concatenate([np.full(len(p[3].ts), p[2], np.uint16) for p in pieces]) if pieces else np.zeros(0, np.uint16)
+    bufidx = np.concatenate([np.full(len(p[3].ts), p[0], np.uint16) for p in pieces]) if pieces else np.zeros(0, np.uint16)
+    off = np.concatenate([p[3].offset for p in pieces]) if pieces else np.zeros(0, np.int64)
+    length = np.concatenate([p[3].length for p in pieces]) if pieces else np.zeros(0, np.int64)
+    ts_ns = _to_ns(ts, dat)
+    # trace-cmd merges CPUs earliest first, the lower CPU on ties; pieces are in CPU order and
+    # each is time-ordered, so a stable sort (a run merge) gives exactly that order
+    order = np.argsort(ts_ns, kind="stable")
+    ts_ns, cpu, bid, bufidx, off, length = ts_ns[order], cpu[order], bid[order], bufidx[order], off[order], length[order]
+    store = RecordStore(bufs, bid, off, length, dat.big_endian, dat.long_size)
+    head = store.common(max(f.offset + f.size for f in cf.values() if f.name.startswith("common_")))
+    e = ">" if dat.big_endian else "<"
+
+    def common_field(name: str, kind: str) -> np.ndarray:
+        f = cf[name]
+        return head[:, f.offset: f.offset + f.size].copy().view(e + kind + str(f.size)).ravel()
+
+    type_id = common_field("common_type", "u").astype(np.int64)
+    flags = common_field("common_flags", "u").astype(np.int64)
+    pc = common_field("common_preempt_count", "u").astype(np.int64)
+    pid = common_field("common_pid", "i").astype(np.int32)
+    del head
+    known = np.isin(type_id, np.fromiter(formats.keys(), dtype=np.int64))
+    if (~known).any():
+        meta.skip("unknown-event-id", int((~known).sum()))
+        meta.warnings.append(f"{int((~known).sum())} records have event ids missing from the file's formats; skipped")
+        keep = known
+        ts_ns, cpu, bid, bufidx, off, length = ts_ns[keep], cpu[keep], bid[keep], bufidx[keep], off[keep], length[keep]
+        type_id, flags, pc, pid = type_id[keep], flags[keep], pc[keep], pid[keep]
+        store = RecordStore(bufs, bid, off, length, dat.big_endian, dat.long_size)
+        n = len(ts_ns)
+    # lost events per page → per CPU, with the gap position
+    for b_index, c, _bi, recs in pieces:
+        for pg in np.flatnonzero(recs.lost != 0):
+            count = int(recs.lost[pg])
+            meta.lost_markers += 1
+            meta.lost[c] = meta.lost.get(c, 0) + max(count, 0)
+            before = recs.ts[recs.page < pg]
+            gap_ts = int(_to_ns(before[-1:], dat)[0]) if len(before) else None
+            meta.lost_gaps.append({"cpu": c, "ts": gap_ts, "count": count if count >= 0 else None})
+    comms = cmdlines(dat.cmdlines)
+    comms.setdefault(0, "<idle>")
+    uniq_pid, inv = np.unique(pid, return_inverse=True)
+    pid_names = np.asarray([comms.get(int(p), "<...>") for p in uniq_pid], dtype=object)
+    uniq_names, name_code = np.unique(pid_names, return_inverse=True) if n else (np.zeros(0, object), np.zeros(0, int))
+    comm = pd.Categorical.from_codes(name_code[inv].astype(np.int32), categories=pd.Index(uniq_names, dtype=object)) \
+        if n else pd.Categorical([])
+    uniq_t, tinv = np.unique(type_id, return_inverse=True)
+    event = _categorical([formats[int(t)].name for t in uniq_t], tinv)
+    system = _categorical([formats[int(t)].system for t in uniq_t], tinv)
+    bh_known = any("irqs-off/BH" in f.print_fmt for f in formats.values()) and False
+    data: dict[str, object] = {
+        "ts": ts_ns, "seq": np.arange(n, dtype=np.int64), "cpu": cpu, "pid": pid,
+        "tgid": pd.arrays.IntegerArray(np.zeros(n, np.int32), np.ones(n, bool)),
+        "comm": comm, "event": event, "system": system,
+    }
+    nosup = (flags & IRQS_NOSUPPORT) != 0
+    yes = np.ones(n, bool)
+    vals = {
+        "irqs_off": ((flags & IRQS_OFF) != 0, ~nosup),
+        "bh_off": ((flags & BH_OFF) != 0, yes & bh_known),
+        "need_resched": ((flags & NEED_RESCHED) != 0, yes),
+        "hardirq": ((flags & HARDIRQ) != 0, yes),
+        "softirq": ((flags & SOFTIRQ) != 0, yes),
+        "nmi": ((flags & NMI) != 0, yes),
+        "preempt_depth": ((pc & 0xF).astype(np.uint8), yes),
+        "migrate_disable": (((pc >> 4) & 0xF).astype(np.uint8), yes),
+    }
+    for name, dtype in FLAG_COLUMNS.items():
+        v, k = vals[name]
+        data[name] = (pd.arrays.BooleanArray(v.astype(bool), ~k) if dtype == "boolean"
+                      else pd.arrays.IntegerArray(v.astype(np.uint8), ~k))
+    data["payload"] = string_array(pa.chunked_array([pa.nulls(n, pa.large_string())]))
+    data["line"] = np.arange(1, n + 1, dtype=np.int64)
+    if len(dat.buffers) > 1:
+        data["buffer"] = pd.Categorical(np.asarray([b.name for b in dat.buffers], dtype=object)[bufidx])
+    events = pd.DataFrame(data, copy=False)
+    meta.events = n
+    meta.lines = n
+    meta.cpus = dat.cpu_count or (int(cpu.max()) + 1 if n else None)
+    meta.clock = dat.clock
+    meta.flag_width = 5
+    meta.ts_resolution_ns = 1
+    source = BinarySource(formats, store, type_id, dat)
+    return events, meta, source
+
+
+def _categorical(names: list[str], codes: np.ndarray) -> pd.Categorical:
+    """Categorical of ``names[codes]`` without materialising one string per row."""
+    uniq, remap = np.unique(np.asarray(names, dtype=object), return_inverse=True) if names else (np.zeros(0, object), np.zeros(0, int))
+    return pd.Categorical.from_codes(remap[codes].astype(np.int32) if len(codes) else np.zeros(0, np.int32),
+                                     categories=pd.Index(uniq, dtype=object))
+
+
+def _to_ns(ts: np.ndarray, dat: hdr.DatFile) -> np.ndarray:
+    """Raw ring-buffer clock → ns: TSC2NSEC for counter clocks, then the file's OFFSET."""
+    out = ts.astype(np.uint64)
+    t2n = dat.options.get("tsc2nsec")
+    if t2n and dat.clock in ("x86-tsc", "tsc", "counter"):
+        mult, shift, offs = t2n
+        out = ((out.astype(object) * mult) >> shift).astype(np.uint64) + np.uint64(offs)
+    offset = dat.options.get("offset")
+    if isinstance(offset, int) and offset:
+        out = (out.astype(np.int64) + offset).astype(np.uint64)
+    return out.astype(np.int64)

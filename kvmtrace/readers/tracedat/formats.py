@@ -1,0 +1,146 @@
+"""Event ``format`` files → field layouts, and the symbolic tables in their print formats."""
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+
+_FIELD = re.compile(r"^\s*field:(?P<decl>.+?);\s*offset:(?P<off>\d+);\s*size:(?P<size>\d+);(?:\s*signed:(?P<signed>\d+);)?", re.M)
+_SYMBOLIC = re.compile(r"__print_symbolic\(\s*REC->(\w+)\s*,")
+_PAIR = re.compile(r'\{\s*([^,{}"]+?)\s*,\s*((?:"[^"]*"\s*)+)\}')
+#: enum constants that print formats use by name (include/linux/hrtimer.h)
+_CONSTANTS = {
+    "HRTIMER_MODE_ABS": 0, "HRTIMER_MODE_REL": 1, "HRTIMER_MODE_PINNED": 2, "HRTIMER_MODE_SOFT": 4,
+    "HRTIMER_MODE_HARD": 8, "HRTIMER_MODE_ABS_PINNED": 2, "HRTIMER_MODE_REL_PINNED": 3,
+    "HRTIMER_MODE_ABS_SOFT": 4, "HRTIMER_MODE_REL_SOFT": 5, "HRTIMER_MODE_ABS_PINNED_SOFT": 6,
+    "HRTIMER_MODE_REL_PINNED_SOFT": 7, "HRTIMER_MODE_ABS_HARD": 8, "HRTIMER_MODE_REL_HARD": 9,
+    "HRTIMER_MODE_ABS_PINNED_HARD": 10, "HRTIMER_MODE_REL_PINNED_HARD": 11,
+}
+
+
+def _value(text: str) -> int | None:
+    """Evaluate a print-format constant (``0x10``, ``(1 << 2)``, ``A | B``, enum names).
+
+    Parsed with ``ast`` and evaluated over a whitelist of integer operators: the
+    text comes from an untrusted file and is never executed.
+    """
+    try:
+        tree = ast.parse(re.sub(r"(?<=[0-9a-fA-F])[uUlL]+\b", "", text.strip()), mode="eval")
+        return _eval(tree.body)
+    except (SyntaxError, ValueError, KeyError, TypeError, RecursionError):
+        return None
+
+
+_OPS = {ast.LShift: lambda a, b: a << b if 0 <= b < 128 else None, ast.RShift: lambda a, b: a >> b if 0 <= b < 128 else None,
+        ast.BitOr: lambda a, b: a | b, ast.BitAnd: lambda a, b: a & b, ast.Add: lambda a, b: a + b,
+        ast.Sub: lambda a, b: a - b}
+
+
+def _eval(node: ast.AST) -> int:
+    if isinstance(node, ast.Constant) and isinstance(node.value, int):
+        return node.value
+    if isinstance(node, ast.Name):
+        return _CONSTANTS[node.id]
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return -_eval(node.operand)
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+        out = _OPS[type(node.op)](_eval(node.left), _eval(node.right))
+        if out is None:
+            raise ValueError("shift out of range")
+        return out
+    raise ValueError(f"unsupported constant expression {ast.dump(node)[:40]}")
+
+
+def constant(text: str) -> int | None:
+    """Public face of the safe constant evaluator (used for ``prev_state``'s report mask)."""
+    return _value(text)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One record field: C declaration, byte offset and size, signedness."""
+
+    name: str
+    decl: str
+    offset: int
+    size: int
+    signed: bool
+    array_len: int | None = None     # char comm[16] -> 16
+    data_loc: bool = False           # __data_loc: u32 = (len << 16) | offset
+    rel_loc: bool = False            # __rel_loc: offset relative to the field's end
+
+    @property
+    def is_string(self) -> bool:
+        return "char" in self.decl and (self.array_len is not None or self.data_loc or self.rel_loc)
+
+    @property
+    def is_pointer(self) -> bool:
+        return "*" in self.decl.split(self.name)[0]
+
+
+@dataclass
+class EventFormat:
+    id: int
+    name: str
+    system: str
+    fields: dict[str, Field] = field(default_factory=dict)
+    print_fmt: str = ""
+
+    def symbolic(self, fname: str) -> list[dict[int, str]]:
+        """The ``__print_symbolic(REC->fname, ...)`` tables in the print format, in order."""
+        out = []
+        for m in _SYMBOLIC.finditer(self.print_fmt):
+            if m.group(1) != fname:
+                continue
+            depth, i = 1, m.end()
+            start = m.start()
+            # find the end of this __print_symbolic( ... ) call
+            i = self.print_fmt.index("(", start) + 1
+            while i < len(self.print_fmt) and depth:
+                c = self.print_fmt[i]
+                depth += c == "("
+                depth -= c == ")"
+                i += 1
+            body = self.print_fmt[m.end(): i]
+            table = {}
+            for v, name in _PAIR.findall(body):
+                name = "".join(re.findall(r'"([^"]*)"', name))
+                val = _value(v)
+                if val is not None:
+                    table.setdefault(val, name)
+            out.append(table)
+        return out
+
+
+def parse_format(text: str, system: str) -> EventFormat | None:
+    """Parse one ``format`` file; None when it has no name/ID."""
+    name = re.search(r"^name:\s*(\S+)", text, re.M)
+    ident = re.search(r"^ID:\s*(\d+)", text, re.M)
+    if not name or not ident:
+        return None
+    ev = EventFormat(int(ident.group(1)), name.group(1), system)
+    for m in _FIELD.finditer(text):
+        decl = m.group("decl").strip()
+        data_loc = decl.startswith("__data_loc")
+        rel_loc = decl.startswith("__rel_loc")
+        arr = re.search(r"\[(\d*)\]\s*$", decl)
+        base = re.sub(r"\[\d*\]\s*$", "", decl).strip()
+        fname = re.split(r"[\s*]+", base)[-1]
+        ev.fields[fname] = Field(
+            name=fname, decl=decl, offset=int(m.group("off")), size=int(m.group("size")),
+            signed=m.group("signed") == "1",
+            array_len=int(arr.group(1)) if arr and arr.group(1) and not (data_loc or rel_loc) else None,
+            data_loc=data_loc, rel_loc=rel_loc,
+        )
+    pf = re.search(r"^print fmt:\s*(.*)$", text, re.M | re.S)
+    ev.print_fmt = pf.group(1).strip() if pf else ""
+    return ev
+
+
+def header_page_layout(text: str) -> dict[str, tuple[int, int]]:
+    """{field: (offset, size)} of the ring-buffer page header (timestamp, commit, data)."""
+    out = {}
+    for m in _FIELD.finditer(text):
+        fname = re.split(r"[\s*]+", re.sub(r"\[\d*\]\s*$", "", m.group("decl").strip()))[-1]
+        out[fname] = (int(m.group("off")), int(m.group("size")))
+    return out

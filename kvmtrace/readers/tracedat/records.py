@@ -1,0 +1,95 @@
+"""Columnar access to trace.dat record fields: gather bytes for many records at once."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from .formats import EventFormat, Field
+
+
+class RecordStore:
+    """The decompressed per-CPU buffers and, per event row, where its record is."""
+
+    def __init__(self, bufs: list[np.ndarray], buf_id: np.ndarray, offset: np.ndarray, length: np.ndarray,
+                 big_endian: bool, long_size: int) -> None:
+        self.bufs = bufs
+        self.buf_id = buf_id
+        self.offset = offset
+        self.length = length
+        self.e = ">" if big_endian else "<"
+        self.long_size = long_size
+
+    def common(self, size: int = 8) -> np.ndarray:
+        """The first ``size`` bytes of every record (the common fields), as an (n, size) array."""
+        out = np.zeros((len(self.offset), size), dtype=np.uint8)
+        for b in np.unique(self.buf_id):
+            m = self.buf_id == b
+            buf = self.bufs[int(b)]
+            pos = self.offset[m][:, None] + np.arange(size)
+            out[m] = buf[np.minimum(pos, len(buf) - 1)]
+        return out
+
+    def _bytes(self, rows: np.ndarray, start: np.ndarray, size: int) -> np.ndarray:
+        """(len(rows), size) bytes at ``start`` (relative to each record), zero past the record."""
+        out = np.zeros((len(rows), size), dtype=np.uint8)
+        bid = self.buf_id[rows]
+        for b in np.unique(bid):
+            m = bid == b
+            buf = self.bufs[int(b)]
+            pos = (self.offset[rows][m] + start[m])[:, None] + np.arange(size)
+            inside = (pos < len(buf)) & (pos - self.offset[rows][m][:, None] < self.length[rows][m][:, None])
+            out[m] = np.where(inside, buf[np.clip(pos, 0, len(buf) - 1)], 0)
+        return out
+
+    def number(self, rows: np.ndarray, f: Field, signed: bool | None = None) -> np.ndarray:
+        """A numeric field as int64 (or uint64 for unsigned 8-byte values)."""
+        size = f.size if f.size in (1, 2, 4, 8) else 8
+        raw = self._bytes(rows, np.full(len(rows), f.offset), size)
+        sgn = f.signed if signed is None else signed
+        kind = ("i" if sgn else "u") + str(size)
+        vals = raw.view(self.e + kind).ravel() if len(rows) else np.zeros(0, kind)
+        if not sgn and size == 8:
+            return vals.astype(np.uint64)
+        return vals.astype(np.int64)
+
+    def string(self, rows: np.ndarray, f: Field) -> pa.Array:
+        """A ``char[N]`` or ``__data_loc``/``__rel_loc`` string field."""
+        if f.data_loc or f.rel_loc:
+            loc = self.number(rows, f, signed=False).astype(np.int64) & 0xFFFFFFFF
+            start = loc & 0xFFFF
+            if f.rel_loc:
+                start = start + f.offset + f.size
+            length = loc >> 16
+        else:
+            start = np.full(len(rows), f.offset, dtype=np.int64)
+            length = np.full(len(rows), f.array_len or f.size, dtype=np.int64)
+        width = int(length.max()) if len(rows) else 0
+        raw = self._bytes(rows, start, max(width, 1))
+        raw[np.arange(max(width, 1))[None, :] >= length[:, None]] = 0
+        nul = np.where((raw == 0).any(axis=1), (raw == 0).argmax(axis=1), raw.shape[1])
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(nul, out=offsets[1:])
+        keep = np.arange(raw.shape[1])[None, :] < nul[:, None]
+        data = raw[keep].tobytes()
+        arr = pa.LargeStringArray.from_buffers(len(rows), pa.py_buffer(offsets), pa.py_buffer(data))
+        return arr
+
+    def bitmask(self, rows: np.ndarray, f: Field) -> list[str]:
+        """``__get_bitmask``: 32-bit words, most significant first, comma separated."""
+        loc = self.number(rows, f, signed=False).astype(np.int64) & 0xFFFFFFFF
+        start, length = loc & 0xFFFF, loc >> 16
+        width = int(length.max()) if len(rows) else 0
+        raw = self._bytes(rows, start, max(width, 4))
+        out = []
+        for i in range(len(rows)):
+            n = int(length[i]) // 4
+            words = raw[i, : n * 4].view(self.e + "u4") if n else np.zeros(0, np.uint32)
+            out.append(",".join(f"{int(w):08x}" for w in words[::-1]))
+        return out
+
+
+def field_of(fmt: EventFormat, *names: str) -> Field | None:
+    for n in names:
+        if n in fmt.fields:
+            return fmt.fields[n]
+    return None

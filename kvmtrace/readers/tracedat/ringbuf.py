@@ -1,0 +1,113 @@
+"""Ring-buffer pages → record positions and timestamps, all pages of a CPU at once.
+
+Each page holds a header (timestamp, commit = data size + missed-events flags)
+and a chain of 4-byte-aligned event headers (type_len:5, time_delta:27). Pages
+are independent, so one numpy step advances every page by one event; the loop
+runs as many times as the fullest page has events, not once per record.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+PADDING, TIME_EXTEND, TIME_STAMP = 29, 30, 31
+MISSED_EVENTS = 1 << 31
+MISSED_STORED = 1 << 30
+COMMIT_MASK = (1 << 27) - 1
+TS_MASK = (1 << 59) - 1
+
+
+@dataclass
+class Records:
+    """Data records of one CPU's pages, in ring-buffer order."""
+
+    ts: np.ndarray        # uint64 raw clock values
+    offset: np.ndarray    # int64 byte offset of the record's data in the CPU buffer
+    length: np.ndarray    # int64 data length
+    page: np.ndarray      # int64 page index
+    lost: np.ndarray      # per page: events lost before it (0 none, -1 unknown count)
+    corrupt_pages: int    # pages whose chain broke before their commit size
+
+
+def walk(buf: np.ndarray, page_size: int, commit_off: int, commit_size: int, data_off: int,
+         big_endian: bool = False) -> Records:
+    """Find every data record in ``buf`` (whole pages of one CPU)."""
+    e = ">" if big_endian else "<"
+    npages = len(buf) // page_size
+    if npages == 0:
+        z = np.zeros(0, np.int64)
+        return Records(z.astype(np.uint64), z, z, z, z, 0)
+    usable = npages * page_size
+    u32 = np.frombuffer(buf[:usable], dtype=e + "u4")
+    starts = np.arange(npages, dtype=np.int64) * page_size
+    page_ts = np.frombuffer(buf[:usable], dtype=e + "u8")[starts // 8]
+    if commit_size == 8:
+        commit = np.frombuffer(buf[:usable], dtype=e + "u8")[(starts + commit_off) // 8]
+    else:
+        commit = u32[(starts + commit_off) // 4].astype(np.uint64)
+    flags = commit & np.uint64(MISSED_EVENTS | MISSED_STORED)
+    size = (commit & np.uint64(COMMIT_MASK)).astype(np.int64)
+    size = np.minimum(size, page_size - data_off)
+    lost = np.zeros(npages, dtype=np.int64)
+    missed = (flags & np.uint64(MISSED_EVENTS)) != 0
+    stored = missed & ((flags & np.uint64(MISSED_STORED)) != 0)
+    lost[missed] = -1
+    if stored.any():
+        where = starts[stored] + data_off + size[stored]
+        ok = where + commit_size <= starts[stored] + page_size
+        vals = np.zeros(int(stored.sum()), dtype=np.int64)
+        idx = where[ok]
+        if commit_size == 8:
+            raw = buf[(idx[:, None] + np.arange(8)).ravel()].reshape(-1, 8).copy().view(e + "u8").ravel()
+        else:
+            raw = buf[(idx[:, None] + np.arange(4)).ravel()].reshape(-1, 4).copy().view(e + "u4").ravel()
+        vals[ok] = raw.astype(np.int64)
+        lost[stored] = vals
+    pos = starts + data_off
+    end = pos + size
+    ts = page_ts.copy()
+    active = np.flatnonzero(pos < end)
+    out_ts, out_off, out_len, out_page = [], [], [], []
+    corrupt = np.zeros(npages, dtype=bool)
+    while len(active):
+        p = pos[active]
+        h = u32[p >> 2]
+        tl = (h & 31).astype(np.int64)
+        delta = (h >> 5).astype(np.uint64)
+        nxt = np.empty(len(active), dtype=np.int64)
+        word = u32[np.minimum((p + 4) >> 2, len(u32) - 1)].astype(np.int64)
+        data = (tl >= 1) & (tl <= 28)
+        big = tl == 0
+        pad = tl == PADDING
+        ext = tl == TIME_EXTEND
+        stamp = tl == TIME_STAMP
+        length = np.where(data, tl * 4, 0)
+        length = np.where(big, ((word - 4) + 3) & ~3, length)
+        doff = np.where(big, p + 8, p + 4)
+        nxt[:] = doff + length
+        nxt[pad] = p[pad] + 4 + word[pad]
+        nxt[ext | stamp] = p[ext | stamp] + 8
+        t = ts[active]
+        t = np.where(ext, t + (word.astype(np.uint64) << np.uint64(27)) + delta, t)
+        absolute = (word.astype(np.uint64) << np.uint64(27)) + delta
+        t = np.where(stamp, (t & ~np.uint64(TS_MASK)) | (absolute & np.uint64(TS_MASK)), t)
+        t = np.where(data | big | pad, t + delta, t)
+        ts[active] = t
+        rec = (data | big) & (length > 0) & (doff + length <= end[active])
+        bad = (nxt <= p) | ((data | big) & (doff + length > end[active]))
+        if rec.any():
+            out_ts.append(t[rec])
+            out_off.append(doff[rec])
+            out_len.append(length[rec])
+            out_page.append(active[rec])
+        corrupt[active[bad]] = True
+        pos[active] = np.where(bad, end[active], nxt)
+        active = active[pos[active] < end[active]]
+    cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
+    page = cat(out_page, np.int64)
+    # records come out step by step across pages: put them back in buffer order
+    offs = cat(out_off, np.int64)
+    order = np.argsort(offs)  # offsets are unique
+    return Records(cat(out_ts, np.uint64)[order], offs[order], cat(out_len, np.int64)[order], page[order],
+                   lost, int(corrupt.sum()))
