@@ -5,6 +5,7 @@ import os
 
 import pandas as pd
 
+from .fields import BASE_COLUMNS as _BASE
 from .fields import decode_event
 from .meta import TraceMeta
 
@@ -50,6 +51,26 @@ class Trace:
             else:
                 self._typed[name] = decode_event(name, rows)
         return self._typed[name]
+
+    def payload(self, name: str) -> pd.Series:
+        """Printable fields of event ``name``, one string per row, rendered only now.
+
+        Text traces keep what the tool printed. trace.dat records are rendered
+        from their typed fields as ``field=value`` pairs (kvmtrace's rendering,
+        not the kernel's TP_printk): this is the costly step trace-cmd always pays.
+        """
+        rows = self.events[self.events["event"] == name]
+        if self._binary is None:
+            return rows["payload"].reset_index(drop=True)
+        typed = self.df(name)
+        fields = [c for c in typed.columns if c not in _BASE]
+        if not fields:
+            return pd.Series([""] * len(typed), dtype="string")
+        parts = [c + "=" + typed[c].astype("string").fillna("?") for c in fields]
+        out = parts[0]
+        for p in parts[1:]:
+            out = out + " " + p
+        return out.reset_index(drop=True)
 
     def counts(self) -> pd.DataFrame:
         """Events per type (rows) and CPU (columns), with a total column."""

@@ -142,7 +142,8 @@ def _hrtimer(keys: tuple[str, ...]) -> Callable[[_Rows], Cols]:
 def _sched_switch(r: _Rows) -> Cols:
     state = r.num("prev_state")
     flags = _print_flags(r.fmt.print_fmt)
-    m = re.search(r'REC->prev_state & (\(\(\([0-9a-fA-Fx |]+\) \+ 1\) << 1\)) \?', r.fmt.print_fmt)
+    # TASK_REPORT_MAX as the format spells it: "4096" (≤4.13) or "(((0x.. | ..) + 1) << 1)"
+    m = re.search(r'REC->prev_state & (0x[0-9a-fA-F]+|\d+|\(\(\([0-9a-fA-Fx |]+\) \+ 1\) << 1\)) \? "\+"', r.fmt.print_fmt)
     top = (constant(m.group(1)) or 0) if m else 0
     letters = []
     for s in state:

@@ -69,21 +69,24 @@ def _cpu_bytes(r: hdr._Reader, dat: hdr.DatFile, c: hdr.CpuData, mm: mmap.mmap, 
             meta.warnings.append(f"CPU {c.cpu} data truncated: {avail} of {c.size} bytes present")
             meta.skip("truncated-cpu-data", 1)
         return np.frombuffer(mm, dtype=np.uint8, count=avail, offset=c.offset) if avail else np.zeros(0, np.uint8)
-    parts = []
     try:
         chunks = hdr.flyrecord_chunks(r, dat.compression, c.offset, c.size, dat.path)
     except TraceFormatError as exc:
         meta.warnings.append(f"CPU {c.cpu}: {exc.message}; no data read for it")
         meta.skip("corrupt-cpu-data", 1)
         return np.zeros(0, np.uint8)
+    # decompress chunk by chunk into one preallocated buffer: one chunk in flight, not two copies
+    out = np.empty(sum(u for _o, _c, u in chunks), dtype=np.uint8)
+    pos = 0
     for off, csize, usize in chunks:
         try:
-            parts.append(hdr.decompress(r, dat.compression, off, csize, usize, f"CPU {c.cpu} chunk"))
+            out[pos: pos + usize] = np.frombuffer(hdr.decompress(r, dat.compression, off, csize, usize, f"CPU {c.cpu} chunk"), np.uint8)
         except TraceFormatError as exc:
             meta.warnings.append(f"CPU {c.cpu}: {exc.message} at byte {off}; later chunks skipped")
             meta.skip("corrupt-chunk", 1)
             break
-    return np.frombuffer(b"".join(parts), dtype=np.uint8)
+        pos += usize
+    return out[:pos]
 
 
 def read_dat(path: str, compression: str | None = None):
@@ -121,6 +124,7 @@ def read_dat(path: str, compression: str | None = None):
     cf = common.fields
     bufs: list[np.ndarray] = []
     pieces = []
+    gaps: list[tuple[int, int, int | None]] = []
     for b_index, buf in enumerate(dat.buffers):
         for c in buf.cpus:
             data = _cpu_bytes(r, dat, c, mm, meta)
@@ -134,18 +138,23 @@ def read_dat(path: str, compression: str | None = None):
                 meta.skip("corrupt-page", recs.corrupt_pages)
             bufs.append(data)
             pieces.append((b_index, c.cpu, len(bufs) - 1, recs))
+            for pg in np.flatnonzero(recs.lost != 0):  # where events were lost: after the last record before that page
+                k = int(np.searchsorted(recs.page, pg))
+                gaps.append((c.cpu, int(recs.lost[pg]), int(recs.ts[k - 1]) if k > 0 else None))
     n = sum(len(p[3].ts) for p in pieces)
     ts = np.concatenate([p[3].ts for p in pieces]) if pieces else np.zeros(0, np.uint64)
     cpu = np.concatenate([np.full(len(p[3].ts), p[1], np.int32) for p in pieces]) if pieces else np.zeros(0, np.int32)
     bid = np.concatenate([np.full(len(p[3].ts), p[2], np.uint16) for p in pieces]) if pieces else np.zeros(0, np.uint16)
     bufidx = np.concatenate([np.full(len(p[3].ts), p[0], np.uint16) for p in pieces]) if pieces else np.zeros(0, np.uint16)
     off = np.concatenate([p[3].offset for p in pieces]) if pieces else np.zeros(0, np.int64)
-    length = np.concatenate([p[3].length for p in pieces]) if pieces else np.zeros(0, np.int64)
+    length = np.concatenate([p[3].length for p in pieces]) if pieces else np.zeros(0, np.int32)
+    del pieces
     ts_ns = _to_ns(ts, dat)
     # trace-cmd merges CPUs earliest first, the lower CPU on ties; pieces are in CPU order and
     # each is time-ordered, so a stable sort (a run merge) gives exactly that order
     order = np.argsort(ts_ns, kind="stable")
     ts_ns, cpu, bid, bufidx, off, length = ts_ns[order], cpu[order], bid[order], bufidx[order], off[order], length[order]
+    del order
     store = RecordStore(bufs, bid, off, length, dat.big_endian, dat.long_size)
     head = store.common(max(f.offset + f.size for f in cf.values() if f.name.startswith("common_")))
     e = ">" if dat.big_endian else "<"
@@ -154,7 +163,7 @@ def read_dat(path: str, compression: str | None = None):
         f = cf[name]
         return head[:, f.offset: f.offset + f.size].copy().view(e + kind + str(f.size)).ravel()
 
-    type_id = common_field("common_type", "u").astype(np.int64)
+    type_id = common_field("common_type", "u").astype(np.int32)
     flags = common_field("common_flags", "u").astype(np.int64)
     pc = common_field("common_preempt_count", "u").astype(np.int64)
     pid = common_field("common_pid", "i").astype(np.int32)
@@ -169,14 +178,11 @@ def read_dat(path: str, compression: str | None = None):
         store = RecordStore(bufs, bid, off, length, dat.big_endian, dat.long_size)
         n = len(ts_ns)
     # lost events per page → per CPU, with the gap position
-    for b_index, c, _bi, recs in pieces:
-        for pg in np.flatnonzero(recs.lost != 0):
-            count = int(recs.lost[pg])
-            meta.lost_markers += 1
-            meta.lost[c] = meta.lost.get(c, 0) + max(count, 0)
-            before = recs.ts[recs.page < pg]
-            gap_ts = int(_to_ns(before[-1:], dat)[0]) if len(before) else None
-            meta.lost_gaps.append({"cpu": c, "ts": gap_ts, "count": count if count >= 0 else None})
+    for c, count, raw_ts in gaps:
+        meta.lost_markers += 1
+        meta.lost[c] = meta.lost.get(c, 0) + max(count, 0)
+        meta.lost_gaps.append({"cpu": c, "ts": None if raw_ts is None else int(_to_ns(np.array([raw_ts], np.uint64), dat)[0]),
+                               "count": count if count >= 0 else None})
     comms = cmdlines(dat.cmdlines)
     comms.setdefault(0, "<idle>")
     uniq_pid, inv = np.unique(pid, return_inverse=True)

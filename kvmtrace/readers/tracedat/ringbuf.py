@@ -24,8 +24,8 @@ class Records:
 
     ts: np.ndarray        # uint64 raw clock values
     offset: np.ndarray    # int64 byte offset of the record's data in the CPU buffer
-    length: np.ndarray    # int64 data length
-    page: np.ndarray      # int64 page index
+    length: np.ndarray    # int32 data length
+    page: np.ndarray      # int32 page index
     lost: np.ndarray      # per page: events lost before it (0 none, -1 unknown count)
     corrupt_pages: int    # pages whose chain broke before their commit size
 
@@ -68,7 +68,8 @@ def walk(buf: np.ndarray, page_size: int, commit_off: int, commit_size: int, dat
     end = pos + size
     ts = page_ts.copy()
     active = np.flatnonzero(pos < end)
-    out_ts, out_off, out_len, out_page = [], [], [], []
+    out_ts, out_off, out_len, out_page, out_rank = [], [], [], [], []
+    emitted = np.zeros(npages, dtype=np.int64)  # records found so far per page (rank in page)
     corrupt = np.zeros(npages, dtype=bool)
     while len(active):
         p = pos[active]
@@ -97,17 +98,30 @@ def walk(buf: np.ndarray, page_size: int, commit_off: int, commit_size: int, dat
         rec = (data | big) & (length > 0) & (doff + length <= end[active])
         bad = (nxt <= p) | ((data | big) & (doff + length > end[active]))
         if rec.any():
+            pages = active[rec]
             out_ts.append(t[rec])
             out_off.append(doff[rec])
-            out_len.append(length[rec])
-            out_page.append(active[rec])
+            out_len.append(length[rec].astype(np.int32))
+            out_page.append(pages.astype(np.int32))
+            out_rank.append(emitted[pages].astype(np.int32))
+            emitted[pages] += 1
         corrupt[active[bad]] = True
         pos[active] = np.where(bad, end[active], nxt)
         active = active[pos[active] < end[active]]
-    cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
-    page = cat(out_page, np.int64)
-    # records come out step by step across pages: put them back in buffer order
-    offs = cat(out_off, np.int64)
-    order = np.argsort(offs)  # offsets are unique
-    return Records(cat(out_ts, np.uint64)[order], offs[order], cat(out_len, np.int64)[order], page[order],
-                   lost, int(corrupt.sum()))
+    # records come out step by step across pages: scatter them back into buffer order
+    # (page by page, rank within the page) without sorting
+    base = np.zeros(npages, dtype=np.int64)
+    np.cumsum(emitted[:-1], out=base[1:])
+    total = int(emitted.sum())
+    ts_out = np.empty(total, dtype=np.uint64)
+    off_out = np.empty(total, dtype=np.int64)
+    len_out = np.empty(total, dtype=np.int32)
+    page_out = np.empty(total, dtype=np.int32)
+    while out_ts:
+        pg, rk = out_page.pop(0), out_rank.pop(0)
+        where = base[pg] + rk
+        ts_out[where] = out_ts.pop(0)
+        off_out[where] = out_off.pop(0)
+        len_out[where] = out_len.pop(0)
+        page_out[where] = pg
+    return Records(ts_out, off_out, len_out, page_out, lost, int(corrupt.sum()))

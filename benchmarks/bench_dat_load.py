@@ -1,0 +1,48 @@
+"""trace.dat load: kvmtrace vs ``trace-cmd report -N > /dev/null`` on the same file, same run.
+
+    python3 benchmarks/bench_dat_load.py [TRACE.dat]
+
+Prints both times, the ratio (target >= 3x) and kvmtrace's peak RSS per event (target < 200 B).
+The load yields the full events table (typed flag columns) plus typed kvm/irq fields on demand.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT = ROOT.parent / "shared" / "traces" / "real-x86-6.18" / "emulator-flood.v7-zstd.dat"
+
+CHILD = r"""
+import json, resource, sys, time
+import kvmtrace
+t = time.perf_counter()
+tr = kvmtrace.load(sys.argv[1])
+load = time.perf_counter() - t
+t = time.perf_counter()
+typed = {n: len(tr.df(n)) for n in ("sched_switch", "irq_handler_entry", "hrtimer_expire_entry") if tr.has(n)}
+dt = time.perf_counter() - t
+print(json.dumps({"seconds": load, "typed_seconds": dt, "typed": typed, "events": tr.meta.events,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def main() -> None:
+    dat = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT
+    t = time.perf_counter()
+    subprocess.run(["trace-cmd", "report", "-N", str(dat)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    tc = time.perf_counter() - t
+    r = json.loads(subprocess.run([sys.executable, "-c", CHILD, str(dat)], capture_output=True, text=True, check=True).stdout)
+    ev = r["events"]
+    print(f"input            {dat.name}: {dat.stat().st_size / 2**20:.1f} MB, {ev:,} events")
+    print(f"trace-cmd report {tc:8.2f} s  (-N > /dev/null)")
+    print(f"kvmtrace load    {r['seconds']:8.2f} s  (events table with flags); typed fields of {r['typed']} in {r['typed_seconds']:.2f} s")
+    print(f"ratio            {tc / r['seconds']:8.2f} x faster than trace-cmd report (target >= 3)")
+    print(f"peak RSS         {r['rss_mb']:8.0f} MB = {r['rss_mb'] * 2**20 / ev:.0f} bytes/event (target < 200)")
+
+
+if __name__ == "__main__":
+    main()

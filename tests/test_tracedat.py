@@ -1,0 +1,172 @@
+"""trace.dat reader against trace-cmd: same events, timestamps, pids, CPUs, flags and field values."""
+from __future__ import annotations
+
+import pandas as pd
+import numpy as np
+import pytest
+
+import kvmtrace
+from conftest import ARM64, PUBLIC, X86_618, X86_SVM, oracle_counts, table_counts, trace_cmd_report
+from kvmtrace.errors import TraceError
+
+DATS = [X86_618 / "host-idle.v6.dat", X86_618 / "host-idle.v7-zstd.dat",
+        *(ARM64 / f"arm64-6.1-{v}.dat" for v in ("prefix-nohzfull", "prefix-tick", "fixed-nohzfull", "fixed-tick")),
+        ARM64 / "arm64-6.1-prefix-nohzfull.v6.dat",
+        X86_SVM / "x86-6.1-nohzfull.dat", X86_SVM / "x86-6.1-tick.dat",
+        *(PUBLIC / n for n in ("lisa_tests_assets_sched_load_trace.dat", "trappy_tests_raw_trace.dat",
+                               "trappy_tests_trace.dat", "trappy_tests_trace_idle.dat"))]
+
+# kernel-semantics.md section A events
+SECTION_A = {"kvm_entry", "kvm_exit", "kvm_userspace_exit", "irq_disable", "irq_enable", "preempt_disable",
+             "preempt_enable", "rcu_dyntick", "rcu_watching", "rcu_utilization", "irq_handler_entry",
+             "irq_handler_exit", "softirq_entry", "softirq_exit", "softirq_raise", "hrtimer_start",
+             "hrtimer_expire_entry", "hrtimer_expire_exit", "hrtimer_cancel", "tick_stop", "ipi_raise",
+             "ipi_entry", "ipi_exit", "sched_switch", "local_timer_entry", "local_timer_exit",
+             "user_enter", "user_exit"}
+# Where trace-cmd -N itself misprints, the kernel's own text is the reference (checked below):
+#  - hrtimer mode: libtraceevent cannot resolve HRTIMER_MODE_* names and prints 0x0; the kernel prints ABS
+#  - kvm_userspace_exit: libtraceevent drops the errno<0 branch ("KVM_EXIT_INTR (10)" for "restart (4)")
+TRACE_CMD_MISPRINTS = {"hrtimer_start": ["mode"], "kvm_userspace_exit": ["reason", "code"]}
+
+
+def _latency_text(tmp_path_factory, dat):
+    p = tmp_path_factory.mktemp("oracle") / (dat.name + ".txt")
+    p.write_text(trace_cmd_report(str(dat), "-N", "-t", "-l"))
+    return kvmtrace.load(p)
+
+
+@pytest.mark.parametrize("dat", DATS, ids=lambda p: p.name)
+def test_dat_matches_trace_cmd_report(dat, tmp_path_factory):
+    tr = kvmtrace.load(dat)
+    assert tr.meta.source_format.startswith("trace.dat-v")
+    assert table_counts(tr.events) == oracle_counts(trace_cmd_report(str(dat), "-N"))
+    txt = _latency_text(tmp_path_factory, dat)
+    a, b = tr.events, txt.events
+    assert len(a) == len(b)
+    for col in ("ts", "cpu", "pid", "irqs_off", "need_resched", "hardirq", "softirq", "preempt_depth"):
+        assert np.array_equal(a[col].to_numpy(), b[col].to_numpy()), col
+    if txt.meta.flag_width == 5:
+        assert np.array_equal(a["migrate_disable"].to_numpy(), b["migrate_disable"].to_numpy())
+    assert list(a["event"].astype(str)) == list(b["event"].astype(str))
+    assert list(a["comm"].astype(str).str[:8]) == list(b["comm"].astype(str))  # -l prints %8.8s
+    for name in sorted(set(tr.event_names()) & SECTION_A):
+        da, db = tr.df(name), txt.df(name)
+        skip = ["comm", "bh_off", *TRACE_CMD_MISPRINTS.get(name, [])]
+        pd.testing.assert_frame_equal(da.drop(columns=skip, errors="ignore"), db.drop(columns=skip, errors="ignore"),
+                                      check_categorical=False, obj=f"{dat.name}:{name}")
+
+
+def test_caller_offsets_resolve_exactly_as_trace_cmd_prints_them():
+    tr = kvmtrace.load(ARM64 / "arm64-6.1-fixed-nohzfull.dat")
+    en = tr.df("irq_enable")
+    text = trace_cmd_report(str(ARM64 / "arm64-6.1-fixed-nohzfull.dat"), "-N")
+    assert "caller=kvm_arm_vcpu_enter_exit+0x18" in text
+    hit = en[(en["caller"] == "kvm_arm_vcpu_enter_exit") & (en["caller_off"] == 0x18)]
+    assert len(hit) == text.count("irq_enable:           caller=kvm_arm_vcpu_enter_exit+0x18 ")
+
+
+@pytest.mark.parametrize("variant", ["prefix-nohzfull", "fixed-tick"])
+def test_dat_typed_frames_equal_the_kernels_own_text(variant):
+    """Against the kernel's text (not trace-cmd): every field, including those trace-cmd misprints."""
+    a = kvmtrace.load(ARM64 / f"arm64-6.1-{variant}.dat")
+    b = kvmtrace.load(ARM64 / f"arm64-6.1-{variant}.tracefs.txt.xz")
+    for name in a.event_names():
+        da, db = a.df(name), b.df(name)
+        # the kernel prints µs timestamps and hashes %p pointers
+        skip = ["ts", "bh_off", "hrtimer"]
+        pd.testing.assert_frame_equal(da.drop(columns=skip, errors="ignore"), db.drop(columns=skip, errors="ignore"),
+                                      check_categorical=False, obj=name)
+
+
+def test_flood_with_lost_events(tmp_path_factory):
+    dat = X86_618 / "emulator-flood.v7-zstd.dat"
+    tr = kvmtrace.load(dat)
+    assert tr.meta.events == 3_478_605
+    assert tr.meta.lost == {0: 5_469_184}  # trace-cmd: "CPU:0 [5469184 EVENTS DROPPED]"
+    assert any("lost" in w for w in tr.meta.warnings)
+    assert table_counts(tr.events) == oracle_counts(trace_cmd_report(str(dat), "-N"))
+    txt = _latency_text(tmp_path_factory, dat)
+    assert np.array_equal(tr.events["ts"].to_numpy(), txt.events["ts"].to_numpy())
+    assert np.array_equal(tr.events["pid"].to_numpy(), txt.events["pid"].to_numpy())
+    assert txt.meta.lost == tr.meta.lost
+    # the loss is flagged on CPU 0's first page: no earlier CPU-0 event in either reading
+    assert tr.meta.lost_gaps == [{"cpu": 0, "ts": None, "count": 5_469_184}]
+    assert [(g["cpu"], g["ts"], g["count"]) for g in txt.meta.lost_gaps] == [(0, None, 5_469_184)]
+
+
+def test_four_byte_long_file():
+    tr = kvmtrace.load(PUBLIC / "trappy_tests_trace.dat")
+    assert tr.meta.kernel["long_size"] == 4
+    assert tr.meta.events == 525
+
+
+# ---------------------------------------------------------------- damaged files
+
+@pytest.fixture(scope="module")
+def v7() -> bytes:
+    return (X86_618 / "host-idle.v7-zstd.dat").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def v6() -> bytes:
+    return (X86_618 / "host-idle.v6.dat").read_bytes()
+
+
+def test_wrong_magic_and_unknown_version(tmp_path, v6):
+    p = tmp_path / "v.dat"
+    p.write_bytes(v6[:10] + b"9\0" + v6[12:])
+    with pytest.raises(TraceError, match="version 9 is not supported"):
+        kvmtrace.load(p)
+    p.write_bytes(b"\x17\x08\x44tracinX" + v6[10:])
+    with pytest.raises(TraceError):
+        kvmtrace.load(p)
+
+
+@pytest.mark.parametrize("cut", [20, 200, 5000, 100_000, 1_000_000])
+def test_truncated_file_is_an_error_or_partial(tmp_path, v6, v7, cut):
+    for data in (v6, v7):
+        p = tmp_path / "cut.dat"
+        p.write_bytes(data[:cut])
+        try:
+            tr = kvmtrace.load(p)
+        except TraceError as exc:
+            assert str(p) in str(exc) and "byte" in str(exc)
+        else:
+            assert tr.meta.skipped_total > 0 and tr.meta.warnings
+
+
+def test_truncated_cpu_data_gives_partial_load(tmp_path, v6):
+    full = kvmtrace.load(X86_618 / "host-idle.v6.dat")
+    p = tmp_path / "cut.dat"
+    p.write_bytes(v6[: len(v6) - 800_000])
+    tr = kvmtrace.load(p)
+    assert 0 < tr.meta.events < full.meta.events
+    assert tr.meta.skipped.get("truncated-cpu-data") == 1
+
+
+def test_corrupted_page_is_skipped_and_counted(tmp_path, v6):
+    from kvmtrace.readers.tracedat import header
+    dat = header.parse(str(X86_618 / "host-idle.v6.dat"), memoryview(v6))
+    cpu1 = dat.buffers[0].cpus[1]
+    bad = bytearray(v6)
+    page = cpu1.offset + 4096 * 10
+    bad[page + 16: page + 48] = b"\xff" * 32  # smash the first event headers of one page
+    p = tmp_path / "bad.dat"
+    p.write_bytes(bytes(bad))
+    tr = kvmtrace.load(p)
+    full = kvmtrace.load(X86_618 / "host-idle.v6.dat")
+    assert tr.meta.skipped.get("corrupt-page") == 1
+    assert full.meta.events - 200 < tr.meta.events < full.meta.events
+    assert any("broken event chain" in w for w in tr.meta.warnings)
+
+
+def test_absurd_section_size_is_refused_quickly(tmp_path, v7):
+    from kvmtrace.readers.tracedat import header
+    dat = header.parse("x", memoryview(v7))
+    off = dat.options["sections"][header.OPT_KALLSYMS]
+    bad = bytearray(v7)
+    bad[off + 8: off + 16] = (1 << 40).to_bytes(8, "little")
+    p = tmp_path / "bomb.dat"
+    p.write_bytes(bytes(bad))
+    with pytest.raises(TraceError, match="absurd|needs"):
+        kvmtrace.load(p)
