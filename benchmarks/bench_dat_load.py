@@ -7,27 +7,13 @@ The load yields the full events table (typed flag columns) plus typed kvm/irq fi
 """
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT = ROOT.parent / "shared" / "traces" / "real-x86-6.18" / "emulator-flood.v7-zstd.dat"
-
-CHILD = r"""
-import json, resource, sys, time
-import kvmtrace
-t = time.perf_counter()
-tr = kvmtrace.load(sys.argv[1])
-load = time.perf_counter() - t
-t = time.perf_counter()
-typed = {n: len(tr.df(n)) for n in ("sched_switch", "irq_handler_entry", "hrtimer_expire_entry") if tr.has(n)}
-dt = time.perf_counter() - t
-print(json.dumps({"seconds": load, "typed_seconds": dt, "typed": typed, "events": tr.meta.events,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _load_child import FLOOD as DEFAULT, run  # noqa: E402
 
 
 def main() -> None:
@@ -35,7 +21,7 @@ def main() -> None:
     t = time.perf_counter()
     subprocess.run(["trace-cmd", "report", "-N", str(dat)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     tc = time.perf_counter() - t
-    r = json.loads(subprocess.run([sys.executable, "-c", CHILD, str(dat)], capture_output=True, text=True, check=True).stdout)
+    r = run(dat)
     ev = r["events"]
     print(f"input            {dat.name}: {dat.stat().st_size / 2**20:.1f} MB, {ev:,} events")
     print(f"trace-cmd report {tc:8.2f} s  (-N > /dev/null)")

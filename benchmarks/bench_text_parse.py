@@ -8,7 +8,6 @@ both times, the ratio, lines/second and peak RSS per event.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -16,19 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT = ROOT.parent / "shared" / "traces" / "real-x86-6.18" / "emulator-flood.v7-zstd.dat"
-
-CHILD = r"""
-import json, resource, sys, time
-import kvmtrace
-t = time.perf_counter()
-tr = kvmtrace.load(sys.argv[1])
-dt = time.perf_counter() - t
-print(json.dumps({"seconds": dt, "events": tr.meta.events, "lines": tr.meta.lines,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "table_mb": float(tr.events.memory_usage(deep=True).sum()) / 2**20}))
-"""
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _load_child import FLOOD as DEFAULT, run  # noqa: E402
 
 
 def main() -> None:
@@ -40,8 +28,7 @@ def main() -> None:
             subprocess.run(["trace-cmd", "report", "-N", str(dat)], stdout=out, stderr=subprocess.DEVNULL, check=True)
         tc = time.perf_counter() - t
         size = txt.stat().st_size
-        r = json.loads(subprocess.run([sys.executable, "-c", CHILD, str(txt)], capture_output=True, text=True,
-                                      check=True).stdout)
+        r = run(txt)
     ev = r["events"]
     print(f"input            {dat.name}: {size / 2**20:.0f} MB of text, {r['lines']:,} lines, {ev:,} events")
     print(f"trace-cmd report {tc:8.2f} s  (rendering the text)")
