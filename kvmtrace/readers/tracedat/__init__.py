@@ -149,11 +149,18 @@ def read_dat(path: str, compression: str | None = None):
     off = np.concatenate([p[3].offset for p in pieces]) if pieces else np.zeros(0, np.int64)
     length = np.concatenate([p[3].length for p in pieces]) if pieces else np.zeros(0, np.int32)
     del pieces
+    recs = data = None  # the loop's last CPU: free its record arrays before the merge
     ts_ns = _to_ns(ts, dat)
     # trace-cmd merges CPUs earliest first, the lower CPU on ties; pieces are in CPU order and
     # each is time-ordered, so a stable sort (a run merge) gives exactly that order
     order = np.argsort(ts_ns, kind="stable")
-    ts_ns, cpu, bid, bufidx, off, length = ts_ns[order], cpu[order], bid[order], bufidx[order], off[order], length[order]
+    # permute one column at a time so only one extra copy exists at once
+    ts_ns = ts_ns[order]
+    cpu = cpu[order]
+    bid = bid[order]
+    bufidx = bufidx[order]
+    off = off[order]
+    length = length[order]
     del order
     store = RecordStore(bufs, bid, off, length, dat.big_endian, dat.long_size)
     head = store.common(max(f.offset + f.size for f in cf.values() if f.name.startswith("common_")))
