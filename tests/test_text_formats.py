@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import gzip
 import lzma
-import subprocess
 
 import pandas as pd
 import pytest

@@ -1,7 +1,6 @@
 """Text readers on real traces: counts equal trace-cmd's, fields equal what was printed."""
 from __future__ import annotations
 
-import lzma
 import re
 
 import numpy as np

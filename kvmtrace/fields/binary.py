@@ -225,17 +225,13 @@ def decode_binary(name: str, rows: pd.DataFrame, src: BinarySource) -> pd.DataFr
     base = rows[BASE_COLUMNS].reset_index(drop=True)
     idx = rows.index.to_numpy()
     tids = src.type_id[idx]
-    cols: dict[str, list] = {}
     pieces: list[pd.DataFrame] = []
-    order = []
     for tid in np.unique(tids):
         sel = np.flatnonzero(tids == tid)
         fmt = src.formats[int(tid)]
         r = _Rows(src, fmt, idx[sel])
         pieces.append(pd.DataFrame(ADAPTERS.get(name, _generic)(r), index=sel))
-        order.append(sel)
     fields = pd.concat(pieces).sort_index() if pieces else pd.DataFrame(index=range(0))
-    del cols
     out = pd.concat([base, fields.reset_index(drop=True)], axis=1) if len(fields.columns) else base
     out.attrs["event"] = name
     out.attrs["unparsed"] = 0

@@ -46,13 +46,14 @@ for _i, _c in enumerate("0123456789abcdef"):
 _HEXDIG[ord(".")] = 0
 
 
-def _masked(values: np.ndarray, known: np.ndarray, dtype: str) -> pd.api.extensions.ExtensionArray:
-    if dtype == "boolean":
+def masked(name: str, values: np.ndarray, known: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """The pandas column for flag ``name``: NA where ``known`` is false."""
+    if FLAG_COLUMNS[name] == "boolean":
         return pd.arrays.BooleanArray(values.astype(bool), ~known)
     return pd.arrays.IntegerArray(values.astype(np.uint8), ~known)
 
 
-def decode_flags(chars: np.ndarray, width: np.ndarray, bh_known: bool) -> dict[str, np.ndarray]:
+def decode_flags(chars: np.ndarray, width: np.ndarray) -> dict[str, np.ndarray]:
     """Decode an (n, 5) array of flag characters; ``width`` is 0 (no flags), 4 or 5.
 
     Returns numpy (values, known) pairs per column, so blocks can be concatenated
@@ -68,7 +69,7 @@ def decode_flags(chars: np.ndarray, width: np.ndarray, bh_known: bool) -> dict[s
     c0 = chars[:, 0]
     # 'X' (no irqflags support) leaves irqs_off unknown; the BH bit exists only where the
     # kernel prints it (v5.18+ tracefs); trace-cmd's libtraceevent never shows it.
-    out["bh_off"] = (_BH[0][c0], _BH[1][c0] & has & bh_known)
+    out["bh_off"] = (_BH[0][c0], _BH[1][c0] & has)
     for name, col, need in (("preempt_depth", 3, 4), ("migrate_disable", 4, 5)):
         d = _HEXDIG[chars[:, col]]
         known = (d >= 0) & (width >= need)
@@ -77,7 +78,3 @@ def decode_flags(chars: np.ndarray, width: np.ndarray, bh_known: bool) -> dict[s
         assert len(out[name][0]) == n
     return out  # type: ignore[return-value]
 
-
-def to_pandas(pairs: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, pd.api.extensions.ExtensionArray]:
-    """Masked pandas arrays (NA where the source had no such flag)."""
-    return {name: _masked(v, k, FLAG_COLUMNS[name]) for name, (v, k) in pairs.items()}

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..schema import string_array
-from .flags import FLAG_COLUMNS
+from .flags import FLAG_COLUMNS, masked
 
 #: Arrow's default (mimalloc) pool keeps freed block memory cached; the system
 #: pool returns it, which keeps peak RSS near the size of the table.
@@ -90,16 +90,14 @@ class EventColumns:
             data["system"] = cat(self.system)  # type: ignore[arg-type]
         else:
             data["system"] = pd.Categorical([None] * n, categories=[])
-        for name, dtype in FLAG_COLUMNS.items():
+        for name in FLAG_COLUMNS:
             v = np.concatenate([f[name][0] for f in self.flags]) if n else np.zeros(0)
             k = np.concatenate([f[name][1] for f in self.flags]) if n else np.zeros(0, bool)
             for f in self.flags:  # free each piece as soon as it is copied
                 del f[name]
             if name in self._unknown_flags:
                 k = np.zeros_like(k)
-            v, k = take(v), take(k)
-            data[name] = (pd.arrays.BooleanArray(v.astype(bool), ~k) if dtype == "boolean"
-                          else pd.arrays.IntegerArray(v.astype(np.uint8), ~k))
+            data[name] = masked(name, take(v), take(k))
         self.flags = []
         payload = pa.chunked_array(self.payload, type=pa.large_string()) if self.payload else pa.chunked_array([], pa.large_string())
         self.payload = []

@@ -100,7 +100,7 @@ def _decode(buf: np.ndarray, final: bool, fmt: TextFormat) -> _Block:
         ts=lf.ts_ns[ok], cpu=lf.cpu[ok], pid=lf.pid[ok], tgid=(lf.tgid[ok], lf.tgid_known[ok]),
         comm=ts.gather(buf, lf.comm[0][ok], lf.comm[1][ok]), event=event,
         system=ts.gather(buf, lf.system[0][ok], lf.system[1][ok]) if fmt.perf else None,
-        flags=decode_flags(chars, w, bh_known=True),
+        flags=decode_flags(chars, w),
         payload=ts.gather(buf, lf.payload[0][ok], lf.payload[1][ok]),
     )
     return _Block(buf, starts, final, lf, ok, w, chars[:, 0], pieces)

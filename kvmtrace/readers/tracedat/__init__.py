@@ -15,9 +15,9 @@ import pyarrow as pa
 from ...errors import TraceFormatError
 from ...meta import TraceMeta
 from ...schema import string_array
-from ..flags import FLAG_COLUMNS
+from ..flags import FLAG_COLUMNS, masked
 from . import header as hdr
-from .formats import EventFormat, header_page_layout, parse_format
+from .formats import EventFormat, Field, header_page_layout, parse_format
 from .records import RecordStore
 from .ringbuf import walk
 from .symbols import Symbols, cmdlines, printk_strings
@@ -38,7 +38,6 @@ class BinarySource:
         self.formats = formats
         self.store = store
         self.type_id = type_id
-        self.long_size = dat.long_size
         self._kallsyms, self._printk_text = dat.kallsyms, dat.printk
         self._symbols: Symbols | None = None
         self._printk: dict[int, str] | None = None
@@ -162,18 +161,12 @@ def read_dat(path: str, compression: str | None = None):
     off = off[order]
     length = length[order]
     del order
-    store = RecordStore(bufs, bid, off, length, dat.big_endian, dat.long_size)
+    store = RecordStore(bufs, bid, off, length, dat.big_endian)
     head = store.common(max(f.offset + f.size for f in cf.values() if f.name.startswith("common_")))
-    e = ">" if dat.big_endian else "<"
-
-    def common_field(name: str, kind: str) -> np.ndarray:
-        f = cf[name]
-        return head[:, f.offset: f.offset + f.size].copy().view(e + kind + str(f.size)).ravel()
-
-    type_id = common_field("common_type", "u").astype(np.int32)
-    flags = common_field("common_flags", "u").astype(np.int64)
-    pc = common_field("common_preempt_count", "u").astype(np.int64)
-    pid = common_field("common_pid", "i").astype(np.int32)
+    type_id = _column(head, cf["common_type"], dat.endian + "u").astype(np.int32)
+    flags = _column(head, cf["common_flags"], dat.endian + "u").astype(np.int64)
+    pc = _column(head, cf["common_preempt_count"], dat.endian + "u").astype(np.int64)
+    pid = _column(head, cf["common_pid"], dat.endian + "i").astype(np.int32)
     del head
     known = np.isin(type_id, np.fromiter(formats.keys(), dtype=np.int64))
     if (~known).any():
@@ -182,7 +175,7 @@ def read_dat(path: str, compression: str | None = None):
         keep = known
         ts_ns, cpu, bid, bufidx, off, length = ts_ns[keep], cpu[keep], bid[keep], bufidx[keep], off[keep], length[keep]
         type_id, flags, pc, pid = type_id[keep], flags[keep], pc[keep], pid[keep]
-        store = RecordStore(bufs, bid, off, length, dat.big_endian, dat.long_size)
+        store = RecordStore(bufs, bid, off, length, dat.big_endian)
         n = len(ts_ns)
     # lost events per page → per CPU, with the gap position
     for c, count, raw_ts in gaps:
@@ -200,7 +193,6 @@ def read_dat(path: str, compression: str | None = None):
     uniq_t, tinv = np.unique(type_id, return_inverse=True)
     event = _categorical([formats[int(t)].name for t in uniq_t], tinv)
     system = _categorical([formats[int(t)].system for t in uniq_t], tinv)
-    bh_known = any("irqs-off/BH" in f.print_fmt for f in formats.values()) and False
     data: dict[str, object] = {
         "ts": ts_ns, "seq": np.arange(n, dtype=np.int64), "cpu": cpu, "pid": pid,
         "tgid": pd.arrays.IntegerArray(np.zeros(n, np.int32), np.ones(n, bool)),
@@ -210,7 +202,9 @@ def read_dat(path: str, compression: str | None = None):
     yes = np.ones(n, bool)
     vals = {
         "irqs_off": ((flags & IRQS_OFF) != 0, ~nosup),
-        "bh_off": ((flags & BH_OFF) != 0, yes & bh_known),
+        # trace-cmd never shows the BH bit, and kernels before 5.18 used 0x80 for nothing:
+        # left NA like the trace-cmd text, so df() frames agree across readers
+        "bh_off": ((flags & BH_OFF) != 0, np.zeros(n, bool)),
         "need_resched": ((flags & NEED_RESCHED) != 0, yes),
         "hardirq": ((flags & HARDIRQ) != 0, yes),
         "softirq": ((flags & SOFTIRQ) != 0, yes),
@@ -218,10 +212,8 @@ def read_dat(path: str, compression: str | None = None):
         "preempt_depth": ((pc & 0xF).astype(np.uint8), yes),
         "migrate_disable": (((pc >> 4) & 0xF).astype(np.uint8), yes),
     }
-    for name, dtype in FLAG_COLUMNS.items():
-        v, k = vals[name]
-        data[name] = (pd.arrays.BooleanArray(v.astype(bool), ~k) if dtype == "boolean"
-                      else pd.arrays.IntegerArray(v.astype(np.uint8), ~k))
+    for name in FLAG_COLUMNS:
+        data[name] = masked(name, *vals[name])
     data["payload"] = string_array(pa.chunked_array([pa.nulls(n, pa.large_string())]))
     data["line"] = np.arange(1, n + 1, dtype=np.int64)
     if len(dat.buffers) > 1:
@@ -235,6 +227,11 @@ def read_dat(path: str, compression: str | None = None):
     meta.ts_resolution_ns = 1
     source = BinarySource(formats, store, type_id, dat)
     return events, meta, source
+
+
+def _column(head: np.ndarray, f: Field, kind: str) -> np.ndarray:
+    """One common field out of the (records, bytes) matrix of record heads."""
+    return head[:, f.offset: f.offset + f.size].copy().view(kind + str(f.size)).ravel()
 
 
 def _categorical(names: list[str], codes: np.ndarray) -> pd.Categorical:

@@ -73,10 +73,6 @@ class Field:
     def is_string(self) -> bool:
         return "char" in self.decl and (self.array_len is not None or self.data_loc or self.rel_loc)
 
-    @property
-    def is_pointer(self) -> bool:
-        return "*" in self.decl.split(self.name)[0]
-
 
 @dataclass
 class EventFormat:
@@ -92,10 +88,8 @@ class EventFormat:
         for m in _SYMBOLIC.finditer(self.print_fmt):
             if m.group(1) != fname:
                 continue
-            depth, i = 1, m.end()
-            start = m.start()
             # find the end of this __print_symbolic( ... ) call
-            i = self.print_fmt.index("(", start) + 1
+            depth, i = 1, self.print_fmt.index("(", m.start()) + 1
             while i < len(self.print_fmt) and depth:
                 c = self.print_fmt[i]
                 depth += c == "("
@@ -112,6 +106,11 @@ class EventFormat:
         return out
 
 
+def _field_name(decl: str) -> str:
+    """``unsigned long vcpu_pc`` / ``char comm[16]`` / ``__data_loc char[] name`` → the name."""
+    return re.split(r"[\s*]+", re.sub(r"\[\d*\]\s*$", "", decl.strip()))[-1]
+
+
 def parse_format(text: str, system: str) -> EventFormat | None:
     """Parse one ``format`` file; None when it has no name/ID."""
     name = re.search(r"^name:\s*(\S+)", text, re.M)
@@ -124,8 +123,7 @@ def parse_format(text: str, system: str) -> EventFormat | None:
         data_loc = decl.startswith("__data_loc")
         rel_loc = decl.startswith("__rel_loc")
         arr = re.search(r"\[(\d*)\]\s*$", decl)
-        base = re.sub(r"\[\d*\]\s*$", "", decl).strip()
-        fname = re.split(r"[\s*]+", base)[-1]
+        fname = _field_name(decl)
         ev.fields[fname] = Field(
             name=fname, decl=decl, offset=int(m.group("off")), size=int(m.group("size")),
             signed=m.group("signed") == "1",
@@ -141,6 +139,5 @@ def header_page_layout(text: str) -> dict[str, tuple[int, int]]:
     """{field: (offset, size)} of the ring-buffer page header (timestamp, commit, data)."""
     out = {}
     for m in _FIELD.finditer(text):
-        fname = re.split(r"[\s*]+", re.sub(r"\[\d*\]\s*$", "", m.group("decl").strip()))[-1]
-        out[fname] = (int(m.group("off")), int(m.group("size")))
+        out[_field_name(m.group("decl"))] = (int(m.group("off")), int(m.group("size")))
     return out

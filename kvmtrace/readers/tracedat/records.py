@@ -11,13 +11,12 @@ class RecordStore:
     """The decompressed per-CPU buffers and, per event row, where its record is."""
 
     def __init__(self, bufs: list[np.ndarray], buf_id: np.ndarray, offset: np.ndarray, length: np.ndarray,
-                 big_endian: bool, long_size: int) -> None:
+                 big_endian: bool) -> None:
         self.bufs = bufs
         self.buf_id = buf_id
         self.offset = offset
         self.length = length
         self.e = ">" if big_endian else "<"
-        self.long_size = long_size
 
     def common(self, size: int = 8) -> np.ndarray:
         """The first ``size`` bytes of every record (the common fields), as an (n, size) array."""
