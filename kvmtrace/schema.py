@@ -3,8 +3,10 @@
 ``ts`` int64 ns; ``seq`` order in the source (equal timestamps stay ordered);
 ``cpu``/``pid`` int32; ``tgid`` nullable; ``comm``/``event``/``system``
 categoricals; the latency flags (NA where the source shows none, see
-``readers/flags.py``); ``payload`` the printed fields; ``line`` the source line
-(text) or record index (binary), so findings can point back at the input.
+``readers/flags.py``). Text readers add ``payload`` (the printed fields) and
+``line`` (the source line), so findings can point back at the input; trace.dat
+has neither column: ``seq`` is the record's position and ``Trace.payload()``
+renders fields only when asked.
 """
 from __future__ import annotations
 

@@ -10,11 +10,9 @@ import mmap
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from ...errors import TraceFormatError
 from ...meta import TraceMeta
-from ...schema import string_array
 from ..flags import FLAG_COLUMNS, masked
 from . import header as hdr
 from .formats import EventFormat, Field, header_page_layout, parse_format
@@ -145,7 +143,9 @@ def read_dat(path: str, compression: str | None = None):
     cpu = np.concatenate([np.full(len(p[3].ts), p[1], np.int32) for p in pieces]) if pieces else np.zeros(0, np.int32)
     bid = np.concatenate([np.full(len(p[3].ts), p[2], np.uint16) for p in pieces]) if pieces else np.zeros(0, np.uint16)
     bufidx = np.concatenate([np.full(len(p[3].ts), p[0], np.uint16) for p in pieces]) if pieces else np.zeros(0, np.uint16)
-    off = np.concatenate([p[3].offset for p in pieces]) if pieces else np.zeros(0, np.int64)
+    # offsets index one CPU's buffer: 4 bytes each unless a buffer passes 4 GiB
+    off_type = np.uint32 if all(len(b) < 2**32 for b in bufs) else np.int64
+    off = np.concatenate([p[3].offset.astype(off_type) for p in pieces]) if pieces else np.zeros(0, off_type)
     length = np.concatenate([p[3].length for p in pieces]) if pieces else np.zeros(0, np.int32)
     del pieces
     recs = data = None  # the loop's last CPU: free its record arrays before the merge
@@ -164,8 +164,8 @@ def read_dat(path: str, compression: str | None = None):
     store = RecordStore(bufs, bid, off, length, dat.big_endian)
     head = store.common(max(f.offset + f.size for f in cf.values() if f.name.startswith("common_")))
     type_id = _column(head, cf["common_type"], dat.endian + "u").astype(np.int32)
-    flags = _column(head, cf["common_flags"], dat.endian + "u").astype(np.int64)
-    pc = _column(head, cf["common_preempt_count"], dat.endian + "u").astype(np.int64)
+    flags = _column(head, cf["common_flags"], dat.endian + "u").astype(np.uint8, copy=False)
+    pc = _column(head, cf["common_preempt_count"], dat.endian + "u").astype(np.uint8, copy=False)
     pid = _column(head, cf["common_pid"], dat.endian + "i").astype(np.int32)
     del head
     known = np.isin(type_id, np.fromiter(formats.keys(), dtype=np.int64))
@@ -200,22 +200,24 @@ def read_dat(path: str, compression: str | None = None):
     }
     nosup = (flags & IRQS_NOSUPPORT) != 0
     yes = np.ones(n, bool)
-    vals = {
-        "irqs_off": ((flags & IRQS_OFF) != 0, ~nosup),
+    # built one column at a time so only one set of temporaries exists at once
+    cols = {
+        "irqs_off": lambda: ((flags & IRQS_OFF) != 0, ~nosup),
         # trace-cmd never shows the BH bit, and kernels before 5.18 used 0x80 for nothing:
         # left NA like the trace-cmd text, so df() frames agree across readers
-        "bh_off": ((flags & BH_OFF) != 0, np.zeros(n, bool)),
-        "need_resched": ((flags & NEED_RESCHED) != 0, yes),
-        "hardirq": ((flags & HARDIRQ) != 0, yes),
-        "softirq": ((flags & SOFTIRQ) != 0, yes),
-        "nmi": ((flags & NMI) != 0, yes),
-        "preempt_depth": ((pc & 0xF).astype(np.uint8), yes),
-        "migrate_disable": (((pc >> 4) & 0xF).astype(np.uint8), yes),
+        "bh_off": lambda: ((flags & BH_OFF) != 0, np.zeros(n, bool)),
+        "need_resched": lambda: ((flags & NEED_RESCHED) != 0, yes),
+        "hardirq": lambda: ((flags & HARDIRQ) != 0, yes),
+        "softirq": lambda: ((flags & SOFTIRQ) != 0, yes),
+        "nmi": lambda: ((flags & NMI) != 0, yes),
+        "preempt_depth": lambda: (pc & 0xF, yes),
+        "migrate_disable": lambda: ((pc >> 4) & 0xF, yes),
     }
     for name in FLAG_COLUMNS:
-        data[name] = masked(name, *vals[name])
-    data["payload"] = string_array(pa.chunked_array([pa.nulls(n, pa.large_string())]))
-    data["line"] = np.arange(1, n + 1, dtype=np.int64)
+        data[name] = masked(name, *cols[name]())
+    del flags, pc, nosup
+    # no ``payload`` or ``line`` columns: the payload is rendered on request
+    # (Trace.payload) and ``seq`` is already the record's position
     if len(dat.buffers) > 1:
         data["buffer"] = pd.Categorical(np.asarray([b.name for b in dat.buffers], dtype=object)[bufidx])
     events = pd.DataFrame(data, copy=False)

@@ -22,10 +22,12 @@ class RecordStore:
         """The first ``size`` bytes of every record (the common fields), as an (n, size) array."""
         out = np.zeros((len(self.offset), size), dtype=np.uint8)
         for b in np.unique(self.buf_id):
-            m = self.buf_id == b
+            m = np.flatnonzero(self.buf_id == b)
             buf = self.bufs[int(b)]
-            pos = self.offset[m][:, None] + np.arange(size)
-            out[m] = buf[np.minimum(pos, len(buf) - 1)]
+            start = self.offset[m]
+            # one byte column at a time: an (n, size) int64 index matrix would be the load's peak
+            for k in range(size):
+                out[m, k] = buf[np.minimum(start + k, len(buf) - 1)]
         return out
 
     def _bytes(self, rows: np.ndarray, start: np.ndarray, size: int) -> np.ndarray:
