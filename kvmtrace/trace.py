@@ -52,6 +52,14 @@ class Trace:
                 self._typed[name] = decode_event(name, rows)
         return self._typed[name]
 
+    def without(self, *names: str) -> "Trace":
+        """The same trace as if events ``names`` had not been recorded (keeps seq numbers).
+
+        Answers "what could be decided without preemptirq/rcu events?" on a real trace.
+        """
+        keep = ~self.events["event"].astype(object).isin(names)
+        return Trace(self.events[keep.to_numpy()], self.meta, self._binary)
+
     def payload(self, name: str) -> pd.Series:
         """Printable fields of event ``name``, one string per row, rendered only now.
 

@@ -49,6 +49,6 @@ def cli() -> None:
 
 
 def main() -> None:
-    from . import events  # noqa: F401  (registers the command)
+    from . import analyze, events  # noqa: F401  (registers the commands)
 
     cli(prog_name="kvmtrace")

@@ -223,7 +223,7 @@ def decode_binary(name: str, rows: pd.DataFrame, src: BinarySource) -> pd.DataFr
     from . import BASE_COLUMNS
 
     base = rows[BASE_COLUMNS].reset_index(drop=True)
-    idx = rows.index.to_numpy()
+    idx = rows["seq"].to_numpy(np.int64)  # seq is the record index, whatever the frame was filtered to
     tids = src.type_id[idx]
     pieces: list[pd.DataFrame] = []
     for tid in np.unique(tids):

@@ -1,0 +1,95 @@
+"""Analyzers: findings, metrics and DataFrames from a loaded trace.
+
+``analyze(trace)`` runs them all on one shared model (``base.Context``). Each
+analyzer module declares the events it needs and, when they are missing, says
+what it could not decide and the ``trace-cmd record`` line that would capture them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from ..trace import Trace
+from . import exits, irqsoff, rcu, ticks, verdict
+from .base import FINDING_COLUMNS, FINDING_KINDS, Context, Options, Result
+
+SCHEMA_VERSION = 1
+__all__ = ["Analysis", "Options", "analyze", "FINDING_KINDS"]
+
+
+@dataclass
+class Analysis:
+    """Everything ``kvmtrace analyze`` reports for one trace."""
+
+    trace: Trace
+    verdict: dict[str, Any]
+    results: dict[str, Result]
+    findings: pd.DataFrame
+    undecidable: list[dict[str, Any]] = field(default_factory=list)
+
+    def frame(self, analyzer: str, name: str) -> pd.DataFrame:
+        """One analyzer's DataFrame, e.g. ``frame("exits", "runs")``."""
+        return self.results[analyzer].frames[name]
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        return self.results["exits"].frames.get("runs", pd.DataFrame())
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Findings per kind and confidence."""
+        out = {k: {"proven": 0, "inferred": 0} for k in FINDING_KINDS}
+        for (k, c), n in self.findings.groupby(["kind", "confidence"]).size().items():
+            out[k][c] = int(n)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented, stable ``--json`` schema (see README, "analyze --json")."""
+        f = self.findings
+        return {
+            "schema": SCHEMA_VERSION,
+            "trace": self.trace.path,
+            "verdict": self.verdict["verdict"],
+            "verdict_evidence": self.verdict["evidence"],
+            "counts": self.counts(),
+            "findings": [_plain(r) for r in f.to_dict(orient="records")],
+            "metrics": {name: _plain(res.metrics) for name, res in self.results.items()},
+            "undecidable": self.undecidable,
+            "meta": _plain(self.trace.meta.to_dict()),
+        }
+
+
+def analyze(trace: Trace, options: Options | None = None) -> Analysis:
+    """Run every analyzer on ``trace``."""
+    ctx = Context(trace, options)
+    res = {"exits": exits.analyze(ctx), "irqsoff": irqsoff.analyze(ctx)}
+    apparent = res["irqsoff"].metrics.get("runs_in_apparent_windows")
+    # RCU findings need the verdict only for the no-RCU-events fallback: decide on what is known first
+    pre = verdict.decide(ctx, apparent, None)
+    res["rcu"] = rcu.analyze(ctx, pre["verdict"])
+    proven_rcu = int((res["rcu"].findings["confidence"] == "proven").sum())
+    v = verdict.decide(ctx, apparent, proven_rcu)
+    res["ticks"] = ticks.analyze(ctx)
+    parts = [r.findings for r in res.values() if len(r.findings)]
+    findings = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=FINDING_COLUMNS)
+    findings = findings.sort_values(["start_ns", "kind"], kind="stable").reset_index(drop=True)
+    undecidable = [u for r in res.values() for u in r.undecidable]
+    return Analysis(trace, v, res, findings, undecidable)
+
+
+def _plain(x: Any) -> Any:
+    """JSON-safe copy: numpy scalars → Python, NaN/NA → None."""
+    import math
+
+    import numpy as np
+
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if x is pd.NA or x is None or (isinstance(x, float) and math.isnan(x)):
+        return None
+    return x

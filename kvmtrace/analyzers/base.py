@@ -1,0 +1,106 @@
+"""What every analyzer returns, and the shared, lazily built model of one trace."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..model import irqsoff, rcu, runs, timeline
+from ..model.kernel import RECORD_EVENTS
+from ..trace import Trace
+
+FINDING_KINDS = ("apparent_irqsoff", "rcu_not_watching", "misaccounted_tick")
+FINDING_COLUMNS = ["kind", "confidence", "cpu", "pid", "comm", "start_ns", "end_ns", "evidence_seq", "detail", "why"]
+
+
+@dataclass
+class Options:
+    """User-tunable analysis settings."""
+
+    irqsoff_threshold_ns: int = 100_000
+
+
+@dataclass
+class Result:
+    """One analyzer's output: DataFrames for notebooks, metrics for JSON, findings, gaps."""
+
+    name: str
+    frames: dict[str, pd.DataFrame] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    findings: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=FINDING_COLUMNS))
+    undecidable: list[dict[str, Any]] = field(default_factory=list)
+
+    def cannot_decide(self, what: str, missing: list[str], groups: list[str]) -> None:
+        """Record that ``what`` needs events the trace lacks, with the record line that captures them."""
+        self.undecidable.append({"analysis": self.name, "what": what, "missing": missing,
+                                 "record": "trace-cmd record " + " ".join(RECORD_EVENTS[g] for g in groups)})
+
+
+def findings_frame(kind: str, confidence: np.ndarray | str, cpu, pid, comm, start, end,
+                   evidence: list[list[int]], detail, why) -> pd.DataFrame:
+    """Findings in the common column layout."""
+    n = len(evidence)
+    return pd.DataFrame({
+        "kind": [kind] * n,
+        "confidence": np.broadcast_to(np.asarray(confidence, dtype=object), (n,)).copy() if n else [],
+        "cpu": np.asarray(cpu, dtype=np.int64), "pid": np.asarray(pid, dtype=np.int64),
+        "comm": np.asarray(comm, dtype=object), "start_ns": np.asarray(start, dtype=np.int64),
+        "end_ns": np.asarray(end, dtype=np.int64), "evidence_seq": evidence,
+        "detail": np.broadcast_to(np.asarray(detail, dtype=object), (n,)).copy() if n else [],
+        "why": np.broadcast_to(np.asarray(why, dtype=object), (n,)).copy() if n else [],
+    }, columns=FINDING_COLUMNS)
+
+
+class Context:
+    """One trace and the model pieces analyzers share, each built once on first use."""
+
+    def __init__(self, trace: Trace, options: Options | None = None) -> None:
+        self.trace = trace
+        self.options = options or Options()
+
+    def has_any(self, *names: str) -> bool:
+        return any(n in self.tl.present for n in names)
+
+    @cached_property
+    def tl(self) -> timeline.Timeline:
+        return timeline.build(self.trace)
+
+    @cached_property
+    def runs(self) -> runs.Runs:
+        return runs.pair(self.trace, self.tl) if self.has_any("kvm_entry") and self.has_any("kvm_exit") \
+            else runs.Runs(pd.DataFrame(columns=["run", "cpu", "pid", "reason"]), *(np.zeros(0, np.int64),) * 3)
+
+    @cached_property
+    def windows(self) -> tuple[pd.DataFrame, dict[str, int]]:
+        return irqsoff.windows(self.tl)
+
+    @cached_property
+    def eqs(self) -> tuple[pd.DataFrame, dict[str, int]]:
+        return rcu.quiescent_states(self.tl)
+
+    @cached_property
+    def guest_eqs(self) -> pd.DataFrame:
+        """Task-level EQS entered by a vCPU thread inside one of its guest runs."""
+        q, _ = self.eqs
+        r = self.runs
+        if not len(q) or not len(r.entry_pos):
+            return q.iloc[:0].assign(run=pd.Series(dtype=np.int64))
+        sp = q.attrs["stop_pos"]
+        i = np.searchsorted(r.entry_pos, sp) - 1
+        ok = (i >= 0) & (sp < r.exit_pos[np.maximum(i, 0)]) & (self.tl.pid[sp] == self.tl.pid[r.entry_pos[np.maximum(i, 0)]])
+        g = q[ok].assign(run=i[ok])
+        g.attrs["stop_pos"], g.attrs["start_pos"] = sp[ok], q.attrs["start_pos"][ok]
+        return g
+
+    @cached_property
+    def nohz_full_cpus(self) -> dict[int, str]:
+        """CPUs with context tracking for guests, and why we think so."""
+        out = {int(c): "the vCPU thread enters an RCU quiescent state around the guest" for c in self.guest_eqs["cpu"].unique()}
+        if self.trace.has("tick_stop"):
+            t = self.trace.df("tick_stop")
+            for c in t.loc[t["pid"] != 0, "cpu"].unique():
+                out.setdefault(int(c), "a busy task stops the tick there (tick_stop)")
+        return out

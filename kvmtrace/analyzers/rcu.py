@@ -1,0 +1,94 @@
+"""IRQs handled while RCU is not watching (bug 1).
+
+The guest's quiescent state runs from the vCPU thread's task-level stop-watching
+word to its start-watching word. Every hardirq handler a non-idle task runs in
+between is flagged; handlers taken from idle's quiescent state are legitimate.
+Without RCU events only exposure can be reported (arm64, nohz_full CPU, entry logic
+not known to be fixed, IRQ between kvm_entry and kvm_exit), labelled ``inferred``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..model import rcu
+from ..model.timeline import Cls
+from .base import Context, Result, findings_frame
+
+NEEDS_ANY_RCU = ("rcu_dyntick", "rcu_watching")
+HANDLER_CLASSES = (Cls.HANDLER,)
+
+
+def _inside(stop: np.ndarray, start: np.ndarray, cpu_of, pos: np.ndarray) -> np.ndarray:
+    """Index of the interval [stop, start) containing each ``pos`` on the same CPU, else −1."""
+    i = np.searchsorted(stop, pos) - 1
+    j = np.maximum(i, 0)
+    ok = (i >= 0) & (start[j] > pos) & (cpu_of(stop[j]) == cpu_of(pos)) if len(stop) else np.zeros(len(pos), bool)
+    return np.where(ok, i, -1)
+
+
+def analyze(ctx: Context, verdict: str) -> Result:
+    res = Result("rcu")
+    tl = ctx.tl
+    handlers = np.flatnonzero(np.isin(tl.cls, HANDLER_CLASSES) & ~tl.nmi)
+    if not ctx.has_any(*NEEDS_ANY_RCU):
+        return _exposure(ctx, res, handlers, verdict)
+    g = ctx.guest_eqs
+    q, stats = ctx.eqs
+    sp, ep = g.attrs["stop_pos"], g.attrs["start_pos"]
+    cpu_of = tl.cpu.__getitem__
+    k = _inside(sp, ep, cpu_of, handlers)
+    hit = handlers[(k >= 0) & (tl.pid[handlers] != 0)]
+    kk = k[(k >= 0) & (tl.pid[handlers] != 0)]
+    soft = np.flatnonzero(tl.cls == Cls.SOFTIRQ)
+    soft_in = int(((_inside(sp, ep, cpu_of, soft) >= 0) & (tl.pid[soft] != 0)).sum())
+    m = q["idle"].to_numpy(bool)
+    idle_hits = int((_inside(q.attrs["stop_pos"][m], q.attrs["start_pos"][m], cpu_of, handlers) >= 0).sum())
+    missed = rcu.missed_transitions(tl)
+    # an EQS with missed transitions or a lost-events gap inside cannot prove anything
+    m_in = _inside(sp, ep, cpu_of, missed)
+    doubtful = np.zeros(len(sp), bool)
+    doubtful[m_in[m_in >= 0]] = True
+    doubtful |= tl.near_gap(tl.cpu[sp], tl.ts[sp], tl.ts[ep])
+    conf = np.where(doubtful[kk], "inferred", "proven")
+    why = np.where(doubtful[kk], "missed RCU transitions or lost events inside this quiescent state", "")
+    ev = [[int(tl.seq[a]), int(tl.seq[h]), int(tl.seq[b])] for a, h, b in zip(sp[kk], hit, ep[kk])]
+    res.findings = findings_frame(
+        "rcu_not_watching", conf, tl.cpu[hit], tl.pid[hit], tl.comm[hit], tl.ts[sp[kk]], tl.ts[ep[kk]], ev,
+        [f"IRQ handler ran inside the vCPU thread's guest quiescent state (guest run {int(r)})"
+         for r in g["run"].to_numpy()[kk]], why)
+    res.frames["guest_eqs"] = g
+    res.frames["eqs"] = q
+    res.metrics = {
+        "source": tl.rcu_event, **stats, "guest_eqs": int(len(g)),
+        "handlers_in_guest_eqs": int(len(hit)), "softirqs_in_guest_eqs": soft_in,
+        "handlers_in_idle_eqs_legitimate": idle_hits,
+        "counter_step": rcu.counter_step(tl), "missed_transitions": int(len(missed)),
+        "nohz_full_cpus": {str(c): why_ for c, why_ in ctx.nohz_full_cpus.items()},
+    }
+    return res
+
+
+def _exposure(ctx: Context, res: Result, handlers: np.ndarray, verdict: str) -> Result:
+    """No RCU events: IRQs between kvm_entry and kvm_exit on nohz_full-looking arm64 CPUs whose
+    entry logic is not known to be fixed (kernel-semantics.md C.4: exposure, never proof)."""
+    tl = ctx.tl
+    r = ctx.runs
+    res.cannot_decide("IRQs without RCU watching (bug 1): exposure only",
+                      list(NEEDS_ANY_RCU), ["rcu"])
+    cpus = ctx.nohz_full_cpus
+    res.metrics = {"source": None, "nohz_full_cpus": {str(c): w for c, w in cpus.items()}, "entry_logic": verdict}
+    if verdict == "fixed" or not len(r.entry_pos) or not cpus:
+        res.metrics["exposed_handlers"] = 0
+        return res
+    i = np.searchsorted(r.entry_pos, handlers) - 1
+    j = np.maximum(i, 0)
+    arm64 = (r.frame["arch"] == "arm64").to_numpy()
+    ok = (i >= 0) & (handlers < r.exit_pos[j]) & arm64[j] & np.isin(tl.cpu[handlers], list(cpus)) & (tl.pid[handlers] != 0)
+    h, run = handlers[ok], i[ok]
+    ev = [[int(tl.seq[r.entry_pos[k]]), int(tl.seq[x]), int(tl.seq[r.exit_pos[k]])] for k, x in zip(run, h)]
+    res.findings = findings_frame(
+        "rcu_not_watching", "inferred", tl.cpu[h], tl.pid[h], tl.comm[h], tl.ts[r.entry_pos[run]], tl.ts[r.exit_pos[run]],
+        ev, "IRQ handled between kvm_entry and kvm_exit on a nohz_full CPU",
+        f"no RCU events; entry logic {verdict}: exposure, not proof")
+    res.metrics["exposed_handlers"] = int(len(h))
+    return res

@@ -1,0 +1,54 @@
+"""Which guest-entry logic the traced kernel runs: ``pre-fix``, ``fixed`` or ``unknown``.
+
+Proof of the fix: irq_enable from the noinstr enter/exit helper
+(``kvm_arm_vcpu_enter_exit``, ``vmx/svm_vcpu_enter_exit``) between kvm_entry and
+the guest. Proof of the old logic: a guest-spanning irqs-off window opened before
+kvm_entry, or IRQ handlers inside the vCPU thread's guest quiescent state.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..model.kernel import ENTER_EXIT_CALLERS
+from .base import Context
+
+
+def decide(ctx: Context, apparent_runs: int | None, rcu_hits: int | None) -> dict[str, Any]:
+    r = ctx.runs
+    tl = ctx.tl
+    runs = len(r.entry_pos)
+    out: dict[str, Any] = {"verdict": "unknown", "evidence": []}
+    if not runs:
+        out["evidence"].append("no paired guest runs (kvm_entry → kvm_exit) in the trace")
+        return out
+    fixed_runs = 0
+    if ctx.has_any("irq_enable"):
+        on = np.flatnonzero((tl.cls == 4) & np.isin(tl.caller, list(ENTER_EXIT_CALLERS)))
+        k = np.searchsorted(on, r.entry_pos)
+        nxt = np.where(k < len(on), on[np.minimum(k, max(len(on) - 1, 0))], -1) if len(on) else np.full(runs, -1)
+        fixed_runs = int(((nxt > r.entry_pos) & (nxt < r.return_pos)).sum())
+        if fixed_runs:
+            callers = sorted({str(tl.caller[p]) for p in nxt[(nxt > r.entry_pos) & (nxt < r.return_pos)][:1000]})
+            out["evidence"].append(f"{fixed_runs} of {runs} guest runs: irq_enable caller={'/'.join(callers)} "
+                                   "right after kvm_entry (guest_state_enter_irqoff, the reworked entry)")
+    pre = 0
+    if apparent_runs:
+        pre += apparent_runs
+        out["evidence"].append(f"{apparent_runs} of {runs} guest runs inside an irqs-off window opened before kvm_entry")
+    if rcu_hits:
+        pre += rcu_hits
+        out["evidence"].append(f"{rcu_hits} IRQ handlers inside the vCPU thread's guest RCU quiescent state")
+    out["fixed_runs"], out["runs"] = fixed_runs, runs
+    if fixed_runs and not pre:
+        out["verdict"] = "fixed"
+    elif pre and not fixed_runs:
+        out["verdict"] = "pre-fix"
+    elif pre and fixed_runs:
+        out["evidence"].append("both signatures present: mixed kernels or a misread trace")
+    elif apparent_runs is None:
+        out["evidence"].append("no preemptirq events: the entry logic cannot be told from the trace")
+    else:
+        out["evidence"].append("neither signature present")
+    return out

@@ -1,0 +1,127 @@
+"""``kvmtrace analyze TRACE``: verdict, findings and per-analyzer tables."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from ..analyzers import FINDING_KINDS, Analysis, Options, analyze as run_analysis
+from ..trace import load
+from .main import cli, one_line_errors
+from .tables import render
+
+EXPLAIN = {
+    "apparent_irqsoff": "an irqs-off window opened before kvm_entry spans the guest run: tracing and lockdep "
+                        "were never told IRQs are on while the guest runs (bug 2)",
+    "rcu_not_watching": "an IRQ handler ran while the vCPU thread's RCU extended quiescent state was still "
+                        "active: RCU was not watching (bug 1)",
+    "misaccounted_tick": "a tick was charged to the wrong side: due in the guest but charged to the host "
+                         "(missing ISB, bug 3) or due after the guest returned but charged to it",
+}
+
+
+def _kinds(value: str | None) -> list[str]:
+    if not value:
+        return []
+    kinds = [k.strip() for k in value.split(",") if k.strip()]
+    bad = [k for k in kinds if k not in FINDING_KINDS]
+    if bad:
+        raise click.BadParameter(f"unknown kind(s) {', '.join(bad)}; choose from {', '.join(FINDING_KINDS)}")
+    return kinds
+
+
+@cli.command()
+@click.argument("trace")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (schema in the README).")
+@click.option("--fail-on", "fail_on", metavar="KIND[,KIND]",
+              help="Exit 1 when proven findings of these kinds exist: " + ", ".join(FINDING_KINDS) + ".")
+@click.option("--strict", is_flag=True, help="With --fail-on, count inferred findings too.")
+@click.option("--irqsoff-threshold-us", type=float, default=100.0, show_default=True,
+              help="Irqs-off windows longer than this are counted per CPU.")
+@click.option("--findings", "show", type=int, default=10, show_default=True, help="Findings to list (text output).")
+@one_line_errors
+def analyze(trace: str, as_json: bool, fail_on: str | None, strict: bool, irqsoff_threshold_us: float, show: int) -> None:
+    """Find guest entry/exit bugs in TRACE and say which entry logic the kernel runs.
+
+    \b
+    Finding kinds:
+      apparent_irqsoff   irqs-off window spanning the guest run (bug 2)
+      rcu_not_watching   IRQ handled inside the guest's RCU quiescent state (bug 1)
+      misaccounted_tick  tick charged to the wrong side of guest/host (bug 3)
+    Each finding is `proven` (the events show it) or `inferred` (the events
+    suggest it; the reason is given). Exit status: 0, 1 with --fail-on, 2 on bad input.
+    """
+    kinds = _kinds(fail_on)
+    tr = load(trace)
+    a = run_analysis(tr, Options(irqsoff_threshold_ns=int(irqsoff_threshold_us * 1000)))
+    if as_json:
+        click.echo(json.dumps(a.to_json(), indent=2, sort_keys=True))
+    else:
+        _print(a, show)
+    if kinds:
+        f = a.findings
+        hits = f[f["kind"].isin(kinds) & (True if strict else f["confidence"] == "proven")]
+        if len(hits):
+            click.echo(f"kvmtrace: {len(hits)} finding(s) of {', '.join(kinds)}", err=True)
+            sys.exit(1)
+
+
+def _print(a: Analysis, show: int) -> None:
+    m = a.trace.meta
+    click.echo(f"{a.trace.path}: {m.source_format}, {m.events:,} events, cpus {m.cpus}"
+               + (f", LOST {m.lost_total:,} events" if m.lost_markers else "")
+               + (f", skipped {m.skipped_total:,} lines" if m.skipped_total else ""))
+    click.echo(f"entry logic: {a.verdict['verdict'].upper()}")
+    for e in a.verdict["evidence"]:
+        click.echo(f"  - {e}")
+    c = a.counts()
+    click.echo("")
+    click.echo(render(["finding", "proven", "inferred"], [[k, c[k]["proven"], c[k]["inferred"]] for k in FINDING_KINDS]))
+    for k in FINDING_KINDS:
+        if c[k]["proven"] or c[k]["inferred"]:
+            click.echo(f"  {k}: {EXPLAIN[k]}")
+    ex = a.results["exits"]
+    if ex.metrics:
+        mm = ex.metrics
+        click.echo(f"\nguest runs: {mm['runs']:,} on CPUs {mm['cpus']} ({mm['vcpu_threads']} vCPU thread(s), {mm['arch']});"
+                   f" unpaired: {mm['entries_without_exit']} entries, {mm['exits_without_entry']} exits,"
+                   f" {mm['runs_broken_by_lost_events']} broken by lost events")
+        er = ex.frames["exit_reasons"]
+        click.echo(render(["exit reason", "count", "share", "host p50 us", "p90", "p99", "max", "guest p50 us", "p99"],
+                          [[r.reason, int(r.count), f"{r.share:.1%}", r.host_p50_us, r.host_p90_us, r.host_p99_us,
+                            r.host_max_us, r.guest_p50_us, r.guest_p99_us] for r in er.itertuples()]))
+    io = a.results["irqsoff"]
+    if "per_cpu" in io.frames:
+        click.echo(f"\nirqs-off windows (preemptirq), threshold {io.metrics['threshold_us']:g} us:")
+        click.echo(render(["cpu", "windows", "over threshold", "max us", "p99 us", "apparent", "apparent total us"],
+                          [[int(r.cpu), int(r.windows), int(r.over_threshold), r.max_us, r.p99_us, int(r.apparent),
+                            r.apparent_total_us] for r in io.frames["per_cpu"].itertuples()]))
+        for caller, n in io.metrics["runs_in_guest_entry_windows"].items():
+            click.echo(f"  {n:,} guest runs inside a window opened in the guest entry by {caller} "
+                       "(spans the guest, not the entry-logic bug)")
+    rc = a.results["rcu"].metrics
+    if rc.get("source"):
+        click.echo(f"\nRCU ({rc['source']}): {rc['guest_eqs']:,} guest quiescent states, {rc['handlers_in_guest_eqs']:,} "
+                   f"IRQ handlers and {rc['softirqs_in_guest_eqs']:,} softirqs inside them; "
+                   f"{rc['handlers_in_idle_eqs_legitimate']:,} IRQs from idle (legitimate); "
+                   f"{rc['missed_transitions']} missed transitions (counter step {rc['counter_step']})")
+    if rc.get("nohz_full_cpus"):
+        click.echo("  nohz_full CPUs: " + "; ".join(f"{c} ({w})" for c, w in rc["nohz_full_cpus"].items()))
+    tk = a.results["ticks"]
+    if "per_cpu" in tk.frames:
+        tm = tk.metrics
+        click.echo(f"\nticks on vCPU CPUs (period {tm['tick_period_ns'] / 1e6:g} ms, trace clock − monotonic "
+                   f"{tm['clock_offset_ns']:,} ns ± {tm['due_uncertainty_ns']:,}):")
+        click.echo(render(["cpu", "mode", "ticks", "expected guest", "charged guest", "guest→host", "host→guest"],
+                          [[int(r.cpu), r.mode, int(r.ticks), int(r.expected_guest),
+                            None if r.charged_guest is None else int(r.charged_guest), int(r.guest_as_host),
+                            int(r.host_as_guest)] for r in tk.frames["per_cpu"].itertuples()]))
+    for u in a.undecidable:
+        click.echo(f"\nundecidable: {u['what']}; missing {', '.join(u['missing']) or 'data'}\n  capture with: {u['record']}")
+    if show and len(a.findings):
+        click.echo(f"\nfirst {min(show, len(a.findings))} of {len(a.findings):,} findings (evidence = event seq numbers):")
+        for r in a.findings.head(show).itertuples():
+            why = f" [{r.why}]" if r.why else ""
+            click.echo(f"  {r.kind} {r.confidence} cpu{r.cpu} pid {r.pid} {r.start_ns / 1e9:.6f}..{r.end_ns / 1e9:.6f} s "
+                       f"seq {list(r.evidence_seq)}: {r.detail}{why}")

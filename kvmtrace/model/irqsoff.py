@@ -1,0 +1,75 @@
+"""Irqs-off windows as tracing saw them: preemptirq irq_disable → next irq_enable per CPU.
+
+``trace_hardirqs_off()`` only traces an on→off transition, so on one CPU the
+events alternate; a repeated disable or enable means a missed event and the
+window is counted as unbalanced, not guessed. Without preemptirq events the only
+evidence is the per-event irqs-off flag: ``flag_windows`` bounds windows from
+runs of flagged events (hardware state, which is the same on buggy and fixed kernels).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .timeline import Cls, Timeline
+
+
+def windows(tl: Timeline) -> tuple[pd.DataFrame, dict[str, int]]:
+    """One row per traced irqs-off window: open/close positions, duration and callers."""
+    k = np.flatnonzero((tl.cls == Cls.IRQ_OFF) | (tl.cls == Cls.IRQ_ON))
+    off = tl.cls[k] == Cls.IRQ_OFF
+    same_cpu = tl.cpu[k[:-1]] == tl.cpu[k[1:]] if len(k) > 1 else np.zeros(0, bool)
+    pair = np.append(off[:-1] & ~off[1:] & same_cpu, False) if len(k) else np.zeros(0, bool)
+    o, c = k[pair], k[np.flatnonzero(pair) + 1]
+    broken = tl.near_gap(tl.cpu[o], tl.ts[o], tl.ts[c])
+    prev_same = np.insert(same_cpu, 0, False) if len(k) else np.zeros(0, bool)
+    stats = {
+        "unbalanced_disable": int((off[:-1] & off[1:] & same_cpu).sum()) if len(k) > 1 else 0,
+        "unbalanced_enable": int((~off[1:] & ~off[:-1] & same_cpu).sum()) if len(k) > 1 else 0,
+        "open_at_trace_start": int((~off & ~prev_same).sum()),
+        "broken_by_lost_events": int(broken.sum()),
+    }
+    o, c = o[~broken], c[~broken]
+    f = pd.DataFrame({
+        "cpu": tl.cpu[o], "pid": tl.pid[o], "comm": tl.comm[o],
+        "start_ts": tl.ts[o], "end_ts": tl.ts[c], "duration_ns": tl.ts[c] - tl.ts[o],
+        "open_seq": tl.seq[o], "close_seq": tl.seq[c],
+        "caller": tl.caller[o], "closer": tl.caller[c],
+    })
+    f.attrs["open_pos"], f.attrs["close_pos"] = o, c
+    return f, stats
+
+
+def open_window_at(tl: Timeline, w: pd.DataFrame, pos: np.ndarray) -> np.ndarray:
+    """Index into ``w`` of the window open at each timeline position (−1 if none).
+
+    A window is open at ``pos`` when it opened before ``pos`` and closes at or after it.
+    """
+    o, c = w.attrs["open_pos"], w.attrs["close_pos"]
+    i = np.searchsorted(o, pos) - 1
+    ok = (i >= 0) & (c[np.maximum(i, 0)] >= pos) & (tl.cpu[o[np.maximum(i, 0)]] == tl.cpu[pos]) if len(o) \
+        else np.zeros(len(pos), bool)
+    return np.where(ok, i, -1)
+
+
+def flag_windows(tl: Timeline) -> pd.DataFrame:
+    """Windows bounded by runs of task-context events flagged irqs-off (no preemptirq needed).
+
+    A run of ``d`` events on a CPU starts at its first flagged event and ends at the
+    next unflagged one; hardirq-context events are skipped (they are always ``d``).
+    """
+    if not tl.flags_known:
+        return pd.DataFrame(columns=["cpu", "start_ts", "end_ts", "duration_ns"])
+    task = np.flatnonzero(~tl.hardirq & ~tl.nmi)
+    d = tl.irqs_off[task]
+    cpu = tl.cpu[task]
+    start = d & ~np.insert(d[:-1] & (cpu[1:] == cpu[:-1]), 0, False) if len(d) else d
+    s = np.flatnonzero(start)
+    # each run ends at the next unflagged event on the same CPU
+    undone = np.flatnonzero(~d)
+    j = np.searchsorted(undone, s)
+    ok = j < len(undone)
+    e = np.where(ok, undone[np.minimum(j, max(len(undone) - 1, 0))], 0) if len(undone) else np.zeros(len(s), int)
+    ok &= cpu[e] == cpu[s] if len(undone) else ok
+    s, e = task[s[ok]], task[e[ok]]
+    return pd.DataFrame({"cpu": tl.cpu[s], "start_ts": tl.ts[s], "end_ts": tl.ts[e], "duration_ns": tl.ts[e] - tl.ts[s]})

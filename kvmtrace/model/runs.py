@@ -1,0 +1,164 @@
+"""Guest runs (kvm_entry → kvm_exit on one CPU) and exit windows (kvm_exit → next kvm_entry).
+
+A run is paired only when its kvm_entry is directly followed, among that CPU's
+kvm_entry/kvm_exit events, by a kvm_exit of the same thread with no lost-events
+gap between them; everything else is counted as unpaired, never mispaired.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..trace import Trace
+from .timeline import Cls, Timeline
+
+_BRACKETS = (Cls.RCU_OPEN, Cls.RCU_CLOSE)
+
+
+@dataclass
+class Runs:
+    """Guest runs, one row each, plus what could not be paired."""
+
+    frame: pd.DataFrame
+    entry_pos: np.ndarray
+    return_pos: np.ndarray
+    exit_pos: np.ndarray
+    unpaired: dict[str, int] = field(default_factory=dict)
+
+
+def _first_at_or_after(sorted_pos: np.ndarray, at: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    i = np.searchsorted(sorted_pos, at)
+    ok = i < len(sorted_pos)
+    out = fallback.copy()
+    out[ok] = np.minimum(sorted_pos[i[ok]], fallback[ok])
+    return out
+
+
+def _guest_return(tl: Timeline, entry: np.ndarray, exit_: np.ndarray) -> np.ndarray:
+    """Position of the first host event after the guest ran, for each run.
+
+    The guest-entry code emits a known set of events after kvm_entry (see
+    ``Timeline.entry_path``); RCU nesting brackets belong to the tracepoint they
+    surround. The guest return is the first event after the last entry-path event
+    (and its closing bracket) that precedes the first ordinary host event.
+    """
+    host = np.flatnonzero(~tl.entry_path & ~np.isin(tl.cls, _BRACKETS))
+    first_host = _first_at_or_after(host, entry + 1, exit_)
+    epos = np.flatnonzero(tl.entry_path)
+    i = np.searchsorted(epos, first_host) - 1
+    last_e = np.where(i >= 0, epos[np.maximum(i, 0)], entry)
+    last_e = np.maximum(last_e, entry)
+    ret = last_e + 1
+    for _ in range(4):  # closing brackets of the last entry-path tracepoint
+        more = (ret < first_host) & (tl.cls[np.minimum(ret, len(tl) - 1)] == Cls.RCU_CLOSE)
+        if not more.any():
+            break
+        ret = ret + more
+    return np.minimum(ret, exit_)
+
+
+def _exit_reason(tr: Trace, seq: np.ndarray) -> pd.DataFrame:
+    """Exit reason per kvm_exit seq: arm64 exception class (TRAP) or type; x86 reason."""
+    d = tr.df("kvm_exit").set_index("seq")
+    d = d.reindex(seq)
+    out = pd.DataFrame(index=range(len(seq)))
+    if "exit_type" in d.columns:  # arm64
+        typ = d["exit_type"].astype(object)
+        ec = d["esr_ec_class"].astype(object) if "esr_ec_class" in d.columns else pd.Series(None, index=d.index)
+        out["exit_type"] = typ.to_numpy()
+        out["esr_ec"] = d["esr_ec"].to_numpy() if "esr_ec" in d.columns else None
+        out["reason"] = np.where(typ.to_numpy() == "TRAP", ec.to_numpy(), typ.to_numpy())
+        out["arch"] = "arm64"
+    elif "reason" in d.columns:  # x86
+        out["reason"] = d["reason"].astype(object).to_numpy()
+        out["arch"] = "x86"
+    else:
+        out["reason"] = None
+        out["arch"] = "unknown"
+    out["reason"] = out["reason"].where(out["reason"].notna(), "?").astype(str)
+    return out
+
+
+def pair(tr: Trace, tl: Timeline) -> Runs:
+    """Pair kvm_entry → kvm_exit per CPU and find each run's guest return."""
+    k = np.flatnonzero((tl.cls == Cls.ENTRY) | (tl.cls == Cls.EXIT))
+    is_entry = tl.cls[k] == Cls.ENTRY
+    nxt = np.append(k[1:], -1)
+    cand = is_entry[:-1] & ~is_entry[1:] & (tl.cpu[k[:-1]] == tl.cpu[k[1:]]) & (tl.pid[k[:-1]] == tl.pid[k[1:]]) \
+        if len(k) > 1 else np.zeros(0, bool)
+    cand = np.append(cand, False) if len(k) else cand
+    entry, exit_ = k[cand], nxt[cand]
+    broken = tl.near_gap(tl.cpu[entry], tl.ts[entry], tl.ts[exit_])
+    unpaired = {
+        "entries_without_exit": int(is_entry.sum() - cand.sum()),
+        "exits_without_entry": int((~is_entry).sum() - cand.sum()),
+        "runs_broken_by_lost_events": int(broken.sum()),
+    }
+    entry, exit_ = entry[~broken], exit_[~broken]
+    ret = _guest_return(tl, entry, exit_)
+    f = pd.DataFrame({
+        "run": np.arange(len(entry)), "cpu": tl.cpu[entry], "pid": tl.pid[entry], "comm": tl.comm[entry],
+        "entry_ts": tl.ts[entry], "return_ts": tl.ts[ret], "exit_ts": tl.ts[exit_],
+        "entry_seq": tl.seq[entry], "return_seq": tl.seq[ret], "exit_seq": tl.seq[exit_],
+    })
+    f = pd.concat([f, _exit_reason(tr, tl.seq[exit_])], axis=1) if len(f) else f.assign(reason=pd.Series(dtype=str), arch="unknown")
+    f["guest_ns"] = f["return_ts"] - f["entry_ts"]
+    f["entry_to_exit_ns"] = f["exit_ts"] - f["entry_ts"]
+    _attribute(tl, f, entry, exit_)
+    _windows(tl, f)
+    return Runs(f, entry, ret, exit_, unpaired)
+
+
+def _count_between(pos: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """How many of sorted ``pos`` fall in [lo, hi)."""
+    return np.searchsorted(pos, hi) - np.searchsorted(pos, lo)
+
+
+def _attribute(tl: Timeline, f: pd.DataFrame, entry: np.ndarray, exit_: np.ndarray) -> None:
+    """Host IRQs, softirqs and ticks that landed inside each run (kvm_entry..kvm_exit)."""
+    for col, cls in (("irqs", Cls.HANDLER), ("softirqs", Cls.SOFTIRQ), ("ticks", Cls.TICK)):
+        pos = np.flatnonzero((tl.cls == cls) & ~tl.nmi)
+        f[col] = _count_between(pos, entry, exit_)
+
+
+def _windows(tl: Timeline, f: pd.DataFrame) -> None:
+    """Exit window of each run: its kvm_exit to the same thread's next kvm_entry."""
+    f["next_entry_ts"] = pd.array([pd.NA] * len(f), dtype="Int64")
+    f["host_ns"] = pd.array([pd.NA] * len(f), dtype="Int64")
+    if not len(f):
+        return
+    o = f.sort_values(["pid", "entry_ts"], kind="stable").index.to_numpy()
+    pid = f["pid"].to_numpy()[o]
+    same = np.append(pid[1:] == pid[:-1], False)
+    nxt_entry = np.append(f["entry_ts"].to_numpy()[o][1:], 0)
+    exit_ts = f["exit_ts"].to_numpy()[o]
+    cpu = f["cpu"].to_numpy()[o]
+    ok = same & ~tl.near_gap(cpu, exit_ts, np.where(same, nxt_entry, exit_ts))
+    host = np.where(ok, nxt_entry - exit_ts, 0)
+    ne = pd.array(np.where(ok, nxt_entry, 0), dtype="Int64")
+    ne[~ok] = pd.NA
+    hn = pd.array(host, dtype="Int64")
+    hn[~ok] = pd.NA
+    f.loc[o, "next_entry_ts"] = ne
+    f.loc[o, "host_ns"] = hn
+
+
+def exit_stats(f: pd.DataFrame) -> pd.DataFrame:
+    """Per exit reason: count, share, host handling and guest run percentiles (µs), like perf kvm stat."""
+    if not len(f):
+        return pd.DataFrame(columns=["reason", "count", "share", "host_p50_us", "host_p90_us", "host_p99_us",
+                                     "host_max_us", "guest_p50_us", "guest_p99_us", "guest_max_us"])
+    rows = []
+    for reason, g in f.groupby("reason", sort=False):
+        host = g["host_ns"].dropna().to_numpy(np.float64) / 1e3
+        guest = g["guest_ns"].to_numpy(np.float64) / 1e3
+
+        def q(a: np.ndarray, p: float) -> float:
+            return float(np.percentile(a, p)) if len(a) else float("nan")
+        rows.append({"reason": reason, "count": len(g), "share": len(g) / len(f),
+                     "host_p50_us": q(host, 50), "host_p90_us": q(host, 90), "host_p99_us": q(host, 99),
+                     "host_max_us": float(host.max()) if len(host) else float("nan"),
+                     "guest_p50_us": q(guest, 50), "guest_p99_us": q(guest, 99), "guest_max_us": float(guest.max())})
+    return pd.DataFrame(rows).sort_values("count", ascending=False, kind="stable").reset_index(drop=True)

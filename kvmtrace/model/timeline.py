@@ -1,0 +1,165 @@
+"""Per-CPU event timeline with each event classified by what it means to the model.
+
+All events of a trace, ordered by (cpu, seq), as numpy arrays. Every later step
+(guest runs, irqs-off windows, RCU state, ticks) is a vectorized pass over these.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+import pandas as pd
+
+from ..trace import Trace
+from .kernel import ENTER_EXIT_CALLERS, GUEST_ENTRY_DISABLE_CALLERS, HANDLER_EVENTS, RCU_ROLES, TICK_FUNCTIONS
+
+
+class Cls(IntEnum):
+    """What an event means to the model."""
+
+    OTHER = 0
+    ENTRY = 1          # kvm_entry
+    EXIT = 2           # kvm_exit
+    IRQ_OFF = 3        # preemptirq:irq_disable
+    IRQ_ON = 4         # preemptirq:irq_enable
+    RCU_STOP = 5       # task-level: RCU stops watching (EQS entry)
+    RCU_START = 6      # task-level: RCU watches again (EQS exit)
+    RCU_OPEN = 7       # irq-level/nesting bracket opened before a tracepoint
+    RCU_CLOSE = 8      # ... and closed after it
+    RCU_UTIL = 9       # rcu_utilization (non-nohz guest entry: rcu_note_context_switch)
+    HANDLER = 10       # hardirq handler entry
+    SOFTIRQ = 11       # softirq_entry
+    TICK = 12          # hrtimer_expire_entry of the tick timer
+    IPI = 13           # ipi_entry (inside an IPI's irq handler on arm64)
+
+
+@dataclass
+class Timeline:
+    """Events sorted by (cpu, seq). ``pos`` of an event = its index in these arrays."""
+
+    ts: np.ndarray
+    seq: np.ndarray
+    cpu: np.ndarray
+    pid: np.ndarray
+    cls: np.ndarray          # int8 Cls
+    hardirq: np.ndarray      # bool
+    irqs_off: np.ndarray     # bool (False where the source shows no flags)
+    flags_known: bool        # the source shows the irqs-off flag at all
+    nmi: np.ndarray          # bool
+    entry_path: np.ndarray   # bool: an event the guest-entry code emits between kvm_entry and the guest
+    caller: np.ndarray       # object: preemptirq caller symbol, else None
+    comm: np.ndarray         # object
+    rcu_event: str | None    # "rcu_dyntick" / "rcu_watching" / None
+    rcu_counter: np.ndarray  # int64, -1 where not an rcu event
+    rcu_change: np.ndarray   # int8: +1 RCU starts watching, -1 stops, 0 nesting/not rcu
+    pos_by_seq: np.ndarray   # seq → position
+    present: set[str] = field(default_factory=set)
+    #: (cpu, ts or None) of each lost-events gap
+    gaps: list[tuple[int, int | None]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def pos_of(self, seq: np.ndarray) -> np.ndarray:
+        """Timeline positions of events given by ``seq``."""
+        return self.pos_by_seq[np.asarray(seq, dtype=np.int64)]
+
+    def cpu_bounds(self) -> dict[int, tuple[int, int]]:
+        """cpu → [start, end) positions."""
+        cpus, first = np.unique(self.cpu, return_index=True)
+        ends = np.append(first[1:], len(self.cpu))
+        return {int(c): (int(s), int(e)) for c, s, e in zip(cpus, first, ends)}
+
+    def near_gap(self, cpu: np.ndarray, start_ts: np.ndarray, end_ts: np.ndarray) -> np.ndarray:
+        """True where a lost-events gap on ``cpu`` falls in [start_ts, end_ts].
+
+        A gap without a timestamp (events lost before the first one) counts
+        for everything on its CPU before the first event seen there.
+        """
+        out = np.zeros(len(cpu), dtype=bool)
+        for c, t in self.gaps:
+            on = cpu == c
+            out |= on & ((start_ts <= t) & (t <= end_ts) if t is not None else True)
+        return out
+
+
+def _coded(tr: Trace, name: str, column: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(seq, category codes, categories) of a string column of event ``name``."""
+    if not tr.has(name) or column not in tr.df(name).columns:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), []
+    d = tr.df(name)
+    col = d[column].astype("category")
+    return d["seq"].to_numpy(np.int64), col.cat.codes.to_numpy(np.int64), [str(c) for c in col.cat.categories]
+
+
+def build(tr: Trace) -> Timeline:
+    """Classify every event of ``tr`` and order them per CPU."""
+    ev = tr.events
+    n = len(ev)
+    order = np.argsort(ev["cpu"].to_numpy(np.int32), kind="stable")
+    seq = ev["seq"].to_numpy(np.int64)[order]
+    names = ev["event"].astype("category")
+    cats = [str(c) for c in names.cat.categories]
+    by_name = {
+        "kvm_entry": Cls.ENTRY, "kvm_exit": Cls.EXIT, "irq_disable": Cls.IRQ_OFF, "irq_enable": Cls.IRQ_ON,
+        "rcu_utilization": Cls.RCU_UTIL, "softirq_entry": Cls.SOFTIRQ, "ipi_entry": Cls.IPI,
+        **{h: Cls.HANDLER for h in HANDLER_EVENTS},
+    }
+    lut = np.array([by_name.get(c, Cls.OTHER) for c in cats] or [0], dtype=np.int8)
+    codes = names.cat.codes.to_numpy()
+    cls_by_row = np.where(codes >= 0, lut[np.maximum(codes, 0)], Cls.OTHER).astype(np.int8)
+    caller_by_row = np.full(n, None, dtype=object)
+    counter_by_row = np.full(n, -1, dtype=np.int64)
+    entry_by_row = np.zeros(n, dtype=bool)
+    change_by_row = np.zeros(n, dtype=np.int8)
+    span = int(ev["seq"].max()) + 1 if n else 0  # a filtered table keeps its original seq numbers
+    row_of_seq = np.full(span, -1, dtype=np.int64)
+    row_of_seq[ev["seq"].to_numpy(np.int64)] = np.arange(n)  # seq → events-table row
+    for name in ("irq_disable", "irq_enable"):
+        s, codes, cats = _coded(tr, name, "caller")
+        rows = row_of_seq[s]
+        caller_by_row[rows] = np.array(cats + [None], dtype=object)[codes]
+        known = ENTER_EXIT_CALLERS if name == "irq_enable" else GUEST_ENTRY_DISABLE_CALLERS
+        entry_by_row[rows] = np.array([c in known for c in cats] + [False], dtype=bool)[codes]
+    rcu_event = next((e for e in ("rcu_dyntick", "rcu_watching") if tr.has(e)), None)
+    if rcu_event:
+        roles = RCU_ROLES[rcu_event]
+        role_cls = {"stop": Cls.RCU_STOP, "start": Cls.RCU_START, "open": Cls.RCU_OPEN, "close": Cls.RCU_CLOSE}
+        s, codes, cats = _coded(tr, rcu_event, "polarity")
+        rows = row_of_seq[s]
+        cls_lut = np.array([role_cls[roles[c][0]] if c in roles else Cls.OTHER for c in cats] + [Cls.OTHER], np.int8)
+        chg_lut = np.array([roles[c][1] if c in roles else 0 for c in cats] + [0], np.int8)
+        cls_by_row[rows] = cls_lut[codes]  # code −1 (missing) picks the trailing OTHER
+        change_by_row[rows] = chg_lut[codes]
+        d = tr.df(rcu_event)
+        if "counter" in d.columns:
+            counter_by_row[row_of_seq[d["seq"].to_numpy(np.int64)]] = d["counter"].fillna(-1).to_numpy(np.int64)
+    s, codes, cats = _coded(tr, "hrtimer_expire_entry", "function")
+    tick_lut = np.array([c in TICK_FUNCTIONS for c in cats] + [False], dtype=bool)
+    cls_by_row[row_of_seq[s][tick_lut[codes]]] = Cls.TICK
+    cls = cls_by_row[order]
+    # guest-entry code between kvm_entry and the guest: the enter/exit helper's irq_enable,
+    # __kvm_vcpu_run's irq_disable, the task-level EQS entry, rcu_note_context_switch
+    entry_path = entry_by_row[order] | np.isin(cls, (Cls.RCU_STOP, Cls.RCU_UTIL))
+    pos_by_seq = np.full(span, -1, dtype=np.int64)
+    pos_by_seq[seq] = np.arange(n)
+    return Timeline(
+        ts=ev["ts"].to_numpy(np.int64)[order], seq=seq, cpu=ev["cpu"].to_numpy(np.int32)[order],
+        pid=ev["pid"].to_numpy(np.int32)[order], cls=cls,
+        hardirq=ev["hardirq"].fillna(False).to_numpy(bool)[order],
+        nmi=ev["nmi"].fillna(False).to_numpy(bool)[order],
+        irqs_off=ev["irqs_off"].fillna(False).to_numpy(bool)[order],
+        flags_known=bool(ev["irqs_off"].notna().any()),
+        entry_path=entry_path, caller=caller_by_row[order], comm=ev["comm"].astype(object).to_numpy()[order],
+        rcu_event=rcu_event, rcu_counter=counter_by_row[order], rcu_change=change_by_row[order],
+        pos_by_seq=pos_by_seq,
+        present=set(tr.event_names()),
+        gaps=[(int(g["cpu"]), None if g.get("ts") is None else int(g["ts"])) for g in tr.meta.lost_gaps],
+    )
+
+
+def frame(tl: Timeline, pos: np.ndarray, **extra) -> pd.DataFrame:
+    """A DataFrame of the events at timeline positions ``pos`` (for evidence tables)."""
+    return pd.DataFrame({"ts": tl.ts[pos], "seq": tl.seq[pos], "cpu": tl.cpu[pos], "pid": tl.pid[pos],
+                         "comm": tl.comm[pos], **extra})
