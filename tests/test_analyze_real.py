@@ -1,0 +1,211 @@
+"""Analyzers on real kernels: the arm64 6.1 pair (with and without the fix) and x86 SVM.
+
+Ground truth is the reference table in real-arm64-6.1-qemu/README.md, read from
+the README itself, and an independent plain pass over the kernel's own text.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import lzma
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import kvmtrace
+from conftest import ARM64, PUBLIC, X86_618, X86_SVM
+
+VARIANTS = ["prefix-nohzfull", "prefix-tick", "fixed-nohzfull", "fixed-tick"]
+
+
+def _num(s: str) -> int:
+    return int(re.match(r"[\d,]+", s.strip()).group(0).replace(",", ""))
+
+
+@functools.lru_cache(maxsize=None)
+def reference() -> dict[str, dict]:
+    """The README's table: variant → runs, bug-1 handlers, bug-2 runs, entry logic."""
+    out = {}
+    for line in (ARM64 / "README.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0] in VARIANTS:
+            out[cells[0]] = {"runs": _num(cells[1]), "bug1": _num(cells[2]), "bug2": _num(cells[3]), "verdict": cells[4]}
+    assert set(out) == set(VARIANTS)
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def analysis(path: str) -> kvmtrace.analyzers.Analysis:
+    return kvmtrace.analyze(kvmtrace.load(path))
+
+
+def _plain_pass(variant: str) -> tuple[int, int]:
+    """Independent count from the kernel's text: (IRQ handlers of vcpu0 between its rcu
+    ``Start`` and ``End`` inside a guest run, runs whose opening irq_disable precedes
+    kvm_entry with no irq_enable before the guest's first post-entry event)."""
+    text = lzma.open(ARM64 / f"arm64-6.1-{variant}.tracefs.txt.xz", "rt").read().splitlines()
+    in_run = in_eqs = False
+    bug1 = bug2 = 0
+    last_irq = None  # last irq_disable/irq_enable on CPU 1: ("off"|"on", caller)
+    pending_run = False
+    for line in text:
+        m = re.match(r"\s*(.+?)-(\d+)\s+\[001\]\s+\S+\s+[\d.]+: (\w+): (.*)$", line)
+        if not m:
+            continue
+        comm, ev, payload = m.group(1).strip(), m.group(3), m.group(4)
+        if ev == "kvm_entry":
+            in_run = True
+            pending_run = last_irq is not None and last_irq[0] == "off" and "kvm_arch_vcpu_ioctl_run" in last_irq[1]
+        elif ev == "kvm_exit":
+            in_run = in_eqs = False
+        elif ev == "rcu_dyntick" and in_run and comm == "vcpu0":
+            word = payload.split()[0]
+            if word == "Start":
+                in_eqs = True
+            elif word == "End":
+                in_eqs = False
+        elif ev == "irq_handler_entry" and in_eqs:
+            bug1 += 1
+        if ev in ("irq_disable", "irq_enable"):
+            if pending_run and in_run:  # first preemptirq event after kvm_entry
+                bug2 += ev == "irq_disable" or "kvm_arm_vcpu_enter_exit" not in payload
+                pending_run = False
+            last_irq = ("off" if ev == "irq_disable" else "on", payload)
+    return bug1, bug2
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_real_arm64_reference_counts(variant):
+    ref = reference()[variant]
+    for path in (ARM64 / f"arm64-6.1-{variant}.dat", ARM64 / f"arm64-6.1-{variant}.tracefs.txt.xz"):
+        a = analysis(str(path))
+        c = a.counts()
+        assert a.verdict["verdict"] == ref["verdict"], path
+        assert len(a.runs) == ref["runs"]
+        assert c["rcu_not_watching"]["proven"] == ref["bug1"]
+        assert c["apparent_irqsoff"]["proven"] == ref["bug2"]
+        assert a.results["irqsoff"].metrics["runs_in_apparent_windows"] == ref["bug2"]
+        if ref["verdict"] == "fixed":
+            assert not (a.findings["confidence"] == "proven").any(), a.findings.head()
+            # the VHE __kvm_vcpu_run window spans every guest run, attributed to its caller
+            assert a.results["irqsoff"].metrics["runs_in_guest_entry_windows"] == {"__kvm_vcpu_run": ref["runs"]}
+    assert _plain_pass(variant) == (ref["bug1"], ref["bug2"])
+
+
+def test_findings_point_at_their_evidence():
+    tr = kvmtrace.load(ARM64 / "arm64-6.1-prefix-nohzfull.dat")
+    a = kvmtrace.analyze(tr)
+    ev = tr.events.set_index("seq")
+    rcu = tr.df("rcu_dyntick").set_index("seq")
+    for f in a.findings[a.findings["kind"] == "rcu_not_watching"].itertuples():
+        stop, handler, start = f.evidence_seq
+        assert rcu.loc[stop, "polarity"] == "Start" and rcu.loc[start, "polarity"] == "End"
+        assert ev.loc[handler, "event"] == "irq_handler_entry" and ev.loc[handler, "comm"] == "vcpu0"
+        assert ev.loc[stop, "ts"] == f.start_ns and ev.loc[start, "ts"] == f.end_ns
+    dis = tr.df("irq_disable").set_index("seq")
+    for f in a.findings[a.findings["kind"] == "apparent_irqsoff"].itertuples():
+        opened, entry, ret, closed = f.evidence_seq
+        assert opened < entry < ret <= closed
+        assert dis.loc[opened, "caller"] == "kvm_arch_vcpu_ioctl_run" and ev.loc[entry, "event"] == "kvm_entry"
+        assert ev.loc[closed, "event"] == "irq_enable"
+
+
+def test_guest_runs_pair_with_exit_reasons():
+    a = analysis(str(ARM64 / "arm64-6.1-prefix-nohzfull.dat"))
+    runs = a.runs
+    assert (runs["entry_ts"] <= runs["return_ts"]).all() and (runs["return_ts"] <= runs["exit_ts"]).all()
+    tr = kvmtrace.load(ARM64 / "arm64-6.1-prefix-nohzfull.dat")
+    exits = tr.df("kvm_exit")
+    want = exits.assign(r=np.where(exits["exit_type"] == "TRAP", exits["esr_ec_class"].astype(object), exits["exit_type"].astype(object)))
+    assert runs["reason"].value_counts().to_dict() == want["r"].value_counts().to_dict()
+    er = a.frame("exits", "exit_reasons").set_index("reason")
+    assert er["count"].sum() == len(runs) and abs(er["share"].sum() - 1) < 1e-9
+    assert (er["host_p50_us"] <= er["host_p99_us"]).all() and (er["host_p99_us"] <= er["host_max_us"]).all()
+    # IRQ exits carry the handlers: every bug-1 handler lies in an IRQ-exit run
+    assert runs.loc[runs["reason"] == "IRQ", "irqs"].sum() >= a.counts()["rcu_not_watching"]["proven"]
+
+
+@pytest.mark.parametrize("variant,runs,reasons", [
+    ("nohzfull", 4428, {"io": 4422, "interrupt": 5, "npf": 1}),
+    ("tick", 4468, {"io": 4262, "interrupt": 205, "npf": 1}),
+])
+def test_real_x86_svm_is_fixed_with_no_proven_findings(variant, runs, reasons):
+    a = analysis(str(X86_SVM / f"x86-6.1-{variant}.dat"))
+    assert a.verdict["verdict"] == "fixed" and "svm_vcpu_enter_exit" in a.verdict["evidence"][0]
+    assert len(a.runs) == runs and a.runs["reason"].value_counts().to_dict() == reasons
+    assert not (a.findings["confidence"] == "proven").any()
+    if variant == "tick":
+        assert a.results["ticks"].metrics["ticks_on_vcpu_cpus"] == 250
+
+
+def test_tick_accounting_both_directions_on_the_tick_traces():
+    pre = analysis(str(ARM64 / "arm64-6.1-prefix-tick.dat"))
+    fixed = analysis(str(ARM64 / "arm64-6.1-fixed-tick.dat"))
+    for a in (pre, fixed):
+        m = a.results["ticks"].metrics
+        assert m["tick_period_ns"] == 4_000_000  # HZ=250
+        assert m["ticks_on_vcpu_cpus"] >= 250 and 0 < m["expected_guest_ticks"] <= m["ticks_on_vcpu_cpus"]
+    # the pre-fix kernel charges ticks that fell due after the guest returned to the guest
+    t = pre.findings[pre.findings["kind"] == "misaccounted_tick"]
+    proven = t[t["confidence"] == "proven"]
+    assert len(proven) >= 1 and proven["detail"].str.contains("charged to the guest").all()
+    ticks = pre.frame("ticks", "ticks").set_index("seq")
+    for f in proven.itertuples():
+        entry, ret, tick, exit_ = f.evidence_seq
+        assert entry < ret < tick < exit_ and ticks.loc[tick, "charged"] == "guest"
+    assert (fixed.findings["confidence"] != "proven").all()
+    # nohz_full CPUs account guest time by vtime: excluded, not misreported
+    nz = analysis(str(ARM64 / "arm64-6.1-prefix-nohzfull.dat")).results["ticks"].metrics
+    assert nz["nohz_full_cpus_excluded"] == [1] and nz["guest_as_host"] == nz["host_as_guest"] == 0
+
+
+def test_missing_events_are_undecidable_or_inferred_never_proven():
+    tr = kvmtrace.load(ARM64 / "arm64-6.1-prefix-nohzfull.dat")
+    no_rcu = kvmtrace.analyze(tr.without("rcu_dyntick"))
+    c = no_rcu.counts()
+    assert c["rcu_not_watching"] == {"proven": 0, "inferred": 835}  # exposure only
+    assert c["apparent_irqsoff"]["proven"] == 1667
+    u = {x["analysis"]: x for x in no_rcu.undecidable}
+    assert "rcu:rcu_dyntick" in u["rcu"]["record"]
+    no_pi = kvmtrace.analyze(tr.without("irq_disable", "irq_enable"))
+    assert no_pi.counts()["apparent_irqsoff"] == {"proven": 0, "inferred": 0}
+    assert no_pi.counts()["rcu_not_watching"]["proven"] == 835
+    assert {x["analysis"] for x in no_pi.undecidable} == {"irqsoff", "ticks"}
+    assert "preemptirq:irq_disable" in next(x for x in no_pi.undecidable if x["analysis"] == "irqsoff")["record"]
+    bare = kvmtrace.analyze(tr.without("irq_disable", "irq_enable", "rcu_dyntick"))
+    assert bare.verdict["verdict"] == "unknown"
+    assert not (bare.findings["confidence"] == "proven").any()
+    fixed = kvmtrace.load(ARM64 / "arm64-6.1-fixed-nohzfull.dat")
+    assert kvmtrace.analyze(fixed.without("rcu_dyntick")).counts()["rcu_not_watching"] == {"proven": 0, "inferred": 0}
+
+
+@pytest.mark.parametrize("path", sorted(p for d in (X86_618, PUBLIC) for p in d.iterdir() if p.name != "README.md"),
+                         ids=lambda p: p.name)
+def test_other_real_traces_have_no_proven_findings(path):
+    a = analysis(str(path))
+    assert not (a.findings["confidence"] == "proven").any()
+    json.dumps(a.to_json())
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kvmtrace", *args], capture_output=True, text=True)
+
+
+def test_cli_analyze_json_schema_and_gating():
+    pre = _cli("analyze", "--json", "--fail-on", "rcu_not_watching", str(ARM64 / "arm64-6.1-prefix-nohzfull.dat"))
+    assert pre.returncode == 1 and "835 finding(s)" in pre.stderr
+    d = json.loads(pre.stdout)
+    assert {"schema", "verdict", "findings", "metrics", "undecidable", "meta", "counts"} <= set(d)
+    assert d["verdict"] == "pre-fix" and d["meta"]["source_format"] == "trace.dat-v7"
+    f = d["findings"][0]
+    assert {"kind", "confidence", "cpu", "pid", "start_ns", "end_ns", "evidence_seq"} <= set(f)
+    assert isinstance(f["evidence_seq"][0], int)
+    fixed = _cli("analyze", "--fail-on", "apparent_irqsoff,rcu_not_watching,misaccounted_tick",
+                 str(ARM64 / "arm64-6.1-fixed-nohzfull.dat"))
+    assert fixed.returncode == 0 and "entry logic: FIXED" in fixed.stdout
+    assert "__kvm_vcpu_run" in fixed.stdout
+    bad = _cli("analyze", "--fail-on", "bogus", str(ARM64 / "arm64-6.1-fixed-nohzfull.dat"))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
