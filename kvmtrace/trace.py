@@ -22,6 +22,7 @@ class Trace:
         self.meta = meta
         self._binary = binary  # trace.dat records, for decoding fields without text
         self._typed: dict[str, pd.DataFrame] = {}
+        self._names: list[str] | None = None
 
     @property
     def path(self) -> str:
@@ -32,25 +33,36 @@ class Trace:
         return os.path.basename(self.meta.path)
 
     def event_names(self) -> list[str]:
-        """Event types present, most frequent first."""
-        vc = self.events["event"].value_counts()
-        return [str(n) for n, c in vc.items() if c > 0]
+        """Event types present, most frequent first (counted once per Trace)."""
+        if self._names is None:
+            vc = self.events["event"].value_counts()
+            self._names = [str(n) for n, c in vc.items() if c > 0]
+        return self._names
 
     def has(self, *names: str) -> bool:
         present = set(self.event_names())
         return all(n in present for n in names)
 
-    def df(self, name: str) -> pd.DataFrame:
-        """Rows of event ``name`` with its fields decoded into typed columns."""
-        if name not in self._typed:
+    def df(self, name: str, columns: list[str] | tuple[str, ...] | None = None) -> pd.DataFrame:
+        """Rows of event ``name`` with its fields decoded into typed columns.
+
+        ``columns`` names the fields needed (the base columns always come): text
+        traces then convert only those, which is most of the decoding cost.
+        """
+        if name in self._typed:
+            full = self._typed[name]
+            return full if columns is None else full[[*_BASE, *(c for c in columns if c in full.columns)]]
+        key = name if columns is None or self._binary is not None else f"{name}\0{','.join(sorted(columns))}"
+        if key not in self._typed:
             rows = self.events[self.events["event"] == name]
             if self._binary is not None:
                 from .fields.binary import decode_binary
 
-                self._typed[name] = decode_binary(name, rows, self._binary)  # type: ignore[arg-type]
+                self._typed[key] = decode_binary(name, rows, self._binary)  # type: ignore[arg-type]
             else:
-                self._typed[name] = decode_event(name, rows)
-        return self._typed[name]
+                self._typed[key] = decode_event(name, rows, None if columns is None else tuple(columns))
+        out = self._typed[key]
+        return out if columns is None else out[[*_BASE, *(c for c in columns if c in out.columns)]]
 
     def without(self, *names: str) -> "Trace":
         """The same trace as if events ``names`` had not been recorded (keeps seq numbers).

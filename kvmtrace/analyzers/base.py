@@ -100,7 +100,7 @@ class Context:
         """CPUs with context tracking for guests, and why we think so."""
         out = {int(c): "the vCPU thread enters an RCU quiescent state around the guest" for c in self.guest_eqs["cpu"].unique()}
         if self.trace.has("tick_stop"):
-            t = self.trace.df("tick_stop")
+            t = self.trace.df("tick_stop", [])
             for c in t.loc[t["pid"] != 0, "cpu"].unique():
                 out.setdefault(int(c), "a busy task stops the tick there (tick_stop)")
         return out

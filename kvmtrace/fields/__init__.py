@@ -16,11 +16,12 @@ from .decode import decode_payload
 BASE_COLUMNS = ["ts", "seq", "cpu", "pid", "comm", *FLAG_COLUMNS]
 
 
-def decode_event(name: str, rows: pd.DataFrame) -> pd.DataFrame:
-    """``rows`` (one event type, from the events table) with typed field columns added."""
+def decode_event(name: str, rows: pd.DataFrame, columns: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """``rows`` (one event type, from the events table) with typed field columns added
+    (only ``columns`` of them when given)."""
     base = rows[BASE_COLUMNS].reset_index(drop=True)
     payload = pa.chunked_array(pa.array(rows["payload"].array) if len(rows) else [pa.array([], pa.large_string())])
-    fields, unparsed = decode_payload(name, payload.combine_chunks().cast(pa.large_string()))
+    fields, unparsed = decode_payload(name, payload.combine_chunks().cast(pa.large_string()), columns)
     out = pd.concat([base, fields], axis=1) if len(fields.columns) else base
     out.attrs["event"] = name
     out.attrs["unparsed"] = unparsed

@@ -35,7 +35,15 @@ def _column(arr: pa.Array, kind: str, name: str) -> dict[str, object]:
     return {name: convert.to_category(arr)}
 
 
-def _by_patterns(spec: EventSpec, payload: pa.Array) -> tuple[dict[str, pa.Array], np.ndarray]:
+def _only(pattern: str, columns: tuple[str, ...] | None) -> str:
+    """``pattern`` capturing only ``columns``: fewer capture groups make RE2 much faster."""
+    if columns is None:
+        return pattern
+    return re.sub(r"\(\?P<(\w+)>", lambda m: m.group(0) if m.group(1) in columns else "(?:", pattern)
+
+
+def _by_patterns(spec: EventSpec, payload: pa.Array, columns: tuple[str, ...] | None = None
+                 ) -> tuple[dict[str, pa.Array], np.ndarray]:
     """Per column, the value from the first pattern each row matches."""
     n = len(payload)
     chosen = np.full(n, -1, dtype=np.int64)
@@ -45,7 +53,7 @@ def _by_patterns(spec: EventSpec, payload: pa.Array) -> tuple[dict[str, pa.Array
         if not todo.any():
             results.append(None)
             continue
-        res = pc.extract_regex(payload, pat)
+        res = pc.extract_regex(payload, _only(pat, columns))
         hit = res.is_valid().to_numpy(zero_copy_only=False) & todo
         chosen[hit] = k
         results.append(res)
@@ -115,14 +123,19 @@ def _infer(arr: pa.Array) -> str:
     return "cat"
 
 
-def decode_payload(name: str, payload: pa.Array) -> tuple[pd.DataFrame, int]:
-    """Typed field columns for ``payload`` (one event type); also the unparsed-row count."""
+def decode_payload(name: str, payload: pa.Array, columns: tuple[str, ...] | None = None) -> tuple[pd.DataFrame, int]:
+    """Typed field columns for ``payload`` (one event type); also the unparsed-row count.
+
+    ``columns`` limits the typed conversion (the costly part) to the fields asked for.
+    """
     spec = SPECS.get(name)
     n = len(payload)
+    if columns is not None and not columns:
+        return pd.DataFrame(index=pd.RangeIndex(n)), 0
     if spec is None:
         raw, types, hit = _generic(payload)
     else:
-        raw, hit = _by_patterns(spec, payload) if spec.patterns else ({}, np.ones(n, bool))
+        raw, hit = _by_patterns(spec, payload, columns) if spec.patterns else ({}, np.ones(n, bool))
         if spec.keys:
             kv, khit = _by_keys(spec.keys, payload)
             raw.update(kv)
@@ -132,6 +145,8 @@ def decode_payload(name: str, payload: pa.Array) -> tuple[pd.DataFrame, int]:
             hit = np.ones(n, bool)
     out: dict[str, object] = {}
     for col, arr in raw.items():
+        if columns is not None and col not in columns:
+            continue
         if arr.null_count == len(arr):
             continue  # a column of another kernel version/arch: leave it out
         out.update(_column(arr, types.get(col, "cat"), col))

@@ -33,7 +33,7 @@ def tick_frame(tr: Trace) -> pd.DataFrame:
     """Tick expiries: seq, cpu, ts, now."""
     if not tr.has("hrtimer_expire_entry"):
         return pd.DataFrame(columns=["seq", "cpu", "ts", "now"])
-    h = tr.df("hrtimer_expire_entry")
+    h = tr.df("hrtimer_expire_entry", ["function", "now"])
     if "function" not in h.columns or "now" not in h.columns:
         return pd.DataFrame(columns=["seq", "cpu", "ts", "now"])
     h = h[h["function"].astype(object).isin(TICK_FUNCTIONS) & h["now"].notna()]
@@ -56,7 +56,7 @@ def estimate_clock(tr: Trace, ticks: pd.DataFrame) -> TickClock | None:
     best = min(TICK_PERIODS_NS, key=lambda p: float(np.median(np.abs(d / p - np.maximum(np.round(d / p), 1)))))
     phase = 0
     if tr.has("hrtimer_start"):
-        s = tr.df("hrtimer_start")
+        s = tr.df("hrtimer_start", ["function", "expires"])
         if "expires" in s.columns:
             s = s[s["function"].astype(object).isin(TICK_FUNCTIONS) & s["expires"].notna()]
             if len(s):

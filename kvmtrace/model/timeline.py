@@ -86,9 +86,9 @@ class Timeline:
 
 def _coded(tr: Trace, name: str, column: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(seq, category codes, categories) of a string column of event ``name``."""
-    if not tr.has(name) or column not in tr.df(name).columns:
+    d = tr.df(name, [column]) if tr.has(name) else None
+    if d is None or column not in d.columns:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), []
-    d = tr.df(name)
     col = d[column].astype("category")
     return d["seq"].to_numpy(np.int64), col.cat.codes.to_numpy(np.int64), [str(c) for c in col.cat.categories]
 
@@ -132,7 +132,7 @@ def build(tr: Trace) -> Timeline:
         chg_lut = np.array([roles[c][1] if c in roles else 0 for c in cats] + [0], np.int8)
         cls_by_row[rows] = cls_lut[codes]  # code −1 (missing) picks the trailing OTHER
         change_by_row[rows] = chg_lut[codes]
-        d = tr.df(rcu_event)
+        d = tr.df(rcu_event, ["counter"])
         if "counter" in d.columns:
             counter_by_row[row_of_seq[d["seq"].to_numpy(np.int64)]] = d["counter"].fillna(-1).to_numpy(np.int64)
     s, codes, cats = _coded(tr, "hrtimer_expire_entry", "function")
