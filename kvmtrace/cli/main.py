@@ -21,6 +21,9 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except BrokenPipeError:  # `kvmtrace analyze ... | head`: the reader left, nothing to report
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
         except TraceError as exc:
             click.echo(f"kvmtrace: error: {exc}", err=True)
             sys.exit(EXIT_BAD_INPUT)
