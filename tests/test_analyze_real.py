@@ -209,3 +209,38 @@ def test_cli_analyze_json_schema_and_gating():
     assert "__kvm_vcpu_run" in fixed.stdout
     bad = _cli("analyze", "--fail-on", "bogus", str(ARM64 / "arm64-6.1-fixed-nohzfull.dat"))
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_unpaired_and_lost_events_are_counted_never_mispaired():
+    tr = kvmtrace.load(ARM64 / "arm64-6.1-prefix-nohzfull.dat")
+    ev = tr.events
+    exits = ev.index[ev["event"] == "kvm_exit"]
+    # drop one kvm_exit in the middle: its entry must stay unpaired, not pair with the next exit
+    cut = kvmtrace.Trace(ev.drop(index=exits[100]), tr.meta, tr._binary)
+    a = kvmtrace.analyze(cut)
+    m = a.results["exits"].metrics
+    assert m["runs"] == 1666 and m["entries_without_exit"] == 1 and m["exits_without_entry"] == 0
+    assert (a.runs["exit_ts"] > a.runs["entry_ts"]).all()
+    assert not ((a.runs["entry_seq"].to_numpy()[1:]) < a.runs["exit_seq"].to_numpy()[:-1]).any()
+    # a lost-events gap inside run 200: that run is not paired and its findings are gone
+    import copy
+    meta = copy.deepcopy(tr.meta)
+    full = kvmtrace.analyze(tr)
+    r = full.runs.iloc[200]
+    meta.lost_gaps = [{"cpu": int(r["cpu"]), "ts": int(r["entry_ts"]) + 1, "count": 10}]
+    b = kvmtrace.analyze(kvmtrace.Trace(ev, meta, tr._binary))
+    assert b.results["exits"].metrics["runs_broken_by_lost_events"] == 1 and len(b.runs) == 1666
+    assert b.counts()["apparent_irqsoff"]["proven"] == 1666  # the window around the gap is not trusted
+    rcu_gap = b.findings[(b.findings["kind"] == "rcu_not_watching")]
+    inside = rcu_gap[(rcu_gap["start_ns"] <= r["entry_ts"] + 1) & (rcu_gap["end_ns"] >= r["entry_ts"] + 1)]
+    assert (inside["confidence"] != "proven").all()
+
+
+def test_flag_windows_without_preemptirq():
+    tr = kvmtrace.load(ARM64 / "arm64-6.1-fixed-tick.dat")
+    a = kvmtrace.analyze(tr.without("irq_disable", "irq_enable"))
+    io = a.results["irqsoff"]
+    fw = io.frames["flag_windows"]
+    assert io.metrics["source"] == "irqs-off flags" and len(fw) > 100
+    assert (fw["duration_ns"] >= 0).all() and (fw["end_ts"] >= fw["start_ts"]).all()
+    assert a.counts()["apparent_irqsoff"] == {"proven": 0, "inferred": 0}
