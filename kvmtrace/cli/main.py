@@ -24,6 +24,8 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except BrokenPipeError:  # `kvmtrace analyze ... | head`: the reader left, nothing to report
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(0)
+        except click.ClickException:  # usage errors: click prints them and exits 2
+            raise
         except TraceError as exc:
             click.echo(f"kvmtrace: error: {exc}", err=True)
             sys.exit(EXIT_BAD_INPUT)
@@ -52,6 +54,6 @@ def cli() -> None:
 
 
 def main() -> None:
-    from . import analyze, events  # noqa: F401  (registers the commands)
+    from . import analyze, events, synth  # noqa: F401  (registers the commands)
 
     cli(prog_name="kvmtrace")

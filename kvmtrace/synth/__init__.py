@@ -51,7 +51,7 @@ def synth(sc: Scenario, out_dir: str | Path, name: str | None = None,
         for e in number(simulate(sc, truth), sc, lost):
             for f, fh in bodies.items():
                 fh.write(_line(f, e, sc))
-            n += 1
+            n += e.seq >= 0
     finally:
         for fh in bodies.values():
             fh.close()

@@ -55,6 +55,8 @@ def render(e: Event, sc: Scenario, tool: str = "kernel") -> str:
         return f"({f['reason']})"
     if n.endswith("_entry") or n.endswith("_exit"):  # x86 irq_vectors
         return f"vector={f['vector']}"
+    if n == "tick_stop":
+        return f"success={f['success']} dependency={f['dependency']}"
     if n == "sched_switch":
         return (f"prev_comm={f['prev_comm']} prev_pid={f['prev_pid']} prev_prio={f['prev_prio']} "
                 f"prev_state={f['prev_state']} ==> next_comm={f['next_comm']} next_pid={f['next_pid']} "

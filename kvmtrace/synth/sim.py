@@ -18,6 +18,7 @@ from .scenario import Scenario
 from .vcpu import Truth, VcpuLoop
 
 SLICE_NS = 20_000_000
+LOST = "__lost__"  # pseudo-event: writers print a lost-events marker
 
 
 class Housekeeping:
@@ -108,6 +109,8 @@ def number(events: Iterator[Event], sc: Scenario, lost: list[dict]) -> Iterator[
         if lost and not lost[-1].get("done") and gap and e.cpu == gap[0]:
             lost[-1]["done"] = True
             lost[-1]["before_seq"] = seq
+            # the marker the tools print where the ring buffer overwrote events
+            yield Event(e.ts, e.cpu, 0, "", False, False, False, 0, LOST, {"count": lost[-1]["count"]})
         e.seq = seq
         seq += 1
         last_ts[e.cpu] = e.ts

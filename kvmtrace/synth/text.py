@@ -9,6 +9,7 @@ from __future__ import annotations
 from .emit import Event
 from .payloads import render
 from .scenario import Scenario
+from .sim import LOST
 
 KERNEL_HEADER = {5: """# tracer: nop
 #
@@ -54,6 +55,8 @@ def kernel_header(sc: Scenario, count: int, cpus: int) -> str:
 
 def tracefs_line(e: Event, sc: Scenario) -> str:
     """One line of the kernel's ``trace`` text."""
+    if e.name == LOST:
+        return f"CPU:{e.cpu} [LOST {e.fields['count']} EVENTS]\n"
     us = e.ts // 1000
     pidw = 7 if sc.kernel >= (5, 10) else 5
     return (f"{e.comm:>16}-{e.pid:<{pidw}d} [{e.cpu:03d}] {flags(e, sc.flag_columns)} "
@@ -62,6 +65,8 @@ def tracefs_line(e: Event, sc: Scenario) -> str:
 
 def trace_cmd_line(e: Event, sc: Scenario, latency: bool, ns: bool) -> str:
     """One line of ``trace-cmd report -N [-l] [-t]``."""
+    if e.name == LOST:
+        return f"CPU:{e.cpu} [LOST {e.fields['count']} EVENTS]\n"
     t = f"{e.ts // 1_000_000_000:5d}.{e.ts % 1_000_000_000:09d}" if ns else \
         f"{e.ts // 1_000_000_000:5d}.{(e.ts // 1000) % 1_000_000:06d}"
     head = f"{_comm(e, 8):>8}-{e.pid:<5d} {e.cpu:3d}{flags(e, 5)}" if latency else f"{e.comm:>16}-{e.pid:<5d} [{e.cpu:03d}]"

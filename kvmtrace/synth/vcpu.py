@@ -85,13 +85,20 @@ class VcpuLoop:
             self.truth.bugs.append({"kind": "rcu_not_watching", "cpu": c.cpu, "pid": c.pid, "events": [irq.handled],
                                     "start_ev": run["eqs_start"], "run": run["id"]})
         if irq.kind == "tick":
-            in_guest = run is not None and run["entry"].ts <= irq.due < run["guest_end"]
+            # pending before the guest stopped (also when already pending at entry: the guest
+            # exits at once and the kernel delivers it "in the guest")
+            in_guest = run is not None and irq.due < run["guest_end"]
             self.truth.ticks.append({"cpu": c.cpu, "due": irq.due, "event": irq.tick, "run": None if run is None else run["id"],
                                      "due_in_guest": in_guest, "charged_guest": charged_guest, "where": where,
                                      "accounted": not self.nohz})
 
     # -- the loop --------------------------------------------------------------------------------
     def run_until(self, end: int) -> None:
+        if self.nohz and not self.c.events and not self.truth.runs:
+            # nohz_full: the tick stops once the vCPU thread is the only task (tick_nohz_stop_tick)
+            self.c.irqs_off = True
+            self.c.ev("tick_stop", 2000, success=1, dependency="NONE")
+            self.c.irqs_off = False
         while self.c.t < end:
             self._host_between_runs()
             self._guest_run()
@@ -128,7 +135,8 @@ class VcpuLoop:
         self._arrivals_until(g_end, in_guest=True)
         irq_exit = bool(self.pending) and self.pending[0].due < g_end
         if irq_exit:
-            g_end = self.pending[0].due + self._us(0.5, 2)
+            # an interrupt already pending at entry makes the guest exit at once
+            g_end = max(self.pending[0].due, start) + self._us(0.5, 2)
             self.pending = [q for q in self.pending if q.due <= g_end]
             self.next_tick = max(self.next_tick, min(q.due for q in self.pending) + 1)  # arrivals past g_end re-queued
         else:
