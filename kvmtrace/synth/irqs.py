@@ -50,6 +50,11 @@ def take(c: Cpu, irq: Irq, mono_offset: int) -> None:
                         function=sc.tick_function, now=now)
         c.rcu_util("scheduler-tick", 3000)
         c.ev("hrtimer_expire_exit", 4000, hrtimer=0xFFFF00003FDC5E40 + 0x100 * c.cpu)
+        # the tick re-arms itself for the next period (hrtimer_start with the grid-aligned expiry)
+        period = 1_000_000_000 // sc.hz
+        nxt = (irq.due - mono_offset) // period * period + period
+        c.ev("hrtimer_start", 2000, hrtimer=0xFFFF00003FDC5E40 + 0x100 * c.cpu, function=sc.tick_function,
+             expires=nxt, softexpires=nxt, mode="ABS")
     elif irq.kind == "ipi" and not x86:
         c.ev("ipi_entry", 1000, reason="Function call interrupts")
         c.ev("ipi_exit", 2000, reason="Function call interrupts")
@@ -60,7 +65,8 @@ def take(c: Cpu, irq: Irq, mono_offset: int) -> None:
         c.ev("irq_handler_exit", 2000, irq=num, ret="handled")
     c.hardirq = False
     if x86:
-        stub = "asm_sysvec_apic_timer_interrupt+0x1b/0x20" if irq.kind == "tick" else "asm_common_interrupt+0x27/0x40"
+        stub = {"tick": "asm_sysvec_apic_timer_interrupt+0x1b/0x20",
+                "ipi": "asm_sysvec_reschedule_ipi+0x1b/0x20"}.get(irq.kind, "asm_common_interrupt+0x27/0x40")
         c.pi("irq_enable", stub, "0x0")
     else:
         c.pi("irq_enable", "exit_to_kernel_mode.isra.0+0x14/0x40", "el1_interrupt+0x40/0x50")

@@ -49,6 +49,10 @@ def render(e: Event, sc: Scenario, tool: str = "kernel") -> str:
         return f"vec={f['vec']} [action={f['action']}]"
     if n == "hrtimer_expire_entry":
         return f"hrtimer={_ptr(f['hrtimer'], tool)} function={f['function']} now={f['now']}"
+    if n == "hrtimer_start":
+        mode = f"0x{HRTIMER_MODES[f['mode']]:x}" if tool == "trace-cmd" else f["mode"]
+        return (f"hrtimer={_ptr(f['hrtimer'], tool)} function={f['function']} expires={f['expires']} "
+                f"softexpires={f['softexpires']} mode={mode}")
     if n == "hrtimer_expire_exit":
         return f"hrtimer={_ptr(f['hrtimer'], tool)}"
     if n in ("ipi_entry", "ipi_exit"):

@@ -28,10 +28,21 @@ class Scenario:
     late_irq_share: float = 0.3      # pre-fix arm64: share of pending IRQs taken after guest_exit (no ISB)
     guest_run_us: tuple[float, float] = (20.0, 400.0)
     device_irq_hz: float = 300.0     # host device IRQs/IPIs per vCPU CPU
-    guest_timer_hz: float = 1500.0   # the guest's own timer (arm64 "kvm guest vtimer", x86 interrupt exits)
+    guest_timer_hz: float | None = None  # arm64: the guest's vtimer IRQ (1500/s); x86: reschedule IPIs (100/s)
     lost_gap: bool = False           # drop a slice of events from one CPU and mark it lost
     clock_offset_ns: int = 12_351_200  # trace clock (local) − CLOCK_MONOTONIC
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def timer_hz(self) -> float:
+        if self.guest_timer_hz is not None:
+            return self.guest_timer_hz
+        return 1500.0 if self.arch == "arm64" else 100.0
+
+    @property
+    def unrecorded(self) -> set[str]:
+        """Events the usual recording leaves out (kernel-semantics.md D: x86 records only the timer vectors)."""
+        return {"reschedule_entry", "reschedule_exit"} if self.arch == "x86" else set()
 
     @property
     def flag_columns(self) -> int:

@@ -87,7 +87,7 @@ def simulate(sc: Scenario, truth: Truth) -> Iterator[Event]:
 
 def number(events: Iterator[Event], sc: Scenario, lost: list[dict]) -> Iterator[Event]:
     """Apply the recorded event set and lost-event gaps; give each kept event its seq."""
-    skip = set()
+    skip = set(sc.unrecorded)
     if not sc.preemptirq:
         skip |= {"irq_disable", "irq_enable"}
     if not sc.rcu:

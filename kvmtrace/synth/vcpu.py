@@ -47,7 +47,7 @@ class VcpuLoop:
         self.period = 1_000_000_000 // sc.hz
         self.mono = sc.clock_offset_ns
         self.next_tick = (self.c.t - self.mono) // self.period * self.period + self.period + self.mono
-        self.next_vtimer = self.c.t + self._exp(sc.guest_timer_hz)
+        self.next_vtimer = self.c.t + self._exp(sc.timer_hz)
         self.next_device = self.c.t + self._exp(sc.device_irq_hz)
         self.pending: list[Irq] = []
 
@@ -66,8 +66,8 @@ class VcpuLoop:
                 self.pending.append(Irq("tick", self.next_tick))
             self.next_tick += self.period
         while self.next_vtimer <= t:
-            self.pending.append(Irq("vtimer" if self.sc.arch == "arm64" else "device", self.next_vtimer))
-            self.next_vtimer += self._exp(self.sc.guest_timer_hz)
+            self.pending.append(Irq("vtimer" if self.sc.arch == "arm64" else "ipi", self.next_vtimer))
+            self.next_vtimer += self._exp(self.sc.timer_hz)
         while self.next_device <= t:
             self.pending.append(Irq("ipi" if self.rng.random() < 0.5 else "device", self.next_device))
             self.next_device += self._exp(self.sc.device_irq_hz)
