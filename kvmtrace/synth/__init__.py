@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from .dat import DatWriter
 from .emit import Event
 from .scenario import Scenario
 from .sim import number, simulate
@@ -25,6 +26,7 @@ FORMATS = {
     "report-t": ".report-t.txt",      # -N -t
     "report-l": ".report-l.txt",      # -N -l
     "report-tl": ".report-tl.txt",    # -N -t -l
+    "dat": ".dat",                    # trace.dat v6
 }
 
 __all__ = ["Scenario", "FORMATS", "synth"]
@@ -42,21 +44,27 @@ def synth(sc: Scenario, out_dir: str | Path, name: str | None = None,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     name = name or f"{sc.variant}-{sc.kernel[0]}.{sc.kernel[1]}-seed{sc.seed}"
-    bodies = {f: open(out / f"{name}{FORMATS[f]}.body", "w") for f in formats}
+    bodies = {f: open(out / f"{name}{FORMATS[f]}.body", "w") for f in formats if f != "dat"}
     truth = Truth()
     lost: list[dict] = []
     n = 0
     cpus = max((*sc.vcpu_cpus, *sc.housekeeping_cpus)) + 1
+    dat = DatWriter(out / f"{name}.dat", sc, cpus) if "dat" in formats else None
     try:
         for e in number(simulate(sc, truth), sc, lost):
             for f, fh in bodies.items():
                 fh.write(_line(f, e, sc))
+            if dat is not None:
+                dat.add(e)
             n += e.seq >= 0
     finally:
         for fh in bodies.values():
             fh.close()
     paths = {}
-    for f in formats:
+    if dat is not None:
+        dat.close()
+        paths["dat"] = str(out / f"{name}.dat")
+    for f in bodies:
         final = out / f"{name}{FORMATS[f]}"
         with open(final, "w") as dst:
             dst.write(kernel_header(sc, n, cpus) if f == "tracefs" else f"cpus={cpus}\n")

@@ -52,7 +52,7 @@ def render(e: Event, sc: Scenario, tool: str = "kernel") -> str:
     if n == "hrtimer_start":
         mode = f"0x{HRTIMER_MODES[f['mode']]:x}" if tool == "trace-cmd" else f["mode"]
         return (f"hrtimer={_ptr(f['hrtimer'], tool)} function={f['function']} expires={f['expires']} "
-                f"softexpires={f['softexpires']} mode={mode}")
+                f"softexpires={f['softexpires']} mode={mode} was_armed=0")  # the 6.1 format's extra field
     if n == "hrtimer_expire_exit":
         return f"hrtimer={_ptr(f['hrtimer'], tool)}"
     if n in ("ipi_entry", "ipi_exit"):

@@ -31,6 +31,7 @@ class Scenario:
     guest_timer_hz: float | None = None  # arm64: the guest's vtimer IRQ (1500/s); x86: reschedule IPIs (100/s)
     lost_gap: bool = False           # drop a slice of events from one CPU and mark it lost
     clock_offset_ns: int = 12_351_200  # trace clock (local) − CLOCK_MONOTONIC
+    start_ns: int = 500_000_000      # trace clock at the first event (uptime-like, as real traces)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -26,7 +26,7 @@ class Housekeeping:
 
     def __init__(self, sc: Scenario, cpu: int, rng: np.random.Generator) -> None:
         self.sc, self.rng = sc, rng
-        self.c = Cpu(sc, cpu, t=1_000_000)
+        self.c = Cpu(sc, cpu, t=sc.start_ns)
         self.period = 1_000_000_000 // sc.hz
         self.next_tick = (self.c.t - sc.clock_offset_ns) // self.period * self.period + self.period + sc.clock_offset_ns
         self.c.rcu_stop()  # idle: RCU not watching
@@ -67,8 +67,8 @@ def simulate(sc: Scenario, truth: Truth) -> Iterator[Event]:
     loops: list = [Housekeeping(sc, c, np.random.default_rng([sc.seed, c])) for c in sc.housekeeping_cpus]
     loops += [VcpuLoop(sc, c, 30 + i, np.random.default_rng([sc.seed, c, 1]), truth) for i, c in enumerate(sc.vcpu_cpus)]
     del rng
-    end = 1_000_000 + sc.duration_ns
-    t = 0
+    end = sc.start_ns + sc.duration_ns
+    t = sc.start_ns
     while t < end:
         t = min(t + SLICE_NS, end)
         for lp in loops:
@@ -94,7 +94,7 @@ def number(events: Iterator[Event], sc: Scenario, lost: list[dict]) -> Iterator[
         skip.add(sc.rcu_event)
     gap = None
     if sc.lost_gap:
-        mid = 1_000_000 + sc.duration_ns // 2
+        mid = sc.start_ns + sc.duration_ns // 2
         gap = (sc.vcpu_cpus[0], mid, mid + 2_000_000)
     seq = 0
     last_ts: dict[int, int] = {}

@@ -46,7 +46,7 @@ def flags(e: Event, width: int) -> str:
 
 
 def _comm(e: Event, width: int) -> str:
-    return e.comm[-width:] if len(e.comm) > width else e.comm
+    return e.comm[:width]
 
 
 def kernel_header(sc: Scenario, count: int, cpus: int) -> str:
@@ -66,7 +66,7 @@ def tracefs_line(e: Event, sc: Scenario) -> str:
 def trace_cmd_line(e: Event, sc: Scenario, latency: bool, ns: bool) -> str:
     """One line of ``trace-cmd report -N [-l] [-t]``."""
     if e.name == LOST:
-        return f"CPU:{e.cpu} [LOST {e.fields['count']} EVENTS]\n"
+        return f"CPU:{e.cpu} [{e.fields['count']} EVENTS DROPPED]\n"
     t = f"{e.ts // 1_000_000_000:5d}.{e.ts % 1_000_000_000:09d}" if ns else \
         f"{e.ts // 1_000_000_000:5d}.{(e.ts // 1000) % 1_000_000:06d}"
     head = f"{_comm(e, 8):>8}-{e.pid:<5d} {e.cpu:3d}{flags(e, 5)}" if latency else f"{e.comm:>16}-{e.pid:<5d} [{e.cpu:03d}]"

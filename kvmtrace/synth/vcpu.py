@@ -42,7 +42,7 @@ class VcpuLoop:
 
     def __init__(self, sc: Scenario, cpu: int, pid: int, rng: np.random.Generator, truth: Truth) -> None:
         self.sc, self.rng, self.truth = sc, rng, truth
-        self.c = Cpu(sc, cpu, t=1_000_000 + int(rng.integers(0, 50_000)), pid=pid, comm=f"CPU {cpu - 1}/KVM" if cpu else "CPU 0/KVM")
+        self.c = Cpu(sc, cpu, t=sc.start_ns + int(rng.integers(0, 50_000)), pid=pid, comm=f"CPU {cpu - 1}/KVM" if cpu else "CPU 0/KVM")
         self.nohz = cpu in sc.nohz_full
         self.period = 1_000_000_000 // sc.hz
         self.mono = sc.clock_offset_ns

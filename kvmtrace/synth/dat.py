@@ -1,0 +1,245 @@
+"""trace.dat (version 6, uncompressed) writer for synthetic traces.
+
+Layout per ``man 5 trace-cmd.dat.v6``: magic and version, endianness, long size
+and page size; header_page and header_event; ftrace and event formats (the real
+6.1 kernels' format files, ``formats/*.json``); kallsyms; printk strings;
+saved cmdlines; CPU count; options; then ``flyrecord`` with one run of 4 KiB
+ring-buffer pages per CPU. Symbols and printk strings are synthetic: each name
+the model uses gets an address on first use, and the file lists them all.
+Per-CPU pages go to temporary files while events stream in, so memory stays flat.
+"""
+from __future__ import annotations
+
+import json
+import struct
+import tempfile
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from ..readers.tracedat.formats import EventFormat, parse_format
+from .emit import Event
+from .scenario import Scenario
+from .sim import LOST
+
+PAGE = 4096
+PAGE_HEADER = 16            # u64 timestamp, u64 commit
+MISSED_EVENTS, MISSED_STORED = 1 << 31, 1 << 30
+TYPE_TIME_EXTEND = 30
+SVM_EXITS = {"interrupt": 0x060, "cpuid": 0x072, "hlt": 0x078, "io": 0x07B, "msr": 0x07C, "npf": 0x400}
+ARM64_RET = {"IRQ": 0, "SERROR": 1, "TRAP": 2}
+SOFTIRQ_VEC = {"TIMER": 1, "SCHED": 7, "RCU": 9}
+
+
+class _Names:
+    """Synthetic addresses for kernel symbols and printk strings, handed out on first use."""
+
+    def __init__(self, base: int) -> None:
+        self.stext = base + 0x10000
+        self.syms: dict[str, int] = {"_text": base, "_stext": self.stext}
+        self.next_sym = self.stext + 0x1000
+        self.strings: dict[str, int] = {}
+        self.next_str = base + 0x3C00000
+
+    def symbol(self, text: str) -> int:
+        """Address of ``sym+0xoff/0xsize`` (or a bare symbol)."""
+        if text.startswith("0x"):
+            return int(text, 16)
+        name, _, rest = text.partition("+")
+        off, _, size = rest.partition("/")
+        if name not in self.syms:
+            self.syms[name] = self.next_sym
+            self.next_sym += (int(size, 16) if size else 0x100) + 0x40
+        return self.syms[name] + (int(off, 16) if off else 0)
+
+    def string(self, s: str) -> int:
+        if s not in self.strings:
+            self.strings[s] = self.next_str
+            self.next_str += (len(s) + 8) // 8 * 8
+        return self.strings[s]
+
+    def kallsyms(self) -> bytes:
+        # a closing symbol bounds the last function (tools resolve an address to the symbol below it)
+        self.syms.setdefault("_etext", self.next_sym + 0x100)
+        return "".join(f"{a:016x} {'T' if n.startswith('_') else 't'} {n}\n"
+                       for n, a in sorted(self.syms.items(), key=lambda kv: kv[1])).encode()
+
+    def printk(self) -> bytes:
+        return "".join(f"0x{a:x} : \"{s}\"\n" for s, a in self.strings.items()).encode()
+
+
+class _CpuPages:
+    """One CPU's ring-buffer pages, written to a temporary file as they fill."""
+
+    def __init__(self) -> None:
+        self.fh: BinaryIO = tempfile.TemporaryFile()
+        self.data = bytearray()
+        self.page_ts = 0
+        self.last_ts = 0
+        self.flags = 0
+        self.missed = 0
+        self.pages = 0
+
+    def _flush(self) -> None:
+        if not self.data and not self.flags:
+            return
+        body = bytes(self.data)
+        commit = len(body) | self.flags
+        # the count of missed events is stored right after the data (MISSED_STORED)
+        tail = struct.pack("<Q", self.missed) if self.flags & MISSED_STORED else b""
+        page = struct.pack("<QQ", self.page_ts, commit) + body + tail
+        self.fh.write(page + b"\0" * (PAGE - len(page)))
+        self.pages += 1
+        self.data = bytearray()
+        self.flags = 0
+
+    def lost(self, count: int) -> None:
+        """``count`` events were lost before the next page (the per-page missed-events flag and count)."""
+        self._flush()
+        self.flags = MISSED_EVENTS | MISSED_STORED
+        self.missed = count
+
+    def add(self, ts: int, payload: bytes) -> None:
+        rec_len = (len(payload) + 3) // 4 * 4
+        need = 4 + rec_len + 8
+        if self.data and len(self.data) + need > PAGE - PAGE_HEADER:
+            self._flush()
+        if not self.data:
+            self.page_ts = ts
+            self.last_ts = ts
+        delta = ts - self.last_ts
+        if delta >= 1 << 27:  # time extend: the upper bits of the delta in the next word
+            self.data += struct.pack("<II", TYPE_TIME_EXTEND | ((delta & ((1 << 27) - 1)) << 5), delta >> 27)
+            delta = 0
+        self.data += struct.pack("<I", (rec_len // 4) | (delta << 5)) + payload + b"\0" * (rec_len - len(payload))
+        self.last_ts = ts
+
+    def finish(self) -> BinaryIO:
+        self._flush()
+        self.fh.seek(0)
+        return self.fh
+
+
+class DatWriter:
+    """Stream events into a trace.dat v6 file readable by ``trace-cmd report``."""
+
+    def __init__(self, path: str | Path, sc: Scenario, cpus: int) -> None:
+        self.path, self.sc, self.cpus = Path(path), sc, cpus
+        spec = json.loads((Path(__file__).parent / "formats" / f"{sc.arch}-6.1.json").read_text())
+        self.header_page, self.header_event = spec["header_page"], spec["header_event"]
+        self.formats: dict[str, tuple[str, str, EventFormat]] = {}
+        for name, v in spec["events"].items():
+            text = v["format"]
+            if name == "rcu_dyntick" and sc.rcu_event == "rcu_watching":
+                name, text = "rcu_watching", text.replace("name: rcu_dyntick", "name: rcu_watching")
+            self.formats[name] = (v["system"], text, parse_format(text, v["system"]))
+        self.names = _Names(0xFFFFFFC008000000 if sc.arch == "arm64" else 0xFFFFFFFF81000000)
+        self.pages = [_CpuPages() for _ in range(cpus)]
+        self.comms: dict[int, str] = {}
+
+    def add(self, e: Event) -> None:
+        if e.name == LOST:
+            self.pages[e.cpu].lost(e.fields["count"])
+            return
+        if e.name not in self.formats:
+            raise KeyError(f"no event format for {e.name} in the {self.sc.arch} format set")
+        self.comms.setdefault(e.pid, e.comm if e.pid else "<idle>")
+        self.pages[e.cpu].add(e.ts, self._record(e))
+
+    # -- records -----------------------------------------------------------------------------------
+    def _record(self, e: Event) -> bytes:
+        _sys, _text, fmt = self.formats[e.name]
+        size = max(f.offset + f.size for f in fmt.fields.values())
+        vals = self._values(e)
+        buf = bytearray(size)
+        dyn = bytearray()
+        for f in fmt.fields.values():
+            if f.name == "common_type":
+                struct.pack_into("<H", buf, f.offset, fmt.id)
+                continue
+            v = vals.get(f.name, 0)
+            if f.data_loc:
+                raw = str(v).encode() + b"\0"
+                struct.pack_into("<I", buf, f.offset, (len(raw) << 16) | (size + len(dyn)))
+                dyn += raw
+            elif f.array_len or isinstance(v, (bytes, str)):
+                raw = v.encode() if isinstance(v, str) else bytes(v)
+                buf[f.offset: f.offset + f.size] = raw[: f.size].ljust(f.size, b"\0")
+            else:
+                buf[f.offset: f.offset + f.size] = (int(v) & ((1 << (8 * f.size)) - 1)).to_bytes(f.size, "little")
+        return bytes(buf + dyn)
+
+    def _values(self, e: Event) -> dict[str, Any]:
+        f, n, sym, s = e.fields, e.name, self.names.symbol, self.names.string
+        flags = (0x01 if e.irqs_off else 0) | (0x04 if e.need_resched else 0) | (0x08 if e.hardirq else 0) | (0x10 if e.softirq else 0)
+        v: dict[str, Any] = {"common_flags": flags, "common_preempt_count": e.preempt & 0xF, "common_pid": e.pid}
+        if n in ("irq_disable", "irq_enable"):
+            v |= {"caller_offs": sym(f["caller"]) - self.names.stext, "parent_offs": sym(f["parent"]) - self.names.stext}
+        elif n in ("rcu_dyntick", "rcu_watching"):
+            v |= {"polarity": s(f["polarity"]), "oldnesting": f["oldnesting"], "newnesting": f["newnesting"],
+                  "dynticks": f["counter"], "counter": f["counter"]}
+        elif n == "rcu_utilization":
+            v["s"] = s(f["s"])
+        elif n == "kvm_entry":
+            v |= {"vcpu_pc": f["vcpu_pc"], "vcpu_id": f["vcpu"], "rip": f["rip"]}
+        elif n == "kvm_exit":
+            if self.sc.arch == "arm64":
+                v |= {"ret": ARM64_RET[f["ret"]], "esr_ec": f["esr_ec"], "vcpu_pc": f.get("vcpu_pc", 0x40000000)}
+            else:
+                v |= {"exit_reason": SVM_EXITS[f["reason"]], "guest_rip": f["rip"], "isa": 2, "vcpu_id": f["vcpu"]}
+        elif n in ("irq_handler_entry", "irq_handler_exit"):
+            v |= {"irq": f["irq"], "name": f.get("name", ""), "ret": 1}
+        elif n.startswith("softirq_"):
+            v["vec"] = f["vec"]
+        elif n.startswith("hrtimer_"):
+            v |= {"hrtimer": f["hrtimer"], "now": f.get("now", 0), "expires": f.get("expires", 0),
+                  "softexpires": f.get("softexpires", 0), "mode": 0,
+                  "function": sym(f["function"]) if "function" in f else 0}
+        elif n in ("ipi_entry", "ipi_exit"):
+            v["reason"] = s(f["reason"])
+        elif n == "tick_stop":
+            v |= {"success": f["success"], "dependency": 0}
+        elif n.endswith("_entry") or n.endswith("_exit"):
+            v["vector"] = f["vector"]
+        elif n == "sched_switch":
+            state = {"R": 0, "S": 1, "D": 2, "I": 0x80}[f["prev_state"]]  # TASK_REPORT_IDLE
+            v |= {"prev_comm": f["prev_comm"], "prev_pid": f["prev_pid"], "prev_prio": f["prev_prio"], "prev_state": state,
+                  "next_comm": f["next_comm"], "next_pid": f["next_pid"], "next_prio": f["next_prio"]}
+        return v
+
+    # -- the file ------------------------------------------------------------------------------------
+    def close(self) -> None:
+        with open(self.path, "wb") as out:
+            out.write(b"\x17\x08\x44tracing6\0" + struct.pack("<BBI", 0, 8, PAGE))
+            for label, text in (("header_page", self.header_page), ("header_event", self.header_event)):
+                raw = text.encode()
+                out.write(label.encode() + b"\0" + struct.pack("<Q", len(raw)) + raw)
+            out.write(struct.pack("<I", 0))  # no ftrace (function tracer) formats
+            systems: dict[str, list[bytes]] = {}
+            for sys_, text, _fmt in self.formats.values():
+                systems.setdefault(sys_, []).append(text.encode())
+            out.write(struct.pack("<I", len(systems)))
+            for sys_, texts in systems.items():
+                out.write(sys_.encode() + b"\0" + struct.pack("<I", len(texts)))
+                for raw in texts:
+                    out.write(struct.pack("<Q", len(raw)) + raw)
+            for blob, width in ((self.names.kallsyms(), "<I"), (self.names.printk(), "<I")):
+                out.write(struct.pack(width, len(blob)) + blob)
+            cmd = "".join(f"{p} {c}\n" for p, c in sorted(self.comms.items()) if p).encode()
+            out.write(struct.pack("<Q", len(cmd)) + cmd)
+            out.write(struct.pack("<I", self.cpus))
+            out.write(b"options  \0" + struct.pack("<H", 0))
+            out.write(b"flyrecord\0")
+            files = [p.finish() for p in self.pages]
+            table_at = out.tell()
+            data_at = (table_at + 16 * self.cpus + PAGE - 1) // PAGE * PAGE
+            offsets, pos = [], data_at
+            for p in self.pages:
+                offsets.append((pos, p.pages * PAGE))
+                pos += p.pages * PAGE
+            for o, sz in offsets:
+                out.write(struct.pack("<QQ", o, sz))
+            out.write(b"\0" * (data_at - out.tell()))
+            for fh in files:
+                while chunk := fh.read(1 << 20):
+                    out.write(chunk)
+                fh.close()
