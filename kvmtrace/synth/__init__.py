@@ -27,6 +27,7 @@ FORMATS = {
     "report-l": ".report-l.txt",      # -N -l
     "report-tl": ".report-tl.txt",    # -N -t -l
     "dat": ".dat",                    # trace.dat v6
+    "dat7": ".v7.dat",                # trace.dat v7, zstd
 }
 
 __all__ = ["Scenario", "FORMATS", "synth"]
@@ -44,26 +45,26 @@ def synth(sc: Scenario, out_dir: str | Path, name: str | None = None,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     name = name or f"{sc.variant}-{sc.kernel[0]}.{sc.kernel[1]}-seed{sc.seed}"
-    bodies = {f: open(out / f"{name}{FORMATS[f]}.body", "w") for f in formats if f != "dat"}
+    bodies = {f: open(out / f"{name}{FORMATS[f]}.body", "w") for f in formats if not f.startswith("dat")}
     truth = Truth()
     lost: list[dict] = []
     n = 0
     cpus = max((*sc.vcpu_cpus, *sc.housekeeping_cpus)) + 1
-    dat = DatWriter(out / f"{name}.dat", sc, cpus) if "dat" in formats else None
+    dats = {f: DatWriter(out / f"{name}{FORMATS[f]}", sc, cpus, 7 if f == "dat7" else 6) for f in formats if f.startswith("dat")}
     try:
         for e in number(simulate(sc, truth), sc, lost):
             for f, fh in bodies.items():
                 fh.write(_line(f, e, sc))
-            if dat is not None:
-                dat.add(e)
+            for d in dats.values():
+                d.add(e)
             n += e.seq >= 0
     finally:
         for fh in bodies.values():
             fh.close()
     paths = {}
-    if dat is not None:
-        dat.close()
-        paths["dat"] = str(out / f"{name}.dat")
+    for f, d in dats.items():
+        d.close()
+        paths[f] = str(d.path)
     for f in bodies:
         final = out / f"{name}{FORMATS[f]}"
         with open(final, "w") as dst:

@@ -1,10 +1,12 @@
-"""trace.dat (version 6, uncompressed) writer for synthetic traces.
+"""trace.dat writer for synthetic traces: version 6 (uncompressed) and 7 (zstd).
 
 Layout per ``man 5 trace-cmd.dat.v6``: magic and version, endianness, long size
 and page size; header_page and header_event; ftrace and event formats (the real
 6.1 kernels' format files, ``formats/*.json``); kallsyms; printk strings;
 saved cmdlines; CPU count; options; then ``flyrecord`` with one run of 4 KiB
-ring-buffer pages per CPU. Symbols and printk strings are synthetic: each name
+ring-buffer pages per CPU. Version 7 (``man 5 trace-cmd.dat.v7``) puts the same
+blocks in zstd-compressed sections found through options sections, and each
+CPU's pages in compressed chunks. Symbols and printk strings are synthetic: each name
 the model uses gets an address on first use, and the file lists them all.
 Per-CPU pages go to temporary files while events stream in, so memory stays flat.
 """
@@ -15,6 +17,8 @@ import struct
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import zstandard
 
 from ..readers.tracedat.formats import EventFormat, parse_format
 from .emit import Event
@@ -122,8 +126,8 @@ class _CpuPages:
 class DatWriter:
     """Stream events into a trace.dat v6 file readable by ``trace-cmd report``."""
 
-    def __init__(self, path: str | Path, sc: Scenario, cpus: int) -> None:
-        self.path, self.sc, self.cpus = Path(path), sc, cpus
+    def __init__(self, path: str | Path, sc: Scenario, cpus: int, version: int = 6) -> None:
+        self.path, self.sc, self.cpus, self.version = Path(path), sc, cpus, version
         spec = json.loads((Path(__file__).parent / "formats" / f"{sc.arch}-6.1.json").read_text())
         self.header_page, self.header_event = spec["header_page"], spec["header_event"]
         self.formats: dict[str, tuple[str, str, EventFormat]] = {}
@@ -207,39 +211,113 @@ class DatWriter:
         return v
 
     # -- the file ------------------------------------------------------------------------------------
+    def _meta(self) -> dict[int, bytes]:
+        """The metadata blocks, by their v7 section id (v6 writes the same bytes inline)."""
+        hdr = b""
+        for label, text in (("header_page", self.header_page), ("header_event", self.header_event)):
+            raw = text.encode()
+            hdr += label.encode() + b"\0" + struct.pack("<Q", len(raw)) + raw
+        systems: dict[str, list[bytes]] = {}
+        for sys_, text, _fmt in self.formats.values():
+            systems.setdefault(sys_, []).append(text.encode())
+        fmts = struct.pack("<I", len(systems))
+        for sys_, texts in systems.items():
+            fmts += sys_.encode() + b"\0" + struct.pack("<I", len(texts)) + b"".join(struct.pack("<Q", len(t)) + t for t in texts)
+        ks, pk = self.names.kallsyms(), self.names.printk()
+        cmd = "".join(f"{p} {c}\n" for p, c in sorted(self.comms.items()) if p).encode()
+        return {16: hdr, 17: struct.pack("<I", 0), 18: fmts, 19: struct.pack("<I", len(ks)) + ks,
+                20: struct.pack("<I", len(pk)) + pk, 21: struct.pack("<Q", len(cmd)) + cmd}
+
     def close(self) -> None:
-        with open(self.path, "wb") as out:
-            out.write(b"\x17\x08\x44tracing6\0" + struct.pack("<BBI", 0, 8, PAGE))
-            for label, text in (("header_page", self.header_page), ("header_event", self.header_event)):
-                raw = text.encode()
-                out.write(label.encode() + b"\0" + struct.pack("<Q", len(raw)) + raw)
-            out.write(struct.pack("<I", 0))  # no ftrace (function tracer) formats
-            systems: dict[str, list[bytes]] = {}
-            for sys_, text, _fmt in self.formats.values():
-                systems.setdefault(sys_, []).append(text.encode())
-            out.write(struct.pack("<I", len(systems)))
-            for sys_, texts in systems.items():
-                out.write(sys_.encode() + b"\0" + struct.pack("<I", len(texts)))
-                for raw in texts:
-                    out.write(struct.pack("<Q", len(raw)) + raw)
-            for blob, width in ((self.names.kallsyms(), "<I"), (self.names.printk(), "<I")):
-                out.write(struct.pack(width, len(blob)) + blob)
-            cmd = "".join(f"{p} {c}\n" for p, c in sorted(self.comms.items()) if p).encode()
-            out.write(struct.pack("<Q", len(cmd)) + cmd)
-            out.write(struct.pack("<I", self.cpus))
-            out.write(b"options  \0" + struct.pack("<H", 0))
-            out.write(b"flyrecord\0")
-            files = [p.finish() for p in self.pages]
-            table_at = out.tell()
-            data_at = (table_at + 16 * self.cpus + PAGE - 1) // PAGE * PAGE
-            offsets, pos = [], data_at
-            for p in self.pages:
-                offsets.append((pos, p.pages * PAGE))
-                pos += p.pages * PAGE
-            for o, sz in offsets:
-                out.write(struct.pack("<QQ", o, sz))
-            out.write(b"\0" * (data_at - out.tell()))
+        files = [p.finish() for p in self.pages]
+        try:
+            with open(self.path, "wb") as out:
+                if self.version == 7:
+                    self._write_v7(out, files)
+                else:
+                    self._write_v6(out, files)
+        finally:
             for fh in files:
-                while chunk := fh.read(1 << 20):
-                    out.write(chunk)
                 fh.close()
+
+    def _write_v6(self, out: BinaryIO, files: list[BinaryIO]) -> None:
+        m = self._meta()
+        out.write(b"\x17\x08\x44tracing6\0" + struct.pack("<BBI", 0, 8, PAGE))
+        for sid in (16, 17, 18, 19, 20, 21):
+            out.write(m[sid])
+        out.write(struct.pack("<I", self.cpus))
+        out.write(b"options  \0" + struct.pack("<H", 0))
+        out.write(b"flyrecord\0")
+        data_at = (out.tell() + 16 * self.cpus + PAGE - 1) // PAGE * PAGE
+        pos = data_at
+        for p in self.pages:
+            out.write(struct.pack("<QQ", pos, p.pages * PAGE))
+            pos += p.pages * PAGE
+        out.write(b"\0" * (data_at - out.tell()))
+        for fh in files:
+            while chunk := fh.read(1 << 20):
+                out.write(chunk)
+
+    def _write_v7(self, out: BinaryIO, files: list[BinaryIO]) -> None:
+        """v7: zstd-compressed sections found through options, CPU data in compressed chunks."""
+        zc = zstandard.ZstdCompressor(level=3)
+        strings = bytearray()
+
+        def sid_string(text: str) -> int:
+            at = len(strings)
+            strings.extend(text.encode() + b"\0")
+            return at
+
+        def section(sid: int, desc: str, body: bytes, compress: bool = True) -> int:
+            at = out.tell()
+            if compress:
+                c = zc.compress(body)
+                body = struct.pack("<II", len(c), len(body)) + c
+            out.write(struct.pack("<HHIQ", sid, 1 if compress else 0, sid_string(desc), len(body)) + body)
+            return at
+
+        def options(opts: list[tuple[int, bytes]], nxt: int) -> bytes:
+            return b"".join(struct.pack("<HI", o, len(d)) + d for o, d in opts) + struct.pack("<HIQ", 0, 8, nxt)
+
+        ver = zstandard.__version__.encode()
+        head = b"\x17\x08\x44tracing7\0" + struct.pack("<BBI", 0, 8, PAGE) + b"zstd\0" + ver + b"\0"
+        out.write(head + struct.pack("<Q", 0))  # the options offset is patched below
+        m = self._meta()
+        names = {16: "headers", 17: "ftrace events", 18: "events format", 19: "kallsyms", 20: "printk", 21: "command lines"}
+        where = {sid: section(sid, names[sid], m[sid]) for sid in (16, 17, 18, 19, 20, 21)}
+        # first options section; its DONE points at the second one (written after the data)
+        first = [(sid, struct.pack("<Q", where[sid])) for sid in (16, 17, 18, 19, 20)]
+        first += [(4, b"[local] global counter uptime perf mono mono_raw boot tai\n\0"), (21, struct.pack("<Q", where[21])),
+                  (8, struct.pack("<I", self.cpus))]
+        opts1_at = out.tell()
+        body = options(first, 0)
+        out.write(struct.pack("<HHIQ", 0, 0, sid_string("options"), len(body)) + body)
+        # the buffer: its section header, then each CPU's pages as compressed chunks at page-aligned offsets
+        buf_at = out.tell()
+        out.write(struct.pack("<HHIQ", 3, 1, sid_string("buffer flyrecord "), 0))
+        cpus = []
+        for cpu, fh in enumerate(files):
+            out.write(b"\0" * (-out.tell() % PAGE))
+            start = out.tell()
+            chunks = []
+            while raw := fh.read(10 * PAGE):
+                chunks.append(zc.compress(raw) if raw else b"")
+                chunks[-1] = struct.pack("<II", len(chunks[-1]), len(raw)) + chunks[-1]
+            out.write(struct.pack("<I", len(chunks)) + b"".join(chunks) if chunks else b"")
+            cpus.append((cpu, start, out.tell() - start))
+        end = out.tell()
+        out.seek(buf_at + 8)
+        out.write(struct.pack("<Q", end - buf_at - 16))
+        out.seek(end)
+        opts2_at = out.tell()
+        buf_opt = struct.pack("<Q", buf_at) + b"\0" + b"local\0" + struct.pack("<II", PAGE, len(cpus)) + \
+            b"".join(struct.pack("<IQQ", c, o, s) for c, o, s in cpus)
+        body = options([(3, buf_opt)], 0)
+        out.write(struct.pack("<HHIQ", 0, 0, sid_string("options"), len(body)) + body)
+        sid_string("strings")
+        section(15, "strings", bytes(strings))
+        # patch: the header's options offset and the first options section's DONE → second section
+        out.seek(len(head))
+        out.write(struct.pack("<Q", opts1_at))
+        out.seek(opts1_at + 16 + len(options(first, 0)) - 8)
+        out.write(struct.pack("<Q", opts2_at))
