@@ -196,3 +196,16 @@ def test_trace_cmd_reads_the_synthesized_dat_like_the_text_writer(kw, tmp_path):
             assert a[col].astype(str).tolist() == b[col].astype(str).tolist(), (name, col)
         assert ((a["ts"] // 1000) == (b["ts"] // 1000)).all()  # the kernel text has µs
     assert kvmtrace.analyze(dat).counts() == kvmtrace.analyze(txt).counts()
+
+
+def test_shipped_synthetic_samples_match_their_ground_truth():
+    from conftest import SAMPLES
+    dats = sorted(SAMPLES.glob("*-synth-*.v7.dat"))
+    assert len(dats) == 5
+    for dat in dats:
+        truth = json.loads(dat.with_name(dat.name.replace(".v7.dat", ".truth.json")).read_text())
+        assert truth["synthetic"] is True
+        for path in (dat, dat.with_name(dat.name.replace(".v7.dat", ".report-tl.txt.xz"))):
+            a = kvmtrace.analyze(kvmtrace.load(path))
+            assert a.verdict["verdict"] == truth["entry_logic"], path
+            assert {k: v["proven"] for k, v in a.counts().items()} == truth["counts"], path

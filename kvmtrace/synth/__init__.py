@@ -75,7 +75,7 @@ def synth(sc: Scenario, out_dir: str | Path, name: str | None = None,
         paths[f] = str(final)
     doc = ground_truth(sc, truth, lost, n)
     tpath = out / f"{name}.truth.json"
-    tpath.write_text(json.dumps(doc, indent=1))
+    tpath.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
     return {"paths": paths, "truth": str(tpath), "events": n, "ground_truth": doc}
 
 
