@@ -17,7 +17,11 @@ from .emit import Event
 from .scenario import Scenario
 from .sim import number, simulate
 from .text import kernel_header, trace_cmd_line, tracefs_line
+from .truth import TruthSink
 from .vcpu import Truth
+
+SMALL = 2_000_000      # return the parsed ground truth up to this many events
+FLUSH_EVERY = 50_000   # write finished ground-truth records every this many events
 
 #: output name → (suffix, line writer)
 FORMATS = {
@@ -47,6 +51,7 @@ def synth(sc: Scenario, out_dir: str | Path, name: str | None = None,
     name = name or f"{sc.variant}-{sc.kernel[0]}.{sc.kernel[1]}-seed{sc.seed}"
     bodies = {f: open(out / f"{name}{FORMATS[f]}.body", "w") for f in formats if not f.startswith("dat")}
     truth = Truth()
+    sink = TruthSink(sc)
     lost: list[dict] = []
     n = 0
     cpus = max((*sc.vcpu_cpus, *sc.housekeeping_cpus)) + 1
@@ -58,6 +63,8 @@ def synth(sc: Scenario, out_dir: str | Path, name: str | None = None,
             for d in dats.values():
                 d.add(e)
             n += e.seq >= 0
+            if n % FLUSH_EVERY == 0 and e.seq >= 0:
+                sink.flush(truth, e.ts)
     finally:
         for fh in bodies.values():
             fh.close()
@@ -73,57 +80,11 @@ def synth(sc: Scenario, out_dir: str | Path, name: str | None = None,
                 shutil.copyfileobj(src, dst, 1 << 20)
         (out / f"{name}{FORMATS[f]}.body").unlink()
         paths[f] = str(final)
-    doc = ground_truth(sc, truth, lost, n)
+    sink.flush(truth, None)
     tpath = out / f"{name}.truth.json"
-    tpath.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
-    return {"paths": paths, "truth": str(tpath), "events": n, "ground_truth": doc}
-
-
-def _seqs(evs: list[Event | None]) -> list[int] | None:
-    """Evidence seq numbers, or None when an evidence event was not recorded."""
-    if any(e is None or e.seq < 0 for e in evs):
-        return None
-    return [e.seq for e in evs]
-
-
-def ground_truth(sc: Scenario, truth: Truth, lost: list[dict], events: int) -> dict[str, Any]:
-    """The JSON document written beside a synthetic trace."""
-    runs = [{"cpu": r["cpu"], "pid": r["pid"], "entry_seq": r["entry"].seq, "return_seq": r["return"].seq,
-             "exit_seq": r["exit"].seq, "entry_ns": r["entry"].ts, "guest_end_ns": r["guest_end"],
-             "exit_ns": r["exit"].ts,
-             "reason": r["exit"].fields.get("reason") or (r["exit"].fields["ec_name"] if r["exit"].fields["ret"] == "TRAP" else r["exit"].fields["ret"])}
-            for r in truth.runs if "exit" in r]
-    bugs = []
-    for b in truth.bugs:
-        if b["kind"] == "apparent_irqsoff":
-            evs = b["events"]
-            bugs.append({"kind": b["kind"], "cpu": b["cpu"], "pid": b["pid"], "start_ns": evs[0].ts, "end_ns": evs[-1].ts,
-                         "evidence_seq": _seqs(evs), "decidable": sc.preemptirq and _seqs(evs) is not None})
-        else:
-            h = b["events"][0]
-            bugs.append({"kind": b["kind"], "cpu": b["cpu"], "pid": b["pid"], "start_ns": b["start_ev"].ts, "end_ns": h.ts,
-                         "evidence_seq": _seqs([b["start_ev"], h]), "decidable": sc.rcu and _seqs([b["start_ev"], h]) is not None})
-    ticks = []
-    for t in truth.ticks:
-        direction = None
-        if t["accounted"] and t["due_in_guest"] != t["charged_guest"]:
-            direction = "guest_as_host" if t["due_in_guest"] else "host_as_guest"
-            ev = t["event"]
-            bugs.append({"kind": "misaccounted_tick", "cpu": t["cpu"], "pid": ev.pid, "start_ns": t["due"], "end_ns": ev.ts,
-                         "evidence_seq": _seqs([ev]), "direction": direction,
-                         "decidable": sc.preemptirq and ev.seq >= 0})
-        ticks.append({"cpu": t["cpu"], "due_ns": t["due"], "seq": t["event"].seq, "run": t["run"], "due_in_guest": t["due_in_guest"],
-                      "charged_guest": t["charged_guest"], "taken": t["where"], "accounted_by_tick": t["accounted"],
-                      "direction": direction})
-    per_cpu = {}
-    for c in sc.vcpu_cpus:
-        mine = [t for t in ticks if t["cpu"] == c]
-        per_cpu[str(c)] = {"mode": "nohz_full" if c in sc.nohz_full else "tick", "ticks": len(mine),
-                           "expected_guest_ticks": sum(t["due_in_guest"] for t in mine),
-                           "charged_guest_ticks": sum(t["charged_guest"] for t in mine)}
-    return {
-        "synthetic": True, "generator": "kvmtrace.synth", "scenario": sc.to_dict(),
-        "entry_logic": "fixed" if sc.fixed else "pre-fix", "events": events, "runs": runs,
-        "bugs": bugs, "counts": {k: sum(b["kind"] == k for b in bugs) for k in ("apparent_irqsoff", "rcu_not_watching", "misaccounted_tick")},
-        "ticks": ticks, "per_cpu": per_cpu, "lost": lost,
-    }
+    sink.write(tpath, n, lost)
+    res: dict[str, Any] = {"paths": paths, "truth": str(tpath), "events": n, "counts": sink.counts,
+                           "runs": sink.n["runs"], "entry_logic": "fixed" if sc.fixed else "pre-fix"}
+    if n <= SMALL:  # small traces: the whole document, handy in tests and notebooks
+        res["ground_truth"] = json.loads(tpath.read_text())
+    return res

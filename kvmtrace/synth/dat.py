@@ -139,6 +139,7 @@ class DatWriter:
         self.names = _Names(0xFFFFFFC008000000 if sc.arch == "arm64" else 0xFFFFFFFF81000000)
         self.pages = [_CpuPages() for _ in range(cpus)]
         self.comms: dict[int, str] = {}
+        self._layouts: dict[str, tuple[struct.Struct, list[tuple[str, str, int]], int]] = {}
 
     def add(self, e: Event) -> None:
         if e.name == LOST:
@@ -150,27 +151,45 @@ class DatWriter:
         self.pages[e.cpu].add(e.ts, self._record(e))
 
     # -- records -----------------------------------------------------------------------------------
+    def _layout(self, name: str) -> tuple[struct.Struct, list[tuple[str, str, int]], int]:
+        """A compiled record layout per event: one struct for the fixed part, in offset order."""
+        if name not in self._layouts:
+            _sys, _text, fmt = self.formats[name]
+            size = max(f.offset + f.size for f in fmt.fields.values())
+            spec, fields, pos = "<", [], 0
+            for f in sorted(fmt.fields.values(), key=lambda f: f.offset):
+                if f.offset > pos:
+                    spec += f"{f.offset - pos}x"
+                if f.data_loc:
+                    spec += "I"
+                    fields.append((f.name, "loc", 0))
+                elif f.array_len or f.size not in (1, 2, 4, 8):
+                    spec += f"{f.size}s"
+                    fields.append((f.name, "bytes", 0))
+                else:
+                    spec += {1: "B", 2: "H", 4: "I", 8: "Q"}[f.size]
+                    fields.append((f.name, "int", (1 << (8 * f.size)) - 1))  # two's complement for signed
+                pos = f.offset + f.size
+            spec += f"{size - pos}x" if size > pos else ""
+            self._layouts[name] = (struct.Struct(spec), fields, fmt.id)
+        return self._layouts[name]
+
     def _record(self, e: Event) -> bytes:
-        _sys, _text, fmt = self.formats[e.name]
-        size = max(f.offset + f.size for f in fmt.fields.values())
+        st, fields, type_id = self._layout(e.name)
         vals = self._values(e)
-        buf = bytearray(size)
-        dyn = bytearray()
-        for f in fmt.fields.values():
-            if f.name == "common_type":
-                struct.pack_into("<H", buf, f.offset, fmt.id)
-                continue
-            v = vals.get(f.name, 0)
-            if f.data_loc:
-                raw = str(v).encode() + b"\0"
-                struct.pack_into("<I", buf, f.offset, (len(raw) << 16) | (size + len(dyn)))
-                dyn += raw
-            elif f.array_len or isinstance(v, (bytes, str)):
-                raw = v.encode() if isinstance(v, str) else bytes(v)
-                buf[f.offset: f.offset + f.size] = raw[: f.size].ljust(f.size, b"\0")
-            else:
-                buf[f.offset: f.offset + f.size] = (int(v) & ((1 << (8 * f.size)) - 1)).to_bytes(f.size, "little")
-        return bytes(buf + dyn)
+        vals["common_type"] = type_id
+        args: list[Any] = []
+        dyn = b""
+        for name, kind, mask in fields:
+            v = vals.get(name, 0)
+            if kind == "int":
+                args.append(int(v) & mask)
+            elif kind == "bytes":
+                args.append(v.encode() if isinstance(v, str) else bytes(v))
+            else:  # __data_loc: (length << 16) | offset of the string after the fixed part
+                dyn = str(v).encode() + b"\0"
+                args.append((len(dyn) << 16) | st.size)
+        return st.pack(*args) + dyn
 
     def _values(self, e: Event) -> dict[str, Any]:
         f, n, sym, s = e.fields, e.name, self.names.symbol, self.names.string

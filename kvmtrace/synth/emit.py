@@ -15,7 +15,7 @@ from .scenario import Scenario
 NESTING_IDLE, NESTING_NESTED = 0x4000000000000000, 0x4000000000000002
 
 
-@dataclass
+@dataclass(slots=True)
 class Event:
     """One synthetic event; ``seq`` is assigned when the trace is written."""
 

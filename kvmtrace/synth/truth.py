@@ -1,0 +1,126 @@
+"""Ground truth, streamed: finished records go to disk as JSON while the trace is written.
+
+A record (guest run, bug instance, tick) is final once every event it names has
+been numbered or dropped, i.e. once the writer has passed its last timestamp.
+Only unfinished records and running totals stay in memory, so a long trace's
+ground truth does not grow the process.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .emit import Event
+from .scenario import Scenario
+from .vcpu import Truth
+
+KINDS = ("apparent_irqsoff", "rcu_not_watching", "misaccounted_tick")
+
+
+def _seqs(evs: list[Event | None]) -> list[int] | None:
+    """Evidence seq numbers, or None when an evidence event was not recorded."""
+    if any(e is None or e.seq < 0 for e in evs):
+        return None
+    return [e.seq for e in evs]
+
+
+class TruthSink:
+    """Converts finished records to JSON and appends them to per-section temporary files."""
+
+    def __init__(self, sc: Scenario) -> None:
+        self.sc = sc
+        self.files = {k: tempfile.TemporaryFile("w+") for k in ("runs", "bugs", "ticks")}
+        self.n = {k: 0 for k in self.files}
+        self.counts = {k: 0 for k in KINDS}
+        self.per_cpu = {str(c): {"mode": "nohz_full" if c in sc.nohz_full else "tick", "ticks": 0,
+                                 "expected_guest_ticks": 0, "charged_guest_ticks": 0} for c in sc.vcpu_cpus}
+
+    def _put(self, section: str, rec: dict[str, Any]) -> None:
+        fh = self.files[section]
+        fh.write(("," if self.n[section] else "") + json.dumps(rec, separators=(",", ":")))
+        self.n[section] += 1
+        if section == "bugs":
+            self.counts[rec["kind"]] += 1
+
+    def flush(self, truth: Truth, upto_ts: int | None) -> None:
+        """Write every record whose events all lie before ``upto_ts`` (None: everything)."""
+        def done(evs: list[Event]) -> bool:
+            return upto_ts is None or max(e.ts for e in evs) < upto_ts
+        keep = []
+        for r in truth.runs:
+            if "exit" not in r:
+                continue
+            if done([r["entry"], r["return"], r["exit"]]):
+                self._run(r)
+            else:
+                keep.append(r)
+        truth.runs = keep
+        keep = []
+        for b in truth.bugs:
+            evs = b["events"] + ([b["start_ev"]] if b.get("start_ev") is not None else [])
+            if done(evs):
+                self._bug(b)
+            else:
+                keep.append(b)
+        truth.bugs = keep
+        keep = []
+        for t in truth.ticks:
+            if t["event"] is not None and done([t["event"]]):
+                self._tick(t)
+            else:
+                keep.append(t)
+        truth.ticks = keep
+
+    def _run(self, r: dict) -> None:
+        x = r["exit"].fields
+        reason = x.get("reason") or (x["ec_name"] if x["ret"] == "TRAP" else x["ret"])
+        self._put("runs", {"cpu": r["cpu"], "pid": r["pid"], "entry_seq": r["entry"].seq, "return_seq": r["return"].seq,
+                           "exit_seq": r["exit"].seq, "entry_ns": r["entry"].ts, "guest_end_ns": r["guest_end"],
+                           "exit_ns": r["exit"].ts, "reason": reason})
+
+    def _bug(self, b: dict) -> None:
+        if b["kind"] == "apparent_irqsoff":
+            evs = b["events"]
+            seqs = _seqs(evs)
+            self._put("bugs", {"kind": b["kind"], "cpu": b["cpu"], "pid": b["pid"], "start_ns": evs[0].ts,
+                               "end_ns": evs[-1].ts, "evidence_seq": seqs, "decidable": self.sc.preemptirq and seqs is not None})
+        else:
+            h = b["events"][0]
+            seqs = _seqs([b["start_ev"], h])
+            self._put("bugs", {"kind": b["kind"], "cpu": b["cpu"], "pid": b["pid"], "start_ns": b["start_ev"].ts, "end_ns": h.ts,
+                               "evidence_seq": seqs, "decidable": self.sc.rcu and seqs is not None})
+
+    def _tick(self, t: dict) -> None:
+        ev = t["event"]
+        direction = None
+        if t["accounted"] and t["due_in_guest"] != t["charged_guest"]:
+            direction = "guest_as_host" if t["due_in_guest"] else "host_as_guest"
+            self._put("bugs", {"kind": "misaccounted_tick", "cpu": t["cpu"], "pid": ev.pid, "start_ns": t["due"], "end_ns": ev.ts,
+                               "evidence_seq": _seqs([ev]), "direction": direction,
+                               "decidable": self.sc.preemptirq and ev.seq >= 0})
+        self._put("ticks", {"cpu": t["cpu"], "due_ns": t["due"], "seq": ev.seq, "run": t["run"], "due_in_guest": t["due_in_guest"],
+                            "charged_guest": t["charged_guest"], "taken": t["where"], "accounted_by_tick": t["accounted"],
+                            "direction": direction})
+        pc = self.per_cpu.get(str(t["cpu"]))
+        if pc is not None:
+            pc["ticks"] += 1
+            pc["expected_guest_ticks"] += bool(t["due_in_guest"])
+            pc["charged_guest_ticks"] += bool(t["charged_guest"])
+
+    def write(self, path: Path, events: int, lost: list[dict]) -> None:
+        """The ground-truth JSON document: summary fields, then the streamed sections."""
+        head = {"synthetic": True, "generator": "kvmtrace.synth", "scenario": self.sc.to_dict(),
+                "entry_logic": "fixed" if self.sc.fixed else "pre-fix", "events": events, "counts": self.counts,
+                "per_cpu": self.per_cpu, "lost": lost}
+        with open(path, "w") as out:
+            out.write(json.dumps(head, separators=(",", ":"))[:-1])
+            for section, fh in self.files.items():
+                out.write(f',"{section}":[')
+                fh.seek(0)
+                shutil.copyfileobj(fh, out, 1 << 20)
+                out.write("]")
+                fh.close()
+            out.write("}\n")
