@@ -21,12 +21,12 @@ r = synth(Scenario(duration_ns=int(sys.argv[1]), seed=3), sys.argv[2], name="big
 print(json.dumps({"events": r["events"], "seconds": time.perf_counter() - t,
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
-EVENTS_PER_SECOND_OF_TRACE = 130_000  # what the default scenario emits per simulated second
+EVENTS_PER_SECOND_OF_TRACE = 132_500  # what the default scenario emits per simulated second
 
 
 def main() -> None:
     top = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000_000
-    sizes = [s for s in (200_000, 2_000_000, top) if s <= top]
+    sizes = sorted({s for s in (200_000, 2_000_000, top) if s <= top})
     print(f"{'events':>12} {'seconds':>8} {'events/s':>10} {'peak RSS MB':>12}")
     for n in sizes:
         dur = int(n / EVENTS_PER_SECOND_OF_TRACE * 1e9)
