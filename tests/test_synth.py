@@ -85,13 +85,14 @@ def test_code_path_order_per_variant(out):
 
 
 def test_every_format_loads_with_the_model_values(out):
-    r = made(out, ("tracefs", "report-tl", "report", "report-t", "report-l"), fixed=False, nohz_full=(1,), seed=11)
+    r = made(out, ("tracefs", "report-tl", "report", "report-t", "report-l", "perf", "perf-ns"), fixed=False, nohz_full=(1,), seed=11)
     g = r["ground_truth"]
     frames = {}
     for fmt, path in r["paths"].items():
         tr = kvmtrace.load(path)
         assert tr.meta.events == g["events"], fmt
         assert tr.meta.skipped_total == tr.meta.skipped.get("comment", 0) + tr.meta.skipped.get("prologue", 0)
+        assert kvmtrace.analyze(tr).counts()["rcu_not_watching"]["proven"] == g["counts"]["rcu_not_watching"], fmt
         x = tr.df("kvm_exit")
         frames[fmt] = x
         runs = {r_["exit_seq"]: r_["reason"] for r_ in g["runs"]}

@@ -16,7 +16,7 @@ from .dat import DatWriter
 from .emit import Event
 from .scenario import Scenario
 from .sim import number, simulate
-from .text import kernel_header, trace_cmd_line, tracefs_line
+from .text import kernel_header, perf_line, trace_cmd_line, tracefs_line
 from .truth import TruthSink
 from .vcpu import Truth
 
@@ -30,6 +30,8 @@ FORMATS = {
     "report-t": ".report-t.txt",      # -N -t
     "report-l": ".report-l.txt",      # -N -l
     "report-tl": ".report-tl.txt",    # -N -t -l
+    "perf": ".perf-script.txt",       # perf script
+    "perf-ns": ".perf-script-ns.txt", # perf script --ns
     "dat": ".dat",                    # trace.dat v6
     "dat7": ".v7.dat",                # trace.dat v7, zstd
 }
@@ -40,6 +42,8 @@ __all__ = ["Scenario", "FORMATS", "synth"]
 def _line(fmt: str, e: Event, sc: Scenario) -> str:
     if fmt == "tracefs":
         return tracefs_line(e, sc)
+    if fmt.startswith("perf"):
+        return perf_line(e, sc, ns=fmt == "perf-ns")
     return trace_cmd_line(e, sc, latency="l" in fmt.split("-")[-1] and fmt != "report", ns="t" in fmt.split("-")[-1] and fmt != "report")
 
 
@@ -75,7 +79,7 @@ def synth(sc: Scenario, out_dir: str | Path, name: str | None = None,
     for f in bodies:
         final = out / f"{name}{FORMATS[f]}"
         with open(final, "w") as dst:
-            dst.write(kernel_header(sc, n, cpus) if f == "tracefs" else f"cpus={cpus}\n")
+            dst.write(kernel_header(sc, n, cpus) if f == "tracefs" else "" if f.startswith("perf") else f"cpus={cpus}\n")
             with open(out / f"{name}{FORMATS[f]}.body") as src:
                 shutil.copyfileobj(src, dst, 1 << 20)
         (out / f"{name}{FORMATS[f]}.body").unlink()

@@ -71,3 +71,19 @@ def trace_cmd_line(e: Event, sc: Scenario, latency: bool, ns: bool) -> str:
         f"{e.ts // 1_000_000_000:5d}.{(e.ts // 1000) % 1_000_000:06d}"
     head = f"{_comm(e, 8):>8}-{e.pid:<5d} {e.cpu:3d}{flags(e, 5)}" if latency else f"{e.comm:>16}-{e.pid:<5d} [{e.cpu:03d}]"
     return f"{head} {t}: {e.name + ':':<21} {render(e, sc, 'trace-cmd')}\n"
+
+
+SYSTEMS = {"kvm_entry": "kvm", "kvm_exit": "kvm", "irq_disable": "preemptirq", "irq_enable": "preemptirq",
+           "rcu_dyntick": "rcu", "rcu_watching": "rcu", "rcu_utilization": "rcu", "tick_stop": "timer",
+           "sched_switch": "sched", "local_timer_entry": "irq_vectors", "local_timer_exit": "irq_vectors",
+           "reschedule_entry": "irq_vectors", "reschedule_exit": "irq_vectors"}
+
+
+def perf_line(e: Event, sc: Scenario, ns: bool = False) -> str:
+    """One line of ``perf script`` (default tracepoint fields; ``--ns`` with ``ns``)."""
+    if e.name == LOST:
+        return ""  # perf reports lost samples in its summary, not inline
+    system = SYSTEMS.get(e.name) or e.name.split("_")[0].replace("softirq", "irq").replace("hrtimer", "timer")
+    t = f"{e.ts // 1_000_000_000:d}.{e.ts % 1_000_000_000:09d}" if ns else f"{e.ts // 1_000_000_000:d}.{(e.ts // 1000) % 1_000_000:06d}"
+    comm = e.comm if e.pid else "swapper"
+    return f"{comm:>16} {e.pid:5d} [{e.cpu:03d}] {t:>12}: {system + ':' + e.name:>34}: {render(e, sc, 'trace-cmd')}\n"
