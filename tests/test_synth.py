@@ -118,6 +118,7 @@ def test_same_seed_same_bytes(tmp_path):
 CASES = [
     dict(fixed=False, nohz_full=(1,)), dict(fixed=False, nohz_full=()), dict(fixed=True, nohz_full=(1,)),
     dict(fixed=True, nohz_full=()), dict(arch="x86", fixed=True, nohz_full=(1,)), dict(arch="x86", fixed=True, nohz_full=()),
+    dict(arch="x86", fixed=False, nohz_full=(), kernel=(5, 15)), dict(arch="x86", fixed=False, nohz_full=(1,), kernel=(5, 15)),
     dict(fixed=False, nohz_full=(1,), kernel=(5, 10)), dict(fixed=False, nohz_full=(1,), kernel=(6, 12)),
     dict(fixed=False, nohz_full=(1,), kernel=(6, 9)), dict(fixed=False, nohz_full=(1,), vcpu_cpus=(1, 2)),
     dict(fixed=False, nohz_full=(1,), seed=5), dict(fixed=False, nohz_full=(), seed=3, late_irq_share=0.6),
@@ -129,7 +130,7 @@ def test_analyzers_find_exactly_the_injected_bugs(kw, out):
     r = made(out, **kw)
     g = r["ground_truth"]
     a = kvmtrace.analyze(kvmtrace.load(r["paths"]["tracefs"]))
-    assert a.verdict["verdict"] == g["entry_logic"]
+    assert a.verdict["verdict"] == g["verdict"]
     assert len(a.runs) == len(g["runs"])
     for kind in ("apparent_irqsoff", "rcu_not_watching", "misaccounted_tick"):
         want = sorted(tuple(b["evidence_seq"]) for b in g["bugs"] if b["kind"] == kind)
@@ -138,8 +139,12 @@ def test_analyzers_find_exactly_the_injected_bugs(kw, out):
         key = {"apparent_irqsoff": lambda e: (e[0], e[1], e[2], e[3]), "rcu_not_watching": lambda e: (e[0], e[1]),
                "misaccounted_tick": lambda e: (e[2],)}[kind]
         assert sorted(key(e) for e in f["evidence_seq"]) == want, kind  # precision and recall 1.0
-    if g["entry_logic"] == "fixed":
+    if g["verdict"] == "fixed":
         assert not len(a.findings)
+    ticks = a.frame("ticks", "ticks") if "ticks" in a.results["ticks"].frames else None
+    for cpu, pc in g["per_cpu"].items():  # charged guest ticks per CPU, as the kernel model charged them
+        if ticks is not None and pc["mode"] == "tick":
+            assert int((ticks.loc[ticks["cpu"] == int(cpu), "charged"] == "guest").sum()) == pc["charged_guest_ticks"]
 
 
 def test_without_the_deciding_events_it_says_undecidable_or_inferred(out):
@@ -179,8 +184,9 @@ def test_cli_synth_writes_traces_and_truth(tmp_path):
 
 
 @pytest.mark.parametrize("kw", [dict(fixed=False, nohz_full=(1,), lost_gap=True), dict(fixed=True, nohz_full=()),
-                                dict(arch="x86", fixed=True, nohz_full=(1,)), dict(fixed=False, nohz_full=(1,), kernel=(6, 12))],
-                         ids=["arm64-prefix-lost", "arm64-fixed-tick", "x86-fixed", "arm64-6.12"])
+                                dict(arch="x86", fixed=True, nohz_full=(1,)), dict(fixed=False, nohz_full=(1,), kernel=(6, 12)),
+                                dict(arch="x86", fixed=False, nohz_full=(), kernel=(5, 15))],
+                         ids=["arm64-prefix-lost", "arm64-fixed-tick", "x86-fixed", "arm64-6.12", "x86-5.15-vmx"])
 def test_trace_cmd_reads_the_synthesized_dat_like_the_text_writer(kw, tmp_path):
     from conftest import trace_cmd_report
     r = synth(Scenario(duration_ns=40_000_000, **kw), tmp_path, formats=("report-tl", "tracefs", "dat", "dat7"))
@@ -202,11 +208,11 @@ def test_trace_cmd_reads_the_synthesized_dat_like_the_text_writer(kw, tmp_path):
 def test_shipped_synthetic_samples_match_their_ground_truth():
     from conftest import SAMPLES
     dats = sorted(SAMPLES.glob("*-synth-*.v7.dat"))
-    assert len(dats) == 5
+    assert len(dats) == 6
     for dat in dats:
         truth = json.loads(dat.with_name(dat.name.replace(".v7.dat", ".truth.json")).read_text())
         assert truth["synthetic"] is True
         for path in (dat, dat.with_name(dat.name.replace(".v7.dat", ".report-tl.txt.xz"))):
             a = kvmtrace.analyze(kvmtrace.load(path))
-            assert a.verdict["verdict"] == truth["entry_logic"], path
+            assert a.verdict["verdict"] == truth["verdict"], path
             assert {k: v["proven"] for k, v in a.counts().items()} == truth["counts"], path

@@ -1,10 +1,9 @@
 """Misaccounted guest ticks (bug 3), both directions.
 
 Expected guest ticks became pending while a guest ran ([kvm_entry, guest return)).
-A tick is charged to the guest when its handler runs after the guest returned,
-before kvm_exit, and guest timing is still on: that is, a task-level irq_disable
-(the pre-fix ``guest_exit()`` toggle, or the fix's ``local_irq_disable()`` after
-its ``isb()`` window) still follows it before kvm_exit. Ticks due in the guest but
+A tick is charged to the guest when its handler runs in the first irqs-on window
+after the guest returned and guest timing is still on (the pre-fix ``guest_exit()``
+window, the fix's ``isb()`` window, x86's ``vcpu_enter_guest`` window). Ticks due in the guest but
 charged to the host are the missing-ISB bug; ticks due after the guest returned
 but charged to it are the pre-fix kernel taking pending IRQs before ``guest_exit()``.
 Tick-accounted CPUs only: nohz_full CPUs account guest time by vtime.
@@ -42,10 +41,18 @@ def analyze(ctx: Context) -> Result:
     t["due_ts"] = tk.due_ts(clock, t["now"].to_numpy(np.int64))
     delivery = tk.delivery_ns(tl, pos, t["due_ts"].to_numpy())
     t["pending_ts"] = t["due_ts"] + delivery  # best estimate of when its IRQ became pending
+    # the run each tick belongs to: the last kvm_entry before it on its CPU, up to the next entry
     j = np.searchsorted(r.entry_pos, pos) - 1
     jj = np.maximum(j, 0)
-    in_run = (j >= 0) & (pos < r.exit_pos[jj]) if len(r.entry_pos) else np.zeros(len(pos), bool)
-    after_return = in_run & (pos > r.return_pos[jj])
+    n_runs = len(r.entry_pos)
+    if n_runs:
+        same = (j >= 0) & (tl.cpu[r.entry_pos[jj]] == tl.cpu[pos])
+        nxt = np.where((jj + 1 < n_runs) & (tl.cpu[r.entry_pos[np.minimum(jj + 1, n_runs - 1)]] == tl.cpu[pos]),
+                       r.entry_pos[np.minimum(jj + 1, n_runs - 1)], len(tl))
+        in_run = same & (pos < nxt)
+    else:
+        in_run, nxt = np.zeros(len(pos), bool), np.zeros(len(pos), np.int64)
+    after_return = in_run & (pos > r.return_pos[jj]) if n_runs else in_run
     t["handled_in_run"] = np.where(in_run, j, -1)
     how, run_of = _pending(ctx, t, pos, jj, after_return)
     t["pending"] = how
@@ -58,10 +65,7 @@ def analyze(ctx: Context) -> Result:
         res.cannot_decide("which ticks were charged to the guest (needs the guest_exit irq toggles)",
                           ["irq_disable", "irq_enable"], ["preemptirq"])
     else:
-        offs = tk.task_level_irq_off(tl)
-        k = np.searchsorted(offs, pos, side="right")
-        nxt_off = offs[np.minimum(k, len(offs) - 1)] if len(offs) else np.zeros(len(pos), np.int64)
-        charged_guest = after_return & (k < len(offs)) & (nxt_off < r.exit_pos[jj])
+        charged_guest = after_return & _in_timing_window(tl, r, pos, jj, nxt)
         t["charged"] = np.where(charged_guest, "guest", "host")
         acc = (t["cpu_mode"] == "tick").to_numpy()
         guest = (t["pending_in_guest_run"] >= 0).to_numpy()
@@ -100,6 +104,22 @@ def analyze(ctx: Context) -> Result:
         "per_cpu": res.frames["per_cpu"].to_dict(orient="records"),
     }
     return res
+
+
+def _in_timing_window(tl, r, pos: np.ndarray, run: np.ndarray, next_entry: np.ndarray) -> np.ndarray:
+    """Whether each tick ran in the first irqs-on window after its run's guest return, while
+    guest timing was still on: that window closes with a task-level irq_disable and does not
+    contain kvm_exit (arm64 and SVM print kvm_exit after guest timing ended; VMX prints it
+    inside vmx_vcpu_run, before the window)."""
+    ons, offs = tk.task_level_irq_on(tl), tk.task_level_irq_off(tl)
+    if not len(ons) or not len(offs) or not len(r.entry_pos):
+        return np.zeros(len(pos), bool)
+    k = np.searchsorted(ons, r.return_pos[run], side="right")
+    first_on = np.where(k < len(ons), ons[np.minimum(k, len(ons) - 1)], np.iinfo(np.int64).max)
+    m = np.searchsorted(offs, np.minimum(first_on, len(tl)), side="right")
+    close = np.where(m < len(offs), offs[np.minimum(m, len(offs) - 1)], np.iinfo(np.int64).max)
+    exit_inside = (r.exit_pos[run] > first_on) & (r.exit_pos[run] < close)
+    return (pos > first_on) & (pos < close) & ~exit_inside & (first_on < next_entry)
 
 
 def _pending(ctx: Context, t: pd.DataFrame, pos: np.ndarray, run: np.ndarray, after_return: np.ndarray):

@@ -33,6 +33,9 @@ def decide(ctx: Context, apparent_runs: int | None, rcu_hits: int | None) -> dic
             callers = sorted({str(tl.caller[p]) for p in nxt[(nxt > r.entry_pos) & (nxt < r.return_pos)][:1000]})
             out["evidence"].append(f"{fixed_runs} of {runs} guest runs: irq_enable caller={'/'.join(callers)} "
                                    "right after kvm_entry (guest_state_enter_irqoff, the reworked entry)")
+            if any(c.startswith(("vmx_", "svm_")) for c in callers):
+                out["evidence"].append("x86: kernels before 5.17 emit the same irq_enable (kvm_guest_enter_irqoff) and never "
+                                       "showed bugs 1 and 2; this shows the guest runs with IRQs traced on, not the version")
     pre = 0
     if apparent_runs:
         pre += apparent_runs

@@ -98,3 +98,14 @@ def task_level_irq_off(tl: Timeline) -> np.ndarray:
     nxt = plain[np.minimum(j, len(plain) - 1)] if len(plain) else off
     entry_path = ok & (tl.cpu[nxt] == tl.cpu[off]) & tl.hardirq[nxt]
     return off[~entry_path]
+
+
+def task_level_irq_on(tl: Timeline) -> np.ndarray:
+    """Positions of irq_enable events made by task code, not by an exception return
+    (those follow, past RCU brackets, the handler's hardirq-context events)."""
+    on = np.flatnonzero(tl.cls == Cls.IRQ_ON)
+    plain = np.flatnonzero(~np.isin(tl.cls, (Cls.RCU_OPEN, Cls.RCU_CLOSE)))
+    j = np.searchsorted(plain, on) - 1
+    prev = plain[np.maximum(j, 0)] if len(plain) else on
+    from_irq = (j >= 0) & (tl.cpu[prev] == tl.cpu[on]) & tl.hardirq[prev]
+    return on[~from_irq]

@@ -30,6 +30,7 @@ PAGE_HEADER = 16            # u64 timestamp, u64 commit
 MISSED_EVENTS, MISSED_STORED = 1 << 31, 1 << 30
 TYPE_TIME_EXTEND = 30
 SVM_EXITS = {"interrupt": 0x060, "cpuid": 0x072, "hlt": 0x078, "io": 0x07B, "msr": 0x07C, "npf": 0x400}
+VMX_EXITS = {"EXTERNAL_INTERRUPT": 1, "CPUID": 10, "HLT": 12, "IO_INSTRUCTION": 30, "MSR_WRITE": 32, "EPT_VIOLATION": 48}
 ARM64_RET = {"IRQ": 0, "SERROR": 1, "TRAP": 2}
 SOFTIRQ_VEC = {"TIMER": 1, "SCHED": 7, "RCU": 9}
 
@@ -208,7 +209,9 @@ class DatWriter:
             if self.sc.arch == "arm64":
                 v |= {"ret": ARM64_RET[f["ret"]], "esr_ec": f["esr_ec"], "vcpu_pc": f.get("vcpu_pc", 0x40000000)}
             else:
-                v |= {"exit_reason": SVM_EXITS[f["reason"]], "guest_rip": f["rip"], "isa": 2, "vcpu_id": f["vcpu"]}
+                vmx = f["reason"] in VMX_EXITS
+                v |= {"exit_reason": (VMX_EXITS if vmx else SVM_EXITS)[f["reason"]], "guest_rip": f["rip"],
+                      "isa": 1 if vmx else 2, "vcpu_id": f["vcpu"]}
         elif n in ("irq_handler_entry", "irq_handler_exit"):
             v |= {"irq": f["irq"], "name": f.get("name", ""), "ret": 1}
         elif n.startswith("softirq_"):

@@ -23,6 +23,11 @@ PREFIX = {"dis": "kvm_arch_vcpu_ioctl_run+0x31c/0x7f0", "w1_on": "kvm_arch_vcpu_
           "exit_off": "kvm_arch_vcpu_ioctl_run+0x614/0x7f0", "exit_on": "kvm_arch_vcpu_ioctl_run+0x60c/0x7f0"}
 FIXED = {"dis": "kvm_arch_vcpu_ioctl_run+0x3b8/0x750", "w1_on": "kvm_arch_vcpu_ioctl_run+0x3c0/0x750",
          "w1_off": "kvm_arch_vcpu_ioctl_run+0x3f4/0x750", "exit_on": "kvm_arch_vcpu_ioctl_run+0x1cc/0x750"}
+VMX_EXITS = [("IO_INSTRUCTION", 0.55), ("HLT", 0.2), ("MSR_WRITE", 0.1), ("EPT_VIOLATION", 0.1), ("CPUID", 0.05)]
+# x86 5.12-5.16 (VMX): vcpu_enter_guest() takes pending IRQs after kvm_exit, before vtime_account_guest_exit()
+VMX_OLD = {"dis": "vcpu_enter_guest+0x9b4/0x1e00", "enter": "vmx_vcpu_enter_exit+0x2c/0x90",
+           "guest_off": "vmx_vcpu_enter_exit+0x5d/0x90", "w1_on": "vcpu_enter_guest+0x1154/0x1e00",
+           "w1_off": "vcpu_enter_guest+0x1161/0x1e00", "exit_on": "vcpu_enter_guest+0x11bd/0x1e00"}
 X86 = {"dis": "kvm_arch_vcpu_ioctl_run+0x12cf/0x2100", "w1_on": "kvm_arch_vcpu_ioctl_run+0x62e/0x2100",
        "w1_off": "kvm_arch_vcpu_ioctl_run+0x133f/0x2100", "exit_on": "kvm_arch_vcpu_ioctl_run+0x66a/0x2100"}
 IOCTL = "kvm_vcpu_ioctl+0x240/0x82c"
@@ -114,14 +119,18 @@ class VcpuLoop:
 
     def _guest_run(self) -> None:
         c, sc = self.c, self.sc
-        names = PREFIX if (sc.arch == "arm64" and not sc.fixed) else (FIXED if sc.arch == "arm64" else X86)
+        if sc.arch == "arm64":
+            names = FIXED if sc.fixed else PREFIX
+        else:
+            names = X86 if sc.fixed else VMX_OLD
         run: dict = {"id": len(self.truth.runs), "cpu": c.cpu, "pid": c.pid}
         c.preempt = 0
         opened = c.pi("irq_disable", names["dis"], IOCTL, dt=self._us(2, 5))
         run["entry"] = c.ev("kvm_entry", 3000, vcpu_pc=0x40000000 + 4 * int(self.rng.integers(0, 16)), vcpu=0, rip=0xFFF0)
         # entry path
         if sc.arch == "x86":
-            c.pi("irq_enable", "svm_vcpu_enter_exit+0xc/0x30", "0x0", bracketed=False)
+            enter = "svm_vcpu_enter_exit+0xc/0x30" if sc.fixed else names["enter"]
+            c.pi("irq_enable", enter, "0x0", bracketed=False)   # guest_state_enter / kvm_guest_enter_irqoff
             run["eqs_start"] = c.rcu_stop() if self.nohz else c.rcu_util("context switch")
         elif sc.fixed:
             c.pi("irq_enable", "kvm_arm_vcpu_enter_exit+0x18/0xf0", "kvm_arch_vcpu_ioctl_run+0x16c/0x750", bracketed=False)
@@ -146,7 +155,7 @@ class VcpuLoop:
         run["guest_end"] = g_end
         # the exit path; run["return"] is the first host event after the guest
         if sc.arch == "x86":
-            self._x86_exit(run, names, irq_exit)
+            (self._x86_exit if sc.fixed else self._x86_prefix_exit)(run, names, irq_exit)
         elif sc.fixed:
             self._arm64_fixed_exit(run, names, irq_exit)
         else:
@@ -160,9 +169,10 @@ class VcpuLoop:
 
     def _exit_reason(self, irq_exit: bool) -> dict:
         if self.sc.arch == "x86":
+            vmx = not self.sc.fixed
             if irq_exit:
-                return {"reason": "interrupt"}
-            names, w = zip(*X86_EXITS)
+                return {"reason": "EXTERNAL_INTERRUPT" if vmx else "interrupt"}
+            names, w = zip(*(VMX_EXITS if vmx else X86_EXITS))
             return {"reason": names[int(self.rng.choice(len(names), p=np.array(w) / sum(w)))]}
         if irq_exit:
             return {"ret": "IRQ", "esr_ec": 0, "ec_name": "UNKNOWN"}
@@ -208,6 +218,21 @@ class VcpuLoop:
             self._post_exit_arrivals(self._us(0, 2))
         self._take_pending(run, "after guest timing", charged_guest=False)
         run["exit"] = c.ev("kvm_exit", 2000, **self._exit_reason(irq_exit))
+
+    def _x86_prefix_exit(self, run: dict, n: dict, irq_exit: bool) -> None:
+        """5.12-5.16 VMX: kvm_exit inside vmx_vcpu_run, then vcpu_enter_guest's IRQ window."""
+        c = self.c
+        first = len(c.events)
+        if self.nohz:
+            c.rcu_start()                                               # context_tracking_guest_exit()
+        c.pi("irq_disable", n["guest_off"], "0x0", bracketed=False, dt=500)   # kvm_guest_exit_irqoff()
+        run["return"] = c.events[first]
+        run["exit"] = c.ev("kvm_exit", 2000, **self._exit_reason(irq_exit), vcpu=0, rip=0xFFF0)
+        self._post_exit_arrivals(self._us(0, 2))
+        c.pi("irq_enable", n["w1_on"], "0x0", dt=self._us(1, 3))        # kvm_before_interrupt; local_irq_enable
+        self._take_pending(run, "irq window before vtime_account_guest_exit", charged_guest=True)
+        c.pi("irq_disable", n["w1_off"], "0x0")
+        c.pi("irq_enable", n["exit_on"], "0x0", dt=self._us(1, 3))
 
     def _x86_exit(self, run: dict, n: dict, irq_exit: bool) -> None:
         c = self.c

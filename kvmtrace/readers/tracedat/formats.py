@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 _FIELD = re.compile(r"^\s*field:(?P<decl>.+?);\s*offset:(?P<off>\d+);\s*size:(?P<size>\d+);(?:\s*signed:(?P<signed>\d+);)?", re.M)
-_SYMBOLIC = re.compile(r"__print_symbolic\(\s*REC->(\w+)\s*,")
+_SYMBOLIC = re.compile(r"__print_symbolic\(\s*REC->(\w+)[^,]*,")  # also `REC->exit_reason & 0xffff,`
 _PAIR = re.compile(r'\{\s*([^,{}"]+?)\s*,\s*((?:"[^"]*"\s*)+)\}')
 #: enum constants that print formats use by name (include/linux/hrtimer.h)
 _CONSTANTS = {
