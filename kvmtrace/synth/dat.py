@@ -321,11 +321,18 @@ class DatWriter:
         for cpu, fh in enumerate(files):
             out.write(b"\0" * (-out.tell() % PAGE))
             start = out.tell()
-            chunks = []
-            while raw := fh.read(10 * PAGE):
-                chunks.append(zc.compress(raw) if raw else b"")
-                chunks[-1] = struct.pack("<II", len(chunks[-1]), len(raw)) + chunks[-1]
-            out.write(struct.pack("<I", len(chunks)) + b"".join(chunks) if chunks else b"")
+            count = 0
+            if fh.read(1):  # a CPU with pages: the chunk count, then each chunk as it is compressed
+                fh.seek(0)
+                out.write(struct.pack("<I", 0))
+                while raw := fh.read(10 * PAGE):
+                    c = zc.compress(raw)
+                    out.write(struct.pack("<II", len(c), len(raw)) + c)
+                    count += 1
+                here = out.tell()
+                out.seek(start)
+                out.write(struct.pack("<I", count))
+                out.seek(here)
             cpus.append((cpu, start, out.tell() - start))
         end = out.tell()
         out.seek(buf_at + 8)
