@@ -244,3 +244,15 @@ def test_flag_windows_without_preemptirq():
     assert io.metrics["source"] == "irqs-off flags" and len(fw) > 100
     assert (fw["duration_ns"] >= 0).all() and (fw["end_ts"] >= fw["start_ts"]).all()
     assert a.counts()["apparent_irqsoff"] == {"proven": 0, "inferred": 0}
+
+
+def test_irqs_and_ticks_are_attributed_to_runs_or_exit_windows():
+    tr = kvmtrace.load(ARM64 / "arm64-6.1-prefix-tick.dat")
+    a = kvmtrace.analyze(tr)
+    runs = a.runs
+    h = tr.df("hrtimer_expire_entry")
+    first = runs["entry_ts"].min()
+    ticks = h[(h["cpu"] == 1) & (h["function"] == "tick_sched_timer") & (h["ts"] > first)]
+    assert runs["ticks"].sum() + runs["window_ticks"].sum() == len(ticks) == 250
+    irq = tr.df("irq_handler_entry")
+    assert runs["irqs"].sum() + runs["window_irqs"].sum() == int(((irq["cpu"] == 1) & (irq["ts"] > first)).sum())

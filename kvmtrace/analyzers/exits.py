@@ -24,6 +24,8 @@ def analyze(ctx: Context) -> Result:
         "irqs_in_runs": int(f["irqs"].sum()) if len(f) else 0,
         "softirqs_in_runs": int(f["softirqs"].sum()) if len(f) else 0,
         "ticks_in_runs": int(f["ticks"].sum()) if len(f) else 0,
+        "irqs_in_exit_windows": int(f["window_irqs"].sum()) if len(f) else 0,
+        "ticks_in_exit_windows": int(f["window_ticks"].sum()) if len(f) else 0,
         "exit_reasons": res.frames["exit_reasons"].to_dict(orient="records"),
     }
     return res

@@ -117,10 +117,17 @@ def _count_between(pos: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarra
 
 
 def _attribute(tl: Timeline, f: pd.DataFrame, entry: np.ndarray, exit_: np.ndarray) -> None:
-    """Host IRQs, softirqs and ticks that landed inside each run (kvm_entry..kvm_exit)."""
+    """Host IRQs, softirqs and ticks that landed inside each run (kvm_entry..kvm_exit) and in
+    its exit window on that CPU (kvm_exit..the CPU's next kvm_entry)."""
+    nxt = np.append(entry[1:], len(tl))
+    same = np.append(tl.cpu[entry[1:]] == tl.cpu[entry[:-1]], False) if len(entry) else np.zeros(0, bool)
+    bounds = tl.cpu_bounds()
+    cpu_end = np.array([bounds[int(c)][1] for c in tl.cpu[entry]], dtype=np.int64) if len(entry) else nxt
+    window_end = np.where(same, nxt, cpu_end)
     for col, cls in (("irqs", Cls.HANDLER), ("softirqs", Cls.SOFTIRQ), ("ticks", Cls.TICK)):
         pos = np.flatnonzero((tl.cls == cls) & ~tl.nmi)
         f[col] = _count_between(pos, entry, exit_)
+        f[f"window_{col}"] = _count_between(pos, exit_, window_end)
 
 
 def _windows(tl: Timeline, f: pd.DataFrame) -> None:
