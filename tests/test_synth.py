@@ -189,10 +189,14 @@ def test_cli_synth_writes_traces_and_truth(tmp_path):
                          ids=["arm64-prefix-lost", "arm64-fixed-tick", "x86-fixed", "arm64-6.12", "x86-5.15-vmx"])
 def test_trace_cmd_reads_the_synthesized_dat_like_the_text_writer(kw, tmp_path):
     from conftest import trace_cmd_report
-    r = synth(Scenario(duration_ns=40_000_000, **kw), tmp_path, formats=("report-tl", "tracefs", "dat", "dat7"))
-    text = open(r["paths"]["report-tl"]).read()
-    for f in ("dat", "dat7"):
-        assert trace_cmd_report(r["paths"][f], "-N", "-t", "-l") == text, f  # line for line
+    r = synth(Scenario(duration_ns=40_000_000, **kw), tmp_path,
+              formats=("report-plugins", "report", "report-t", "report-l", "report-tl", "tracefs", "dat", "dat7"))
+    flags = {"report-plugins": (), "report": ("-N",), "report-t": ("-N", "-t"), "report-l": ("-N", "-l"),
+             "report-tl": ("-N", "-t", "-l")}
+    for fmt, fl in flags.items():  # every trace-cmd text writer, line for line, from both .dat versions
+        text = open(r["paths"][fmt]).read()
+        for f in ("dat", "dat7"):
+            assert trace_cmd_report(r["paths"][f], *fl) == text, (fmt, f)
     # and kvmtrace reads the .dat into the same typed frames as the kernel-format text
     dat, txt = kvmtrace.load(r["paths"]["dat7"]), kvmtrace.load(r["paths"]["tracefs"])
     assert dat.meta.events == txt.meta.events == r["events"] and dat.meta.lost == txt.meta.lost

@@ -51,4 +51,4 @@ RECORD_EVENTS = {
 }
 
 #: exit reasons that mean "a host interrupt made the guest exit" (arm64 type, SVM, VMX)
-IRQ_EXIT_REASONS = frozenset({"IRQ", "interrupt", "EXTERNAL_INTERRUPT"})
+IRQ_EXIT_REASONS = frozenset({"IRQ", "interrupt", "EXTERNAL_INTERRUPT", "EXIT_INTR"})  # EXIT_INTR: trace-cmd kvm plugin

@@ -26,6 +26,7 @@ FLUSH_EVERY = 50_000   # write finished ground-truth records every this many eve
 #: output name → (suffix, line writer)
 FORMATS = {
     "tracefs": ".tracefs.txt",
+    "report-plugins": ".report-plugins.txt",  # plain trace-cmd report (libtraceevent plugins on)
     "report": ".report.txt",          # trace-cmd report -N
     "report-t": ".report-t.txt",      # -N -t
     "report-l": ".report-l.txt",      # -N -l
@@ -44,6 +45,8 @@ def _line(fmt: str, e: Event, sc: Scenario) -> str:
         return tracefs_line(e, sc)
     if fmt.startswith("perf"):
         return perf_line(e, sc, ns=fmt == "perf-ns")
+    if fmt == "report-plugins":
+        return trace_cmd_line(e, sc, latency=False, ns=False, plugins=True)
     return trace_cmd_line(e, sc, latency="l" in fmt.split("-")[-1] and fmt != "report", ns="t" in fmt.split("-")[-1] and fmt != "report")
 
 

@@ -12,6 +12,10 @@ from .emit import Event
 from .scenario import Scenario
 
 HRTIMER_MODES = {"ABS": 0x0, "REL": 0x1, "ABS|PINNED|HARD": 0xA}
+#: libtraceevent plugin_kvm.c's own SVM exit names, and plugin_sched_switch.c's state letters
+SVM_PLUGIN_NAMES = {"interrupt": "EXIT_INTR", "cpuid": "EXIT_CPUID", "hlt": "EXIT_HLT", "io": "EXIT_IOIO",
+                    "msr": "EXIT_MSR", "npf": "EXIT_NPF"}
+PLUGIN_STATES = {"R": "R", "S": "S", "D": "D", "I": "W"}
 
 
 def _sym(s: str, tool: str) -> str:
@@ -22,8 +26,30 @@ def _ptr(v: int, tool: str) -> str:
     return f"0x{v:x}" if tool == "trace-cmd" else "(____ptrval____)"
 
 
+def plugins(e: Event, sc: Scenario) -> str:
+    """What plain ``trace-cmd report`` prints: libtraceevent's plugins rewrite some events
+    (kvm: x86 forms, and field-lookup errors on arm64; hrtimer; sched_switch)."""
+    f, n = e.fields, e.name
+    if n == "kvm_entry":
+        return f" vcpu {f['vcpu']} rip 0x{f['rip']:x}" if sc.arch == "x86" else \
+            "CAN'T FIND FIELD \"vcpu_id\"<CANT FIND FIELD rip>" + render(e, sc, "trace-cmd")
+    if n == "kvm_exit":
+        return f"reason {SVM_PLUGIN_NAMES.get(f['reason'], f['reason'])} rip 0x{f['rip']:x} info 0 0" if sc.arch == "x86" else \
+            "<CANT FIND FIELD exit_reason>" + render(e, sc, "trace-cmd")
+    if n == "hrtimer_expire_entry":
+        return f"hrtimer=0x{f['hrtimer']:x} now={f['now']} function={f['function']}/0x0"
+    if n == "hrtimer_start":
+        return f"hrtimer=0x{f['hrtimer']:x} function={f['function']}/0x0 expires={f['expires']} softexpires={f['softexpires']}"
+    if n == "sched_switch":
+        return (f"{f['prev_comm']}:{f['prev_pid']} [{f['prev_prio']}] {PLUGIN_STATES[f['prev_state']]} ==> "
+                f"{f['next_comm']}:{f['next_pid']} [{f['next_prio']}]")
+    return render(e, sc, "trace-cmd")
+
+
 def render(e: Event, sc: Scenario, tool: str = "kernel") -> str:
     """Payload text of ``e`` as ``tool`` ("kernel" or "trace-cmd" -N) prints it."""
+    if tool == "trace-cmd-plugins":
+        return plugins(e, sc)
     f: dict[str, Any] = e.fields
     n = e.name
     if n in ("irq_disable", "irq_enable"):

@@ -63,14 +63,14 @@ def tracefs_line(e: Event, sc: Scenario) -> str:
             f"{us // 1_000_000:5d}.{us % 1_000_000:06d}: {e.name}: {render(e, sc)}\n")
 
 
-def trace_cmd_line(e: Event, sc: Scenario, latency: bool, ns: bool) -> str:
-    """One line of ``trace-cmd report -N [-l] [-t]``."""
+def trace_cmd_line(e: Event, sc: Scenario, latency: bool, ns: bool, plugins: bool = False) -> str:
+    """One line of ``trace-cmd report -N [-l] [-t]`` (``plugins``: without -N)."""
     if e.name == LOST:
         return f"CPU:{e.cpu} [{e.fields['count']} EVENTS DROPPED]\n"
-    t = f"{e.ts // 1_000_000_000:5d}.{e.ts % 1_000_000_000:09d}" if ns else \
-        f"{e.ts // 1_000_000_000:5d}.{(e.ts // 1000) % 1_000_000:06d}"
+    us = (e.ts + 500) // 1000  # trace-cmd rounds to the µs (the kernel truncates)
+    t = f"{e.ts // 1_000_000_000:5d}.{e.ts % 1_000_000_000:09d}" if ns else f"{us // 1_000_000:5d}.{us % 1_000_000:06d}"
     head = f"{_comm(e, 8):>8}-{e.pid:<5d} {e.cpu:3d}{flags(e, 5)}" if latency else f"{e.comm:>16}-{e.pid:<5d} [{e.cpu:03d}]"
-    return f"{head} {t}: {e.name + ':':<21} {render(e, sc, 'trace-cmd')}\n"
+    return f"{head} {t}: {e.name + ':':<21} {render(e, sc, 'trace-cmd-plugins' if plugins else 'trace-cmd')}\n"
 
 
 SYSTEMS = {"kvm_entry": "kvm", "kvm_exit": "kvm", "irq_disable": "preemptirq", "irq_enable": "preemptirq",
