@@ -58,12 +58,12 @@ def analyze(ctx: Context) -> Result:
         w.loc[wi[spans], "run"] = np.flatnonzero(spans)
         a = np.flatnonzero(opened_before)
         wa = w.iloc[wi[a]]
-        ev = [[int(o), int(e), int(rt), int(c)] for o, e, rt, c in zip(
-            wa["open_seq"], tl.seq[r.entry_pos[a]], tl.seq[r.return_pos[a]], wa["close_seq"])]
+        ev = np.column_stack([wa["open_seq"].to_numpy(), tl.seq[r.entry_pos[a]], tl.seq[r.return_pos[a]],
+                              wa["close_seq"].to_numpy()]).tolist()
+        detail = ("irqs-off window opened by " + wa["caller"].astype(str).to_numpy().astype(object) + " spans guest run "
+                  + a.astype(str).astype(object) + " (no irq_enable between kvm_entry and the guest's return)")
         res.findings = findings_frame(
-            "apparent_irqsoff", "proven", wa["cpu"], wa["pid"], wa["comm"], wa["start_ts"], wa["end_ts"], ev,
-            [f"irqs-off window opened by {c} spans guest run {int(k)} (no irq_enable between kvm_entry and the guest's return)"
-             for c, k in zip(wa["caller"], a)], "")
+            "apparent_irqsoff", "proven", wa["cpu"], wa["pid"], wa["comm"], wa["start_ts"], wa["end_ts"], ev, detail, "")
     res.frames["windows"] = w
     res.frames["per_cpu"] = _per_cpu(w, ctx.options.irqsoff_threshold_ns)
     inner = w[w["kind"] == "guest-entry"]

@@ -51,11 +51,11 @@ def analyze(ctx: Context, verdict: str) -> Result:
     doubtful |= tl.near_gap(tl.cpu[sp], tl.ts[sp], tl.ts[ep])
     conf = np.where(doubtful[kk], "inferred", "proven")
     why = np.where(doubtful[kk], "missed RCU transitions or lost events inside this quiescent state", "")
-    ev = [[int(tl.seq[a]), int(tl.seq[h]), int(tl.seq[b])] for a, h, b in zip(sp[kk], hit, ep[kk])]
+    ev = np.column_stack([tl.seq[sp[kk]], tl.seq[hit], tl.seq[ep[kk]]]).tolist()
     res.findings = findings_frame(
         "rcu_not_watching", conf, tl.cpu[hit], tl.pid[hit], tl.comm[hit], tl.ts[sp[kk]], tl.ts[ep[kk]], ev,
-        [f"IRQ handler ran inside the vCPU thread's guest quiescent state (guest run {int(r)})"
-         for r in g["run"].to_numpy()[kk]], why)
+        "IRQ handler ran inside the vCPU thread's guest quiescent state (guest run "
+        + g["run"].to_numpy()[kk].astype(str).astype(object) + ")", why)
     res.frames["guest_eqs"] = g
     res.frames["eqs"] = q
     res.metrics = {

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..model.kernel import ENTER_EXIT_CALLERS
+from ..model.timeline import Cls
 from .base import Context
 
 
@@ -25,7 +25,8 @@ def decide(ctx: Context, apparent_runs: int | None, rcu_hits: int | None) -> dic
         return out
     fixed_runs = 0
     if ctx.has_any("irq_enable"):
-        on = np.flatnonzero((tl.cls == 4) & np.isin(tl.caller, list(ENTER_EXIT_CALLERS)))
+        # entry_path marks exactly the irq_enable events whose caller is an enter/exit helper
+        on = np.flatnonzero((tl.cls == Cls.IRQ_ON) & tl.entry_path)
         k = np.searchsorted(on, r.entry_pos)
         nxt = np.where(k < len(on), on[np.minimum(k, max(len(on) - 1, 0))], -1) if len(on) else np.full(runs, -1)
         fixed_runs = int(((nxt > r.entry_pos) & (nxt < r.return_pos)).sum())

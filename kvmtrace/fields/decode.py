@@ -40,9 +40,9 @@ def _by_split(spec: EventSpec, payload: pa.Array, columns: tuple[str, ...] | Non
     n = len(spec.split)
     if not len(payload) or payload.null_count:
         return None
-    if not pc.all(pc.equal(pc.count_substring(payload, " "), n - 1)).as_py():
-        return None
     tokens = pc.split_pattern(payload, " ")
+    if not pc.all(pc.equal(pc.list_value_length(tokens), n)).as_py():
+        return None
     cols: dict[str, pa.Array] = {}
     for k, (name, prefix) in enumerate(spec.split):
         if columns is not None and name not in columns:

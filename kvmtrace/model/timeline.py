@@ -34,6 +34,23 @@ class Cls(IntEnum):
     IPI = 13           # ipi_entry (inside an IPI's irq handler on arm64)
 
 
+class Coded:
+    """A string column kept as codes into a small table; indexing gives object arrays.
+
+    Avoids one Python string reference per event for columns read only at a few positions.
+    """
+
+    def __init__(self, codes: np.ndarray, names: list) -> None:
+        self.codes = codes
+        self.names = np.array(list(names) + [None], dtype=object)  # code −1 → None
+
+    def __getitem__(self, pos):
+        return self.names[self.codes[pos]]
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+
 @dataclass
 class Timeline:
     """Events sorted by (cpu, seq). ``pos`` of an event = its index in these arrays."""
@@ -48,8 +65,8 @@ class Timeline:
     flags_known: bool        # the source shows the irqs-off flag at all
     nmi: np.ndarray          # bool
     entry_path: np.ndarray   # bool: an event the guest-entry code emits between kvm_entry and the guest
-    caller: np.ndarray       # object: preemptirq caller symbol, else None
-    comm: np.ndarray         # object
+    caller: "Coded"          # preemptirq caller symbol per position, else None
+    comm: "Coded"            # task name per position
     rcu_event: str | None    # "rcu_dyntick" / "rcu_watching" / None
     rcu_counter: np.ndarray  # int64, -1 where not an rcu event
     rcu_change: np.ndarray   # int8: +1 RCU starts watching, -1 stops, 0 nesting/not rcu
@@ -109,7 +126,8 @@ def build(tr: Trace) -> Timeline:
     lut = np.array([by_name.get(c, Cls.OTHER) for c in cats] or [0], dtype=np.int8)
     codes = names.cat.codes.to_numpy()
     cls_by_row = np.where(codes >= 0, lut[np.maximum(codes, 0)], Cls.OTHER).astype(np.int8)
-    caller_by_row = np.full(n, None, dtype=object)
+    caller_by_row = np.full(n, -1, dtype=np.int32)
+    caller_names: list[str] = []
     counter_by_row = np.full(n, -1, dtype=np.int64)
     entry_by_row = np.zeros(n, dtype=bool)
     change_by_row = np.zeros(n, dtype=np.int8)
@@ -119,7 +137,9 @@ def build(tr: Trace) -> Timeline:
     for name in ("irq_disable", "irq_enable"):
         s, codes, cats = _coded(tr, name, "caller")
         rows = row_of_seq[s]
-        caller_by_row[rows] = np.array(cats + [None], dtype=object)[codes]
+        base = len(caller_names)
+        caller_names += cats
+        caller_by_row[rows] = np.where(codes >= 0, codes + base, -1)
         known = ENTER_EXIT_CALLERS if name == "irq_enable" else GUEST_ENTRY_DISABLE_CALLERS
         entry_by_row[rows] = np.array([c in known for c in cats] + [False], dtype=bool)[codes]
     rcu_event = next((e for e in ("rcu_dyntick", "rcu_watching") if tr.has(e)), None)
@@ -142,6 +162,7 @@ def build(tr: Trace) -> Timeline:
     # guest-entry code between kvm_entry and the guest: the enter/exit helper's irq_enable,
     # __kvm_vcpu_run's irq_disable, the task-level EQS entry, rcu_note_context_switch
     entry_path = entry_by_row[order] | np.isin(cls, (Cls.RCU_STOP, Cls.RCU_UTIL))
+    comm = ev["comm"].astype("category")
     pos_by_seq = np.full(span, -1, dtype=np.int64)
     pos_by_seq[seq] = np.arange(n)
     return Timeline(
@@ -151,7 +172,8 @@ def build(tr: Trace) -> Timeline:
         nmi=ev["nmi"].fillna(False).to_numpy(bool)[order],
         irqs_off=ev["irqs_off"].fillna(False).to_numpy(bool)[order],
         flags_known=bool(ev["irqs_off"].notna().any()),
-        entry_path=entry_path, caller=caller_by_row[order], comm=ev["comm"].astype(object).to_numpy()[order],
+        entry_path=entry_path, caller=Coded(caller_by_row[order], caller_names),
+        comm=Coded(comm.cat.codes.to_numpy(np.int32)[order], [str(c) for c in comm.cat.categories]),
         rcu_event=rcu_event, rcu_counter=counter_by_row[order], rcu_change=change_by_row[order],
         pos_by_seq=pos_by_seq,
         present=set(tr.event_names()),
