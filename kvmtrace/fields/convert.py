@@ -73,3 +73,11 @@ def split_symbol(arr: pa.Array) -> tuple[pd.Categorical, pd.arrays.IntegerArray]
     offs = to_uint64_hex(pc.fill_null(off, "0"))
     offv = offs.to_numpy(dtype=np.uint64, na_value=0).view(np.int64)
     return to_category(name), pd.arrays.IntegerArray(offv, ~has_off)
+
+
+def symbol_name(arr: pa.Array) -> pd.Categorical:
+    """Just the symbol of ``name+0xoff[/0xsize]``: cut at the first ``+`` or ``/``."""
+    head = pc.list_element(pc.split_pattern(pc.fill_null(arr, ""), "+", max_splits=1), 0)
+    head = pc.list_element(pc.split_pattern(head, "/", max_splits=1), 0)
+    head = pc.if_else(pc.equal(head, ""), pa.scalar(None, head.type), head)
+    return to_category(head)

@@ -14,7 +14,7 @@ from .specs import SPECS, EventSpec
 _GENERIC_SIGNATURES = 32
 
 
-def _column(arr: pa.Array, kind: str, name: str) -> dict[str, object]:
+def _column(arr: pa.Array, kind: str, name: str, columns: tuple[str, ...] | None = None) -> dict[str, object]:
     if kind == "int":
         return {name: convert.to_int64(arr)}
     if kind == "xint":
@@ -27,6 +27,8 @@ def _column(arr: pa.Array, kind: str, name: str) -> dict[str, object]:
     if kind == "sym":
         return {name: convert.split_symbol(arr)[0]}
     if kind == "symoff":
+        if columns is not None and f"{name}_off" not in columns:
+            return {name: convert.symbol_name(arr)}  # the offset's hex parse skipped: not asked for
         sym, off = convert.split_symbol(arr)
         return {name: sym, f"{name}_off": off}
     if kind == "flag":
@@ -174,5 +176,5 @@ def decode_payload(name: str, payload: pa.Array, columns: tuple[str, ...] | None
             continue
         if arr.null_count == len(arr):
             continue  # a column of another kernel version/arch: leave it out
-        out.update(_column(arr, types.get(col, "cat"), col))
+        out.update(_column(arr, types.get(col, "cat"), col, columns))
     return pd.DataFrame(out, index=pd.RangeIndex(n)), int(n - hit.sum()) if n else 0

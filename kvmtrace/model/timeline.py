@@ -101,9 +101,14 @@ class Timeline:
         return out
 
 
+#: the fields the model reads per event, asked for together so each event is decoded once
+NEEDED = {"irq_disable": ["caller"], "irq_enable": ["caller"], "rcu_dyntick": ["polarity", "counter"],
+          "rcu_watching": ["polarity", "counter"], "hrtimer_expire_entry": ["function", "now"]}
+
+
 def _coded(tr: Trace, name: str, column: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(seq, category codes, categories) of a string column of event ``name``."""
-    d = tr.df(name, [column]) if tr.has(name) else None
+    d = tr.df(name, NEEDED.get(name, [column])) if tr.has(name) else None
     if d is None or column not in d.columns:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), []
     col = d[column].astype("category")
@@ -152,7 +157,7 @@ def build(tr: Trace) -> Timeline:
         chg_lut = np.array([roles[c][1] if c in roles else 0 for c in cats] + [0], np.int8)
         cls_by_row[rows] = cls_lut[codes]  # code −1 (missing) picks the trailing OTHER
         change_by_row[rows] = chg_lut[codes]
-        d = tr.df(rcu_event, ["counter"])
+        d = tr.df(rcu_event, NEEDED[rcu_event])
         if "counter" in d.columns:
             counter_by_row[row_of_seq[d["seq"].to_numpy(np.int64)]] = d["counter"].fillna(-1).to_numpy(np.int64)
     s, codes, cats = _coded(tr, "hrtimer_expire_entry", "function")
