@@ -33,7 +33,15 @@ def _uint(v: np.ndarray) -> pd.arrays.IntegerArray:
 def _cat(values) -> pd.Categorical:
     if isinstance(values, pa.Array):
         return to_category(values)
-    return to_category(pa.array(list(values), pa.large_string()))
+    return to_category(pa.array(values if isinstance(values, np.ndarray) else list(values), pa.large_string()))
+
+
+def _mapped(vals: np.ndarray, lookup) -> np.ndarray:
+    """``lookup`` applied once per distinct value (tables, printk strings), spread back to every row."""
+    if not len(vals):
+        return np.zeros(0, dtype=object)
+    uniq, inv = np.unique(vals, return_inverse=True)
+    return np.array([lookup(int(u)) for u in uniq], dtype=object)[inv]
 
 
 class _Rows:
@@ -52,15 +60,15 @@ class _Rows:
     def str(self, name: str) -> pa.Array:
         return self.src.store.string(self.rows, self.fmt.fields[name])
 
-    def symbolic(self, name: str, values: np.ndarray | None = None, table: int = 0) -> list[str]:
+    def symbolic(self, name: str, values: np.ndarray | None = None, table: int = 0) -> np.ndarray:
         tables = self.fmt.symbolic(name)
         vals = self.num(name) if values is None else values
         t = tables[table] if len(tables) > table else {}
-        return [t.get(int(v), hex(int(v))) for v in vals]
+        return _mapped(vals, lambda v: t.get(v, hex(v)))
 
-    def printk(self, name: str) -> list[str | None]:
+    def printk(self, name: str) -> np.ndarray:
         strings = self.src.printk
-        return [strings.get(int(v) & 0xFFFFFFFFFFFFFFFF) for v in self.num(name).astype(np.uint64)]
+        return _mapped(self.num(name).astype(np.uint64), lambda v: strings.get(v & 0xFFFFFFFFFFFFFFFF))
 
     def sym(self, addr: np.ndarray) -> tuple[pd.Categorical, pd.arrays.IntegerArray]:
         names, offs = self.src.symbols.resolve(addr.astype(np.uint64))

@@ -35,11 +35,14 @@ class RecordStore:
         out = np.zeros((len(rows), size), dtype=np.uint8)
         bid = self.buf_id[rows]
         for b in np.unique(bid):
-            m = bid == b
+            m = np.flatnonzero(bid == b)
             buf = self.bufs[int(b)]
-            pos = (self.offset[rows][m] + start[m])[:, None] + np.arange(size)
-            inside = (pos < len(buf)) & (pos - self.offset[rows][m][:, None] < self.length[rows][m][:, None])
-            out[m] = np.where(inside, buf[np.clip(pos, 0, len(buf) - 1)], 0)
+            base = self.offset[rows[m]].astype(np.int64)
+            first = base + start[m]
+            end = np.minimum(base + self.length[rows[m]], len(buf))
+            for k in range(size):  # one byte column at a time: no (rows × size) index matrix
+                p = first + k
+                out[m, k] = np.where(p < end, buf[np.minimum(p, len(buf) - 1)], 0)
         return out
 
     def number(self, rows: np.ndarray, f: Field, signed: bool | None = None) -> np.ndarray:
