@@ -41,10 +41,27 @@ def tile(dst: Path, events: int) -> int:
     return copies
 
 
-def synthesized(tmp: Path, events: int) -> tuple[Path, dict]:
+def synthesized(tmp: Path, events: int) -> tuple[list[Path], dict]:
     from kvmtrace.synth import Scenario, synth
-    r = synth(Scenario(duration_ns=int(events / 132_500 * 1e9), seed=3), tmp, name="big", formats=("tracefs",))
-    return Path(r["paths"]["tracefs"]), r["counts"]
+    r = synth(Scenario(duration_ns=int(events / 132_500 * 1e9), seed=3), tmp, name="big", formats=("tracefs", "dat7"))
+    return [Path(r["paths"]["tracefs"]), Path(r["paths"]["dat7"])], r["counts"]
+
+
+def measure(path: Path, what: str, truth: dict) -> None:
+    t = time.perf_counter()
+    tr = kvmtrace.load(path)
+    load = time.perf_counter() - t
+    t = time.perf_counter()
+    a = kvmtrace.analyze(tr)
+    ana = time.perf_counter() - t
+    c = a.counts()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"input     {what} ({path.name}): {tr.meta.events:,} events, {len(a.runs):,} guest runs")
+    print(f"load      {load:8.2f} s")
+    print(f"analyze   {ana:8.2f} s   ratio analyze/load {ana / load:.2f} (target <= 1)")
+    print(f"findings  rcu_not_watching {c['rcu_not_watching']['proven']:,} (expected {truth['rcu_not_watching']:,}), "
+          f"apparent_irqsoff {c['apparent_irqsoff']['proven']:,}")
+    print(f"peak RSS  {rss:8.0f} MB so far = {rss * 2**20 / tr.meta.events:.0f} bytes/event")
 
 
 def main() -> None:
@@ -55,25 +72,11 @@ def main() -> None:
         if real:
             path = Path(tmp) / "tiled.txt"
             copies = tile(path, want)
-            truth = {"rcu_not_watching": copies * 835}
-            what = f"{copies} copies of {SRC.name}"
+            measure(path, f"{copies} copies of {SRC.name}", {"rcu_not_watching": copies * 835})
         else:
-            path, truth = synthesized(Path(tmp), want)
-            what = "synthesized arm64 pre-fix nohz_full (seed 3)"
-        t = time.perf_counter()
-        tr = kvmtrace.load(path)
-        load = time.perf_counter() - t
-        t = time.perf_counter()
-        a = kvmtrace.analyze(tr)
-        ana = time.perf_counter() - t
-    c = a.counts()
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"input     {what}: {tr.meta.events:,} events, {len(a.runs):,} guest runs")
-    print(f"load      {load:8.2f} s")
-    print(f"analyze   {ana:8.2f} s   ratio analyze/load {ana / load:.2f} (target <= 1)")
-    print(f"findings  rcu_not_watching {c['rcu_not_watching']['proven']:,} (expected {truth['rcu_not_watching']:,}), "
-          f"apparent_irqsoff {c['apparent_irqsoff']['proven']:,}")
-    print(f"peak RSS  {rss:8.0f} MB = {rss * 2**20 / tr.meta.events:.0f} bytes/event")
+            paths, truth = synthesized(Path(tmp), want)
+            for p in paths:
+                measure(p, "synthesized arm64 pre-fix nohz_full (seed 3)", truth)
 
 
 if __name__ == "__main__":
