@@ -6,9 +6,11 @@ what it could not decide and the ``trace-cmd record`` line that would capture th
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..trace import Trace
@@ -80,10 +82,6 @@ def analyze(trace: Trace, options: Options | None = None) -> Analysis:
 
 def _plain(x: Any) -> Any:
     """JSON-safe copy: numpy scalars → Python, NaN/NA → None."""
-    import math
-
-    import numpy as np
-
     if isinstance(x, dict):
         return {str(k): _plain(v) for k, v in x.items()}
     if isinstance(x, (list, tuple, np.ndarray)):

@@ -11,19 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..model import rcu
-from ..model.timeline import Cls
+from ..model.timeline import Cls, containing
 from .base import Context, Result, findings_frame
 
 NEEDS_ANY_RCU = ("rcu_dyntick", "rcu_watching")
 HANDLER_CLASSES = (Cls.HANDLER,)
-
-
-def _inside(stop: np.ndarray, start: np.ndarray, cpu_of, pos: np.ndarray) -> np.ndarray:
-    """Index of the interval [stop, start) containing each ``pos`` on the same CPU, else −1."""
-    i = np.searchsorted(stop, pos) - 1
-    j = np.maximum(i, 0)
-    ok = (i >= 0) & (start[j] > pos) & (cpu_of(stop[j]) == cpu_of(pos)) if len(stop) else np.zeros(len(pos), bool)
-    return np.where(ok, i, -1)
 
 
 def analyze(ctx: Context, verdict: str) -> Result:
@@ -35,17 +27,16 @@ def analyze(ctx: Context, verdict: str) -> Result:
     g = ctx.guest_eqs
     q, stats = ctx.eqs
     sp, ep = g.attrs["stop_pos"], g.attrs["start_pos"]
-    cpu_of = tl.cpu.__getitem__
-    k = _inside(sp, ep, cpu_of, handlers)
+    k = containing(tl, sp, ep, handlers)
     hit = handlers[(k >= 0) & (tl.pid[handlers] != 0)]
     kk = k[(k >= 0) & (tl.pid[handlers] != 0)]
     soft = np.flatnonzero(tl.cls == Cls.SOFTIRQ)
-    soft_in = int(((_inside(sp, ep, cpu_of, soft) >= 0) & (tl.pid[soft] != 0)).sum())
+    soft_in = int(((containing(tl, sp, ep, soft) >= 0) & (tl.pid[soft] != 0)).sum())
     m = q["idle"].to_numpy(bool)
-    idle_hits = int((_inside(q.attrs["stop_pos"][m], q.attrs["start_pos"][m], cpu_of, handlers) >= 0).sum())
+    idle_hits = int((containing(tl, q.attrs["stop_pos"][m], q.attrs["start_pos"][m], handlers) >= 0).sum())
     missed = rcu.missed_transitions(tl)
     # an EQS with missed transitions or a lost-events gap inside cannot prove anything
-    m_in = _inside(sp, ep, cpu_of, missed)
+    m_in = containing(tl, sp, ep, missed)
     doubtful = np.zeros(len(sp), bool)
     doubtful[m_in[m_in >= 0]] = True
     doubtful |= tl.near_gap(tl.cpu[sp], tl.ts[sp], tl.ts[ep])

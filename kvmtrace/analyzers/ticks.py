@@ -25,14 +25,14 @@ DIRECTIONS = {"guest_as_host": "tick due during the guest run was charged to the
 def analyze(ctx: Context) -> Result:
     res = Result("ticks")
     tr, tl, r = ctx.trace, ctx.tl, ctx.runs
-    t = tk.tick_frame(tr)
+    every = tk.tick_frame(tr)
     vcpu_cpus = set(int(c) for c in r.frame["cpu"].unique()) if len(r.frame) else set()
-    t = t[t["cpu"].isin(vcpu_cpus)].reset_index(drop=True) if len(t) else t
+    t = every[every["cpu"].isin(vcpu_cpus)].reset_index(drop=True) if len(every) else every
     missing = [n for n in ("kvm_entry", "kvm_exit", "hrtimer_expire_entry") if not ctx.has_any(n)]
     if missing:
         res.cannot_decide("expected and charged guest ticks", missing, ["kvm", "timer"])
         return res
-    clock = tk.estimate_clock(tr, tk.tick_frame(tr))
+    clock = tk.estimate_clock(tr, every)  # the clock from ticks on every CPU
     if clock is None or not len(t):
         res.metrics = {"ticks_on_vcpu_cpus": int(len(t))}
         res.cannot_decide("tick due times: too few tick expiries to estimate the tick clock", [], ["timer"])

@@ -11,21 +11,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .timeline import Cls, Timeline
+from .timeline import Cls, Timeline, alternating, containing
 
 
 def windows(tl: Timeline) -> tuple[pd.DataFrame, dict[str, int]]:
     """One row per traced irqs-off window: open/close positions, duration and callers."""
-    k = np.flatnonzero((tl.cls == Cls.IRQ_OFF) | (tl.cls == Cls.IRQ_ON))
-    off = tl.cls[k] == Cls.IRQ_OFF
-    same_cpu = tl.cpu[k[:-1]] == tl.cpu[k[1:]] if len(k) > 1 else np.zeros(0, bool)
-    pair = np.append(off[:-1] & ~off[1:] & same_cpu, False) if len(k) else np.zeros(0, bool)
-    o, c = k[pair], k[np.flatnonzero(pair) + 1]
+    p = alternating(tl, Cls.IRQ_OFF, Cls.IRQ_ON)
+    off, same_cpu = p.is_open, p.same_cpu
+    o, c = p.open_pos, p.close_pos
     broken = tl.near_gap(tl.cpu[o], tl.ts[o], tl.ts[c])
-    prev_same = np.insert(same_cpu, 0, False) if len(k) else np.zeros(0, bool)
+    prev_same = np.insert(same_cpu, 0, False) if len(p.pos) else np.zeros(0, bool)
     stats = {
-        "unbalanced_disable": int((off[:-1] & off[1:] & same_cpu).sum()) if len(k) > 1 else 0,
-        "unbalanced_enable": int((~off[1:] & ~off[:-1] & same_cpu).sum()) if len(k) > 1 else 0,
+        "unbalanced_disable": int((off[:-1] & off[1:] & same_cpu).sum()) if len(p.pos) > 1 else 0,
+        "unbalanced_enable": int((~off[1:] & ~off[:-1] & same_cpu).sum()) if len(p.pos) > 1 else 0,
         "open_at_trace_start": int((~off & ~prev_same).sum()),
         "broken_by_lost_events": int(broken.sum()),
     }
@@ -45,11 +43,7 @@ def open_window_at(tl: Timeline, w: pd.DataFrame, pos: np.ndarray) -> np.ndarray
 
     A window is open at ``pos`` when it opened before ``pos`` and closes at or after it.
     """
-    o, c = w.attrs["open_pos"], w.attrs["close_pos"]
-    i = np.searchsorted(o, pos) - 1
-    ok = (i >= 0) & (c[np.maximum(i, 0)] >= pos) & (tl.cpu[o[np.maximum(i, 0)]] == tl.cpu[pos]) if len(o) \
-        else np.zeros(len(pos), bool)
-    return np.where(ok, i, -1)
+    return containing(tl, w.attrs["open_pos"], w.attrs["close_pos"], pos, include_end=True)
 
 
 def flag_windows(tl: Timeline) -> pd.DataFrame:

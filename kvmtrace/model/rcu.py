@@ -10,23 +10,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .timeline import Cls, Timeline
+from .timeline import Cls, Timeline, alternating
 
 COUNTER_MOD = 0x1000  # the event prints the counter masked to 12 bits
 
 
 def quiescent_states(tl: Timeline) -> tuple[pd.DataFrame, dict[str, int]]:
     """One row per task-level EQS: stop-watching → next start-watching on the same CPU."""
-    k = np.flatnonzero((tl.cls == Cls.RCU_STOP) | (tl.cls == Cls.RCU_START))
-    stop = tl.cls[k] == Cls.RCU_STOP
-    same = tl.cpu[k[:-1]] == tl.cpu[k[1:]] if len(k) > 1 else np.zeros(0, bool)
-    pair = np.append(stop[:-1] & ~stop[1:] & same, False) if len(k) else np.zeros(0, bool)
-    s, e = k[pair], k[np.flatnonzero(pair) + 1]
-    stats = {
-        "eqs": int(len(s)),
-        "unbalanced": int(((stop[:-1] == stop[1:]) & same).sum()) if len(k) > 1 else 0,
-        "open_at_trace_edge": int(len(k) - 2 * len(s) - (((stop[:-1] == stop[1:]) & same).sum() if len(k) > 1 else 0)),
-    }
+    p = alternating(tl, Cls.RCU_STOP, Cls.RCU_START)
+    stop, same = p.is_open, p.same_cpu
+    s, e = p.open_pos, p.close_pos
+    repeated = int(((stop[:-1] == stop[1:]) & same).sum()) if len(p.pos) > 1 else 0
+    stats = {"eqs": int(len(s)), "unbalanced": repeated, "open_at_trace_edge": int(len(p.pos) - 2 * len(s) - repeated)}
     f = pd.DataFrame({
         "cpu": tl.cpu[s], "pid": tl.pid[s], "comm": tl.comm[s],
         "start_ts": tl.ts[s], "end_ts": tl.ts[e], "duration_ns": tl.ts[e] - tl.ts[s],

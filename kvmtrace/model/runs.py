@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..trace import Trace
-from .timeline import Cls, Timeline
+from .timeline import Cls, Timeline, alternating
 
 _BRACKETS = (Cls.RCU_OPEN, Cls.RCU_CLOSE)
 
@@ -83,13 +83,9 @@ def _exit_reason(tr: Trace, seq: np.ndarray) -> pd.DataFrame:
 
 def pair(tr: Trace, tl: Timeline) -> Runs:
     """Pair kvm_entry → kvm_exit per CPU and find each run's guest return."""
-    k = np.flatnonzero((tl.cls == Cls.ENTRY) | (tl.cls == Cls.EXIT))
-    is_entry = tl.cls[k] == Cls.ENTRY
-    nxt = np.append(k[1:], -1)
-    cand = is_entry[:-1] & ~is_entry[1:] & (tl.cpu[k[:-1]] == tl.cpu[k[1:]]) & (tl.pid[k[:-1]] == tl.pid[k[1:]]) \
-        if len(k) > 1 else np.zeros(0, bool)
-    cand = np.append(cand, False) if len(k) else cand
-    entry, exit_ = k[cand], nxt[cand]
+    p = alternating(tl, Cls.ENTRY, Cls.EXIT, same_pid=True)
+    is_entry, cand = p.is_open, p.paired
+    entry, exit_ = p.open_pos, p.close_pos
     broken = tl.near_gap(tl.cpu[entry], tl.ts[entry], tl.ts[exit_])
     unpaired = {
         "entries_without_exit": int(is_entry.sum() - cand.sum()),

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 import numpy as np
-import pandas as pd
 
 from ..trace import Trace
 from .kernel import ENTER_EXIT_CALLERS, GUEST_ENTRY_DISABLE_CALLERS, HANDLER_EVENTS, RCU_ROLES, TICK_FUNCTIONS
@@ -186,7 +185,43 @@ def build(tr: Trace) -> Timeline:
     )
 
 
-def frame(tl: Timeline, pos: np.ndarray, **extra) -> pd.DataFrame:
-    """A DataFrame of the events at timeline positions ``pos`` (for evidence tables)."""
-    return pd.DataFrame({"ts": tl.ts[pos], "seq": tl.seq[pos], "cpu": tl.cpu[pos], "pid": tl.pid[pos],
-                         "comm": tl.comm[pos], **extra})
+@dataclass
+class Pairs:
+    """Open/close events of one kind per CPU, in order, and which ones pair up."""
+
+    pos: np.ndarray        # positions of the open and close events
+    is_open: np.ndarray    # bool per entry of ``pos``
+    same_cpu: np.ndarray   # bool per consecutive couple of ``pos``
+    paired: np.ndarray     # bool per entry: an open directly followed by its close
+
+    @property
+    def open_pos(self) -> np.ndarray:
+        return self.pos[self.paired]
+
+    @property
+    def close_pos(self) -> np.ndarray:
+        return self.pos[np.flatnonzero(self.paired) + 1]
+
+
+def alternating(tl: Timeline, open_cls: Cls, close_cls: Cls, same_pid: bool = False) -> Pairs:
+    """Pair each ``open_cls`` event with the next event of either kind on its CPU when that is a
+    ``close_cls`` (and, with ``same_pid``, of the same task); anything else stays unpaired."""
+    k = np.flatnonzero((tl.cls == open_cls) | (tl.cls == close_cls))
+    is_open = tl.cls[k] == open_cls
+    same = tl.cpu[k[:-1]] == tl.cpu[k[1:]] if len(k) > 1 else np.zeros(0, bool)
+    link = same & (tl.pid[k[:-1]] == tl.pid[k[1:]]) if same_pid else same
+    paired = np.append(is_open[:-1] & ~is_open[1:] & link, False) if len(k) else np.zeros(0, bool)
+    return Pairs(k, is_open, same, paired)
+
+
+def containing(tl: Timeline, starts: np.ndarray, ends: np.ndarray, pos: np.ndarray,
+               include_end: bool = False) -> np.ndarray:
+    """Index of the interval (``starts`` sorted, ``(start, end)`` positions on one CPU) that each
+    position lies in, on that position's CPU; −1 if none. ``include_end``: ``end`` itself counts."""
+    if not len(starts):
+        return np.full(len(pos), -1)
+    i = np.searchsorted(starts, pos) - 1
+    j = np.maximum(i, 0)
+    inside = ends[j] >= pos if include_end else ends[j] > pos
+    ok = (i >= 0) & inside & (tl.cpu[starts[j]] == tl.cpu[pos])
+    return np.where(ok, i, -1)

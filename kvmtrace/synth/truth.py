@@ -47,32 +47,21 @@ class TruthSink:
 
     def flush(self, truth: Truth, upto_ts: int | None) -> None:
         """Write every record whose events all lie before ``upto_ts`` (None: everything)."""
-        def done(evs: list[Event]) -> bool:
-            return upto_ts is None or max(e.ts for e in evs) < upto_ts
-        keep = []
-        for r in truth.runs:
-            if "exit" not in r:
-                continue
-            if done([r["entry"], r["return"], r["exit"]]):
-                self._run(r)
-            else:
-                keep.append(r)
-        truth.runs = keep
-        keep = []
-        for b in truth.bugs:
-            evs = b["events"] + ([b["start_ev"]] if b.get("start_ev") is not None else [])
-            if done(evs):
-                self._bug(b)
-            else:
-                keep.append(b)
-        truth.bugs = keep
-        keep = []
-        for t in truth.ticks:
-            if t["event"] is not None and done([t["event"]]):
-                self._tick(t)
-            else:
-                keep.append(t)
-        truth.ticks = keep
+        def drain(records: list[dict], events, write) -> list[dict]:
+            """Write the finished records; return the rest."""
+            keep = []
+            for rec in records:
+                evs = events(rec)
+                if upto_ts is None or max(e.ts for e in evs) < upto_ts:
+                    write(rec)
+                else:
+                    keep.append(rec)
+            return keep
+        # a run without its kvm_exit (the trace ended inside it) is not a run
+        truth.runs = drain([r for r in truth.runs if "exit" in r], lambda r: [r["entry"], r["return"], r["exit"]], self._run)
+        truth.bugs = drain(truth.bugs, lambda b: b["events"] + ([b["start_ev"]] if b.get("start_ev") is not None else []),
+                           self._bug)
+        truth.ticks = drain(truth.ticks, lambda t: [t["event"]], self._tick)
 
     def _run(self, r: dict) -> None:
         x = r["exit"].fields
