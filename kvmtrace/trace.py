@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pandas as pd
 
 from .fields import BASE_COLUMNS as _BASE
-from .fields import decode_event
+from .fields import decode_event, decode_fields
 from .meta import TraceMeta
 
 
@@ -63,6 +64,34 @@ class Trace:
                 self._typed[key] = decode_event(name, rows, None if columns is None else tuple(columns))
         out = self._typed[key]
         return out if columns is None else out[[*_BASE, *(c for c in columns if c in out.columns)]]
+
+    def fields(self, name: str, columns: list[str] | tuple[str, ...], base: tuple[str, ...] = ()) -> pd.DataFrame:
+        """``seq``, the ``base`` columns asked for and the named fields of event ``name``.
+
+        What the model reads: for a million rcu events, copying every base column
+        costs more than decoding the two fields it needs.
+        """
+        key = f"{name}\0fields\0{','.join(sorted(columns))}"
+        if key not in self._typed:
+            rows = np.flatnonzero((self.events["event"] == name).to_numpy(bool))
+            if name in self._typed:
+                got = self._typed[name][[c for c in columns if c in self._typed[name].columns]]
+            elif self._binary is not None:
+                from .fields.binary import binary_fields
+
+                got = binary_fields(name, self.events["seq"].to_numpy(np.int64)[rows], self._binary,  # type: ignore[arg-type]
+                                    tuple(columns))
+            else:
+                got = decode_fields(name, self.events["payload"].array[rows], tuple(columns))
+            got.attrs["rows"] = rows
+            self._typed[key] = got
+        got = self._typed[key]
+        rows = got.attrs["rows"]
+        out = pd.DataFrame({c: self.events[c].to_numpy()[rows] for c in ("seq", *base)})
+        for c in columns:
+            if c in got.columns:
+                out[c] = got[c].array
+        return out
 
     def without(self, *names: str) -> "Trace":
         """The same trace as if events ``names`` had not been recorded (keeps seq numbers).

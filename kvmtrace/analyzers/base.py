@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..model import irqsoff, rcu, runs, timeline
 from ..model.kernel import RECORD_EVENTS
@@ -39,18 +41,45 @@ class Result:
                                  "record": "trace-cmd record " + " ".join(RECORD_EVENTS[g] for g in groups)})
 
 
-def findings_frame(kind: str, confidence: np.ndarray | str, cpu, pid, comm, start, end,
-                   evidence: list[list[int]], detail, why) -> pd.DataFrame:
-    """Findings in the common column layout."""
-    n = len(evidence)
+def _strings(part: Any, n: int) -> pa.Array:
+    """A per-finding text column (or a constant spread to ``n`` rows) as an Arrow string array."""
+    if isinstance(part, str):
+        return pa.array(np.broadcast_to(np.array(part, dtype=object), (n,)), pa.string())
+    if isinstance(part, pa.Array):
+        return part.cast(pa.string())
+    if isinstance(part, (pd.Categorical, pd.Series)) and isinstance(getattr(part, "dtype", None), pd.CategoricalDtype):
+        return pc.fill_null(pa.array(part).cast(pa.string()), "?")
+    arr = np.asarray(part)
+    if arr.dtype.kind in "iuf":
+        return pa.array(arr).cast(pa.string())
+    return pa.array(arr.astype(object), pa.string())
+
+
+def text(*parts: Any) -> pa.Array:
+    """Per-finding text joined from constants and per-row parts in Arrow, not one Python string per row."""
+    n = max((len(p) for p in parts if not isinstance(p, str)), default=1)
+    return pc.binary_join_element_wise(*(p if isinstance(p, str) else _strings(p, n) for p in parts), "")
+
+
+def findings_frame(kind: str, confidence: Any, cpu, pid, comm, start, end,
+                   evidence: np.ndarray, detail: Any, why: Any) -> pd.DataFrame:
+    """Findings in the common column layout; ``evidence`` is (findings × events) seq numbers."""
+    ev = np.asarray(evidence, dtype=np.int64)
+    n = len(ev)
+    width = ev.shape[1] if ev.ndim == 2 else 0
+    seqs = pa.FixedSizeListArray.from_arrays(pa.array(ev.ravel()), width).cast(pa.list_(pa.int64())) if width \
+        else pa.array([[]] * n, pa.list_(pa.int64()))
+
+    def col(x: Any) -> pd.arrays.ArrowStringArray:
+        return pd.arrays.ArrowStringArray(_strings(x, n).cast(pa.large_string()))
+
     return pd.DataFrame({
-        "kind": [kind] * n,
-        "confidence": np.broadcast_to(np.asarray(confidence, dtype=object), (n,)).copy() if n else [],
+        "kind": col(kind), "confidence": col(confidence),
         "cpu": np.asarray(cpu, dtype=np.int64), "pid": np.asarray(pid, dtype=np.int64),
-        "comm": np.asarray(comm, dtype=object), "start_ns": np.asarray(start, dtype=np.int64),
-        "end_ns": np.asarray(end, dtype=np.int64), "evidence_seq": evidence,
-        "detail": np.broadcast_to(np.asarray(detail, dtype=object), (n,)).copy() if n else [],
-        "why": np.broadcast_to(np.asarray(why, dtype=object), (n,)).copy() if n else [],
+        "comm": comm if isinstance(comm, pd.Categorical) else np.asarray(comm, dtype=object),
+        "start_ns": np.asarray(start, dtype=np.int64), "end_ns": np.asarray(end, dtype=np.int64),
+        "evidence_seq": pd.arrays.ArrowExtensionArray(seqs),
+        "detail": col(detail), "why": col(why),
     }, columns=FINDING_COLUMNS)
 
 

@@ -11,23 +11,28 @@ import numpy as np
 import pandas as pd
 
 from ..model import irqsoff
-from .base import Context, Result, findings_frame
+from .base import Context, Result, findings_frame, text
 
 NEEDS = ("irq_disable", "irq_enable")
+#: what a traced window is to the guest: spans no guest run / spans one, opened before kvm_entry
+#: (bug 2) / spans one, opened inside the guest entry itself
+KINDS = ["other", "apparent", "guest-entry"]
 
 
 def _per_cpu(w: pd.DataFrame, threshold: int) -> pd.DataFrame:
     if not len(w):
         return pd.DataFrame(columns=["cpu", "windows", "over_threshold", "max_us", "p99_us", "apparent", "apparent_total_us"])
-    g = w.groupby("cpu")
+    d = w["duration_ns"]
+    apparent = (w["kind"] == "apparent").to_numpy(bool)
+    x = pd.DataFrame({"cpu": w["cpu"].to_numpy(), "over": (d > threshold).to_numpy(int), "apparent": apparent.astype(int),
+                      "apparent_ns": np.where(apparent, d.to_numpy(), 0)})
+    g, gd = x.groupby("cpu"), d.groupby(w["cpu"].to_numpy())
     out = pd.DataFrame({
-        "windows": g.size(),
-        "over_threshold": g["duration_ns"].apply(lambda s: int((s > threshold).sum())),
-        "max_us": g["duration_ns"].max() / 1e3,
-        "p99_us": g["duration_ns"].quantile(0.99) / 1e3,
-        "apparent": g["kind"].apply(lambda s: int((s == "apparent").sum())),
-        "apparent_total_us": g.apply(lambda x: x.loc[x["kind"] == "apparent", "duration_ns"].sum(), include_groups=False) / 1e3,
+        "windows": g.size(), "over_threshold": g["over"].sum(),
+        "max_us": gd.max() / 1e3, "p99_us": gd.quantile(0.99) / 1e3,
+        "apparent": g["apparent"].sum(), "apparent_total_us": g["apparent_ns"].sum() / 1e3,
     })
+    out.index.name = "cpu"
     return out.reset_index()
 
 
@@ -45,36 +50,37 @@ def analyze(ctx: Context) -> Result:
         return res
     w, stats = ctx.windows
     w = w.copy()
-    w["kind"] = "other"
-    w["run"] = -1
+    kind = np.zeros(len(w), np.int8)  # index into KINDS
+    run = np.full(len(w), -1, np.int64)
     r = ctx.runs
     if len(r.entry_pos):
         wi = irqsoff.open_window_at(tl, w, r.return_pos)
         spans = wi >= 0
         opened_before = np.zeros(len(wi), bool)
         opened_before[spans] = w.attrs["open_pos"][wi[spans]] < r.entry_pos[spans]
-        kinds = np.where(opened_before, "apparent", "guest-entry")
-        w.loc[wi[spans], "kind"] = kinds[spans]
-        w.loc[wi[spans], "run"] = np.flatnonzero(spans)
+        kind[wi[spans]] = np.where(opened_before[spans], 1, 2)
+        run[wi[spans]] = np.flatnonzero(spans)
         a = np.flatnonzero(opened_before)
         wa = w.iloc[wi[a]]
         ev = np.column_stack([wa["open_seq"].to_numpy(), tl.seq[r.entry_pos[a]], tl.seq[r.return_pos[a]],
-                              wa["close_seq"].to_numpy()]).tolist()
-        detail = ("irqs-off window opened by " + wa["caller"].astype(str).to_numpy().astype(object) + " spans guest run "
-                  + a.astype(str).astype(object) + " (no irq_enable between kvm_entry and the guest's return)")
+                              wa["close_seq"].to_numpy()])
+        detail = text("irqs-off window opened by ", wa["caller"].array, " spans guest run ", a,
+                      " (no irq_enable between kvm_entry and the guest's return)")
         res.findings = findings_frame(
-            "apparent_irqsoff", "proven", wa["cpu"], wa["pid"], wa["comm"], wa["start_ts"], wa["end_ts"], ev, detail, "")
+            "apparent_irqsoff", "proven", wa["cpu"], wa["pid"], wa["comm"].array, wa["start_ts"], wa["end_ts"], ev, detail, "")
+    w["kind"] = pd.Categorical.from_codes(kind, KINDS)
+    w["run"] = run
     res.frames["windows"] = w
     res.frames["per_cpu"] = _per_cpu(w, ctx.options.irqsoff_threshold_ns)
     inner = w[w["kind"] == "guest-entry"]
-    res.frames["guest_entry_windows"] = inner.groupby("caller").agg(
+    res.frames["guest_entry_windows"] = inner.groupby("caller", observed=True).agg(
         runs=("run", "size"), max_us=("duration_ns", lambda s: s.max() / 1e3)).reset_index() if len(inner) else \
         pd.DataFrame(columns=["caller", "runs", "max_us"])
     res.metrics = {
         "source": "preemptirq", "windows": int(len(w)), **stats,
         "threshold_us": ctx.options.irqsoff_threshold_ns / 1e3,
         "runs_in_apparent_windows": int((w["kind"] == "apparent").sum()),
-        "runs_in_guest_entry_windows": {str(k): int(v) for k, v in inner["caller"].value_counts().items()},
+        "runs_in_guest_entry_windows": {str(k): int(v) for k, v in inner["caller"].value_counts().items() if v},
         "apparent_total_us": float(w.loc[w["kind"] == "apparent", "duration_ns"].sum() / 1e3),
         "per_cpu": res.frames["per_cpu"].to_dict(orient="records"),
     }

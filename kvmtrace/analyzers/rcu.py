@@ -12,7 +12,7 @@ import numpy as np
 
 from ..model import rcu
 from ..model.timeline import Cls, containing
-from .base import Context, Result, findings_frame
+from .base import Context, Result, findings_frame, text
 
 NEEDS_ANY_RCU = ("rcu_dyntick", "rcu_watching")
 HANDLER_CLASSES = (Cls.HANDLER,)
@@ -21,7 +21,7 @@ HANDLER_CLASSES = (Cls.HANDLER,)
 def analyze(ctx: Context, verdict: str) -> Result:
     res = Result("rcu")
     tl = ctx.tl
-    handlers = np.flatnonzero(np.isin(tl.cls, HANDLER_CLASSES) & ~tl.nmi)
+    handlers = np.flatnonzero(tl.is_(*HANDLER_CLASSES) & ~tl.nmi)
     if not ctx.has_any(*NEEDS_ANY_RCU):
         return _exposure(ctx, res, handlers, verdict)
     g = ctx.guest_eqs
@@ -34,7 +34,8 @@ def analyze(ctx: Context, verdict: str) -> Result:
     soft_in = int(((containing(tl, sp, ep, soft) >= 0) & (tl.pid[soft] != 0)).sum())
     m = q["idle"].to_numpy(bool)
     idle_hits = int((containing(tl, q.attrs["stop_pos"][m], q.attrs["start_pos"][m], handlers) >= 0).sum())
-    missed = rcu.missed_transitions(tl)
+    step = rcu.counter_step(tl)
+    missed = rcu.missed_transitions(tl, step)
     # an EQS with missed transitions or a lost-events gap inside cannot prove anything
     m_in = containing(tl, sp, ep, missed)
     doubtful = np.zeros(len(sp), bool)
@@ -42,18 +43,18 @@ def analyze(ctx: Context, verdict: str) -> Result:
     doubtful |= tl.near_gap(tl.cpu[sp], tl.ts[sp], tl.ts[ep])
     conf = np.where(doubtful[kk], "inferred", "proven")
     why = np.where(doubtful[kk], "missed RCU transitions or lost events inside this quiescent state", "")
-    ev = np.column_stack([tl.seq[sp[kk]], tl.seq[hit], tl.seq[ep[kk]]]).tolist()
+    ev = np.column_stack([tl.seq[sp[kk]], tl.seq[hit], tl.seq[ep[kk]]])
     res.findings = findings_frame(
         "rcu_not_watching", conf, tl.cpu[hit], tl.pid[hit], tl.comm[hit], tl.ts[sp[kk]], tl.ts[ep[kk]], ev,
-        "IRQ handler ran inside the vCPU thread's guest quiescent state (guest run "
-        + g["run"].to_numpy()[kk].astype(str).astype(object) + ")", why)
+        text("IRQ handler ran inside the vCPU thread's guest quiescent state (guest run ", g["run"].to_numpy()[kk], ")"),
+        why)
     res.frames["guest_eqs"] = g
     res.frames["eqs"] = q
     res.metrics = {
         "source": tl.rcu_event, **stats, "guest_eqs": int(len(g)),
         "handlers_in_guest_eqs": int(len(hit)), "softirqs_in_guest_eqs": soft_in,
         "handlers_in_idle_eqs_legitimate": idle_hits,
-        "counter_step": rcu.counter_step(tl), "missed_transitions": int(len(missed)),
+        "counter_step": step, "missed_transitions": int(len(missed)),
         "nohz_full_cpus": {str(c): why_ for c, why_ in ctx.nohz_full_cpus.items()},
     }
     return res
@@ -76,7 +77,7 @@ def _exposure(ctx: Context, res: Result, handlers: np.ndarray, verdict: str) -> 
     arm64 = (r.frame["arch"] == "arm64").to_numpy()
     ok = (i >= 0) & (handlers < r.exit_pos[j]) & arm64[j] & np.isin(tl.cpu[handlers], list(cpus)) & (tl.pid[handlers] != 0)
     h, run = handlers[ok], i[ok]
-    ev = [[int(tl.seq[r.entry_pos[k]]), int(tl.seq[x]), int(tl.seq[r.exit_pos[k]])] for k, x in zip(run, h)]
+    ev = np.column_stack([tl.seq[r.entry_pos[run]], tl.seq[h], tl.seq[r.exit_pos[run]]])
     res.findings = findings_frame(
         "rcu_not_watching", "inferred", tl.cpu[h], tl.pid[h], tl.comm[h], tl.ts[r.entry_pos[run]], tl.ts[r.exit_pos[run]],
         ev, "IRQ handled between kvm_entry and kvm_exit on a nohz_full CPU",

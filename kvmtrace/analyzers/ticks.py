@@ -82,8 +82,8 @@ def analyze(ctx: Context) -> Result:
         # only after IRQ exits (arm64); x86 opens that window after every exit by design
         proven = (how == "guest: caused the IRQ exit") | ((how == "host: the guest left by a non-IRQ exit") & arm64) | late
         bp = pos[bad.index.to_numpy()]
-        ev = [[int(tl.seq[r.entry_pos[q]]), int(tl.seq[r.return_pos[q]]), int(s), int(tl.seq[r.exit_pos[q]])]
-              for q, s in zip(run, bad["seq"])]
+        ev = np.column_stack([tl.seq[r.entry_pos[run]], tl.seq[r.return_pos[run]], bad["seq"].to_numpy(np.int64),
+                              tl.seq[r.exit_pos[run]]])
         res.findings = findings_frame(
             "misaccounted_tick", np.where(proven, "proven", "inferred"), bad["cpu"], tl.pid[bp], tl.comm[bp],
             bad["pending_ts"], bad["ts"], ev, [DIRECTIONS[d] + f" ({p})" for d, p in zip(bad["direction"], bad["pending"])],

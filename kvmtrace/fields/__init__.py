@@ -16,6 +16,13 @@ from .decode import decode_payload
 BASE_COLUMNS = ["ts", "seq", "cpu", "pid", "comm", *FLAG_COLUMNS]
 
 
+def decode_fields(name: str, payload, columns: tuple[str, ...]) -> pd.DataFrame:
+    """Only the typed ``columns`` of event ``name`` from its printed payloads (no base columns)."""
+    arr = pa.array(payload) if len(payload) else pa.array([], pa.large_string())
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    return decode_payload(name, arr.cast(pa.large_string()), columns)[0]
+
+
 def decode_event(name: str, rows: pd.DataFrame, columns: tuple[str, ...] | None = None) -> pd.DataFrame:
     """``rows`` (one event type, from the events table) with typed field columns added
     (only ``columns`` of them when given)."""

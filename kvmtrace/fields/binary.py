@@ -31,24 +31,39 @@ def _uint(v: np.ndarray) -> pd.arrays.IntegerArray:
 
 
 def _cat(values) -> pd.Categorical:
+    if isinstance(values, pd.Categorical):
+        return values
     if isinstance(values, pa.Array):
         return to_category(values)
     return to_category(pa.array(values if isinstance(values, np.ndarray) else list(values), pa.large_string()))
 
 
-def _mapped(vals: np.ndarray, lookup) -> np.ndarray:
-    """``lookup`` applied once per distinct value (tables, printk strings), spread back to every row."""
+def _coded(inv: np.ndarray, names: list) -> pd.Categorical:
+    """Rows given as indices into ``names`` (None = NA) → Categorical with each name once."""
+    cats = sorted({n for n in names if n is not None})
+    code = {n: i for i, n in enumerate(cats)}
+    lut = np.array([code[n] if n is not None else -1 for n in names] + [-1], dtype=np.int32)
+    return pd.Categorical.from_codes(lut[inv], dtype=pd.CategoricalDtype(pd.Index(cats, dtype=object)))
+
+
+def _mapped(vals: np.ndarray, lookup) -> pd.Categorical:
+    """``lookup`` applied once per distinct value (tables, printk strings), as a Categorical of all rows."""
     if not len(vals):
-        return np.zeros(0, dtype=object)
-    uniq, inv = np.unique(vals, return_inverse=True)
-    return np.array([lookup(int(u)) for u in uniq], dtype=object)[inv]
+        return pd.Categorical([])
+    inv, uniq = pd.factorize(vals)  # hashing, not sorting: a million rcu events have two values
+    return _coded(inv, [lookup(int(u)) for u in uniq])
 
 
 class _Rows:
     """Raw field access for the rows of one event format."""
 
-    def __init__(self, src: BinarySource, fmt: EventFormat, rows: np.ndarray) -> None:
-        self.src, self.fmt, self.rows = src, fmt, rows
+    def __init__(self, src: BinarySource, fmt: EventFormat, rows: np.ndarray,
+                 want: tuple[str, ...] | None = None) -> None:
+        self.src, self.fmt, self.rows, self.want = src, fmt, rows, want
+
+    def wants(self, column: str) -> bool:
+        """Whether the caller asked for ``column`` (all columns when it named none)."""
+        return self.want is None or column in self.want
 
     def has(self, name: str) -> bool:
         return name in self.fmt.fields
@@ -60,19 +75,21 @@ class _Rows:
     def str(self, name: str) -> pa.Array:
         return self.src.store.string(self.rows, self.fmt.fields[name])
 
-    def symbolic(self, name: str, values: np.ndarray | None = None, table: int = 0) -> np.ndarray:
+    def symbolic(self, name: str, values: np.ndarray | None = None, table: int = 0) -> pd.Categorical:
         tables = self.fmt.symbolic(name)
         vals = self.num(name) if values is None else values
         t = tables[table] if len(tables) > table else {}
         return _mapped(vals, lambda v: t.get(v, hex(v)))
 
-    def printk(self, name: str) -> np.ndarray:
+    def printk(self, name: str) -> pd.Categorical:
         strings = self.src.printk
         return _mapped(self.num(name).astype(np.uint64), lambda v: strings.get(v & 0xFFFFFFFFFFFFFFFF))
 
     def sym(self, addr: np.ndarray) -> tuple[pd.Categorical, pd.arrays.IntegerArray]:
-        names, offs = self.src.symbols.resolve(addr.astype(np.uint64))
-        return _cat(names), pd.arrays.IntegerArray(np.maximum(offs, 0), offs < 0)
+        inv, uniq = pd.factorize(addr.astype(np.uint64))  # few distinct call sites: resolve each once
+        names, offs = self.src.symbols.resolve(np.asarray(uniq, dtype=np.uint64))
+        off = np.append(offs, -1)[inv] if len(addr) else np.zeros(0, np.int64)
+        return _coded(inv, list(names)), pd.arrays.IntegerArray(np.maximum(off, 0), off < 0)
 
 
 def _kvm_entry(r: _Rows) -> Cols:
@@ -122,15 +139,23 @@ def _userspace_exit(r: _Rows) -> Cols:
 def _preemptirq(r: _Rows) -> Cols:
     out: Cols = {}
     for f in ("caller", "parent"):
+        if not (r.wants(f) or r.wants(f"{f}_off")):
+            continue
         addr = (np.uint64(r.src.stext) + r.num(f"{f}_offs").astype(np.int64).astype(np.uint64)).astype(np.uint64)
         out[f], out[f"{f}_off"] = r.sym(addr)
     return out
 
 
 def _rcu_nesting(r: _Rows) -> Cols:
-    counter = r.num("dynticks", "counter", "watching") & 0xFFF
-    return {"polarity": _cat(r.printk("polarity")), "oldnesting": _int(r.num("oldnesting")),
-            "newnesting": _int(r.num("newnesting")), "counter": _int(counter)}
+    out: Cols = {}
+    if r.wants("polarity"):
+        out["polarity"] = _cat(r.printk("polarity"))
+    for k in ("oldnesting", "newnesting"):
+        if r.wants(k):
+            out[k] = _int(r.num(k))
+    if r.wants("counter"):
+        out["counter"] = _int(r.num("dynticks", "counter", "watching") & 0xFFF)
+    return out
 
 
 def _hrtimer(keys: tuple[str, ...]) -> Callable[[_Rows], Cols]:
@@ -226,21 +251,27 @@ def _generic(r: _Rows) -> Cols:
     return out
 
 
+def binary_fields(name: str, seq: np.ndarray, src: BinarySource, want: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Typed field columns of event ``name`` for the records ``seq`` (seq is the record index);
+    adapters that can skip fields skip those not in ``want``."""
+    tids = src.type_id[seq]
+    if len(tids) and (tids == tids[0]).all():  # one format: no concat and re-sort
+        return pd.DataFrame(ADAPTERS.get(name, _generic)(_Rows(src, src.formats[int(tids[0])], seq, want)))
+    pieces: list[pd.DataFrame] = []
+    for tid in np.unique(tids):
+        sel = np.flatnonzero(tids == tid)
+        r = _Rows(src, src.formats[int(tid)], seq[sel], want)
+        pieces.append(pd.DataFrame(ADAPTERS.get(name, _generic)(r), index=sel))
+    return pd.concat(pieces).sort_index().reset_index(drop=True) if pieces else pd.DataFrame(index=range(0))
+
+
 def decode_binary(name: str, rows: pd.DataFrame, src: BinarySource) -> pd.DataFrame:
     """Typed frame for event ``name`` from its binary records."""
     from . import BASE_COLUMNS
 
     base = rows[BASE_COLUMNS].reset_index(drop=True)
-    idx = rows["seq"].to_numpy(np.int64)  # seq is the record index, whatever the frame was filtered to
-    tids = src.type_id[idx]
-    pieces: list[pd.DataFrame] = []
-    for tid in np.unique(tids):
-        sel = np.flatnonzero(tids == tid)
-        fmt = src.formats[int(tid)]
-        r = _Rows(src, fmt, idx[sel])
-        pieces.append(pd.DataFrame(ADAPTERS.get(name, _generic)(r), index=sel))
-    fields = pd.concat(pieces).sort_index() if pieces else pd.DataFrame(index=range(0))
-    out = pd.concat([base, fields.reset_index(drop=True)], axis=1) if len(fields.columns) else base
+    fields = binary_fields(name, rows["seq"].to_numpy(np.int64), src)
+    out = pd.concat([base, fields], axis=1) if len(fields.columns) else base
     out.attrs["event"] = name
     out.attrs["unparsed"] = 0
     return out

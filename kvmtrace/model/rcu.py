@@ -34,7 +34,7 @@ def quiescent_states(tl: Timeline) -> tuple[pd.DataFrame, dict[str, int]]:
 
 def counter_step(tl: Timeline) -> int | None:
     """The counter step per transition (2 ≤v5.14, 1 in 5.15–5.19, 4 from v6.0), from the trace."""
-    k = np.flatnonzero(tl.rcu_counter >= 0)
+    k = tl.rcu_pos
     if len(k) < 3:
         return None
     same = tl.cpu[k[:-1]] == tl.cpu[k[1:]]
@@ -48,15 +48,15 @@ def counter_step(tl: Timeline) -> int | None:
     return two_steps // 2 if two_steps % 2 == 0 else None
 
 
-def missed_transitions(tl: Timeline) -> np.ndarray:
-    """Positions of RCU events whose counter says transitions were missed before them.
+def missed_transitions(tl: Timeline, step: int | None) -> np.ndarray:
+    """Positions of RCU events whose counter (``step`` per transition) says transitions were
+    missed before them.
 
     From a stop-watching event to the next RCU event the counter grows by two steps
     (stop, then start); from any other event it stays. Anything else on the same CPU
     means untraced transitions or lost events.
     """
-    step = counter_step(tl)
-    k = np.flatnonzero(tl.rcu_counter >= 0)
+    k = tl.rcu_pos
     if step is None or len(k) < 2:
         return np.zeros(0, np.int64)
     same = tl.cpu[k[:-1]] == tl.cpu[k[1:]]

@@ -44,7 +44,7 @@ def _guest_return(tl: Timeline, entry: np.ndarray, exit_: np.ndarray) -> np.ndar
     surround. The guest return is the first event after the last entry-path event
     (and its closing bracket) that precedes the first ordinary host event.
     """
-    host = np.flatnonzero(~tl.entry_path & ~np.isin(tl.cls, _BRACKETS))
+    host = np.flatnonzero(~tl.entry_path & ~tl.is_(*_BRACKETS))
     first_host = _first_at_or_after(host, entry + 1, exit_)
     epos = np.flatnonzero(tl.entry_path)
     i = np.searchsorted(epos, first_host) - 1
@@ -61,8 +61,9 @@ def _guest_return(tl: Timeline, entry: np.ndarray, exit_: np.ndarray) -> np.ndar
 
 def _exit_reason(tr: Trace, seq: np.ndarray) -> pd.DataFrame:
     """Exit reason per kvm_exit seq: arm64 exception class (TRAP) or type; x86 reason."""
-    d = tr.df("kvm_exit").set_index("seq")
-    d = d.reindex(seq)
+    got = tr.fields("kvm_exit", ["exit_type", "esr_ec", "esr_ec_class", "reason"])
+    at = np.searchsorted(got["seq"].to_numpy(np.int64), seq)  # fields come in seq order
+    d = got.iloc[np.minimum(at, max(len(got) - 1, 0))].reset_index(drop=True) if len(got) else got.reindex(range(len(seq)))
     out = pd.DataFrame(index=range(len(seq)))
     if "exit_type" in d.columns:  # arm64
         typ = d["exit_type"].astype(object)
@@ -117,8 +118,7 @@ def _attribute(tl: Timeline, f: pd.DataFrame, entry: np.ndarray, exit_: np.ndarr
     its exit window on that CPU (kvm_exit..the CPU's next kvm_entry)."""
     nxt = np.append(entry[1:], len(tl))
     same = np.append(tl.cpu[entry[1:]] == tl.cpu[entry[:-1]], False) if len(entry) else np.zeros(0, bool)
-    bounds = tl.cpu_bounds()
-    cpu_end = np.array([bounds[int(c)][1] for c in tl.cpu[entry]], dtype=np.int64) if len(entry) else nxt
+    cpu_end = np.searchsorted(tl.cpu, tl.cpu[entry], side="right")  # tl is sorted by cpu
     window_end = np.where(same, nxt, cpu_end)
     for col, cls in (("irqs", Cls.HANDLER), ("softirqs", Cls.SOFTIRQ), ("ticks", Cls.TICK)):
         pos = np.flatnonzero((tl.cls == cls) & ~tl.nmi)
@@ -128,24 +128,21 @@ def _attribute(tl: Timeline, f: pd.DataFrame, entry: np.ndarray, exit_: np.ndarr
 
 def _windows(tl: Timeline, f: pd.DataFrame) -> None:
     """Exit window of each run: its kvm_exit to the same thread's next kvm_entry."""
-    f["next_entry_ts"] = pd.array([pd.NA] * len(f), dtype="Int64")
-    f["host_ns"] = pd.array([pd.NA] * len(f), dtype="Int64")
-    if not len(f):
-        return
-    o = f.sort_values(["pid", "entry_ts"], kind="stable").index.to_numpy()
-    pid = f["pid"].to_numpy()[o]
-    same = np.append(pid[1:] == pid[:-1], False)
-    nxt_entry = np.append(f["entry_ts"].to_numpy()[o][1:], 0)
-    exit_ts = f["exit_ts"].to_numpy()[o]
-    cpu = f["cpu"].to_numpy()[o]
-    ok = same & ~tl.near_gap(cpu, exit_ts, np.where(same, nxt_entry, exit_ts))
-    host = np.where(ok, nxt_entry - exit_ts, 0)
-    ne = pd.array(np.where(ok, nxt_entry, 0), dtype="Int64")
-    ne[~ok] = pd.NA
-    hn = pd.array(host, dtype="Int64")
-    hn[~ok] = pd.NA
-    f.loc[o, "next_entry_ts"] = ne
-    f.loc[o, "host_ns"] = hn
+    n = len(f)
+    next_entry, host, ok = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, bool)
+    if n:
+        o = f.sort_values(["pid", "entry_ts"], kind="stable").index.to_numpy()
+        pid = f["pid"].to_numpy()[o]
+        same = np.append(pid[1:] == pid[:-1], False)
+        nxt_entry = np.append(f["entry_ts"].to_numpy()[o][1:], 0)
+        exit_ts = f["exit_ts"].to_numpy()[o]
+        cpu = f["cpu"].to_numpy()[o]
+        good = same & ~tl.near_gap(cpu, exit_ts, np.where(same, nxt_entry, exit_ts))
+        ok[o] = good
+        next_entry[o] = np.where(good, nxt_entry, 0)
+        host[o] = np.where(good, nxt_entry - exit_ts, 0)
+    f["next_entry_ts"] = pd.arrays.IntegerArray(next_entry, ~ok)
+    f["host_ns"] = pd.arrays.IntegerArray(host, ~ok)
 
 
 def exit_stats(f: pd.DataFrame) -> pd.DataFrame:

@@ -33,7 +33,7 @@ def tick_frame(tr: Trace) -> pd.DataFrame:
     """Tick expiries: seq, cpu, ts, now."""
     if not tr.has("hrtimer_expire_entry"):
         return pd.DataFrame(columns=["seq", "cpu", "ts", "now"])
-    h = tr.df("hrtimer_expire_entry", ["function", "now"])
+    h = tr.fields("hrtimer_expire_entry", ["function", "now"], base=("cpu", "ts"))
     if "function" not in h.columns or "now" not in h.columns:
         return pd.DataFrame(columns=["seq", "cpu", "ts", "now"])
     h = h[h["function"].astype(object).isin(TICK_FUNCTIONS) & h["now"].notna()]
@@ -56,7 +56,7 @@ def estimate_clock(tr: Trace, ticks: pd.DataFrame) -> TickClock | None:
     best = min(TICK_PERIODS_NS, key=lambda p: float(np.median(np.abs(d / p - np.maximum(np.round(d / p), 1)))))
     phase = 0
     if tr.has("hrtimer_start"):
-        s = tr.df("hrtimer_start", ["function", "expires"])
+        s = tr.fields("hrtimer_start", ["function", "expires"])
         if "expires" in s.columns:
             s = s[s["function"].astype(object).isin(TICK_FUNCTIONS) & s["expires"].notna()]
             if len(s):
@@ -92,7 +92,7 @@ def task_level_irq_off(tl: Timeline) -> np.ndarray:
     followed (past RCU brackets) by a hardirq-context event.
     """
     off = np.flatnonzero(tl.cls == Cls.IRQ_OFF)
-    plain = np.flatnonzero(~np.isin(tl.cls, (Cls.RCU_OPEN, Cls.RCU_CLOSE)))
+    plain = tl.unbracketed
     j = np.searchsorted(plain, off, side="right")
     ok = j < len(plain)
     nxt = plain[np.minimum(j, len(plain) - 1)] if len(plain) else off
@@ -104,7 +104,7 @@ def task_level_irq_on(tl: Timeline) -> np.ndarray:
     """Positions of irq_enable events made by task code, not by an exception return
     (those follow, past RCU brackets, the handler's hardirq-context events)."""
     on = np.flatnonzero(tl.cls == Cls.IRQ_ON)
-    plain = np.flatnonzero(~np.isin(tl.cls, (Cls.RCU_OPEN, Cls.RCU_CLOSE)))
+    plain = tl.unbracketed
     j = np.searchsorted(plain, on) - 1
     prev = plain[np.maximum(j, 0)] if len(plain) else on
     from_irq = (j >= 0) & (tl.cpu[prev] == tl.cpu[on]) & tl.hardirq[prev]

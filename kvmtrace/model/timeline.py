@@ -6,9 +6,11 @@ All events of a trace, ordered by (cpu, seq), as numpy arrays. Every later step
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from enum import IntEnum
 
 import numpy as np
+import pandas as pd
 
 from ..trace import Trace
 from .kernel import ENTER_EXIT_CALLERS, GUEST_ENTRY_DISABLE_CALLERS, HANDLER_EVENTS, RCU_ROLES, TICK_FUNCTIONS
@@ -34,17 +36,27 @@ class Cls(IntEnum):
 
 
 class Coded:
-    """A string column kept as codes into a small table; indexing gives object arrays.
+    """A string column kept as codes into a small table of distinct names.
 
-    Avoids one Python string reference per event for columns read only at a few positions.
+    Avoids one Python string reference per event for columns read only at a few
+    positions; a scalar position gives the name (or None), an array of positions a
+    pandas Categorical, which frames take without re-inferring a string per row.
     """
 
     def __init__(self, codes: np.ndarray, names: list) -> None:
-        self.codes = codes
-        self.names = np.array(list(names) + [None], dtype=object)  # code −1 → None
+        names = [str(n) for n in names]
+        if len(set(names)) == len(names):  # the usual case: codes already index distinct names
+            uniq, self.codes = names, codes.astype(np.int32, copy=False)
+        else:
+            uniq, remap = np.unique(np.array(names, dtype=object), return_inverse=True)
+            self.codes = np.where(codes >= 0, np.append(remap, -1)[codes], -1).astype(np.int32)
+        self.categories = pd.Index(list(uniq), dtype=object)
+        self.names = np.array(list(uniq) + [None], dtype=object)  # code −1 → None
 
     def __getitem__(self, pos):
-        return self.names[self.codes[pos]]
+        if np.ndim(pos) == 0:
+            return self.names[self.codes[pos]]
+        return pd.Categorical.from_codes(self.codes[pos], dtype=pd.CategoricalDtype(self.categories))
 
     def __len__(self) -> int:
         return len(self.codes)
@@ -77,6 +89,23 @@ class Timeline:
     def __len__(self) -> int:
         return len(self.ts)
 
+    def is_(self, *classes: Cls) -> np.ndarray:
+        """Mask of events of any of ``classes`` (np.isin is several times slower on int8)."""
+        out = self.cls == classes[0]
+        for c in classes[1:]:
+            out |= self.cls == c
+        return out
+
+    @cached_property
+    def unbracketed(self) -> np.ndarray:
+        """Positions of every event that is not an RCU nesting bracket around a tracepoint."""
+        return np.flatnonzero(~self.is_(Cls.RCU_OPEN, Cls.RCU_CLOSE))
+
+    @cached_property
+    def rcu_pos(self) -> np.ndarray:
+        """Positions of the RCU events that carry a counter."""
+        return np.flatnonzero(self.rcu_counter >= 0)
+
     def pos_of(self, seq: np.ndarray) -> np.ndarray:
         """Timeline positions of events given by ``seq``."""
         return self.pos_by_seq[np.asarray(seq, dtype=np.int64)]
@@ -107,7 +136,7 @@ NEEDED = {"irq_disable": ["caller"], "irq_enable": ["caller"], "rcu_dyntick": ["
 
 def _coded(tr: Trace, name: str, column: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(seq, category codes, categories) of a string column of event ``name``."""
-    d = tr.df(name, NEEDED.get(name, [column])) if tr.has(name) else None
+    d = tr.fields(name, NEEDED.get(name, [column])) if tr.has(name) else None
     if d is None or column not in d.columns:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), []
     col = d[column].astype("category")
@@ -135,9 +164,13 @@ def build(tr: Trace) -> Timeline:
     counter_by_row = np.full(n, -1, dtype=np.int64)
     entry_by_row = np.zeros(n, dtype=bool)
     change_by_row = np.zeros(n, dtype=np.int8)
-    span = int(ev["seq"].max()) + 1 if n else 0  # a filtered table keeps its original seq numbers
-    row_of_seq = np.full(span, -1, dtype=np.int64)
-    row_of_seq[ev["seq"].to_numpy(np.int64)] = np.arange(n)  # seq → events-table row
+    seq_col = ev["seq"].to_numpy(np.int64)
+    span = int(seq_col.max()) + 1 if n else 0  # a filtered table keeps its original seq numbers
+    if span == n and (n < 2 or bool((np.diff(seq_col) == 1).all())):
+        row_of_seq = np.arange(n)  # the common case: seq is the row number
+    else:
+        row_of_seq = np.full(span, -1, dtype=np.int64)
+        row_of_seq[seq_col] = np.arange(n)  # seq → events-table row
     for name in ("irq_disable", "irq_enable"):
         s, codes, cats = _coded(tr, name, "caller")
         rows = row_of_seq[s]
@@ -156,7 +189,7 @@ def build(tr: Trace) -> Timeline:
         chg_lut = np.array([roles[c][1] if c in roles else 0 for c in cats] + [0], np.int8)
         cls_by_row[rows] = cls_lut[codes]  # code −1 (missing) picks the trailing OTHER
         change_by_row[rows] = chg_lut[codes]
-        d = tr.df(rcu_event, NEEDED[rcu_event])
+        d = tr.fields(rcu_event, NEEDED[rcu_event])
         if "counter" in d.columns:
             counter_by_row[row_of_seq[d["seq"].to_numpy(np.int64)]] = d["counter"].fillna(-1).to_numpy(np.int64)
     s, codes, cats = _coded(tr, "hrtimer_expire_entry", "function")
@@ -165,7 +198,7 @@ def build(tr: Trace) -> Timeline:
     cls = cls_by_row[order]
     # guest-entry code between kvm_entry and the guest: the enter/exit helper's irq_enable,
     # __kvm_vcpu_run's irq_disable, the task-level EQS entry, rcu_note_context_switch
-    entry_path = entry_by_row[order] | np.isin(cls, (Cls.RCU_STOP, Cls.RCU_UTIL))
+    entry_path = entry_by_row[order] | (cls == Cls.RCU_STOP) | (cls == Cls.RCU_UTIL)
     comm = ev["comm"].astype("category")
     pos_by_seq = np.full(span, -1, dtype=np.int64)
     pos_by_seq[seq] = np.arange(n)

@@ -17,6 +17,54 @@ class RecordStore:
         self.offset = offset
         self.length = length
         self.e = ">" if big_endian else "<"
+        self._views: dict[tuple[int, int], np.ndarray] = {}
+        self._last: tuple[np.ndarray, list[tuple[int, np.ndarray, np.ndarray, int, int]]] | None = None
+
+    def _groups(self, rows: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray, int, int]]:
+        """Per buffer: (buffer, positions in ``rows``, record offsets, shortest record, the
+        largest power of two ≤ 4 all offsets are multiples of). Kept for the last ``rows``
+        because an event's fields are read one after another for the same rows."""
+        if self._last is not None and self._last[0] is rows:
+            return self._last[1]
+        bid = self.buf_id[rows]
+        present = np.flatnonzero(np.bincount(bid, minlength=1)) if len(rows) else []
+        out = []
+        for b in present:
+            m = np.flatnonzero(bid == b) if len(present) > 1 else np.arange(len(rows))
+            base = self.offset[rows[m]].astype(np.int64)
+            low = int(np.bitwise_or.reduce(base & 3)) if len(base) else 0
+            align = 4 if low == 0 else 2 if low & 1 == 0 else 1
+            out.append((int(b), m, base, int(self.length[rows[m]].min()) if len(m) else 0, align))
+        self._last = (rows, out)
+        return out
+
+    def _words(self, b: int, size: int) -> np.ndarray:
+        """Buffer ``b`` viewed as ``size``-byte unsigned words (made once per buffer and width)."""
+        key = (b, size)
+        if key not in self._views:
+            buf = self.bufs[b]
+            self._views[key] = buf[: len(buf) // size * size].view(f"{self.e}u{size}")
+        return self._views[key]
+
+    def _aligned(self, rows: np.ndarray, at: int, size: int) -> np.ndarray | None:
+        """A fixed-offset field read as whole words, or None unless every record holds it aligned.
+
+        Ring-buffer payloads are 4-byte aligned on every kernel we read, so this is the
+        normal path; the byte-column gather below stays for odd layouts and short records.
+        """
+        step = min(size, 4)
+        out = np.zeros(len(rows), dtype=np.uint64)
+        for b, m, base, shortest, align in self._groups(rows):
+            if at % step or align < step or shortest < at + size:
+                return None
+            p = base + at
+            words = self._words(b, step)
+            if size <= 4:
+                out[m] = words[p // step]
+                continue
+            lo, hi = words[p // 4].astype(np.uint64), words[p // 4 + 1].astype(np.uint64)
+            out[m] = (hi << np.uint64(32) | lo) if self.e == "<" else (lo << np.uint64(32) | hi)
+        return out
 
     def common(self, size: int = 8) -> np.ndarray:
         """The first ``size`` bytes of every record (the common fields), as an (n, size) array."""
@@ -33,11 +81,8 @@ class RecordStore:
     def _bytes(self, rows: np.ndarray, start: np.ndarray, size: int) -> np.ndarray:
         """(len(rows), size) bytes at ``start`` (relative to each record), zero past the record."""
         out = np.zeros((len(rows), size), dtype=np.uint8)
-        bid = self.buf_id[rows]
-        for b in np.unique(bid):
-            m = np.flatnonzero(bid == b)
-            buf = self.bufs[int(b)]
-            base = self.offset[rows[m]].astype(np.int64)
+        for b, m, base, _short, _align in self._groups(rows):
+            buf = self.bufs[b]
             first = base + start[m]
             end = np.minimum(base + self.length[rows[m]], len(buf))
             for k in range(size):  # one byte column at a time: no (rows × size) index matrix
@@ -48,8 +93,12 @@ class RecordStore:
     def number(self, rows: np.ndarray, f: Field, signed: bool | None = None) -> np.ndarray:
         """A numeric field as int64 (or uint64 for unsigned 8-byte values)."""
         size = f.size if f.size in (1, 2, 4, 8) else 8
-        raw = self._bytes(rows, np.full(len(rows), f.offset), size)
         sgn = f.signed if signed is None else signed
+        if f.size == size and (fast := self._aligned(rows, f.offset, size)) is not None:
+            if not sgn:
+                return fast if size == 8 else fast.astype(np.int64)
+            return fast.astype(f"u{size}").view(f"i{size}").astype(np.int64)
+        raw = self._bytes(rows, np.full(len(rows), f.offset), size)
         kind = ("i" if sgn else "u") + str(size)
         vals = raw.view(self.e + kind).ravel() if len(rows) else np.zeros(0, kind)
         if not sgn and size == 8:
