@@ -134,9 +134,13 @@ NEEDED = {"irq_disable": ["caller"], "irq_enable": ["caller"], "rcu_dyntick": ["
           "rcu_watching": ["polarity", "counter"], "hrtimer_expire_entry": ["function", "now"]}
 
 
-def _coded(tr: Trace, name: str, column: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(seq, category codes, categories) of a string column of event ``name``."""
-    d = tr.fields(name, NEEDED.get(name, [column])) if tr.has(name) else None
+def _read(tr: Trace, name: str) -> pd.DataFrame | None:
+    """seq and the NEEDED fields of event ``name``, or None when the trace lacks it."""
+    return tr.fields(name, NEEDED[name]) if tr.has(name) else None
+
+
+def _coded(d: pd.DataFrame | None, column: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(seq, category codes, categories) of a string column of ``d``."""
     if d is None or column not in d.columns:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), []
     col = d[column].astype("category")
@@ -160,7 +164,6 @@ def build(tr: Trace) -> Timeline:
     codes = names.cat.codes.to_numpy()
     cls_by_row = np.where(codes >= 0, lut[np.maximum(codes, 0)], Cls.OTHER).astype(np.int8)
     caller_by_row = np.full(n, -1, dtype=np.int32)
-    caller_names: list[str] = []
     counter_by_row = np.full(n, -1, dtype=np.int64)
     entry_by_row = np.zeros(n, dtype=bool)
     change_by_row = np.zeros(n, dtype=np.int8)
@@ -171,28 +174,27 @@ def build(tr: Trace) -> Timeline:
     else:
         row_of_seq = np.full(span, -1, dtype=np.int64)
         row_of_seq[seq_col] = np.arange(n)  # seq → events-table row
+    caller_code: dict[str, int] = {}  # one table for both events' callers
     for name in ("irq_disable", "irq_enable"):
-        s, codes, cats = _coded(tr, name, "caller")
+        s, codes, cats = _coded(_read(tr, name), "caller")
         rows = row_of_seq[s]
-        base = len(caller_names)
-        caller_names += cats
-        caller_by_row[rows] = np.where(codes >= 0, codes + base, -1)
+        caller_by_row[rows] = np.array([caller_code.setdefault(c, len(caller_code)) for c in cats] + [-1], np.int32)[codes]
         known = ENTER_EXIT_CALLERS if name == "irq_enable" else GUEST_ENTRY_DISABLE_CALLERS
         entry_by_row[rows] = np.array([c in known for c in cats] + [False], dtype=bool)[codes]
     rcu_event = next((e for e in ("rcu_dyntick", "rcu_watching") if tr.has(e)), None)
     if rcu_event:
         roles = RCU_ROLES[rcu_event]
         role_cls = {"stop": Cls.RCU_STOP, "start": Cls.RCU_START, "open": Cls.RCU_OPEN, "close": Cls.RCU_CLOSE}
-        s, codes, cats = _coded(tr, rcu_event, "polarity")
+        d = _read(tr, rcu_event)
+        s, codes, cats = _coded(d, "polarity")
         rows = row_of_seq[s]
         cls_lut = np.array([role_cls[roles[c][0]] if c in roles else Cls.OTHER for c in cats] + [Cls.OTHER], np.int8)
         chg_lut = np.array([roles[c][1] if c in roles else 0 for c in cats] + [0], np.int8)
         cls_by_row[rows] = cls_lut[codes]  # code −1 (missing) picks the trailing OTHER
         change_by_row[rows] = chg_lut[codes]
-        d = tr.fields(rcu_event, NEEDED[rcu_event])
-        if "counter" in d.columns:
+        if d is not None and "counter" in d.columns:
             counter_by_row[row_of_seq[d["seq"].to_numpy(np.int64)]] = d["counter"].fillna(-1).to_numpy(np.int64)
-    s, codes, cats = _coded(tr, "hrtimer_expire_entry", "function")
+    s, codes, cats = _coded(_read(tr, "hrtimer_expire_entry"), "function")
     tick_lut = np.array([c in TICK_FUNCTIONS for c in cats] + [False], dtype=bool)
     cls_by_row[row_of_seq[s][tick_lut[codes]]] = Cls.TICK
     cls = cls_by_row[order]
@@ -209,7 +211,7 @@ def build(tr: Trace) -> Timeline:
         nmi=ev["nmi"].fillna(False).to_numpy(bool)[order],
         irqs_off=ev["irqs_off"].fillna(False).to_numpy(bool)[order],
         flags_known=bool(ev["irqs_off"].notna().any()),
-        entry_path=entry_path, caller=Coded(caller_by_row[order], caller_names),
+        entry_path=entry_path, caller=Coded(caller_by_row[order], list(caller_code)),
         comm=Coded(comm.cat.codes.to_numpy(np.int32)[order], [str(c) for c in comm.cat.categories]),
         rcu_event=rcu_event, rcu_counter=counter_by_row[order], rcu_change=change_by_row[order],
         pos_by_seq=pos_by_seq,
