@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import progress
 from ..trace import Trace
 from . import exits, irqsoff, rcu, ticks, verdict
 from .base import FINDING_COLUMNS, FINDING_KINDS, Context, Options, Result
@@ -65,14 +66,21 @@ class Analysis:
 def analyze(trace: Trace, options: Options | None = None) -> Analysis:
     """Run every analyzer on ``trace``."""
     ctx = Context(trace, options)
-    res = {"exits": exits.analyze(ctx), "irqsoff": irqsoff.analyze(ctx)}
+    stage = f"analyzing {trace.name}"
+    progress.step(stage, 0.0)
+    res = {"exits": exits.analyze(ctx)}  # builds the timeline and the guest runs: most of the work
+    progress.step(stage, 0.6)
+    res["irqsoff"] = irqsoff.analyze(ctx)
+    progress.step(stage, 0.75)
     apparent = res["irqsoff"].metrics.get("runs_in_apparent_windows")
     # RCU findings need the verdict only for the no-RCU-events fallback: decide on what is known first
     pre = verdict.decide(ctx, apparent, None)
     res["rcu"] = rcu.analyze(ctx, pre["verdict"])
+    progress.step(stage, 0.9)
     proven_rcu = int((res["rcu"].findings["confidence"] == "proven").sum())
     v = verdict.decide(ctx, apparent, proven_rcu)
     res["ticks"] = ticks.analyze(ctx)
+    progress.step(stage, 1.0)
     parts = [r.findings for r in res.values() if len(r.findings)]
     findings = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=FINDING_COLUMNS)
     findings = findings.sort_values(["start_ns", "kind"], kind="stable").reset_index(drop=True)

@@ -9,7 +9,8 @@ import click
 from ..analyzers import FINDING_KINDS, Analysis, Options, analyze as run_analysis
 from ..trace import load
 from .main import cli, one_line_errors
-from .tables import render
+from .progress import terminal_progress
+from ..tables import render
 
 EXPLAIN = {
     "apparent_irqsoff": "an irqs-off window opened before kvm_entry spans the guest run: tracing and lockdep "
@@ -53,8 +54,9 @@ def analyze(trace: str, as_json: bool, fail_on: str | None, strict: bool, irqsof
     suggest it; the reason is given). Exit status: 0, 1 with --fail-on, 2 on bad input.
     """
     kinds = _kinds(fail_on)
-    tr = load(trace)
-    a = run_analysis(tr, Options(irqsoff_threshold_ns=int(irqsoff_threshold_us * 1000)))
+    with terminal_progress():
+        tr = load(trace)
+        a = run_analysis(tr, Options(irqsoff_threshold_ns=int(irqsoff_threshold_us * 1000)))
     if as_json:
         click.echo(json.dumps(a.to_json(), indent=2, sort_keys=True))
     else:

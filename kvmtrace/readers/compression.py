@@ -9,11 +9,13 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
+import os
 from collections.abc import Iterator
 from typing import BinaryIO
 
 import zstandard
 
+from .. import progress
 from ..errors import TraceTooLargeError
 
 MAGICS: dict[str, bytes] = {
@@ -78,6 +80,7 @@ def iter_blocks(path: str, block_size: int = 16 << 20) -> Iterator[bytes]:
                     path, f"byte {total}",
                     f"{kind} stream expands beyond {limit} bytes (over {MAX_RATIO}x the file); refusing a likely decompression bomb",
                 )
+            progress.step(f"reading {os.path.basename(path)}", raw.tell() / max(size, 1))
             yield block
 
 

@@ -7,10 +7,12 @@ per-event fields are decoded later, on request, from the kept record buffers
 from __future__ import annotations
 
 import mmap
+import os
 
 import numpy as np
 import pandas as pd
 
+from ... import progress
 from ...errors import TraceFormatError
 from ...meta import TraceMeta
 from ..flags import FLAG_COLUMNS, masked
@@ -122,8 +124,10 @@ def read_dat(path: str, compression: str | None = None):
     bufs: list[np.ndarray] = []
     pieces = []
     gaps: list[tuple[int, int, int | None]] = []
+    total_cpus = max(sum(len(b.cpus) for b in dat.buffers), 1)
     for b_index, buf in enumerate(dat.buffers):
         for c in buf.cpus:
+            progress.step(f"reading {os.path.basename(path)}", len(pieces) / total_cpus)
             data = _cpu_bytes(r, dat, c, mm, meta)
             page = buf.page_size or dat.page_size
             if len(data) % page:
