@@ -19,3 +19,7 @@ class TraceFormatError(TraceError):
 
 class TraceTooLargeError(TraceError):
     """A declared size or a decompressed stream exceeds the configured bound."""
+
+
+class OutputError(Exception):
+    """An output (report folder, cache) cannot be written where asked, or not safely."""

@@ -7,7 +7,7 @@ import click
 
 from ..trace import load
 from .main import cli, one_line_errors
-from .tables import render
+from ..tables import render
 
 
 def _ns(v: int | None) -> str:

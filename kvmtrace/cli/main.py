@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..errors import TraceError
+from ..errors import OutputError, TraceError
 
 EXIT_BAD_INPUT = 2
 
@@ -26,7 +26,7 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(0)
         except click.ClickException:  # usage errors: click prints them and exits 2
             raise
-        except TraceError as exc:
+        except (TraceError, OutputError) as exc:
             click.echo(f"kvmtrace: error: {exc}", err=True)
             sys.exit(EXIT_BAD_INPUT)
         except (OSError, MemoryError) as exc:
@@ -54,6 +54,6 @@ def cli() -> None:
 
 
 def main() -> None:
-    from . import analyze, events, synth  # noqa: F401  (registers the commands)
+    from . import analyze, compare, events, report, synth  # noqa: F401  (registers the commands)
 
     cli(prog_name="kvmtrace")

@@ -43,6 +43,18 @@ def read(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, TraceMeta, object 
     return events, meta, None
 
 
+def is_trace(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` looks like a trace kvmtrace reads (by content), for picking files out of a folder."""
+    path = os.fspath(path)
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return False
+    try:
+        head, _ = read_head(path)
+        return bool(head) and (sniff_binary(path, head) == "trace.dat" or sniff_text(path, head) is not None)
+    except TraceFormatError:
+        return False
+
+
 def _finish_meta(events: pd.DataFrame, meta: TraceMeta) -> None:
     """Fill the fields every reader derives the same way from the table."""
     if len(events):

@@ -1,0 +1,55 @@
+"""``kvmtrace compare BEFORE AFTER``: the before-kernel beside the after-kernel."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from ..analyzers import Options, analyze
+from ..compare import DEFAULT_ALPHA, compare as run_compare
+from ..trace import load
+from .inputs import expand
+from .main import cli, one_line_errors
+from .progress import terminal_progress
+
+
+@cli.command()
+@click.argument("before")
+@click.argument("after")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (schema in the README).")
+@click.option("--markdown", "as_markdown", is_flag=True, help="GitHub-flavoured Markdown for a pull request.")
+@click.option("--fail-on-regression", is_flag=True, help="Exit 1 when any bug class regressed.")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=DEFAULT_ALPHA,
+              show_default=True, help="Significance level of every test.")
+@click.option("--irqsoff-threshold-us", type=float, default=100.0, show_default=True,
+              help="Irqs-off windows longer than this are counted per CPU.")
+@one_line_errors
+def compare(before: str, after: str, as_json: bool, as_markdown: bool, fail_on_regression: bool, alpha: float,
+            irqsoff_threshold_us: float) -> None:
+    """Compare a kernel BEFORE a change with the kernel AFTER it.
+
+    \b
+    BEFORE and AFTER are each a trace file, a folder of traces, a glob, or a
+    comma-separated list; the traces of one side are pooled. Per bug class the
+    verdict is fixed, regressed, unchanged or undecidable, backed by Fisher's
+    exact test on the rates; duration metrics get Mann-Whitney U (p50) and
+    Kolmogorov-Smirnov (p99) tests. Exit status: 0, 1 with --fail-on-regression,
+    2 on bad input.
+    """
+    if as_json and as_markdown:
+        raise click.UsageError("choose one of --json and --markdown")
+    opts = Options(irqsoff_threshold_ns=int(irqsoff_threshold_us * 1000))
+    paths = [expand(before), expand(after)]  # every name checked before the first slow load
+    with terminal_progress():
+        sides = [[analyze(load(p), opts) for p in side] for side in paths]
+    c = run_compare(sides[0], sides[1], alpha=alpha)
+    if as_json:
+        click.echo(json.dumps(c.to_json(), indent=2, sort_keys=True))
+    elif as_markdown:
+        click.echo(c.to_markdown())
+    else:
+        click.echo(c.to_text())
+    if fail_on_regression and c.regressed:
+        click.echo(f"kvmtrace: regressed: {', '.join(c.regressed)}", err=True)
+        sys.exit(1)

@@ -1,0 +1,41 @@
+"""``kvmtrace report TRACE [--vs BASELINE] -o DIR``: Markdown and figures for a pull request."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..analyzers import Options, analyze
+from ..compare import DEFAULT_ALPHA
+from ..report import write_report
+from ..trace import load
+from .main import cli, one_line_errors
+from .progress import terminal_progress
+
+
+@cli.command()
+@click.argument("trace")
+@click.option("--vs", "baseline", metavar="BASELINE", help="Compare with this trace of the kernel before the change.")
+@click.option("-o", "--output", "out_dir", required=True, metavar="DIR",
+              help="Folder to write report.md and its PNG/SVG figures into (created if missing).")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=DEFAULT_ALPHA,
+              show_default=True, help="Significance level of the comparison's tests.")
+@click.option("--irqsoff-threshold-us", type=float, default=100.0, show_default=True,
+              help="Irqs-off windows longer than this are counted per CPU.")
+@one_line_errors
+def report(trace: str, baseline: str | None, out_dir: str, alpha: float, irqsoff_threshold_us: float) -> None:
+    """Write a pull-request-ready report on TRACE into DIR.
+
+    \b
+    DIR/report.md holds GitHub-flavoured tables and relative links to the
+    figures beside it (PNG to view, SVG to zoom): a per-CPU timeline zoomed on
+    the worst irqs-off window, the irqs-off duration CDF, host handling per exit
+    reason and misaccounted ticks per CPU. With --vs BASELINE the report adds the
+    before/after comparison, BASELINE being the kernel before the change.
+    """
+    opts = Options(irqsoff_threshold_ns=int(irqsoff_threshold_us * 1000))
+    with terminal_progress():
+        a = analyze(load(trace), opts)
+        b = analyze(load(baseline), opts) if baseline else None
+    paths = write_report(a, out_dir, baseline=b, alpha=alpha, argv=["kvmtrace", *sys.argv[1:]])
+    click.echo(f"wrote {paths[0]} and {len(paths) - 1} figure files")

@@ -1,0 +1,115 @@
+"""Before-kernel beside after-kernel: every analyzer metric, its change, a test, a verdict per bug class.
+
+``compare(before, after)`` takes analyses (or traces, or paths) for each side;
+a side of several traces is pooled. The verdict per bug class is one of
+``fixed``, ``regressed``, ``unchanged``, ``undecidable`` (see ``verdicts.decide``).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from ..analyzers import FINDING_KINDS, Analysis, Options
+from ..tables import markdown, render
+from . import metrics, verdicts
+from .sides import Side, side
+
+SCHEMA_VERSION = 1
+DEFAULT_ALPHA = 0.01
+__all__ = ["Comparison", "compare", "DEFAULT_ALPHA"]
+
+
+@dataclass
+class Comparison:
+    """The result of ``compare``: metric table, verdict per bug class, both sides."""
+
+    before: Side
+    after: Side
+    alpha: float
+    table: pd.DataFrame                 # metrics.COLUMNS
+    verdicts: dict[str, dict[str, Any]]  # kind → verdicts.decide(...)
+
+    @property
+    def regressed(self) -> list[str]:
+        return [k for k, v in self.verdicts.items() if v["verdict"] == "regressed"]
+
+    def significant(self) -> pd.DataFrame:
+        """Rows whose difference passed their test."""
+        return self.table[[s is True for s in self.table["significant"]]]
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``compare --json`` schema (README, "compare --json")."""
+        def sd(s: Side) -> dict[str, Any]:
+            return {"traces": s.traces, "entry_logic": s.entry_logic, "guest_runs": s.runs,
+                    "ticks_on_vcpu_cpus": s.ticks, "proven": s.proven, "inferred": s.inferred,
+                    "denominators": s.denominators, "traces_deciding": s.decided, "undecidable": s.undecidable}
+        rows = [{k: _plain(v) for k, v in r.items()} for r in self.table.to_dict(orient="records")]
+        return {"schema": SCHEMA_VERSION, "alpha": self.alpha, "before": sd(self.before), "after": sd(self.after),
+                "verdicts": {k: {kk: _plain(vv) for kk, vv in v.items()} for k, v in self.verdicts.items()},
+                "metrics": rows, "regressed": self.regressed}
+
+    def verdict_rows(self) -> list[list[Any]]:
+        return [[k, v["verdict"], v["before"], v["after"], v["denominator"], _p(v["p_value"]), v["why"]]
+                for k, v in self.verdicts.items()]
+
+    def metric_rows(self, only_significant: bool = False) -> list[list[Any]]:
+        t = self.significant() if only_significant else self.table
+        return [[r.group, r.metric if r.unit == "count" else f"{r.metric} ({r.unit})", r.before, r.after, r.delta,
+                 None if r.relative is None else f"{r.relative:+.1%}", r.test or "", _p(r.p_value),
+                 "" if r.significant is None else ("yes" if r.significant else "no")] for r in t.itertuples()]
+
+    def to_text(self) -> str:
+        head = [f"before: {', '.join(self.before.traces)} (entry logic {'/'.join(sorted(set(self.before.entry_logic)))})",
+                f"after:  {', '.join(self.after.traces)} (entry logic {'/'.join(sorted(set(self.after.entry_logic)))})", ""]
+        v = render(["bug class", "verdict", "before", "after", "out of", "p", "why"], self.verdict_rows())
+        m = render(["group", "metric", "before", "after", "delta", "change", "test", "p", "significant"], self.metric_rows())
+        return "\n".join(head) + v + f"\n\nmetrics (tests two-sided, alpha {self.alpha:g}):\n" + m
+
+    def to_markdown(self) -> str:
+        """GitHub-flavoured Markdown, ready for a pull request."""
+        b, a = self.before, self.after
+        lines = [f"**Before:** {', '.join(f'`{p}`' for p in b.traces)} — entry logic {'/'.join(sorted(set(b.entry_logic)))}, "
+                 f"{b.runs:,} guest runs  ",
+                 f"**After:** {', '.join(f'`{p}`' for p in a.traces)} — entry logic {'/'.join(sorted(set(a.entry_logic)))}, "
+                 f"{a.runs:,} guest runs", "",
+                 markdown(["bug class", "verdict", "before", "after", "out of", "p", "why"], self.verdict_rows()), "",
+                 f"<details><summary>All metrics (two-sided tests, alpha {self.alpha:g})</summary>", "",
+                 markdown(["group", "metric", "before", "after", "delta", "change", "test", "p", "significant"],
+                          self.metric_rows()), "", "</details>"]
+        return "\n".join(lines)
+
+
+def _p(p: float | None) -> str | None:
+    if p is None:
+        return None
+    return "<1e-300" if p == 0 else f"{p:.2g}"  # a p-value that underflows is tiny, not zero
+
+
+def _plain(v: Any) -> Any:
+    if v is None:
+        return None
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, float) and v != v:
+        return None
+    return v
+
+
+def _analyses(side_in: Sequence[Any], options: Options | None) -> list[Analysis]:
+    from .. import analyze
+
+    return [x if isinstance(x, Analysis) else analyze(x, options) for x in side_in]
+
+
+def compare(before: Any, after: Any, alpha: float = DEFAULT_ALPHA, options: Options | None = None) -> Comparison:
+    """Compare two kernels; each side an Analysis, Trace or path, or a list of them (pooled)."""
+    bl = _analyses(before if isinstance(before, (list, tuple)) else [before], options)
+    al = _analyses(after if isinstance(after, (list, tuple)) else [after], options)
+    if not bl or not al:
+        raise ValueError("each side of a comparison needs at least one trace")
+    b, a = side("before", bl), side("after", al)
+    table = pd.DataFrame(metrics.rows(b, a, alpha), columns=metrics.COLUMNS, dtype=object)
+    return Comparison(b, a, alpha, table, {k: verdicts.decide(k, b, a, alpha) for k in FINDING_KINDS})
