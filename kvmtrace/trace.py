@@ -23,6 +23,7 @@ class Trace:
         self.meta = meta
         self._binary = binary  # trace.dat records, for decoding fields without text
         self._typed: dict[str, pd.DataFrame] = {}
+        self._fields: dict[str, tuple[np.ndarray, pd.DataFrame]] = {}  # (events-table rows, fields)
         self._names: list[str] | None = None
 
     @property
@@ -72,7 +73,7 @@ class Trace:
         costs more than decoding the two fields it needs.
         """
         key = f"{name}\0fields\0{','.join(sorted(columns))}"
-        if key not in self._typed:
+        if key not in self._fields:
             rows = np.flatnonzero((self.events["event"] == name).to_numpy(bool))
             if name in self._typed:
                 got = self._typed[name][[c for c in columns if c in self._typed[name].columns]]
@@ -83,10 +84,8 @@ class Trace:
                                     tuple(columns))
             else:
                 got = decode_fields(name, self.events["payload"].array[rows], tuple(columns))
-            got.attrs["rows"] = rows
-            self._typed[key] = got
-        got = self._typed[key]
-        rows = got.attrs["rows"]
+            self._fields[key] = (rows, got)
+        rows, got = self._fields[key]
         out = pd.DataFrame({c: self.events[c].to_numpy()[rows] for c in ("seq", *base)})
         for c in columns:
             if c in got.columns:

@@ -117,12 +117,10 @@ class Context:
         r = self.runs
         if not len(q) or not len(r.entry_pos):
             return q.iloc[:0].assign(run=pd.Series(dtype=np.int64))
-        sp = q.attrs["stop_pos"]
+        sp = q["stop_pos"].to_numpy()
         i = np.searchsorted(r.entry_pos, sp) - 1
         ok = (i >= 0) & (sp < r.exit_pos[np.maximum(i, 0)]) & (self.tl.pid[sp] == self.tl.pid[r.entry_pos[np.maximum(i, 0)]])
-        g = q[ok].assign(run=i[ok])
-        g.attrs["stop_pos"], g.attrs["start_pos"] = sp[ok], q.attrs["start_pos"][ok]
-        return g
+        return q[ok].assign(run=i[ok])
 
     @cached_property
     def nohz_full_cpus(self) -> dict[int, str]:

@@ -57,7 +57,7 @@ def analyze(ctx: Context) -> Result:
         wi = irqsoff.open_window_at(tl, w, r.return_pos)
         spans = wi >= 0
         opened_before = np.zeros(len(wi), bool)
-        opened_before[spans] = w.attrs["open_pos"][wi[spans]] < r.entry_pos[spans]
+        opened_before[spans] = w["open_pos"].to_numpy()[wi[spans]] < r.entry_pos[spans]
         kind[wi[spans]] = np.where(opened_before[spans], 1, 2)
         run[wi[spans]] = np.flatnonzero(spans)
         a = np.flatnonzero(opened_before)

@@ -26,14 +26,14 @@ def analyze(ctx: Context, verdict: str) -> Result:
         return _exposure(ctx, res, handlers, verdict)
     g = ctx.guest_eqs
     q, stats = ctx.eqs
-    sp, ep = g.attrs["stop_pos"], g.attrs["start_pos"]
+    sp, ep = g["stop_pos"].to_numpy(), g["start_pos"].to_numpy()
     k = containing(tl, sp, ep, handlers)
     hit = handlers[(k >= 0) & (tl.pid[handlers] != 0)]
     kk = k[(k >= 0) & (tl.pid[handlers] != 0)]
     soft = np.flatnonzero(tl.cls == Cls.SOFTIRQ)
     soft_in = int(((containing(tl, sp, ep, soft) >= 0) & (tl.pid[soft] != 0)).sum())
     m = q["idle"].to_numpy(bool)
-    idle_hits = int((containing(tl, q.attrs["stop_pos"][m], q.attrs["start_pos"][m], handlers) >= 0).sum())
+    idle_hits = int((containing(tl, q["stop_pos"].to_numpy()[m], q["start_pos"].to_numpy()[m], handlers) >= 0).sum())
     step = rcu.counter_step(tl)
     missed = rcu.missed_transitions(tl, step)
     # an EQS with missed transitions or a lost-events gap inside cannot prove anything

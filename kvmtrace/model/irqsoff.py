@@ -33,8 +33,8 @@ def windows(tl: Timeline) -> tuple[pd.DataFrame, dict[str, int]]:
         "start_ts": tl.ts[o], "end_ts": tl.ts[c], "duration_ns": tl.ts[c] - tl.ts[o],
         "open_seq": tl.seq[o], "close_seq": tl.seq[c],
         "caller": tl.caller[o], "closer": tl.caller[c],
+        "open_pos": o, "close_pos": c,  # positions in the model's timeline, for joins with other model frames
     })
-    f.attrs["open_pos"], f.attrs["close_pos"] = o, c
     return f, stats
 
 
@@ -43,7 +43,7 @@ def open_window_at(tl: Timeline, w: pd.DataFrame, pos: np.ndarray) -> np.ndarray
 
     A window is open at ``pos`` when it opened before ``pos`` and closes at or after it.
     """
-    return containing(tl, w.attrs["open_pos"], w.attrs["close_pos"], pos, include_end=True)
+    return containing(tl, w["open_pos"].to_numpy(), w["close_pos"].to_numpy(), pos, include_end=True)
 
 
 def flag_windows(tl: Timeline) -> pd.DataFrame:

@@ -26,9 +26,9 @@ def quiescent_states(tl: Timeline) -> tuple[pd.DataFrame, dict[str, int]]:
         "cpu": tl.cpu[s], "pid": tl.pid[s], "comm": tl.comm[s],
         "start_ts": tl.ts[s], "end_ts": tl.ts[e], "duration_ns": tl.ts[e] - tl.ts[s],
         "stop_seq": tl.seq[s], "start_seq": tl.seq[e],
+        "stop_pos": s, "start_pos": e,  # positions in the model's timeline
     })
     f["idle"] = f["pid"] == 0
-    f.attrs["stop_pos"], f.attrs["start_pos"] = s, e
     return f, stats
 
 

@@ -1,0 +1,140 @@
+"""A per-CPU timeline of guest runs, irqs-off windows, IRQs and ticks, zoomed on one window.
+
+Traces hold millions of events; a figure that reads at pull-request width holds
+a few thousand marks. So the timeline always shows a window of time: the one
+asked for, or the worst irqs-off window, narrowed until it holds ``max_items``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ..analyzers import Analysis
+from ..model.kernel import HANDLER_EVENTS
+from .style import COLORS, new_figure, title_for
+
+#: lanes of one CPU row, top to bottom
+LANES = {"guest": 2.0, "irqsoff": 1.0, "events": 0.0}
+
+
+@dataclass(frozen=True)
+class Window:
+    """A time range (trace ns) and why it was picked."""
+
+    start: int
+    end: int
+    cpu: int | None
+    why: str
+
+
+def worst_window(a: Analysis, pad_ns: int = 50_000) -> Window:
+    """The longest apparent irqs-off window, else the longest irqs-off window, else the first guest run."""
+    w = a.results["irqsoff"].frames.get("windows")
+    if w is not None and len(w):
+        apparent = w[(w["kind"] == "apparent").to_numpy(bool)]
+        pick, why = (apparent, "longest apparent irqs-off window") if len(apparent) else (w, "longest irqs-off window")
+        r = pick.loc[pick["duration_ns"].idxmax()]
+        pad = max(int(r["duration_ns"]) // 2, pad_ns)
+        return Window(int(r["start_ts"]) - pad, int(r["end_ts"]) + pad, int(r["cpu"]), why)
+    runs = a.runs
+    if len(runs):
+        r = runs.iloc[0]
+        return Window(int(r["entry_ts"]) - pad_ns, int(r["exit_ts"]) + pad_ns, int(r["cpu"]), "first guest run")
+    ev = a.trace.events
+    t0 = int(ev["ts"].iloc[0]) if len(ev) else 0
+    return Window(t0, t0 + 1_000_000, None, "start of the trace")
+
+
+def _items(a: Analysis, start: int, end: int) -> dict[str, pd.DataFrame]:
+    """Everything drawn, restricted to [start, end]."""
+    def clip(f: pd.DataFrame | None, s: str, e: str) -> pd.DataFrame:
+        if f is None or not len(f):
+            return pd.DataFrame(columns=[s, e, "cpu"])
+        return f[((f[e] >= start) & (f[s] <= end)).to_numpy(bool)]
+
+    ev = a.trace.events
+    ts = ev["ts"].to_numpy(np.int64)
+    lo, hi = np.searchsorted(ts, [start, end + 1])  # the events table is time-ordered
+    near = ev.iloc[lo:hi]
+    irqs = near[near["event"].astype(str).isin(HANDLER_EVENTS).to_numpy(bool)]
+    ticks = a.results["ticks"].frames.get("ticks")
+    return {
+        "runs": clip(a.runs, "entry_ts", "exit_ts"),
+        "windows": clip(a.results["irqsoff"].frames.get("windows"), "start_ts", "end_ts"),
+        "eqs": clip(a.results["rcu"].frames.get("guest_eqs"), "start_ts", "end_ts"),
+        "irqs": irqs[["ts", "cpu"]],
+        "ticks": ticks[((ticks["ts"] >= start) & (ticks["ts"] <= end)).to_numpy(bool)] if ticks is not None and len(ticks)
+        else pd.DataFrame(columns=["ts", "cpu", "direction"]),
+    }
+
+
+def _count(items: dict[str, pd.DataFrame]) -> int:
+    return sum(len(f) for f in items.values())
+
+
+def timeline(a: Analysis, cpu: int | list[int] | None = None, window: tuple[int, int] | None = None,
+             max_items: int = 2000, fig: Figure | None = None) -> Figure:
+    """Draw CPU rows of guest runs, irqs-off windows (apparent ones red), IRQs and ticks.
+
+    ``window`` is (start_ns, end_ns) in trace time; by default the worst irqs-off
+    window. ``cpu`` limits the rows (default: CPUs with guest runs in the window).
+    """
+    if window is None:
+        w = worst_window(a)
+    else:
+        w = Window(int(window[0]), int(window[1]), None, "requested window")
+    start, end = w.start, w.end
+    items = _items(a, start, end)
+    while _count(items) > max_items and end - start > 1_000:  # zoom in on the centre until it reads
+        mid, half = (start + end) // 2, (end - start) // 4
+        start, end = mid - half, mid + half
+        items = _items(a, start, end)
+    cpus = sorted({int(c) for c in items["runs"]["cpu"]} | ({w.cpu} if w.cpu is not None else set()))
+    if cpu is not None:
+        cpus = [cpu] if isinstance(cpu, int) else list(cpu)
+    cpus = cpus or sorted({int(c) for c in items["windows"]["cpu"]}) or [0]
+    fig = fig or new_figure(height=2.4 + 0.9 * len(cpus))
+    ax = fig.add_subplot(1, 1, 1)
+    row = {c: 4.0 * i for i, c in enumerate(reversed(cpus))}
+    us = lambda t: (np.asarray(t, dtype=np.int64) - start) / 1e3  # noqa: E731
+    for c in cpus:
+        y = row[c]
+        r = items["runs"][items["runs"]["cpu"] == c]
+        ax.broken_barh(list(zip(us(r["entry_ts"]), us(r["return_ts"]) - us(r["entry_ts"]))), (y + LANES["guest"], 0.8),
+                       color=COLORS["guest"], label="guest running" if c == cpus[0] else None)
+        win = items["windows"][items["windows"]["cpu"] == c]
+        for kind, color, label in (("other", COLORS["irqsoff"], "irqs-off window"),
+                                   ("guest-entry", COLORS["entry"], "irqs-off (opened in guest entry)"),
+                                   ("apparent", COLORS["apparent"], "apparent irqs-off (spans guest)")):
+            k = win[(win["kind"] == kind).to_numpy(bool)] if "kind" in win else win.iloc[0:0]
+            if len(k):
+                ax.broken_barh(list(zip(us(k["start_ts"]), us(k["end_ts"]) - us(k["start_ts"]))),
+                               (y + LANES["irqsoff"], 0.8), color=color, label=label)
+        e = items["eqs"][items["eqs"]["cpu"] == c]
+        if len(e):
+            ax.broken_barh(list(zip(us(e["start_ts"]), us(e["end_ts"]) - us(e["start_ts"]))), (y, 0.8),
+                           color=COLORS["eqs"], label="RCU not watching (guest quiescent state)")
+        q = items["irqs"][items["irqs"]["cpu"] == c]
+        ax.vlines(us(q["ts"]), y + 0.05, y + 0.75, color=COLORS["irq"], linewidth=1,
+                  label="IRQ handler" if c == cpus[0] and len(q) else None)
+        t = items["ticks"][items["ticks"]["cpu"] == c]
+        bad = t["direction"].notna().to_numpy(bool) if "direction" in t else np.zeros(len(t), bool)
+        ax.plot(us(t["ts"][~bad]), np.full(int((~bad).sum()), y + 0.4), "v", color=COLORS["tick"], markersize=7,
+                linestyle="none", label="tick" if (~bad).any() else None)
+        ax.plot(us(t["ts"][bad]), np.full(int(bad.sum()), y + 0.4), "*", color=COLORS["apparent"], markersize=11,
+                linestyle="none", label="misaccounted tick" if bad.any() else None)
+    ax.set_yticks([row[c] + 1.4 for c in cpus], [f"CPU {c}" for c in cpus])
+    ax.set_xlim(0, (end - start) / 1e3)
+    ax.set_ylim(-0.5, 4.0 * len(cpus) - 0.7)
+    ax.set_xlabel(f"time since {start / 1e9:.6f} s (µs)")
+    ax.set_title(title_for(a, f"timeline: {w.why}"), fontsize=10)
+    handles, labels = ax.get_legend_handles_labels()
+    uniq = dict(zip(labels, handles))
+    ax.grid(axis="x", alpha=0.3)
+    rows_of_legend = (len(uniq) + 2) // 3
+    fig.legend(uniq.values(), uniq.keys(), loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, (0.22 * rows_of_legend + 0.05) / fig.get_figheight(), 1, 1))
+    return fig
