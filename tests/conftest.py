@@ -20,6 +20,25 @@ PUBLIC = SHARED / "public"
 SAMPLES = ROOT / "sample_traces"
 
 
+VARIANTS = ["prefix-nohzfull", "prefix-tick", "fixed-nohzfull", "fixed-tick"]
+
+
+def _num(s: str) -> int:
+    return int(re.match(r"[\d,]+", s.strip()).group(0).replace(",", ""))
+
+
+@functools.lru_cache(maxsize=None)
+def reference() -> dict[str, dict]:
+    """real-arm64-6.1-qemu/README.md's table: variant → runs, bug-1 handlers, bug-2 runs, entry logic."""
+    out = {}
+    for line in (ARM64 / "README.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0] in VARIANTS:
+            out[cells[0]] = {"runs": _num(cells[1]), "bug1": _num(cells[2]), "bug2": _num(cells[3]), "verdict": cells[4]}
+    assert set(out) == set(VARIANTS)
+    return out
+
+
 def _trace_cmd() -> str:
     exe = shutil.which("trace-cmd")
     if exe is None:
