@@ -27,6 +27,9 @@ class TraceMeta:
     flag_width: int = 0
     events: int = 0
     lines: int = 0
+    #: events read but left out by a selective load (``load(..., select=...)``), and what it kept
+    not_kept: int = 0
+    selection: str | None = None
     skipped: dict[str, int] = field(default_factory=dict)
     skipped_examples: list[dict[str, Any]] = field(default_factory=list)
     lost: dict[int, int] = field(default_factory=dict)

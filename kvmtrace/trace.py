@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -9,6 +10,9 @@ import pandas as pd
 from .fields import BASE_COLUMNS as _BASE
 from .fields import decode_event, decode_fields
 from .meta import TraceMeta
+
+if TYPE_CHECKING:
+    from .readers.select import Selection
 
 
 class Trace:
@@ -18,10 +22,13 @@ class Trace:
     ``kvm_exit`` does not pay for decoding three million ``kvm_emulate_insn``.
     """
 
-    def __init__(self, events: pd.DataFrame, meta: TraceMeta, binary: object | None = None) -> None:
+    def __init__(self, events: pd.DataFrame, meta: TraceMeta, binary: object | None = None,
+                 reopen: str | None = None) -> None:
         self.events = events
         self.meta = meta
         self._binary = binary  # trace.dat records, for decoding fields without text
+        self._reopen = reopen  # a cached trace.dat: re-read the file only if a field is not cached
+        self._cached: dict[str, pd.DataFrame] = {}  # cached trace.dat: field columns per event, in table order
         self._typed: dict[str, pd.DataFrame] = {}
         self._fields: dict[str, tuple[np.ndarray, pd.DataFrame]] = {}  # (events-table rows, fields)
         self._names: list[str] | None = None
@@ -33,6 +40,18 @@ class Trace:
     @property
     def name(self) -> str:
         return os.path.basename(self.meta.path)
+
+    @property
+    def has_binary(self) -> bool:
+        """Typed fields come from trace.dat records (there is no printed payload)."""
+        return self._binary is not None or self._reopen is not None
+
+    def _records(self) -> object:
+        if self._binary is None and self._reopen is not None:
+            from .readers import read
+
+            self._binary = read(self._reopen)[2]  # seq is the record index in a full read
+        return self._binary
 
     def event_names(self) -> list[str]:
         """Event types present, most frequent first (counted once per Trace)."""
@@ -54,13 +73,19 @@ class Trace:
         if name in self._typed:
             full = self._typed[name]
             return full if columns is None else full[[*_BASE, *(c for c in columns if c in full.columns)]]
-        key = name if columns is None or self._binary is not None else f"{name}\0{','.join(sorted(columns))}"
+        key = name if columns is None or self.has_binary else f"{name}\0{','.join(sorted(columns))}"
         if key not in self._typed:
             rows = self.events[self.events["event"] == name]
-            if self._binary is not None:
+            if name in self._cached:
+                fields = self._cached[name].drop(columns="seq")
+                base = rows[_BASE].reset_index(drop=True)
+                self._typed[key] = pd.concat([base, fields], axis=1) if len(fields.columns) else base
+            elif "payload" not in self.events.columns and not self.has_binary:
+                raise KeyError(f"{name}: its fields were not kept by the selective load ({self.meta.selection})")
+            elif self.has_binary:
                 from .fields.binary import decode_binary
 
-                self._typed[key] = decode_binary(name, rows, self._binary)  # type: ignore[arg-type]
+                self._typed[key] = decode_binary(name, rows, self._records())  # type: ignore[arg-type]
             else:
                 self._typed[key] = decode_event(name, rows, None if columns is None else tuple(columns))
         out = self._typed[key]
@@ -75,12 +100,15 @@ class Trace:
         key = f"{name}\0fields\0{','.join(sorted(columns))}"
         if key not in self._fields:
             rows = np.flatnonzero((self.events["event"] == name).to_numpy(bool))
-            if name in self._typed:
-                got = self._typed[name][[c for c in columns if c in self._typed[name].columns]]
-            elif self._binary is not None:
+            known = self._cached.get(name, self._typed.get(name))
+            if known is not None:
+                got = known[[c for c in columns if c in known.columns]]
+            elif "payload" not in self.events.columns and not self.has_binary:
+                got = pd.DataFrame(index=range(len(rows)))  # not kept by a selective load: no fields
+            elif self.has_binary:
                 from .fields.binary import binary_fields
 
-                got = binary_fields(name, self.events["seq"].to_numpy(np.int64)[rows], self._binary,  # type: ignore[arg-type]
+                got = binary_fields(name, self.events["seq"].to_numpy(np.int64)[rows], self._records(),  # type: ignore[arg-type]
                                     tuple(columns))
             else:
                 got = decode_fields(name, self.events["payload"].array[rows], tuple(columns))
@@ -98,7 +126,9 @@ class Trace:
         Answers "what could be decided without preemptirq/rcu events?" on a real trace.
         """
         keep = ~self.events["event"].astype(object).isin(names)
-        return Trace(self.events[keep.to_numpy()], self.meta, self._binary)
+        out = Trace(self.events[keep.to_numpy()], self.meta, self._binary, self._reopen)
+        out._typed = {k: v for k, v in self._typed.items() if "\0" not in k and k not in names}
+        return out
 
     def payload(self, name: str) -> pd.Series:
         """Printable fields of event ``name``, one string per row, rendered only now.
@@ -108,7 +138,7 @@ class Trace:
         not the kernel's TP_printk): this is the costly step trace-cmd always pays.
         """
         rows = self.events[self.events["event"] == name]
-        if self._binary is None:
+        if not self.has_binary:
             return rows["payload"].reset_index(drop=True)
         typed = self.df(name)
         fields = [c for c in typed.columns if c not in _BASE]
@@ -135,9 +165,29 @@ class Trace:
                 f"skipped={m.skipped_total}, lost={m.lost_total}>")
 
 
-def load(path: str | os.PathLike[str]) -> Trace:
-    """Load a trace file of any supported format (sniffed from its content)."""
+def load(path: str | os.PathLike[str], cache: bool = False, cache_dir: str | os.PathLike[str] | None = None,
+         select: "Selection | None" = None) -> Trace:
+    """Load a trace file of any supported format (sniffed from its content).
+
+    With ``cache``, a Parquet copy is kept in ``cache_dir`` (default: ``cache.default_dir()``)
+    and used while the file is unchanged. With ``select`` (see ``readers.select``), only
+    those events and fields are kept: memory for what is kept, not for the file.
+    """
     from .readers import read
 
-    events, meta, binary = read(path)
-    return Trace(events, meta, binary)
+    if cache and select is None and os.path.isfile(path):
+        from . import cache as _cache
+
+        hit = _cache.read(path, cache_dir)
+        if hit is not None:
+            hit.meta.kernel["cache"] = "hit"
+            return hit
+    events, meta, binary, fields = read(path, select)
+    tr = Trace(events, meta, binary)
+    tr._cached.update(fields)
+    if cache and select is None:
+        from . import cache as _cache
+
+        _cache.write(tr, cache_dir)
+        tr.meta.kernel["cache"] = "written"
+    return tr

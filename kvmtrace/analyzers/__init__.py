@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from .. import progress
+from ..model.kernel import MODEL_EVENTS
+from ..readers.select import Selection
 from ..trace import Trace
 from . import exits, irqsoff, rcu, ticks, verdict
 from .base import FINDING_COLUMNS, FINDING_KINDS, Context, Options, Result
@@ -56,11 +58,26 @@ class Analysis:
             "verdict": self.verdict["verdict"],
             "verdict_evidence": self.verdict["evidence"],
             "counts": self.counts(),
-            "findings": [_plain(r) for r in f.to_dict(orient="records")],
-            "metrics": {name: _plain(res.metrics) for name, res in self.results.items()},
+            "findings": [plain(r) for r in f.to_dict(orient="records")],
+            "metrics": {name: plain(res.metrics) for name, res in self.results.items()},
             "undecidable": self.undecidable,
-            "meta": _plain(self.trace.meta.to_dict()),
+            "meta": plain(self.trace.meta.to_dict()),
         }
+
+
+def selection() -> Selection:
+    """What the analyzers read: load a huge trace with ``kvmtrace.load(path, select=selection())``.
+
+    The guest's return is then the first *kept* host event after the entry path:
+    the same as a full load whenever preemptirq or rcu events are recorded (they
+    are the first host events after the guest on every kernel we know).
+    """
+    from ..model.timeline import NEEDED
+
+    fields = {**{k: tuple(v) for k, v in NEEDED.items()},
+              "kvm_exit": ("exit_type", "esr_ec", "esr_ec_class", "reason"), "hrtimer_start": ("function", "expires"),
+              "tick_stop": ()}
+    return Selection(MODEL_EVENTS, fields)
 
 
 def analyze(trace: Trace, options: Options | None = None) -> Analysis:
@@ -88,12 +105,12 @@ def analyze(trace: Trace, options: Options | None = None) -> Analysis:
     return Analysis(trace, v, res, findings, undecidable)
 
 
-def _plain(x: Any) -> Any:
+def plain(x: Any) -> Any:
     """JSON-safe copy: numpy scalars → Python, NaN/NA → None."""
     if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
+        return {str(k): plain(v) for k, v in x.items()}
     if isinstance(x, (list, tuple, np.ndarray)):
-        return [_plain(v) for v in x]
+        return [plain(v) for v in x]
     if isinstance(x, np.generic):
         x = x.item()
     if x is pd.NA or x is None or (isinstance(x, float) and math.isnan(x)):

@@ -8,6 +8,9 @@ import click
 
 from ..analyzers import FINDING_KINDS, Analysis, Options, analyze as run_analysis
 from ..trace import load
+from ..analyzers import plain, selection
+from ..batch import analyze_many
+from .inputs import batch_options, expand, is_many
 from .main import cli, one_line_errors
 from .progress import terminal_progress
 from ..tables import render
@@ -33,7 +36,7 @@ def _kinds(value: str | None) -> list[str]:
 
 
 @cli.command()
-@click.argument("trace")
+@click.argument("traces", nargs=-1, required=True, metavar="TRACE...")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (schema in the README).")
 @click.option("--fail-on", "fail_on", metavar="KIND[,KIND]",
               help="Exit 1 when proven findings of these kinds exist: " + ", ".join(FINDING_KINDS) + ".")
@@ -41,9 +44,18 @@ def _kinds(value: str | None) -> list[str]:
 @click.option("--irqsoff-threshold-us", type=float, default=100.0, show_default=True,
               help="Irqs-off windows longer than this are counted per CPU.")
 @click.option("--findings", "show", type=int, default=10, show_default=True, help="Findings to list (text output).")
+@click.option("--low-memory", is_flag=True,
+              help="Keep only the events and fields the analyzers read, decoded while reading (no cache).")
+@batch_options
 @one_line_errors
-def analyze(trace: str, as_json: bool, fail_on: str | None, strict: bool, irqsoff_threshold_us: float, show: int) -> None:
+def analyze(traces: tuple[str, ...], as_json: bool, fail_on: str | None, strict: bool, irqsoff_threshold_us: float,
+            show: int, low_memory: bool, scheduler: str | None, workers: int, serial: bool, no_cache: bool,
+            cache_dir: str | None) -> None:
     """Find guest entry/exit bugs in TRACE and say which entry logic the kernel runs.
+
+    Several traces (files, folders, globs, comma lists) give one row per trace,
+    analyzed in parallel on dask.distributed; a trace that fails is reported in
+    its row (exit 2 at the end).
 
     \b
     Finding kinds:
@@ -54,9 +66,15 @@ def analyze(trace: str, as_json: bool, fail_on: str | None, strict: bool, irqsof
     suggest it; the reason is given). Exit status: 0, 1 with --fail-on, 2 on bad input.
     """
     kinds = _kinds(fail_on)
+    opts = Options(irqsoff_threshold_ns=int(irqsoff_threshold_us * 1000))
+    if len(traces) > 1 or is_many(traces[0]):
+        _many([p for t in traces for p in expand(t)], opts, as_json, kinds, strict, scheduler, workers, serial,
+              not no_cache, cache_dir)
+        return
     with terminal_progress():
-        tr = load(trace)
-        a = run_analysis(tr, Options(irqsoff_threshold_ns=int(irqsoff_threshold_us * 1000)))
+        tr = load(traces[0], cache=not (no_cache or low_memory), cache_dir=cache_dir,
+                  select=selection() if low_memory else None)
+        a = run_analysis(tr, opts)
     if as_json:
         click.echo(json.dumps(a.to_json(), indent=2, sort_keys=True))
     else:
@@ -67,6 +85,33 @@ def analyze(trace: str, as_json: bool, fail_on: str | None, strict: bool, irqsof
         if len(hits):
             click.echo(f"kvmtrace: {len(hits)} finding(s) of {', '.join(kinds)}", err=True)
             sys.exit(1)
+
+
+def _many(paths: list[str], opts: Options, as_json: bool, kinds: list[str], strict: bool, scheduler: str | None,
+          workers: int, serial: bool, cache: bool, cache_dir: str | None) -> None:
+    """Batch mode: one row per trace."""
+    with terminal_progress():
+        t = analyze_many(paths, opts, scheduler=scheduler, workers=workers, serial=serial, cache=cache,
+                         cache_dir=cache_dir)
+    if as_json:
+        click.echo(json.dumps({"schema": 1, "traces": [plain(r) for r in t.to_dict(orient="records")]},
+                              indent=2, sort_keys=True))
+    else:
+        click.echo(render(["trace", "format", "events", "verdict", "runs", "apparent", "rcu", "ticks", "error"],
+                          [[r.path, r.format, r.events, r.verdict, r.guest_runs, r.apparent_irqsoff_proven,
+                            r.rcu_not_watching_proven, r.misaccounted_tick_proven, r.error or ""]
+                           for r in t.itertuples()]))
+    failed = t[t["error"].notna()]
+    hits = 0
+    for k in kinds:
+        cols = [f"{k}_proven"] + ([f"{k}_inferred"] if strict else [])
+        hits += int(t[cols].fillna(0).to_numpy().sum())
+    if len(failed):
+        click.echo(f"kvmtrace: {len(failed)} of {len(t)} traces failed", err=True)
+        sys.exit(2)
+    if hits:
+        click.echo(f"kvmtrace: {hits} finding(s) of {', '.join(kinds)}", err=True)
+        sys.exit(1)
 
 
 def _print(a: Analysis, show: int) -> None:

@@ -6,10 +6,10 @@ import sys
 
 import click
 
-from ..analyzers import Options, analyze
+from ..analyzers import Options
+from ..batch import compare_part, run
 from ..compare import DEFAULT_ALPHA, compare as run_compare
-from ..trace import load
-from .inputs import expand
+from .inputs import batch_options, expand
 from .main import cli, one_line_errors
 from .progress import terminal_progress
 
@@ -24,14 +24,17 @@ from .progress import terminal_progress
               show_default=True, help="Significance level of every test.")
 @click.option("--irqsoff-threshold-us", type=float, default=100.0, show_default=True,
               help="Irqs-off windows longer than this are counted per CPU.")
+@batch_options
 @one_line_errors
 def compare(before: str, after: str, as_json: bool, as_markdown: bool, fail_on_regression: bool, alpha: float,
-            irqsoff_threshold_us: float) -> None:
+            irqsoff_threshold_us: float, scheduler: str | None, workers: int, serial: bool, no_cache: bool,
+            cache_dir: str | None) -> None:
     """Compare a kernel BEFORE a change with the kernel AFTER it.
 
     \b
     BEFORE and AFTER are each a trace file, a folder of traces, a glob, or a
-    comma-separated list; the traces of one side are pooled. Per bug class the
+    comma-separated list; the traces of one side are pooled, and loaded and
+    analyzed in parallel on dask.distributed. Per bug class the
     verdict is fixed, regressed, unchanged or undecidable, backed by Fisher's
     exact test on the rates; duration metrics get Mann-Whitney U (p50) and
     Kolmogorov-Smirnov (p99) tests. Exit status: 0, 1 with --fail-on-regression,
@@ -41,9 +44,10 @@ def compare(before: str, after: str, as_json: bool, as_markdown: bool, fail_on_r
         raise click.UsageError("choose one of --json and --markdown")
     opts = Options(irqsoff_threshold_ns=int(irqsoff_threshold_us * 1000))
     paths = [expand(before), expand(after)]  # every name checked before the first slow load
-    with terminal_progress():
-        sides = [[analyze(load(p), opts) for p in side] for side in paths]
-    c = run_compare(sides[0], sides[1], alpha=alpha)
+    with terminal_progress():  # one trace per task: several traces go to dask.distributed workers
+        parts = run(compare_part, paths[0] + paths[1], opts, not no_cache, cache_dir, scheduler=scheduler,
+                    workers=workers, serial=serial)
+    c = run_compare(parts[:len(paths[0])], parts[len(paths[0]):], alpha=alpha)
     if as_json:
         click.echo(json.dumps(c.to_json(), indent=2, sort_keys=True))
     elif as_markdown:

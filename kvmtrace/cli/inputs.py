@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Callable
+from typing import Any
+
+import click
 
 from ..errors import TraceFormatError
 from ..readers import is_trace
@@ -31,3 +35,25 @@ def expand(arg: str) -> list[str]:
     if not out:
         raise TraceFormatError(arg, None, "names no trace")
     return out
+
+
+def is_many(arg: str) -> bool:
+    """Whether ``arg`` names a batch (folder, glob, comma list) rather than one file."""
+    return "," in arg or os.path.isdir(arg) or (any(c in arg for c in "*?[") and not os.path.exists(arg))
+
+
+def batch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Options of commands that read many traces: where to run them and the Parquet cache."""
+    for opt in reversed([
+        click.option("--scheduler", metavar="tcp://HOST:PORT", envvar="DASK_SCHEDULER_ADDRESS",
+                     help="Run on this dask.distributed cluster (default: $DASK_SCHEDULER_ADDRESS, else an "
+                          "embedded local cluster)."),
+        click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
+                     help="Worker processes of the embedded local cluster."),
+        click.option("--serial", is_flag=True, help="Analyze the traces one after another in this process."),
+        click.option("--no-cache", is_flag=True, help="Neither read nor write the Parquet cache."),
+        click.option("--cache-dir", metavar="DIR", envvar="KVMTRACE_CACHE_DIR",
+                     help="Cache folder (default: $KVMTRACE_CACHE_DIR, else ~/.cache/kvmtrace)."),
+    ]):
+        fn = opt(fn)
+    return fn

@@ -22,8 +22,11 @@ from .progress import terminal_progress
               show_default=True, help="Significance level of the comparison's tests.")
 @click.option("--irqsoff-threshold-us", type=float, default=100.0, show_default=True,
               help="Irqs-off windows longer than this are counted per CPU.")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the Parquet cache.")
+@click.option("--cache-dir", metavar="DIR", envvar="KVMTRACE_CACHE_DIR", help="Cache folder.")
 @one_line_errors
-def report(trace: str, baseline: str | None, out_dir: str, alpha: float, irqsoff_threshold_us: float) -> None:
+def report(trace: str, baseline: str | None, out_dir: str, alpha: float, irqsoff_threshold_us: float,
+           no_cache: bool, cache_dir: str | None) -> None:
     """Write a pull-request-ready report on TRACE into DIR.
 
     \b
@@ -35,7 +38,7 @@ def report(trace: str, baseline: str | None, out_dir: str, alpha: float, irqsoff
     """
     opts = Options(irqsoff_threshold_ns=int(irqsoff_threshold_us * 1000))
     with terminal_progress():
-        a = analyze(load(trace), opts)
-        b = analyze(load(baseline), opts) if baseline else None
+        a = analyze(load(trace, cache=not no_cache, cache_dir=cache_dir), opts)
+        b = analyze(load(baseline, cache=not no_cache, cache_dir=cache_dir), opts) if baseline else None
     paths = write_report(a, out_dir, baseline=b, alpha=alpha, argv=["kvmtrace", *sys.argv[1:]])
     click.echo(f"wrote {paths[0]} and {len(paths) - 1} figure files")

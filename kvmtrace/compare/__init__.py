@@ -15,11 +15,11 @@ import pandas as pd
 from ..analyzers import FINDING_KINDS, Analysis, Options
 from ..tables import markdown, render
 from . import metrics, verdicts
-from .sides import Side, side
+from .sides import Part, Side, extract, side
 
 SCHEMA_VERSION = 1
 DEFAULT_ALPHA = 0.01
-__all__ = ["Comparison", "compare", "DEFAULT_ALPHA"]
+__all__ = ["Comparison", "compare", "extract", "Part", "DEFAULT_ALPHA"]
 
 
 @dataclass
@@ -98,16 +98,16 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def _analyses(side_in: Sequence[Any], options: Options | None) -> list[Analysis]:
+def _items(side_in: Sequence[Any], options: Options | None) -> list[Analysis | Part]:
     from .. import analyze
 
-    return [x if isinstance(x, Analysis) else analyze(x, options) for x in side_in]
+    return [x if isinstance(x, (Analysis, Part)) else analyze(x, options) for x in side_in]
 
 
 def compare(before: Any, after: Any, alpha: float = DEFAULT_ALPHA, options: Options | None = None) -> Comparison:
-    """Compare two kernels; each side an Analysis, Trace or path, or a list of them (pooled)."""
-    bl = _analyses(before if isinstance(before, (list, tuple)) else [before], options)
-    al = _analyses(after if isinstance(after, (list, tuple)) else [after], options)
+    """Compare two kernels; each side an Analysis, Part, Trace or path, or a list of them (pooled)."""
+    bl = _items(before if isinstance(before, (list, tuple)) else [before], options)
+    al = _items(after if isinstance(after, (list, tuple)) else [after], options)
     if not bl or not al:
         raise ValueError("each side of a comparison needs at least one trace")
     b, a = side("before", bl), side("after", al)

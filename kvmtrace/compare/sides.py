@@ -38,49 +38,74 @@ class Side:
         return self.denominators[kind]
 
 
-def side(label: str, analyses: list[Analysis]) -> Side:
-    """Pool ``analyses`` (one kernel, one or more traces) into a Side."""
+@dataclass
+class Part:
+    """What one trace adds to a side: small enough to send back from a worker process."""
+
+    path: str
+    entry_logic: str
+    runs: int
+    ticks: int
+    counts: dict[str, dict[str, int]]
+    cannot: dict[str, str]                       # kind → why this trace cannot decide it
+    irqsoff_ns: np.ndarray
+    apparent_ns: np.ndarray
+    exits: pd.DataFrame
+    tick_rows: pd.DataFrame
+
+
+def extract(a: Analysis) -> Part:
+    """The parts of an analysis a comparison uses."""
+    cannot = {}
+    for u in a.undecidable:
+        for kind, analyzer in ANALYZER_OF.items():
+            if u["analysis"] == analyzer:
+                cannot[kind] = f"needs {', '.join(u['missing'])}" if u["missing"] else u["what"]
+    w = a.results["irqsoff"].frames.get("windows")
+    has_w = w is not None and len(w) > 0
+    r = a.runs
+    exits = pd.DataFrame({"reason": r["reason"].astype(str).to_numpy(), "host_ns": r["host_ns"].array,
+                          "guest_ns": r["guest_ns"].to_numpy(np.int64)}) if len(r) else _no_exits()
+    t = a.results["ticks"].frames.get("per_cpu")
+    return Part(
+        path=a.trace.path, entry_logic=a.verdict["verdict"], runs=len(r),
+        ticks=int(a.results["ticks"].metrics.get("ticks_on_vcpu_cpus") or 0), counts=a.counts(), cannot=cannot,
+        irqsoff_ns=w["duration_ns"].to_numpy(np.int64) if has_w else np.zeros(0, np.int64),
+        apparent_ns=w.loc[(w["kind"] == "apparent").to_numpy(bool), "duration_ns"].to_numpy(np.int64) if has_w
+        else np.zeros(0, np.int64),
+        exits=exits, tick_rows=t.assign(trace=a.trace.name) if t is not None and len(t) else pd.DataFrame())
+
+
+def side(label: str, items: list[Analysis | Part]) -> Side:
+    """Pool the traces of one kernel (analyses, or parts extracted from them) into a Side."""
+    parts = [x if isinstance(x, Part) else extract(x) for x in items]
     proven, inferred, denominators, decided = ({k: 0 for k in FINDING_KINDS} for _ in range(4))
     undecidable: dict[str, list[str]] = {}
-    irqsoff, apparent, exits, ticks = [], [], [], []
-    n_ticks = 0
-    for a in analyses:
-        a_ticks = int(a.results["ticks"].metrics.get("ticks_on_vcpu_cpus") or 0)
-        cannot = {}
-        for u in a.undecidable:
-            for kind, analyzer in ANALYZER_OF.items():
-                if u["analysis"] == analyzer:
-                    cannot[kind] = f"needs {', '.join(u['missing'])}" if u["missing"] else u["what"]
-        for k, c in a.counts().items():
-            if k in cannot:  # a trace that cannot decide a kind adds nothing to its rate
-                undecidable.setdefault(k, [])
-                if cannot[k] not in undecidable[k]:
-                    undecidable[k].append(cannot[k])
+    for p in parts:
+        for k, c in p.counts.items():
+            if k in p.cannot:  # a trace that cannot decide a kind adds nothing to its rate
+                if p.cannot[k] not in undecidable.setdefault(k, []):
+                    undecidable[k].append(p.cannot[k])
                 continue
             proven[k] += c["proven"]
             inferred[k] += c["inferred"]
-            denominators[k] += a_ticks if k == "misaccounted_tick" else len(a.runs)
+            denominators[k] += p.ticks if k == "misaccounted_tick" else p.runs
             decided[k] += 1
-        w = a.results["irqsoff"].frames.get("windows")
-        if w is not None and len(w):
-            irqsoff.append(w["duration_ns"].to_numpy(np.int64))
-            apparent.append(w.loc[(w["kind"] == "apparent").to_numpy(bool), "duration_ns"].to_numpy(np.int64))
-        r = a.runs
-        if len(r):
-            exits.append(pd.DataFrame({"reason": r["reason"].astype(str).to_numpy(), "host_ns": r["host_ns"].array,
-                                       "guest_ns": r["guest_ns"].to_numpy(np.int64)}))
-        n_ticks += a_ticks
-        t = a.results["ticks"].frames.get("per_cpu")
-        if t is not None and len(t):
-            ticks.append(t.assign(trace=a.trace.name))
+    exits = [p.exits for p in parts if len(p.exits)]
+    ticks = [p.tick_rows for p in parts if len(p.tick_rows)]
     return Side(
-        label=label, traces=[a.trace.path for a in analyses], entry_logic=[a.verdict["verdict"] for a in analyses],
-        runs=sum(len(a.runs) for a in analyses), ticks=n_ticks, proven=proven, inferred=inferred,
-        denominators=denominators, decided=decided, undecidable=undecidable, irqsoff_ns=_cat(irqsoff), apparent_ns=_cat(apparent),
-        exits=pd.concat(exits, ignore_index=True) if exits else
-        pd.DataFrame({"reason": pd.Series(dtype=str), "host_ns": pd.Series(dtype="Int64"), "guest_ns": pd.Series(dtype=np.int64)}),
+        label=label, traces=[p.path for p in parts], entry_logic=[p.entry_logic for p in parts],
+        runs=sum(p.runs for p in parts), ticks=sum(p.ticks for p in parts), proven=proven, inferred=inferred,
+        denominators=denominators, decided=decided, undecidable=undecidable,
+        irqsoff_ns=_cat([p.irqsoff_ns for p in parts]), apparent_ns=_cat([p.apparent_ns for p in parts]),
+        exits=pd.concat(exits, ignore_index=True) if exits else _no_exits(),
         tick_rows=pd.concat(ticks, ignore_index=True) if ticks else pd.DataFrame(),
     )
+
+
+def _no_exits() -> pd.DataFrame:
+    return pd.DataFrame({"reason": pd.Series(dtype=str), "host_ns": pd.Series(dtype="Int64"),
+                         "guest_ns": pd.Series(dtype=np.int64)})
 
 
 def _cat(parts: list[np.ndarray]) -> np.ndarray:

@@ -254,6 +254,7 @@ def _generic(r: _Rows) -> Cols:
 def binary_fields(name: str, seq: np.ndarray, src: BinarySource, want: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Typed field columns of event ``name`` for the records ``seq`` (seq is the record index);
     adapters that can skip fields skip those not in ``want``."""
+    seq = src.rows(seq)
     tids = src.type_id[seq]
     if len(tids) and (tids == tids[0]).all():  # one format: no concat and re-sort
         return pd.DataFrame(ADAPTERS.get(name, _generic)(_Rows(src, src.formats[int(tids[0])], seq, want)))

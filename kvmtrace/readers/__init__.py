@@ -12,12 +12,15 @@ import pandas as pd
 from ..errors import TraceFormatError
 from ..meta import TraceMeta
 from .compression import read_head
+from .select import Selection
 from .sniff import sniff_binary, sniff_text
 from .text import read_text
 
 
-def read(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, TraceMeta, object | None]:
-    """Read any supported trace file into (events table, meta, binary record source or None)."""
+def read(path: str | os.PathLike[str], select: Selection | None = None
+         ) -> tuple[pd.DataFrame, TraceMeta, object | None, dict[str, pd.DataFrame]]:
+    """Read any supported trace file into (events table, meta, binary record source or None,
+    fields decoded while reading: event → seq + columns, for a selective load)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise TraceFormatError(path, None, "no such file")
@@ -32,15 +35,18 @@ def read(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, TraceMeta, object 
     if kind == "trace.dat":
         from .tracedat import read_dat
 
-        events, meta, source = read_dat(path, compression)
-        _finish_meta(events, meta)
-        return events, meta, source
+        events, meta, source = read_dat(path, compression, select)
+        _finish_meta(events, meta, select)
+        return events, meta, source, {}
     fmt = sniff_text(path, head)
     meta = TraceMeta(path=path, source_format=fmt.name, compression=compression)
-    cols = read_text(path, fmt, meta)
+    cols = read_text(path, fmt, meta, select=select)
     events = cols.to_frame()
-    _finish_meta(events, meta)
-    return events, meta, None
+    meta.not_kept = cols.not_kept
+    meta.events -= cols.not_kept
+    fields = cols.field_frames(events["seq"].to_numpy()) if select is not None else {}
+    _finish_meta(events, meta, select)
+    return events, meta, None, fields
 
 
 def is_trace(path: str | os.PathLike[str]) -> bool:
@@ -55,8 +61,10 @@ def is_trace(path: str | os.PathLike[str]) -> bool:
         return False
 
 
-def _finish_meta(events: pd.DataFrame, meta: TraceMeta) -> None:
+def _finish_meta(events: pd.DataFrame, meta: TraceMeta, select: Selection | None = None) -> None:
     """Fill the fields every reader derives the same way from the table."""
+    if select is not None:
+        meta.selection = select.describe()
     if len(events):
         meta.first_ns = int(events["ts"].iloc[0])
         meta.last_ns = int(events["ts"].iloc[-1])

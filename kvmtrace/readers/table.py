@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 
 from ..schema import string_array
 from .flags import FLAG_COLUMNS, masked
+from .select import Selection
 
 #: Arrow's default (mimalloc) pool keeps freed block memory cached; the system
 #: pool returns it, which keeps peak RSS near the size of the table.
@@ -21,7 +22,12 @@ POOL = pa.system_memory_pool()
 class EventColumns:
     """Per-block column pieces, concatenated once at the end."""
 
-    def __init__(self) -> None:
+    def __init__(self, select: Selection | None = None) -> None:
+        self.select = select
+        self.not_kept = 0
+        self._seq_base = 0
+        self.seq: list[np.ndarray] = []
+        self.fields: dict[str, list[pd.DataFrame]] = {}
         self.ts: list[np.ndarray] = []
         self.cpu: list[np.ndarray] = []
         self.pid: list[np.ndarray] = []
@@ -35,6 +41,21 @@ class EventColumns:
         self._unknown_flags: set[str] = set()
 
     def add_block(self, *, ts, cpu, pid, tgid, comm, event, system, flags, payload, line) -> None:
+        seq = np.arange(self._seq_base, self._seq_base + len(ts), dtype=np.int64)  # position in the whole file
+        self._seq_base += len(ts)
+        if self.select is not None:
+            keep = pc.is_in(event, value_set=pa.array(sorted(self.select.events), event.type)).to_numpy(zero_copy_only=False)
+            self.not_kept += int((~keep).sum())
+            k = pa.array(keep)
+            idx = np.flatnonzero(keep)
+            ts, cpu, pid, seq, line = ts[idx], cpu[idx], pid[idx], seq[idx], line[idx]
+            tgid = (tgid[0][idx], tgid[1][idx])
+            comm, event, payload = comm.filter(k), event.filter(k), payload.filter(k)
+            system = system.filter(k) if system is not None else None
+            flags = {name: (v[idx], known[idx]) for name, (v, known) in flags.items()}
+            self._decode_fields(event, payload, seq)
+            payload = None
+        self.seq.append(seq)
         self.ts.append(np.asarray(ts, dtype=np.int64))
         self.cpu.append(np.asarray(cpu, dtype=np.int32))
         self.pid.append(np.asarray(pid, dtype=np.int32))
@@ -45,6 +66,29 @@ class EventColumns:
         self.flags.append(flags)
         self.payload.append(payload)
         self.line.append(np.asarray(line, dtype=np.int64))
+
+    def _decode_fields(self, event: pa.Array, payload: pa.Array, seq: np.ndarray) -> None:
+        """The selected typed fields of this block's events, so their payloads need not be kept."""
+        from ..fields.decode import decode_payload
+
+        for name, columns in self.select.fields.items():  # type: ignore[union-attr]
+            m = pc.equal(event, name).to_numpy(zero_copy_only=False)
+            if not m.any():
+                continue
+            got, _unparsed = decode_payload(name, payload.filter(pa.array(m)).cast(pa.large_string()), columns)
+            got.insert(0, "seq", seq[m])
+            self.fields.setdefault(name, []).append(got)
+
+    def field_frames(self, table_seq: np.ndarray) -> dict[str, pd.DataFrame]:
+        """Decoded fields per event, rows in the order of the events table (``table_seq``)."""
+        out = {}
+        pos = pd.Series(np.arange(len(table_seq)), index=table_seq)
+        for name, parts in self.fields.items():
+            f = pd.concat(parts, ignore_index=True)
+            order = np.argsort(pos.reindex(f["seq"].to_numpy()).to_numpy(), kind="stable")
+            out[name] = f.iloc[order].reset_index(drop=True)
+        self.fields = {}
+        return out
 
     def clear_flag_knowledge(self, name: str) -> None:
         """Mark a flag column NA everywhere: the source cannot show it."""
@@ -57,7 +101,8 @@ class EventColumns:
         """The events table, sorted by (ts, seq); ``seq`` is the order in the source."""
         ts = np.concatenate(self.ts) if self.ts else np.zeros(0, np.int64)
         n = len(ts)
-        seq = np.arange(n, dtype=np.int64)
+        seq = np.concatenate(self.seq) if self.seq else np.zeros(0, np.int64)
+        self.seq = []
         order = None
         if n > 1 and (np.diff(ts) < 0).any():
             order = np.argsort(ts, kind="stable")
@@ -99,10 +144,11 @@ class EventColumns:
                 k = np.zeros_like(k)
             data[name] = masked(name, take(v), take(k))
         self.flags = []
-        payload = pa.chunked_array(self.payload, type=pa.large_string()) if self.payload else pa.chunked_array([], pa.large_string())
-        self.payload = []
-        if order is not None:
-            payload = payload.take(pa.array(order))
-        data["payload"] = string_array(payload)
-        data["line"] = take(np.concatenate(self.line)) if n else np.zeros(0, np.int64)
+        if self.select is None:  # a selective load decoded its fields in the reader and kept no text
+            payload = pa.chunked_array(self.payload, type=pa.large_string()) if self.payload else pa.chunked_array([], pa.large_string())
+            if order is not None:
+                payload = payload.take(pa.array(order))
+            data["payload"] = string_array(payload)
+            data["line"] = take(np.concatenate(self.line)) if n else np.zeros(0, np.int64)
+        self.payload, self.line = [], []
         return pd.DataFrame(data, copy=False)  # no consolidation copy

@@ -25,6 +25,7 @@ from . import textscan as ts
 from .compression import iter_blocks
 from .flags import decode_flags
 from .sniff import TextFormat
+from .select import Selection
 from .table import EventColumns
 from .text_lines import LineFields, parse_block
 
@@ -107,13 +108,13 @@ def _decode(buf: np.ndarray, final: bool, fmt: TextFormat) -> _Block:
 
 
 def read_text(path: str, fmt: TextFormat, meta: TraceMeta, block_size: int = 6 << 20,
-              workers: int = 2) -> EventColumns:
+              workers: int = 2, select: Selection | None = None) -> EventColumns:
     """Parse the whole text trace at ``path`` in format ``fmt`` into event columns.
 
     Blocks are decoded on ``workers`` threads (numpy releases the GIL) while the
     main thread reads ahead and keeps the per-line accounting in source order.
     """
-    cols = EventColumns()
+    cols = EventColumns(select)
     line_base = 0
     last_ts_by_cpu: dict[int, int] = {}
     min_flen = 9

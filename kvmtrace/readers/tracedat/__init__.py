@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import mmap
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from .formats import EventFormat, Field, header_page_layout, parse_format
 from .records import RecordStore
 from .ringbuf import walk
 from .symbols import Symbols, cmdlines, printk_strings
+from ..select import Selection
 
 # common_flags bits (kernel/trace/trace.h)
 IRQS_OFF, IRQS_NOSUPPORT, NEED_RESCHED, HARDIRQ, SOFTIRQ, PREEMPT_RESCHED, NMI, BH_OFF = (
@@ -34,13 +36,19 @@ class BinarySource:
     """
 
     def __init__(self, formats: dict[int, EventFormat], store: RecordStore, type_id: np.ndarray,
-                 dat: hdr.DatFile) -> None:
+                 dat: hdr.DatFile, seq: np.ndarray | None = None) -> None:
+        self.seq = seq  # a selective read: the seq of each kept record (sorted); else seq is the row
         self.formats = formats
         self.store = store
         self.type_id = type_id
         self._kallsyms, self._printk_text = dat.kallsyms, dat.printk
         self._symbols: Symbols | None = None
         self._printk: dict[int, str] | None = None
+
+    def rows(self, seq: np.ndarray) -> np.ndarray:
+        """Record rows of events ``seq``."""
+        seq = np.asarray(seq, dtype=np.int64)
+        return seq if self.seq is None else np.searchsorted(self.seq, seq)
 
     @property
     def symbols(self) -> Symbols:
@@ -88,8 +96,13 @@ def _cpu_bytes(r: hdr._Reader, dat: hdr.DatFile, c: hdr.CpuData, mm: mmap.mmap, 
     return out[:pos]
 
 
-def read_dat(path: str, compression: str | None = None):
-    """Read a trace.dat file: (events table, meta, BinarySource)."""
+def read_dat(path: str, compression: str | None = None, select: Selection | None = None):
+    """Read a trace.dat file: (events table, meta, BinarySource).
+
+    With ``select``, each CPU's records of other event types are dropped as soon as
+    that CPU is read and the kept records' bytes are copied into a compact buffer,
+    so memory follows the kept events (plus 8 bytes per record for numbering).
+    """
     if compression:
         raise TraceFormatError(path, "byte 0", f"{compression}-compressed trace.dat: decompress it first")
     with open(path, "rb") as fh:
@@ -124,6 +137,10 @@ def read_dat(path: str, compression: str | None = None):
     bufs: list[np.ndarray] = []
     pieces = []
     gaps: list[tuple[int, int, int | None]] = []
+    keep_ids = np.array(sorted(i for i, f in formats.items() if f.name in select.events), np.int64) \
+        if select is not None else None
+    all_ts: list[np.ndarray] = []       # selective: every record's time, to number kept ones as a full read
+    kept_at: list[np.ndarray] = []      # selective: index of each kept record within its CPU
     total_cpus = max(sum(len(b.cpus) for b in dat.buffers), 1)
     for b_index, buf in enumerate(dat.buffers):
         for c in buf.cpus:
@@ -137,11 +154,19 @@ def read_dat(path: str, compression: str | None = None):
             if recs.corrupt_pages:
                 meta.warnings.append(f"CPU {c.cpu}: {recs.corrupt_pages} pages with a broken event chain (corrupt data); their remaining events are skipped")
                 meta.skip("corrupt-page", recs.corrupt_pages)
-            bufs.append(data)
-            pieces.append((b_index, c.cpu, len(bufs) - 1, recs))
             for pg in np.flatnonzero(recs.lost != 0):  # where events were lost: after the last record before that page
                 k = int(np.searchsorted(recs.page, pg))
                 gaps.append((c.cpu, int(recs.lost[pg]), int(recs.ts[k - 1]) if k > 0 else None))
+            if keep_ids is not None:
+                tid = _u16(data, recs.offset.astype(np.int64) + cf["common_type"].offset, dat.big_endian)
+                m = np.isin(tid, keep_ids)
+                meta.not_kept += int((~m).sum())
+                all_ts.append(recs.ts)
+                kept_at.append(np.flatnonzero(m))
+                data, new_off = _compact(data, recs.offset[m], recs.length[m])
+                recs = _Kept(recs.ts[m], new_off, recs.length[m])
+            bufs.append(data)
+            pieces.append((b_index, c.cpu, len(bufs) - 1, recs))
     n = sum(len(p[3].ts) for p in pieces)
     ts = np.concatenate([p[3].ts for p in pieces]) if pieces else np.zeros(0, np.uint64)
     cpu = np.concatenate([np.full(len(p[3].ts), p[1], np.int32) for p in pieces]) if pieces else np.zeros(0, np.int32)
@@ -156,7 +181,18 @@ def read_dat(path: str, compression: str | None = None):
     ts_ns = _to_ns(ts, dat)
     # trace-cmd merges CPUs earliest first, the lower CPU on ties; pieces are in CPU order and
     # each is time-ordered, so a stable sort (a run merge) gives exactly that order
-    order = np.argsort(ts_ns, kind="stable")
+    seq_of = None
+    if keep_ids is not None:  # the kept records' positions in that merge of every record
+        rank = np.empty(sum(len(t) for t in all_ts), np.int64)
+        rank[np.argsort(_to_ns(np.concatenate(all_ts) if all_ts else np.zeros(0, np.uint64), dat), kind="stable")] = \
+            np.arange(len(rank))
+        starts = np.cumsum([0] + [len(t) for t in all_ts[:-1]])
+        seq_of = rank[np.concatenate([k + s for k, s in zip(kept_at, starts)]) if kept_at else np.zeros(0, np.int64)]
+        del rank, all_ts, kept_at
+        order = np.argsort(seq_of, kind="stable")
+        seq_of = seq_of[order]
+    else:
+        order = np.argsort(ts_ns, kind="stable")
     # permute one column at a time so only one extra copy exists at once
     ts_ns = ts_ns[order]
     cpu = cpu[order]
@@ -198,7 +234,7 @@ def read_dat(path: str, compression: str | None = None):
     event = _categorical([formats[int(t)].name for t in uniq_t], tinv)
     system = _categorical([formats[int(t)].system for t in uniq_t], tinv)
     data: dict[str, object] = {
-        "ts": ts_ns, "seq": np.arange(n, dtype=np.int64), "cpu": cpu, "pid": pid,
+        "ts": ts_ns, "seq": seq_of if seq_of is not None else np.arange(n, dtype=np.int64), "cpu": cpu, "pid": pid,
         "tgid": pd.arrays.IntegerArray(np.zeros(n, np.int32), np.ones(n, bool)),
         "comm": comm, "event": event, "system": system,
     }
@@ -231,8 +267,40 @@ def read_dat(path: str, compression: str | None = None):
     meta.clock = dat.clock
     meta.flag_width = 5
     meta.ts_resolution_ns = 1
-    source = BinarySource(formats, store, type_id, dat)
+    source = BinarySource(formats, store, type_id, dat, seq_of)
     return events, meta, source
+
+
+@dataclass
+class _Kept:
+    """The kept records of one CPU, offsets into its compact buffer."""
+
+    ts: np.ndarray
+    offset: np.ndarray
+    length: np.ndarray
+
+
+def _u16(data: np.ndarray, at: np.ndarray, big_endian: bool) -> np.ndarray:
+    """The 2-byte unsigned value at each position (common_type)."""
+    at = np.minimum(at, max(len(data) - 2, 0))
+    hi, lo = (data[at], data[at + 1]) if big_endian else (data[at + 1], data[at])
+    return (hi.astype(np.int64) << 8) | lo
+
+
+def _compact(data: np.ndarray, off: np.ndarray, length: np.ndarray, batch: int = 1 << 16
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """The bytes of the given records copied end to end, and their new offsets."""
+    length = length.astype(np.int64)
+    new_off = np.zeros(len(off), np.int64)
+    np.cumsum(length[:-1], out=new_off[1:])
+    out = np.empty(int(length.sum()), np.uint8)
+    for i in range(0, len(off), batch):  # bounded index arrays: one batch of records at a time
+        o, ln, n0 = off[i:i + batch].astype(np.int64), length[i:i + batch], new_off[i:i + batch]
+        total = int(ln.sum())
+        if total:
+            src = np.repeat(o - n0, ln) + np.arange(n0[0], n0[0] + total)
+            out[n0[0]: n0[0] + total] = data[np.minimum(src, len(data) - 1)]
+    return out, new_off
 
 
 def _column(head: np.ndarray, f: Field, kind: str) -> np.ndarray:

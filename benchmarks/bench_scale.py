@@ -1,0 +1,118 @@
+"""Scale: memory of a selective (chunked) load, the Parquet cache speed-up, and a batch on dask.
+
+    python3 benchmarks/bench_scale.py memory [EVENTS]   # default 20,000,000 synthesized events
+    python3 benchmarks/bench_scale.py cache [EVENTS]    # default 2,000,000
+    python3 benchmarks/bench_scale.py batch [TRACES]    # default 200 small traces, 2 workers vs serial
+
+memory: synthesizes an arm64 pre-fix nohz_full trace (tracefs text and trace.dat v7), then in a
+fresh process per format loads it with ``select=analyzers.selection()`` and analyzes it; prints
+that process's peak RSS beside the size the full events table would take (bytes per event of a
+full load, measured on a 1M-event trace of the same scenario, times the events). Traces are
+written to a temporary folder and removed.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+EVENTS_PER_SECOND_OF_TRACE = 132_500  # what the default scenario emits per simulated second
+
+CHILD = r"""
+import json, resource, sys, time
+import kvmtrace
+from kvmtrace.analyzers import selection
+t = time.perf_counter()
+lean = sys.argv[2] == "lean"
+tr = kvmtrace.load(sys.argv[1], select=selection() if lean else None)
+load = time.perf_counter() - t
+a = kvmtrace.analyze(tr)
+table = int(tr.events.memory_usage(deep=True).sum())
+print(json.dumps({"events": tr.meta.events + tr.meta.not_kept, "kept": tr.meta.events, "load_s": load,
+                  "total_s": time.perf_counter() - t, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "table_bytes": table, "rcu": a.counts()["rcu_not_watching"]["proven"]}))
+"""
+
+
+def _synth(tmp: Path, events: int, name: str, formats=("tracefs", "dat7")) -> dict:
+    from kvmtrace.synth import Scenario, synth
+    return synth(Scenario(duration_ns=int(events / EVENTS_PER_SECOND_OF_TRACE * 1e9), seed=3), tmp, name=name,
+                 formats=formats)
+
+
+def _child(path: str, mode: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, path, mode], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def memory(events: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        small = _synth(Path(tmp), 1_000_000, "small")
+        per_event = {f: _child(small["paths"][f], "full") for f in ("tracefs", "dat7")}
+        for f in ("tracefs", "dat7"):
+            Path(small["paths"][f]).unlink()
+        t = time.perf_counter()
+        big = _synth(Path(tmp), events, "big")
+        print(f"synthesized {big['events']:,} events in {time.perf_counter() - t:.0f} s "
+              f"(rcu_not_watching injected: {big['counts']['rcu_not_watching']:,})")
+        for f in ("tracefs", "dat7"):
+            size = Path(big["paths"][f]).stat().st_size
+            r = _child(big["paths"][f], "lean")
+            full_mb = per_event[f]["table_bytes"] / per_event[f]["events"] * r["events"] / 2**20
+            full_rss = per_event[f]["rss_mb"] / per_event[f]["events"] * r["events"]
+            print(f"{f:8s} file {size / 2**20:8.0f} MB  {r['events']:,} events, {r['kept']:,} kept  "
+                  f"load+analyze {r['total_s']:.0f} s  rcu found {r['rcu']:,}")
+            print(f"         peak RSS {r['rss_mb']:8.0f} MB = {r['rss_mb'] * 2**20 / r['events']:.0f} B/event   "
+                  f"full events table would take {full_mb:8.0f} MB (full load+analyze peak ~{full_rss:.0f} MB, "
+                  f"scaled from 1M events)")
+
+
+def cache(events: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        r = _synth(Path(tmp), events, "c")
+        import kvmtrace
+        for f in ("tracefs", "dat7"):
+            cdir = Path(tmp) / f"cache-{f}"
+            t = time.perf_counter()
+            kvmtrace.load(r["paths"][f], cache=True, cache_dir=cdir)
+            first = time.perf_counter() - t
+            t = time.perf_counter()
+            tr = kvmtrace.load(r["paths"][f], cache=True, cache_dir=cdir)
+            second = time.perf_counter() - t
+            assert tr.meta.kernel["cache"] == "hit"
+            print(f"{f:8s} {tr.meta.events:,} events: first load (parse + write cache) {first:6.2f} s, "
+                  f"second (cache) {second:6.2f} s  speed-up {first / second:5.1f}x (target >= 5)")
+
+
+def batch(n: int) -> None:
+    from kvmtrace.batch import analyze_many
+    from kvmtrace.synth import Scenario, synth
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for i in range(n):
+            r = synth(Scenario(duration_ns=40_000_000, seed=100 + i), tmp, name=f"t{i:03d}", formats=("dat7",))
+            paths.append(r["paths"]["dat7"])
+        events = sum(1 for _ in paths)
+        t = time.perf_counter()
+        s = analyze_many(paths, serial=True)
+        serial = time.perf_counter() - t
+        t = time.perf_counter()
+        d = analyze_many(paths, workers=2)
+        dask_s = time.perf_counter() - t
+        same = s.drop(columns=["seconds", "cache"]).astype(str).equals(d.drop(columns=["seconds", "cache"]).astype(str))
+        print(f"{events} traces ({int(s['events'].sum()):,} events): serial {serial:.1f} s, dask LocalCluster 2 workers "
+              f"{dask_s:.1f} s (incl. cluster start)  speed-up {serial / dask_s:.2f}x  same rows: {same}")
+
+
+def main() -> None:
+    what = sys.argv[1] if len(sys.argv) > 1 else "memory"
+    arg = int(sys.argv[2]) if len(sys.argv) > 2 else None
+    {"memory": lambda: memory(arg or 20_000_000), "cache": lambda: cache(arg or 2_000_000),
+     "batch": lambda: batch(arg or 200)}[what]()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Parsed traces kept as Parquet, so the second look at a big trace costs a fraction of the first.
+
+One folder per trace under the cache directory, named by a hash of the file's
+identity (absolute path, size, modification time, inode) and the cache format:
+a changed or replaced file gets a new key, so a stale entry is never read.
+Inside: ``events.parquet``, ``meta.json`` and, for trace.dat (whose typed fields
+come from binary records that are not cached), the field columns of the events
+the analyzers read, one Parquet file each; other events' fields re-read the file. Only Parquet and JSON are read back:
+nothing is unpickled or evaluated. Entries are written to a temporary folder and
+renamed into place, so a crash never leaves half an entry.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import OutputError
+from .fields import BASE_COLUMNS
+from .meta import TraceMeta
+from .model.kernel import ANALYSIS_EVENTS
+from .trace import Trace
+
+#: bump when the events table, the typed frames or meta change shape
+CACHE_FORMAT = 1
+
+
+def default_dir() -> Path:
+    """``$KVMTRACE_CACHE_DIR``, else ``$XDG_CACHE_HOME/kvmtrace``, else ``~/.cache/kvmtrace``."""
+    if os.environ.get("KVMTRACE_CACHE_DIR"):
+        return Path(os.environ["KVMTRACE_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "kvmtrace"
+
+
+def key(path: str | os.PathLike[str]) -> str:
+    """The cache key of the file at ``path`` as it is now."""
+    from . import __version__
+
+    st = os.stat(path)
+    ident = f"{os.path.realpath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{CACHE_FORMAT}\0{__version__}"
+    return hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+def _entry(path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None) -> Path:
+    return Path(cache_dir or default_dir()) / key(path)
+
+
+def _category_types(df: pd.DataFrame) -> dict[str, str]:
+    return {c: str(df[c].cat.categories.dtype) for c in df.columns if isinstance(df[c].dtype, pd.CategoricalDtype)}
+
+
+def _as_loaded(df: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
+    """Parquet gives categories back as ``str``; restore the reader's own (object or str)."""
+    for c, kind in kinds.items():
+        if c not in df.columns:
+            continue
+        if not isinstance(df[c].dtype, pd.CategoricalDtype):  # an all-null categorical comes back as objects
+            df[c] = pd.Categorical.from_codes(np.full(len(df), -1, np.int8), categories=pd.Index([], dtype=object)) \
+                if df[c].isna().all() else pd.Categorical(df[c])
+        if kind == "object":
+            df[c] = df[c].cat.rename_categories(df[c].cat.categories.astype(object))
+    return df
+
+
+def read(path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None) -> Trace | None:
+    """The cached Trace of ``path``, or None when there is no complete entry for the file as it is."""
+    d = _entry(path, cache_dir)
+    if not (d / "meta.json").is_file():
+        return None
+    try:
+        doc = json.loads((d / "meta.json").read_text())
+        meta = TraceMeta(**{**doc["meta"], "lost": {int(k): v for k, v in doc["meta"]["lost"].items()}})
+        kinds = doc["categories"]
+        events = _as_loaded(pd.read_parquet(d / "events.parquet"), kinds["events"])
+        fields = {name: _as_loaded(pd.read_parquet(d / f"fields-{i}.parquet"), kinds[name])
+                  for i, name in enumerate(doc["typed"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a damaged entry is a miss; the caller reads the file and rewrites it
+    meta.path = os.fspath(path)
+    tr = Trace(events, meta, None, reopen=os.fspath(path) if doc["binary"] else None)
+    tr._cached.update(fields)
+    return tr
+
+
+def write(tr: Trace, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Store ``tr`` (just loaded from its file) under its key; return the entry folder."""
+    root = Path(cache_dir or default_dir())
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        d = root / key(tr.path)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+        binary = tr.has_binary
+        names = [n for n in ANALYSIS_EVENTS if tr.has(n)] if binary else []
+        tr.events.to_parquet(tmp / "events.parquet", index=False, compression="zstd")  # smaller and faster to read than snappy
+        kinds = {"events": _category_types(tr.events)}
+        for i, name in enumerate(names):  # seq and the fields: the base columns are in events.parquet
+            typed = tr.df(name)
+            part = typed[["seq", *(c for c in typed.columns if c not in BASE_COLUMNS)]]
+            part.to_parquet(tmp / f"fields-{i}.parquet", index=False, compression="zstd")
+            kinds[name] = _category_types(part)
+        meta = tr.meta.to_dict()
+        meta.pop("skipped_total"), meta.pop("lost_total")
+        (tmp / "meta.json").write_text(json.dumps({"meta": meta, "typed": names, "binary": binary, "categories": kinds}))
+        if d.exists():
+            shutil.rmtree(d, ignore_errors=True)
+        os.replace(tmp, d)
+    except OSError as exc:
+        raise OutputError(f"{root}: cannot write the trace cache: {exc.strerror or exc}") from exc
+    return d
