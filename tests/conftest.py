@@ -79,6 +79,16 @@ def oracle_latency_rows(text: str) -> list[tuple]:
     return rows
 
 
+def oracle_latency_counts(text: str) -> collections.Counter:
+    """(event, cpu) counts from ``trace-cmd report -N -t -l`` text, by the same independent regex."""
+    c: collections.Counter = collections.Counter()
+    for line in text.splitlines():
+        m = _LAT_LINE.match(line)
+        if m:
+            c[(m.group(6), int(m.group(3)))] += 1
+    return c
+
+
 def table_counts(events) -> collections.Counter:
     g = events.groupby(["event", "cpu"], observed=True).size()
     return collections.Counter({(str(e), int(c)): int(n) for (e, c), n in g.items() if n})

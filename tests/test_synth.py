@@ -25,12 +25,14 @@ def mode_sequences(tr: kvmtrace.Trace, reasons: list[str]) -> dict[str, tuple[st
     """The most common event-name sequence from kvm_entry to kvm_exit on the vCPU's CPU, per exit reason."""
     a = kvmtrace.analyze(tr)
     ev = tr.events
+    by_cpu = {int(c): (g["seq"].to_numpy(), g["event"].astype(str).to_numpy()) for c, g in ev.groupby("cpu")}
     out = {}
     for reason in reasons:
         c = collections.Counter()
         for r in a.runs[a.runs["reason"] == reason].itertuples():
-            rows = ev[(ev["cpu"] == r.cpu) & (ev["seq"] >= r.entry_seq) & (ev["seq"] <= r.exit_seq)]
-            c[tuple(rows["event"].astype(str))] += 1
+            seq, names = by_cpu[int(r.cpu)]
+            lo, hi = seq.searchsorted(r.entry_seq), seq.searchsorted(r.exit_seq, side="right")
+            c[tuple(names[lo:hi])] += 1
         out[reason] = c.most_common(1)[0][0] if c else None
     return out
 

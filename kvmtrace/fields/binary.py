@@ -54,6 +54,10 @@ def _mapped(vals: np.ndarray, lookup) -> pd.Categorical:
     return _coded(inv, [lookup(int(u)) for u in uniq])
 
 
+class MissingField(KeyError):
+    """An event's format lacks a field its adapter reads (another kernel, or a damaged format)."""
+
+
 class _Rows:
     """Raw field access for the rows of one event format."""
 
@@ -70,6 +74,8 @@ class _Rows:
 
     def num(self, *names: str) -> np.ndarray:
         f = field_of(self.fmt, *names)
+        if f is None:
+            raise MissingField(f"{self.fmt.name}: no field {'/'.join(names)}")
         return self.src.store.number(self.rows, f)
 
     def str(self, name: str) -> pa.Array:
@@ -251,18 +257,26 @@ def _generic(r: _Rows) -> Cols:
     return out
 
 
+def _adapt(name: str, r: _Rows) -> Cols:
+    """The event's own adapter; its generic field-by-field decoding if the format lacks a field."""
+    try:
+        return ADAPTERS.get(name, _generic)(r)
+    except MissingField:
+        return _generic(r)
+
+
 def binary_fields(name: str, seq: np.ndarray, src: BinarySource, want: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Typed field columns of event ``name`` for the records ``seq`` (seq is the record index);
     adapters that can skip fields skip those not in ``want``."""
     seq = src.rows(seq)
     tids = src.type_id[seq]
     if len(tids) and (tids == tids[0]).all():  # one format: no concat and re-sort
-        return pd.DataFrame(ADAPTERS.get(name, _generic)(_Rows(src, src.formats[int(tids[0])], seq, want)))
+        return pd.DataFrame(_adapt(name, _Rows(src, src.formats[int(tids[0])], seq, want)))
     pieces: list[pd.DataFrame] = []
     for tid in np.unique(tids):
         sel = np.flatnonzero(tids == tid)
         r = _Rows(src, src.formats[int(tid)], seq[sel], want)
-        pieces.append(pd.DataFrame(ADAPTERS.get(name, _generic)(r), index=sel))
+        pieces.append(pd.DataFrame(_adapt(name, r), index=sel))
     return pd.concat(pieces).sort_index().reset_index(drop=True) if pieces else pd.DataFrame(index=range(0))
 
 

@@ -48,7 +48,7 @@ def _guest_return(tl: Timeline, entry: np.ndarray, exit_: np.ndarray) -> np.ndar
     first_host = _first_at_or_after(host, entry + 1, exit_)
     epos = np.flatnonzero(tl.entry_path)
     i = np.searchsorted(epos, first_host) - 1
-    last_e = np.where(i >= 0, epos[np.maximum(i, 0)], entry)
+    last_e = np.where(i >= 0, epos[np.maximum(i, 0)], entry) if len(epos) else entry  # no entry-path events at all
     last_e = np.maximum(last_e, entry)
     ret = last_e + 1
     for _ in range(4):  # closing brackets of the last entry-path tracepoint

@@ -57,7 +57,7 @@ def estimate_clock(tr: Trace, ticks: pd.DataFrame) -> TickClock | None:
     phase = 0
     if tr.has("hrtimer_start"):
         s = tr.fields("hrtimer_start", ["function", "expires"])
-        if "expires" in s.columns:
+        if {"function", "expires"} <= set(s.columns):
             s = s[s["function"].astype(object).isin(TICK_FUNCTIONS) & s["expires"].notna()]
             if len(s):
                 vals, counts = np.unique(s["expires"].to_numpy(np.int64) % best, return_counts=True)

@@ -78,7 +78,8 @@ def sniff_text(path: str, head: bytes) -> TextFormat:
         where = "line 1"
         text = lines[0][:60].decode("utf-8", "replace") if lines and lines[0] else ""
         if not head.strip():
-            raise TraceFormatError(path, None, "empty file: no trace events")
+            raise TraceFormatError(path, None, "empty file: no trace events" if not head else
+                                   f"no trace events: only whitespace in the first {len(head):,} bytes")
         raise TraceFormatError(path, where, f"not a trace-cmd report, tracefs or perf script text (starts {text!r})")
     if best is TRACE_CMD and header and not prologue:
         return TRACEFS

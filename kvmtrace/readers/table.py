@@ -114,7 +114,7 @@ class EventColumns:
             if not chunks:
                 return pd.Categorical([])
             arr = pa.chunked_array(chunks).unify_dictionaries(memory_pool=POOL).combine_chunks(memory_pool=POOL)
-            col = arr.to_pandas()
+            col = arr.to_pandas().array  # a Categorical
             col = pd.Categorical.from_codes(take(col.codes), categories=col.categories) if order is not None else col
             return col
 

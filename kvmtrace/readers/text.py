@@ -74,10 +74,12 @@ class _Block:
     width: np.ndarray
     chars: np.ndarray
     pieces: dict
+    repaired: int = 0
 
 
 def _decode(buf: np.ndarray, final: bool, fmt: TextFormat) -> _Block:
     """Everything per block that needs no shared state (runs on a worker thread)."""
+    buf, repaired = ts.repair_utf8(buf)
     starts, ends = ts.split_lines(buf)
     lf = parse_block(buf, starts, ends, fmt.layout, perf=fmt.perf)
     fs, fe = lf.flags
@@ -104,7 +106,7 @@ def _decode(buf: np.ndarray, final: bool, fmt: TextFormat) -> _Block:
         flags=decode_flags(chars, w),
         payload=ts.gather(buf, lf.payload[0][ok], lf.payload[1][ok]),
     )
-    return _Block(buf, starts, final, lf, ok, w, chars[:, 0], pieces)
+    return _Block(buf, starts, final, lf, ok, w, chars[:, 0], pieces, repaired)
 
 
 def read_text(path: str, fmt: TextFormat, meta: TraceMeta, block_size: int = 6 << 20,
@@ -121,6 +123,7 @@ def read_text(path: str, fmt: TextFormat, meta: TraceMeta, block_size: int = 6 <
     widths = np.zeros(6, dtype=np.int64)
     bh_seen = False
     pending: deque[Future[_Block]] = deque()
+    repaired = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
         blocks = _lines_of(path, block_size)
         truncated: str | None = None
@@ -142,6 +145,7 @@ def read_text(path: str, fmt: TextFormat, meta: TraceMeta, block_size: int = 6 <
             if blk.final and n_lines and not lf.ok[-1] and meta.events + len(ok) > 0:
                 meta.warnings.append(f"last line ({line_base + n_lines}) is incomplete: file truncated?")
             _skip_lines(blk.buf, blk.starts, lf, meta, line_base, last_ts_by_cpu)
+            repaired += blk.repaired
             if len(ok):
                 widths += np.bincount(blk.width, minlength=6)[:6]
                 bh_seen |= bool(np.isin(blk.chars, (ord("D"), ord("b"))).any())
@@ -159,6 +163,9 @@ def read_text(path: str, fmt: TextFormat, meta: TraceMeta, block_size: int = 6 <
             meta.warnings.append(f"compressed stream ends early after line {line_base}: {truncated}; loaded what decoded")
             meta.skip("truncated-stream", 1, line_base + 1, truncated)
     meta.lines = line_base
+    if repaired:
+        meta.warnings.append(f"{repaired} bytes that are not UTF-8 were replaced by '?' (lines kept)")
+        meta.kernel["non_utf8_bytes"] = repaired
     meta.flag_width = int(np.argmax(widths)) if widths.sum() else 0
     if meta.clock != "counter":
         meta.clock = "ns"

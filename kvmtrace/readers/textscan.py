@@ -7,6 +7,8 @@ is what lets kvmtrace parse text faster than trace-cmd renders it.
 """
 from __future__ import annotations
 
+import codecs
+
 import numpy as np
 import pyarrow as pa
 
@@ -172,3 +174,29 @@ def gather(buf: np.ndarray, start: np.ndarray, end: np.ndarray) -> pa.LargeStrin
         keep[1::2] = True
         data = buf[np.repeat(keep, runs)].tobytes()
     return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+
+
+def repair_utf8(buf: np.ndarray) -> tuple[np.ndarray, int]:
+    """``buf`` with every byte that is not part of valid UTF-8 replaced by ``?``, and how many.
+
+    Same length, so every line and field offset stays put; ASCII-only blocks (the usual
+    case) cost one comparison pass.
+    """
+    if not len(buf) or int(buf.max()) < 0x80:
+        return buf, 0
+    raw = buf.tobytes()
+    bad: list[int] = []
+
+    def note(exc: UnicodeDecodeError) -> tuple[str, int]:
+        bad.extend(range(exc.start, exc.end))
+        return "", exc.end
+
+    try:
+        raw.decode("utf-8")
+        return buf, 0
+    except UnicodeDecodeError:
+        codecs.register_error("kvmtrace-note", note)
+        raw.decode("utf-8", errors="kvmtrace-note")
+    out = buf.copy()
+    out[np.asarray(bad, dtype=np.int64)] = ord("?")
+    return out, len(bad)

@@ -130,9 +130,11 @@ def read_dat(path: str, compression: str | None = None, select: Selection | None
     hp = header_page_layout(dat.header_page)
     commit_off, commit_size = hp.get("commit", (8, dat.long_size))
     data_off = hp.get("data", (16, 0))[0]
-    common = next((f for f in formats.values() if "common_type" in f.fields), None)
+    needed = ("common_type", "common_flags", "common_preempt_count", "common_pid")
+    common = next((f for f in formats.values() if all(n in f.fields for n in needed)), None)
     if common is None:
-        raise TraceFormatError(path, None, "no event formats in the file")
+        raise TraceFormatError(path, "event formats", "no format declares the common fields "
+                               f"{', '.join(needed)}" + (" (damaged format section)" if formats else ""))
     cf = common.fields
     bufs: list[np.ndarray] = []
     pieces = []
