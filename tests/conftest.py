@@ -57,13 +57,15 @@ _LINE = re.compile(r"^\s*(.*?)-(\d+)\s+\[(\d+)\]\s+(\d+\.\d+):\s+([\w]+):")
 _LAT_LINE = re.compile(r"^(.{8})-(\d+)\s+(\d+)(\S+)\s+(\d+\.\d+):\s+([\w]+):\s*(.*)$")
 
 
-def oracle_counts(text: str) -> collections.Counter:
-    """(event, cpu) counts from trace-cmd report default text, by an independent regex."""
+def oracle_counts(text: str, latency: bool = False) -> collections.Counter:
+    """(event, cpu) counts from trace-cmd report text (default, or ``-N -t -l`` with ``latency``),
+    by an independent regex."""
+    line_re, ev = (_LAT_LINE, 6) if latency else (_LINE, 5)
     c: collections.Counter = collections.Counter()
     for line in text.splitlines():
-        m = _LINE.match(line)
+        m = line_re.match(line)
         if m:
-            c[(m.group(5), int(m.group(3)))] += 1
+            c[(m.group(ev), int(m.group(3)))] += 1
     return c
 
 
@@ -77,16 +79,6 @@ def oracle_latency_rows(text: str) -> list[tuple]:
             ts = int(sec) * 10**9 + int(frac.ljust(9, "0")[:9])
             rows.append((m.group(1).strip(), int(m.group(2)), int(m.group(3)), m.group(4), ts, m.group(6), m.group(7)))
     return rows
-
-
-def oracle_latency_counts(text: str) -> collections.Counter:
-    """(event, cpu) counts from ``trace-cmd report -N -t -l`` text, by the same independent regex."""
-    c: collections.Counter = collections.Counter()
-    for line in text.splitlines():
-        m = _LAT_LINE.match(line)
-        if m:
-            c[(m.group(6), int(m.group(3)))] += 1
-    return c
 
 
 def table_counts(events) -> collections.Counter:

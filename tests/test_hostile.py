@@ -178,6 +178,8 @@ def test_lost_events_never_become_proven_findings(synthetic):
         assert not (spans_gap and r.confidence == "proven"), r
     truth = json.loads((synthetic / "syn.truth.json").read_text())
     assert len(_proven(a)) <= sum(truth["counts"].values())
+    near = a.findings[a.findings["confidence"] == "inferred"]
+    assert len(near) and near["why"].str.contains("lost events").all()  # downgraded, and says why
 
 
 def test_missing_cpu_data_and_unpaired_entries_add_no_proven_findings():

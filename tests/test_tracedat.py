@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import kvmtrace
-from conftest import ARM64, PUBLIC, X86_618, X86_SVM, oracle_counts, oracle_latency_counts, table_counts, trace_cmd_report
+from conftest import ARM64, PUBLIC, X86_618, X86_SVM, oracle_counts, table_counts, trace_cmd_report
 from kvmtrace.errors import TraceError
 
 DATS = [X86_618 / "host-idle.v6.dat", X86_618 / "host-idle.v7-zstd.dat",
@@ -85,7 +85,7 @@ def test_flood_with_lost_events(tmp_path_factory):
     assert tr.meta.lost == {0: 5_469_184}  # trace-cmd: "CPU:0 [5469184 EVENTS DROPPED]"
     assert any("lost" in w for w in tr.meta.warnings)
     # one trace-cmd rendering (the 3.5M-line flood takes trace-cmd ~20 s) serves the counts and the text reader
-    assert table_counts(tr.events) == oracle_latency_counts(trace_cmd_report(str(dat), "-N", "-t", "-l"))
+    assert table_counts(tr.events) == oracle_counts(trace_cmd_report(str(dat), "-N", "-t", "-l"), latency=True)
     txt = _latency_text(tmp_path_factory, dat)
     assert np.array_equal(tr.events["ts"].to_numpy(), txt.events["ts"].to_numpy())
     assert np.array_equal(tr.events["pid"].to_numpy(), txt.events["pid"].to_numpy())

@@ -103,7 +103,7 @@ class Context:
             else runs.Runs(pd.DataFrame(columns=["run", "cpu", "pid", "reason"]), *(np.zeros(0, np.int64),) * 3)
 
     @cached_property
-    def windows(self) -> tuple[pd.DataFrame, dict[str, int]]:
+    def windows(self) -> tuple[pd.DataFrame, dict[str, int], pd.DataFrame]:
         return irqsoff.windows(self.tl)
 
     @cached_property
@@ -112,15 +112,23 @@ class Context:
 
     @cached_property
     def guest_eqs(self) -> pd.DataFrame:
-        """Task-level EQS entered by a vCPU thread inside one of its guest runs."""
+        """Task-level EQS entered by a vCPU thread inside one of its guest runs; ``run`` is −1
+        for a run that a lost-events gap broke (``broken_run``)."""
         q, _ = self.eqs
         r = self.runs
-        if not len(q) or not len(r.entry_pos):
-            return q.iloc[:0].assign(run=pd.Series(dtype=np.int64))
-        sp = q["stop_pos"].to_numpy()
-        i = np.searchsorted(r.entry_pos, sp) - 1
-        ok = (i >= 0) & (sp < r.exit_pos[np.maximum(i, 0)]) & (self.tl.pid[sp] == self.tl.pid[r.entry_pos[np.maximum(i, 0)]])
-        return q[ok].assign(run=i[ok])
+        sp = q["stop_pos"].to_numpy() if len(q) else np.zeros(0, np.int64)
+        run, broken = self._inside_run(sp, r.entry_pos, r.exit_pos), self._inside_run(sp, r.broken_entry_pos, r.broken_exit_pos)
+        ok = (run >= 0) | (broken >= 0)
+        return q[ok].assign(run=run[ok], broken_run=(run[ok] < 0))
+
+    def _inside_run(self, pos: np.ndarray, entry: np.ndarray, exit_: np.ndarray) -> np.ndarray:
+        """Index of the run (by ``entry``/``exit_`` positions) each position of a vCPU thread falls in, else −1."""
+        if not len(entry) or not len(pos):
+            return np.full(len(pos), -1, np.int64)
+        i = np.searchsorted(entry, pos) - 1
+        j = np.maximum(i, 0)
+        ok = (i >= 0) & (pos < exit_[j]) & (self.tl.pid[pos] == self.tl.pid[entry[j]])
+        return np.where(ok, i, -1)
 
     @cached_property
     def nohz_full_cpus(self) -> dict[int, str]:

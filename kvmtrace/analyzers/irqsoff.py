@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..model import irqsoff
+from ..model.timeline import containing
 from .base import Context, Result, findings_frame, text
 
 NEEDS = ("irq_disable", "irq_enable")
@@ -36,6 +37,23 @@ def _per_cpu(w: pd.DataFrame, threshold: int) -> pd.DataFrame:
     return out.reset_index()
 
 
+def _near_gaps(ctx: Context, lost: pd.DataFrame) -> pd.DataFrame:
+    """Runs a lost-events gap broke, inside a window opened before their kvm_entry: the window may
+    be apparent, but an irq_enable may be among the lost events. Reported as inferred."""
+    tl, r = ctx.tl, ctx.runs
+    o, c = lost["open_pos"].to_numpy(), lost["close_pos"].to_numpy()
+    k = containing(tl, o, c, r.broken_entry_pos)
+    hit = np.flatnonzero(k >= 0)
+    if not len(hit):
+        return pd.DataFrame()
+    wo, wc, e, x = o[k[hit]], c[k[hit]], r.broken_entry_pos[hit], r.broken_exit_pos[hit]
+    return findings_frame(
+        "apparent_irqsoff", "inferred", tl.cpu[wo], tl.pid[wo], tl.comm[wo], tl.ts[wo], tl.ts[wc],
+        np.column_stack([tl.seq[wo], tl.seq[e], tl.seq[x], tl.seq[wc]]),
+        text("irqs-off window opened by ", tl.caller[wo], " before kvm_entry spans a guest run"),
+        "lost events inside this guest run: an irq_enable may be among them")
+
+
 def analyze(ctx: Context) -> Result:
     res = Result("irqsoff")
     tl = ctx.tl
@@ -48,7 +66,7 @@ def analyze(ctx: Context) -> Result:
                           "fixed kernels; only preemptirq events show what tracing believed",
                           [n for n in NEEDS if not ctx.has_any(n)], ["preemptirq"])
         return res
-    w, stats = ctx.windows
+    w, stats, lost = ctx.windows
     w = w.copy()
     kind = np.zeros(len(w), np.int8)  # index into KINDS
     run = np.full(len(w), -1, np.int64)
@@ -68,6 +86,8 @@ def analyze(ctx: Context) -> Result:
                       " (no irq_enable between kvm_entry and the guest's return)")
         res.findings = findings_frame(
             "apparent_irqsoff", "proven", wa["cpu"], wa["pid"], wa["comm"].array, wa["start_ts"], wa["end_ts"], ev, detail, "")
+        res.findings = pd.concat([res.findings, _near_gaps(ctx, lost)], ignore_index=True) \
+            if len(r.broken_entry_pos) and len(lost) else res.findings
     w["kind"] = pd.Categorical.from_codes(kind, KINDS)
     w["run"] = run
     res.frames["windows"] = w

@@ -41,8 +41,10 @@ def analyze(ctx: Context, verdict: str) -> Result:
     doubtful = np.zeros(len(sp), bool)
     doubtful[m_in[m_in >= 0]] = True
     doubtful |= tl.near_gap(tl.cpu[sp], tl.ts[sp], tl.ts[ep])
-    conf = np.where(doubtful[kk], "inferred", "proven")
-    why = np.where(doubtful[kk], "missed RCU transitions or lost events inside this quiescent state", "")
+    in_broken = g["broken_run"].to_numpy(bool)
+    conf = np.where(doubtful[kk] | in_broken[kk], "inferred", "proven")
+    why = np.where(in_broken[kk], "lost events inside this guest run: the run is not fully traced",
+                   np.where(doubtful[kk], "missed RCU transitions or lost events inside this quiescent state", ""))
     ev = np.column_stack([tl.seq[sp[kk]], tl.seq[hit], tl.seq[ep[kk]]])
     res.findings = findings_frame(
         "rcu_not_watching", conf, tl.cpu[hit], tl.pid[hit], tl.comm[hit], tl.ts[sp[kk]], tl.ts[ep[kk]], ev,
@@ -51,7 +53,8 @@ def analyze(ctx: Context, verdict: str) -> Result:
     res.frames["guest_eqs"] = g
     res.frames["eqs"] = q
     res.metrics = {
-        "source": tl.rcu_event, **stats, "guest_eqs": int(len(g)),
+        "source": tl.rcu_event, **stats, "guest_eqs": int((~in_broken).sum()),
+        "guest_eqs_in_broken_runs": int(in_broken.sum()),
         "handlers_in_guest_eqs": int(len(hit)), "softirqs_in_guest_eqs": soft_in,
         "handlers_in_idle_eqs_legitimate": idle_hits,
         "counter_step": step, "missed_transitions": int(len(missed)),

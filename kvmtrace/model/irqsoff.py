@@ -14,8 +14,9 @@ import pandas as pd
 from .timeline import Cls, Timeline, alternating, containing
 
 
-def windows(tl: Timeline) -> tuple[pd.DataFrame, dict[str, int]]:
-    """One row per traced irqs-off window: open/close positions, duration and callers."""
+def windows(tl: Timeline) -> tuple[pd.DataFrame, dict[str, int], pd.DataFrame]:
+    """One row per traced irqs-off window: open/close positions, duration and callers; stats;
+    and the windows a lost-events gap falls into (an irq_enable may be missing there)."""
     p = alternating(tl, Cls.IRQ_OFF, Cls.IRQ_ON)
     off, same_cpu = p.is_open, p.same_cpu
     o, c = p.open_pos, p.close_pos
@@ -27,6 +28,7 @@ def windows(tl: Timeline) -> tuple[pd.DataFrame, dict[str, int]]:
         "open_at_trace_start": int((~off & ~prev_same).sum()),
         "broken_by_lost_events": int(broken.sum()),
     }
+    lost = pd.DataFrame({"cpu": tl.cpu[o[broken]], "open_pos": o[broken], "close_pos": c[broken]})
     o, c = o[~broken], c[~broken]
     f = pd.DataFrame({
         "cpu": tl.cpu[o], "pid": tl.pid[o], "comm": tl.comm[o],
@@ -35,7 +37,7 @@ def windows(tl: Timeline) -> tuple[pd.DataFrame, dict[str, int]]:
         "caller": tl.caller[o], "closer": tl.caller[c],
         "open_pos": o, "close_pos": c,  # positions in the model's timeline, for joins with other model frames
     })
-    return f, stats
+    return f, stats, lost
 
 
 def open_window_at(tl: Timeline, w: pd.DataFrame, pos: np.ndarray) -> np.ndarray:

@@ -26,6 +26,9 @@ class Runs:
     return_pos: np.ndarray
     exit_pos: np.ndarray
     unpaired: dict[str, int] = field(default_factory=dict)
+    #: runs a lost-events gap falls into: not analyzed, but findings there are reported as inferred
+    broken_entry_pos: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    broken_exit_pos: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 def _first_at_or_after(sorted_pos: np.ndarray, at: np.ndarray, fallback: np.ndarray) -> np.ndarray:
@@ -93,6 +96,7 @@ def pair(tr: Trace, tl: Timeline) -> Runs:
         "exits_without_entry": int((~is_entry).sum() - cand.sum()),
         "runs_broken_by_lost_events": int(broken.sum()),
     }
+    broken_entry, broken_exit = entry[broken], exit_[broken]
     entry, exit_ = entry[~broken], exit_[~broken]
     ret = _guest_return(tl, entry, exit_)
     f = pd.DataFrame({
@@ -105,7 +109,7 @@ def pair(tr: Trace, tl: Timeline) -> Runs:
     f["entry_to_exit_ns"] = f["exit_ts"] - f["entry_ts"]
     _attribute(tl, f, entry, exit_)
     _windows(tl, f)
-    return Runs(f, entry, ret, exit_, unpaired)
+    return Runs(f, entry, ret, exit_, unpaired, broken_entry, broken_exit)
 
 
 def _count_between(pos: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

@@ -27,7 +27,9 @@ class RecordStore:
         if self._last is not None and self._last[0] is rows:
             return self._last[1]
         bid = self.buf_id[rows]
-        present = np.flatnonzero(np.bincount(bid, minlength=1)) if len(rows) else []
+        seen = np.zeros(len(self.bufs), bool)
+        seen[bid] = True  # which buffers these rows use (a scatter: no int64 copy of ``bid``)
+        present = np.flatnonzero(seen)
         out = []
         for b in present:
             m = np.flatnonzero(bid == b) if len(present) > 1 else np.arange(len(rows))
@@ -62,7 +64,8 @@ class RecordStore:
             if size <= 4:
                 out[m] = words[p // step]
                 continue
-            lo, hi = words[p // 4].astype(np.uint64), words[p // 4 + 1].astype(np.uint64)
+            q = p >> 2
+            lo, hi = words[q].astype(np.uint64), words[q + 1].astype(np.uint64)
             out[m] = (hi << np.uint64(32) | lo) if self.e == "<" else (lo << np.uint64(32) | hi)
         return out
 
