@@ -85,7 +85,8 @@ def run(fn: Callable[..., Any], paths: Sequence[str], *args: Any, scheduler: str
     logging.getLogger("distributed").setLevel(logging.ERROR)  # the CLI's stderr is for our one-line messages
     address = scheduler_address(scheduler)
     cluster = None if address else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                host="127.0.0.1", dashboard_address=None)
+                                                host="127.0.0.1", dashboard_address=None,
+                                                silence_logs=logging.CRITICAL)  # failures come back as results
     try:
         with Client(address or cluster) as client:
             futures = client.map(fn, list(paths), *[[a] * len(paths) for a in args], pure=False)
@@ -111,4 +112,6 @@ def analyze_many(paths: Sequence[str], options: Options | None = None, scheduler
                  cache_dir: str | None = None) -> pd.DataFrame:
     """One row per trace (ROW_COLUMNS): format, size, verdict, findings, errors."""
     rows = run(summarize, paths, options, cache, cache_dir, scheduler=scheduler, workers=workers, serial=serial)
-    return pd.DataFrame(rows, columns=ROW_COLUMNS)
+    t = pd.DataFrame(rows, columns=ROW_COLUMNS)
+    counts = ["events", "cpus", "lost", "skipped", "guest_runs", *(c for c in ROW_COLUMNS if c.endswith(("_proven", "_inferred")))]
+    return t.astype({c: "Int64" for c in counts})  # integers, NA in a failed trace's row

@@ -194,3 +194,17 @@ def test_progress_is_reported_and_drawn_only_on_a_terminal():
     assert "\r" in t.getvalue() and "50%" in t.getvalue() and "100%" in t.getvalue()
     r = _main("analyze", str(SAMPLES / "arm64-6.1-synth-prefix-tick.v7.dat"))
     assert r.exit_code == 0 and r.stderr == ""  # not a terminal: no bar
+
+
+def test_report_and_compare_of_traces_without_guests(tmp_path):
+    """Host-only traces (no kvm events): a report with its figures, and an undecidable comparison."""
+    from conftest import X86_618
+    host = str(X86_618 / "host-idle.v7-zstd.dat")
+    r = _main("report", host, "-o", str(tmp_path / "rep"))
+    assert r.exit_code == 0, r.output
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "**Entry logic: UNKNOWN**" in md and "Could not decide" in md
+    for name in re.findall(r"\]\(([^)]+\.png)\)", md):
+        assert _png_size(tmp_path / "rep" / name)[0] >= 800
+    c = compare(host, host)
+    assert {v["verdict"] for v in c.verdicts.values()} == {"undecidable"}

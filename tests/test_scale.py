@@ -128,6 +128,7 @@ def test_batch_rows_and_a_failing_trace_in_its_row(serial_rows):
     assert list(t["path"][:4]) == BATCH and t["error"][:4].isna().all()
     assert t.loc[0, "apparent_irqsoff_proven"] == 968 and t.loc[1, "verdict"] == "fixed"
     assert "broken.dat" in t.loc[4, "error"] and pd.isna(t.loc[4, "verdict"])
+    assert str(t["guest_runs"].dtype) == "Int64" and pd.isna(t.loc[4, "guest_runs"])  # counts stay integers
 
 
 def test_batch_on_a_local_cluster_equals_serial(serial_rows):

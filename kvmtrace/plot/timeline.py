@@ -40,7 +40,7 @@ def worst_window(a: Analysis, pad_ns: int = 50_000) -> Window:
         pad = max(int(r["duration_ns"]) // 2, pad_ns)
         return Window(int(r["start_ts"]) - pad, int(r["end_ts"]) + pad, int(r["cpu"]), why)
     runs = a.runs
-    if len(runs):
+    if len(runs) and "exit_ts" in runs.columns:
         r = runs.iloc[0]
         return Window(int(r["entry_ts"]) - pad_ns, int(r["exit_ts"]) + pad_ns, int(r["cpu"]), "first guest run")
     ev = a.trace.events
@@ -50,9 +50,9 @@ def worst_window(a: Analysis, pad_ns: int = 50_000) -> Window:
 
 def _items(a: Analysis, start: int, end: int) -> dict[str, pd.DataFrame]:
     """Everything drawn, restricted to [start, end]."""
-    def clip(f: pd.DataFrame | None, s: str, e: str) -> pd.DataFrame:
+    def clip(f: pd.DataFrame | None, s: str, e: str, *more: str) -> pd.DataFrame:
         if f is None or not len(f):
-            return pd.DataFrame(columns=[s, e, "cpu"])
+            return pd.DataFrame(columns=[s, e, "cpu", *more])
         return f[((f[e] >= start) & (f[s] <= end)).to_numpy(bool)]
 
     ev = a.trace.events
@@ -61,9 +61,10 @@ def _items(a: Analysis, start: int, end: int) -> dict[str, pd.DataFrame]:
     near = ev.iloc[lo:hi]
     irqs = near[near["event"].astype(str).isin(HANDLER_EVENTS).to_numpy(bool)]
     ticks = a.results["ticks"].frames.get("ticks")
+    runs = a.runs if {"entry_ts", "return_ts", "exit_ts"} <= set(a.runs.columns) else None
     return {
-        "runs": clip(a.runs, "entry_ts", "exit_ts"),
-        "windows": clip(a.results["irqsoff"].frames.get("windows"), "start_ts", "end_ts"),
+        "runs": clip(runs, "entry_ts", "exit_ts", "return_ts"),
+        "windows": clip(a.results["irqsoff"].frames.get("windows"), "start_ts", "end_ts", "kind"),
         "eqs": clip(a.results["rcu"].frames.get("guest_eqs"), "start_ts", "end_ts"),
         "irqs": irqs[["ts", "cpu"]],
         "ticks": ticks[((ticks["ts"] >= start) & (ticks["ts"] <= end)).to_numpy(bool)] if ticks is not None and len(ticks)
@@ -95,7 +96,7 @@ def timeline(a: Analysis, cpu: int | list[int] | None = None, window: tuple[int,
     cpus = sorted({int(c) for c in items["runs"]["cpu"]} | ({w.cpu} if w.cpu is not None else set()))
     if cpu is not None:
         cpus = [cpu] if isinstance(cpu, int) else list(cpu)
-    cpus = cpus or sorted({int(c) for c in items["windows"]["cpu"]}) or [0]
+    cpus = cpus or sorted({int(c) for k in ("windows", "irqs", "ticks") for c in items[k]["cpu"]})[:8] or [0]
     fig = fig or new_figure(height=2.4 + 0.9 * len(cpus))
     ax = fig.add_subplot(1, 1, 1)
     row = {c: 4.0 * i for i, c in enumerate(reversed(cpus))}
@@ -104,7 +105,7 @@ def timeline(a: Analysis, cpu: int | list[int] | None = None, window: tuple[int,
         y = row[c]
         r = items["runs"][items["runs"]["cpu"] == c]
         ax.broken_barh(list(zip(us(r["entry_ts"]), us(r["return_ts"]) - us(r["entry_ts"]))), (y + LANES["guest"], 0.8),
-                       color=COLORS["guest"], label="guest running" if c == cpus[0] else None)
+                       color=COLORS["guest"], label="guest running" if len(r) else None)
         win = items["windows"][items["windows"]["cpu"] == c]
         for kind, color, label in (("other", COLORS["irqsoff"], "irqs-off window"),
                                    ("guest-entry", COLORS["entry"], "irqs-off (opened in guest entry)"),
@@ -119,7 +120,7 @@ def timeline(a: Analysis, cpu: int | list[int] | None = None, window: tuple[int,
                            color=COLORS["eqs"], label="RCU not watching (guest quiescent state)")
         q = items["irqs"][items["irqs"]["cpu"] == c]
         ax.vlines(us(q["ts"]), y + 0.05, y + 0.75, color=COLORS["irq"], linewidth=1,
-                  label="IRQ handler" if c == cpus[0] and len(q) else None)
+                  label="IRQ handler" if len(q) else None)
         t = items["ticks"][items["ticks"]["cpu"] == c]
         bad = t["direction"].notna().to_numpy(bool) if "direction" in t else np.zeros(len(t), bool)
         ax.plot(us(t["ts"][~bad]), np.full(int((~bad).sum()), y + 0.4), "v", color=COLORS["tick"], markersize=7,
