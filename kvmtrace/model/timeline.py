@@ -5,6 +5,7 @@ All events of a trace, ordered by (cpu, seq), as numpy arrays. Every later step
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from enum import IntEnum
@@ -174,18 +175,23 @@ def build(tr: Trace) -> Timeline:
     else:
         row_of_seq = np.full(span, -1, dtype=np.int64)
         row_of_seq[seq_col] = np.arange(n)  # seq → events-table row
+    rcu_event = next((e for e in ("rcu_dyntick", "rcu_watching") if tr.has(e)), None)
+    # the fields decode on two threads (numpy gathers and Arrow kernels release the GIL); the
+    # million rcu events alone take as long as everything else
+    names = [x for x in (rcu_event, "irq_disable", "irq_enable", "hrtimer_expire_entry") if x]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        read = dict(zip(names, pool.map(lambda x: _read(tr, x), names)))
     caller_code: dict[str, int] = {}  # one table for both events' callers
     for name in ("irq_disable", "irq_enable"):
-        s, codes, cats = _coded(_read(tr, name), "caller")
+        s, codes, cats = _coded(read[name], "caller")
         rows = row_of_seq[s]
         caller_by_row[rows] = np.array([caller_code.setdefault(c, len(caller_code)) for c in cats] + [-1], np.int32)[codes]
         known = ENTER_EXIT_CALLERS if name == "irq_enable" else GUEST_ENTRY_DISABLE_CALLERS
         entry_by_row[rows] = np.array([c in known for c in cats] + [False], dtype=bool)[codes]
-    rcu_event = next((e for e in ("rcu_dyntick", "rcu_watching") if tr.has(e)), None)
     if rcu_event:
         roles = RCU_ROLES[rcu_event]
         role_cls = {"stop": Cls.RCU_STOP, "start": Cls.RCU_START, "open": Cls.RCU_OPEN, "close": Cls.RCU_CLOSE}
-        d = _read(tr, rcu_event)
+        d = read[rcu_event]
         s, codes, cats = _coded(d, "polarity")
         rows = row_of_seq[s]
         cls_lut = np.array([role_cls[roles[c][0]] if c in roles else Cls.OTHER for c in cats] + [Cls.OTHER], np.int8)
@@ -194,7 +200,7 @@ def build(tr: Trace) -> Timeline:
         change_by_row[rows] = chg_lut[codes]
         if d is not None and "counter" in d.columns:
             counter_by_row[row_of_seq[d["seq"].to_numpy(np.int64)]] = d["counter"].fillna(-1).to_numpy(np.int64)
-    s, codes, cats = _coded(_read(tr, "hrtimer_expire_entry"), "function")
+    s, codes, cats = _coded(read["hrtimer_expire_entry"], "function")
     tick_lut = np.array([c in TICK_FUNCTIONS for c in cats] + [False], dtype=bool)
     cls_by_row[row_of_seq[s][tick_lut[codes]]] = Cls.TICK
     cls = cls_by_row[order]

@@ -24,8 +24,9 @@ class RecordStore:
         """Per buffer: (buffer, positions in ``rows``, record offsets, shortest record, the
         largest power of two ≤ 4 all offsets are multiples of). Kept for the last ``rows``
         because an event's fields are read one after another for the same rows."""
-        if self._last is not None and self._last[0] is rows:
-            return self._last[1]
+        last = self._last  # one read: several threads may decode different events at once
+        if last is not None and last[0] is rows:
+            return last[1]
         bid = self.buf_id[rows]
         seen = np.zeros(len(self.bufs), bool)
         seen[bid] = True  # which buffers these rows use (a scatter: no int64 copy of ``bid``)
