@@ -94,7 +94,7 @@ def write(tr: Trace, cache_dir: str | os.PathLike[str] | None = None) -> Path:
     root = Path(cache_dir or default_dir())
     try:
         root.mkdir(parents=True, exist_ok=True)
-        d = root / key(tr.path)
+        d = _entry(tr.path, root)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
         binary = tr.has_binary
         names = [n for n in ANALYSIS_EVENTS if tr.has(n)] if binary else []

@@ -123,12 +123,8 @@ class Context:
 
     def _inside_run(self, pos: np.ndarray, entry: np.ndarray, exit_: np.ndarray) -> np.ndarray:
         """Index of the run (by ``entry``/``exit_`` positions) each position of a vCPU thread falls in, else −1."""
-        if not len(entry) or not len(pos):
-            return np.full(len(pos), -1, np.int64)
-        i = np.searchsorted(entry, pos) - 1
-        j = np.maximum(i, 0)
-        ok = (i >= 0) & (pos < exit_[j]) & (self.tl.pid[pos] == self.tl.pid[entry[j]])
-        return np.where(ok, i, -1)
+        k = timeline.containing(self.tl, entry, exit_, pos)
+        return np.where((k >= 0) & (self.tl.pid[pos] == self.tl.pid[entry[np.maximum(k, 0)]]), k, -1) if len(entry) else k
 
     @cached_property
     def nohz_full_cpus(self) -> dict[int, str]:

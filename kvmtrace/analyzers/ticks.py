@@ -46,10 +46,8 @@ def analyze(ctx: Context) -> Result:
     jj = np.maximum(j, 0)
     n_runs = len(r.entry_pos)
     if n_runs:
-        same = (j >= 0) & (tl.cpu[r.entry_pos[jj]] == tl.cpu[pos])
-        nxt = np.where((jj + 1 < n_runs) & (tl.cpu[r.entry_pos[np.minimum(jj + 1, n_runs - 1)]] == tl.cpu[pos]),
-                       r.entry_pos[np.minimum(jj + 1, n_runs - 1)], len(tl))
-        in_run = same & (pos < nxt)
+        nxt = r.window_end[jj]
+        in_run = (j >= 0) & (tl.cpu[r.entry_pos[jj]] == tl.cpu[pos]) & (pos < nxt)
     else:
         in_run, nxt = np.zeros(len(pos), bool), np.zeros(len(pos), np.int64)
     after_return = in_run & (pos > r.return_pos[jj]) if n_runs else in_run

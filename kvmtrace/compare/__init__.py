@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..analyzers import FINDING_KINDS, Analysis, Options
+from ..analyzers import FINDING_KINDS, Analysis, Options, plain
 from ..tables import markdown, render
 from . import metrics, verdicts
 from .sides import Part, Side, extract, side
@@ -46,9 +46,9 @@ class Comparison:
             return {"traces": s.traces, "entry_logic": s.entry_logic, "guest_runs": s.runs,
                     "ticks_on_vcpu_cpus": s.ticks, "proven": s.proven, "inferred": s.inferred,
                     "denominators": s.denominators, "traces_deciding": s.decided, "undecidable": s.undecidable}
-        rows = [{k: _plain(v) for k, v in r.items()} for r in self.table.to_dict(orient="records")]
+        rows = plain(self.table.to_dict(orient="records"))
         return {"schema": SCHEMA_VERSION, "alpha": self.alpha, "before": sd(self.before), "after": sd(self.after),
-                "verdicts": {k: {kk: _plain(vv) for kk, vv in v.items()} for k, v in self.verdicts.items()},
+                "verdicts": plain(self.verdicts),
                 "metrics": rows, "regressed": self.regressed}
 
     def verdict_rows(self) -> list[list[Any]]:
@@ -86,16 +86,6 @@ def _p(p: float | None) -> str | None:
     if p is None:
         return None
     return "<1e-300" if p == 0 else f"{p:.2g}"  # a p-value that underflows is tiny, not zero
-
-
-def _plain(v: Any) -> Any:
-    if v is None:
-        return None
-    if hasattr(v, "item"):
-        v = v.item()
-    if isinstance(v, float) and v != v:
-        return None
-    return v
 
 
 def _items(side_in: Sequence[Any], options: Options | None) -> list[Analysis | Part]:

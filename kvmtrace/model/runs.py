@@ -26,6 +26,8 @@ class Runs:
     return_pos: np.ndarray
     exit_pos: np.ndarray
     unpaired: dict[str, int] = field(default_factory=dict)
+    #: per run, the end of its exit window on its CPU: the CPU's next kvm_entry, else its last event + 1
+    window_end: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     #: runs a lost-events gap falls into: not analyzed, but findings there are reported as inferred
     broken_entry_pos: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     broken_exit_pos: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -107,9 +109,9 @@ def pair(tr: Trace, tl: Timeline) -> Runs:
     f = pd.concat([f, _exit_reason(tr, tl.seq[exit_])], axis=1) if len(f) else f.assign(reason=pd.Series(dtype=str), arch="unknown")
     f["guest_ns"] = f["return_ts"] - f["entry_ts"]
     f["entry_to_exit_ns"] = f["exit_ts"] - f["entry_ts"]
-    _attribute(tl, f, entry, exit_)
+    window_end = _attribute(tl, f, entry, exit_)
     _windows(tl, f)
-    return Runs(f, entry, ret, exit_, unpaired, broken_entry, broken_exit)
+    return Runs(f, entry, ret, exit_, unpaired, window_end, broken_entry, broken_exit)
 
 
 def _count_between(pos: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -117,9 +119,9 @@ def _count_between(pos: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarra
     return np.searchsorted(pos, hi) - np.searchsorted(pos, lo)
 
 
-def _attribute(tl: Timeline, f: pd.DataFrame, entry: np.ndarray, exit_: np.ndarray) -> None:
+def _attribute(tl: Timeline, f: pd.DataFrame, entry: np.ndarray, exit_: np.ndarray) -> np.ndarray:
     """Host IRQs, softirqs and ticks that landed inside each run (kvm_entry..kvm_exit) and in
-    its exit window on that CPU (kvm_exit..the CPU's next kvm_entry)."""
+    its exit window on that CPU (kvm_exit..the CPU's next kvm_entry); returns the window ends."""
     nxt = np.append(entry[1:], len(tl))
     same = np.append(tl.cpu[entry[1:]] == tl.cpu[entry[:-1]], False) if len(entry) else np.zeros(0, bool)
     cpu_end = np.searchsorted(tl.cpu, tl.cpu[entry], side="right")  # tl is sorted by cpu
@@ -128,6 +130,7 @@ def _attribute(tl: Timeline, f: pd.DataFrame, entry: np.ndarray, exit_: np.ndarr
         pos = np.flatnonzero((tl.cls == cls) & ~tl.nmi)
         f[col] = _count_between(pos, entry, exit_)
         f[f"window_{col}"] = _count_between(pos, exit_, window_end)
+    return window_end
 
 
 def _windows(tl: Timeline, f: pd.DataFrame) -> None:

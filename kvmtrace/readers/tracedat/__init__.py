@@ -160,7 +160,8 @@ def read_dat(path: str, compression: str | None = None, select: Selection | None
                 k = int(np.searchsorted(recs.page, pg))
                 gaps.append((c.cpu, int(recs.lost[pg]), int(recs.ts[k - 1]) if k > 0 else None))
             if keep_ids is not None:
-                tid = _u16(data, recs.offset.astype(np.int64) + cf["common_type"].offset, dat.big_endian)
+                one = RecordStore([data], np.zeros(len(recs.ts), np.uint16), recs.offset, recs.length, dat.big_endian)
+                tid = one.number(np.arange(len(recs.ts)), cf["common_type"], signed=False)
                 m = np.isin(tid, keep_ids)
                 meta.not_kept += int((~m).sum())
                 all_ts.append(recs.ts)
@@ -280,13 +281,6 @@ class _Kept:
     ts: np.ndarray
     offset: np.ndarray
     length: np.ndarray
-
-
-def _u16(data: np.ndarray, at: np.ndarray, big_endian: bool) -> np.ndarray:
-    """The 2-byte unsigned value at each position (common_type)."""
-    at = np.minimum(at, max(len(data) - 2, 0))
-    hi, lo = (data[at], data[at + 1]) if big_endian else (data[at + 1], data[at])
-    return (hi.astype(np.int64) << 8) | lo
 
 
 def _compact(data: np.ndarray, off: np.ndarray, length: np.ndarray, batch: int = 1 << 16
