@@ -6,11 +6,10 @@ import sys
 
 import click
 
-from ..analyzers import FINDING_KINDS, Analysis, Options, analyze as run_analysis
+from ..analyzers import FINDING_KINDS, Analysis, Options, analyze as run_analysis, plain, selection
 from ..trace import load
-from ..analyzers import plain, selection
 from ..batch import analyze_many
-from .inputs import batch_options, expand, is_many
+from .inputs import analysis_options, batch_options, expand, is_many
 from .main import cli, one_line_errors
 from .progress import terminal_progress
 from ..tables import render
@@ -41,14 +40,13 @@ def _kinds(value: str | None) -> list[str]:
 @click.option("--fail-on", "fail_on", metavar="KIND[,KIND]",
               help="Exit 1 when proven findings of these kinds exist: " + ", ".join(FINDING_KINDS) + ".")
 @click.option("--strict", is_flag=True, help="With --fail-on, count inferred findings too.")
-@click.option("--irqsoff-threshold-us", type=float, default=100.0, show_default=True,
-              help="Irqs-off windows longer than this are counted per CPU.")
+@analysis_options
 @click.option("--findings", "show", type=int, default=10, show_default=True, help="Findings to list (text output).")
 @click.option("--low-memory", is_flag=True,
               help="Keep only the events and fields the analyzers read, decoded while reading (no cache).")
 @batch_options
 @one_line_errors
-def analyze(traces: tuple[str, ...], as_json: bool, fail_on: str | None, strict: bool, irqsoff_threshold_us: float,
+def analyze(traces: tuple[str, ...], as_json: bool, fail_on: str | None, strict: bool, options: Options,
             show: int, low_memory: bool, scheduler: str | None, workers: int, serial: bool, no_cache: bool,
             cache_dir: str | None) -> None:
     """Find guest entry/exit bugs in TRACE and say which entry logic the kernel runs.
@@ -66,15 +64,14 @@ def analyze(traces: tuple[str, ...], as_json: bool, fail_on: str | None, strict:
     suggest it; the reason is given). Exit status: 0, 1 with --fail-on, 2 on bad input.
     """
     kinds = _kinds(fail_on)
-    opts = Options(irqsoff_threshold_ns=int(irqsoff_threshold_us * 1000))
     if len(traces) > 1 or is_many(traces[0]):
-        _many([p for t in traces for p in expand(t)], opts, as_json, kinds, strict, scheduler, workers, serial,
+        _many([p for t in traces for p in expand(t)], options, as_json, kinds, strict, scheduler, workers, serial,
               not no_cache, cache_dir)
         return
     with terminal_progress():
         tr = load(traces[0], cache=not (no_cache or low_memory), cache_dir=cache_dir,
                   select=selection() if low_memory else None)
-        a = run_analysis(tr, opts)
+        a = run_analysis(tr, options)
     if as_json:
         click.echo(json.dumps(a.to_json(), indent=2, sort_keys=True))
     else:

@@ -9,7 +9,7 @@ import click
 from ..analyzers import Options
 from ..batch import compare_part, run
 from ..compare import DEFAULT_ALPHA, compare as run_compare
-from .inputs import batch_options, expand
+from .inputs import analysis_options, batch_options, expand
 from .main import cli, one_line_errors
 from .progress import terminal_progress
 
@@ -22,12 +22,11 @@ from .progress import terminal_progress
 @click.option("--fail-on-regression", is_flag=True, help="Exit 1 when any bug class regressed.")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=DEFAULT_ALPHA,
               show_default=True, help="Significance level of every test.")
-@click.option("--irqsoff-threshold-us", type=float, default=100.0, show_default=True,
-              help="Irqs-off windows longer than this are counted per CPU.")
+@analysis_options
 @batch_options
 @one_line_errors
 def compare(before: str, after: str, as_json: bool, as_markdown: bool, fail_on_regression: bool, alpha: float,
-            irqsoff_threshold_us: float, scheduler: str | None, workers: int, serial: bool, no_cache: bool,
+            options: Options, scheduler: str | None, workers: int, serial: bool, no_cache: bool,
             cache_dir: str | None) -> None:
     """Compare a kernel BEFORE a change with the kernel AFTER it.
 
@@ -42,10 +41,9 @@ def compare(before: str, after: str, as_json: bool, as_markdown: bool, fail_on_r
     """
     if as_json and as_markdown:
         raise click.UsageError("choose one of --json and --markdown")
-    opts = Options(irqsoff_threshold_ns=int(irqsoff_threshold_us * 1000))
     paths = [expand(before), expand(after)]  # every name checked before the first slow load
     with terminal_progress():  # one trace per task: several traces go to dask.distributed workers
-        parts = run(compare_part, paths[0] + paths[1], opts, not no_cache, cache_dir, scheduler=scheduler,
+        parts = run(compare_part, paths[0] + paths[1], options, not no_cache, cache_dir, scheduler=scheduler,
                     workers=workers, serial=serial)
     c = run_compare(parts[:len(paths[0])], parts[len(paths[0]):], alpha=alpha)
     if as_json:

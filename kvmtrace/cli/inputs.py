@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ..analyzers import Options
 from ..errors import TraceFormatError
 from ..readers import is_trace
 
@@ -42,18 +43,39 @@ def is_many(arg: str) -> bool:
     return "," in arg or os.path.isdir(arg) or (any(c in arg for c in "*?[") and not os.path.exists(arg))
 
 
-def batch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Options of commands that read many traces: where to run them and the Parquet cache."""
-    for opt in reversed([
-        click.option("--scheduler", metavar="tcp://HOST:PORT", envvar="DASK_SCHEDULER_ADDRESS",
-                     help="Run on this dask.distributed cluster (default: $DASK_SCHEDULER_ADDRESS, else an "
-                          "embedded local cluster)."),
-        click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
-                     help="Worker processes of the embedded local cluster."),
-        click.option("--serial", is_flag=True, help="Analyze the traces one after another in this process."),
-        click.option("--no-cache", is_flag=True, help="Neither read nor write the Parquet cache."),
-        click.option("--cache-dir", metavar="DIR", envvar="KVMTRACE_CACHE_DIR",
-                     help="Cache folder (default: $KVMTRACE_CACHE_DIR, else ~/.cache/kvmtrace)."),
-    ]):
+def _with(fn: Callable[..., Any], options: list[Callable[..., Any]]) -> Callable[..., Any]:
+    for opt in reversed(options):
         fn = opt(fn)
     return fn
+
+
+_CLUSTER = [
+    click.option("--scheduler", metavar="tcp://HOST:PORT", envvar="DASK_SCHEDULER_ADDRESS",
+                 help="Run on this dask.distributed cluster (default: $DASK_SCHEDULER_ADDRESS, else an "
+                      "embedded local cluster)."),
+    click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
+                 help="Worker processes of the embedded local cluster."),
+    click.option("--serial", is_flag=True, help="Analyze the traces one after another in this process."),
+]
+_CACHE = [
+    click.option("--no-cache", is_flag=True, help="Neither read nor write the Parquet cache."),
+    click.option("--cache-dir", metavar="DIR", envvar="KVMTRACE_CACHE_DIR",
+                 help="Cache folder (default: $KVMTRACE_CACHE_DIR, else ~/.cache/kvmtrace)."),
+]
+
+
+def cache_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The Parquet cache options (``no_cache``, ``cache_dir``)."""
+    return _with(fn, _CACHE)
+
+
+def batch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Options of commands that read many traces: where to run them and the Parquet cache."""
+    return _with(fn, _CLUSTER + _CACHE)
+
+
+def analysis_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--irqsoff-threshold-us``, handed to the command as ready ``options`` for the analyzers."""
+    return click.option("--irqsoff-threshold-us", "options", type=float, default=100.0, show_default=True,
+                        callback=lambda _ctx, _param, us: Options(irqsoff_threshold_ns=int(us * 1000)),
+                        help="Irqs-off windows longer than this are counted per CPU.")(fn)

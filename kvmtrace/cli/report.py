@@ -9,6 +9,7 @@ from ..analyzers import Options, analyze
 from ..compare import DEFAULT_ALPHA
 from ..report import write_report
 from ..trace import load
+from .inputs import analysis_options, cache_options
 from .main import cli, one_line_errors
 from .progress import terminal_progress
 
@@ -20,12 +21,10 @@ from .progress import terminal_progress
               help="Folder to write report.md and its PNG/SVG figures into (created if missing).")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=DEFAULT_ALPHA,
               show_default=True, help="Significance level of the comparison's tests.")
-@click.option("--irqsoff-threshold-us", type=float, default=100.0, show_default=True,
-              help="Irqs-off windows longer than this are counted per CPU.")
-@click.option("--no-cache", is_flag=True, help="Neither read nor write the Parquet cache.")
-@click.option("--cache-dir", metavar="DIR", envvar="KVMTRACE_CACHE_DIR", help="Cache folder.")
+@analysis_options
+@cache_options
 @one_line_errors
-def report(trace: str, baseline: str | None, out_dir: str, alpha: float, irqsoff_threshold_us: float,
+def report(trace: str, baseline: str | None, out_dir: str, alpha: float, options: Options,
            no_cache: bool, cache_dir: str | None) -> None:
     """Write a pull-request-ready report on TRACE into DIR.
 
@@ -36,9 +35,8 @@ def report(trace: str, baseline: str | None, out_dir: str, alpha: float, irqsoff
     reason and misaccounted ticks per CPU. With --vs BASELINE the report adds the
     before/after comparison, BASELINE being the kernel before the change.
     """
-    opts = Options(irqsoff_threshold_ns=int(irqsoff_threshold_us * 1000))
     with terminal_progress():
-        a = analyze(load(trace, cache=not no_cache, cache_dir=cache_dir), opts)
-        b = analyze(load(baseline, cache=not no_cache, cache_dir=cache_dir), opts) if baseline else None
+        a = analyze(load(trace, cache=not no_cache, cache_dir=cache_dir), options)
+        b = analyze(load(baseline, cache=not no_cache, cache_dir=cache_dir), options) if baseline else None
     paths = write_report(a, out_dir, baseline=b, alpha=alpha, argv=["kvmtrace", *sys.argv[1:]])
     click.echo(f"wrote {paths[0]} and {len(paths) - 1} figure files")
