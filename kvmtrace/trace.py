@@ -130,6 +130,27 @@ class Trace:
         out._typed = {k: v for k, v in self._typed.items() if "\0" not in k and k not in names}
         return out
 
+    def rows(self, rows: np.ndarray) -> "Trace":
+        """The events at table ``rows`` (sorted) as a trace of their own: one chunk of a huge trace.
+
+        It keeps the whole trace's seq numbers, meta and event names (so analyzers decide
+        what is missing from the whole trace, not from the chunk), and the fields already
+        decoded for those rows.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        out = Trace(self.events.iloc[rows].reset_index(drop=True), self.meta, self._binary, self._reopen)
+        out._names = self.event_names()
+        seq = out.events["seq"].to_numpy(np.int64)
+        for name, f in self._cached.items():
+            s = f["seq"].to_numpy(np.int64)
+            i = np.minimum(np.searchsorted(seq, s), max(len(seq) - 1, 0))
+            out._cached[name] = f[(seq[i] == s) if len(seq) else np.zeros(len(s), bool)].reset_index(drop=True)
+        for key, (have, got) in self._fields.items():
+            i = np.minimum(np.searchsorted(rows, have), max(len(rows) - 1, 0))
+            keep = (rows[i] == have) if len(rows) else np.zeros(len(have), bool)
+            out._fields[key] = (i[keep], got[keep].reset_index(drop=True))
+        return out
+
     def payload(self, name: str) -> pd.Series:
         """Printable fields of event ``name``, one string per row, rendered only now.
 

@@ -1,8 +1,10 @@
 """Analyzers: findings, metrics and DataFrames from a loaded trace.
 
-``analyze(trace)`` runs them all on one shared model (``base.Context``). Each
-analyzer module declares the events it needs and, when they are missing, says
-what it could not decide and the ``trace-cmd record`` line that would capture them.
+``analyze(trace)`` runs them all on one shared model (``base.Context``): each
+analyzer ``collect``s from the model of the trace (or of each chunk of a huge one)
+and ``finish``es from the parts. Each analyzer module declares the events it needs
+and, when they are missing, says what it could not decide and the ``trace-cmd
+record`` line that would capture them.
 """
 from __future__ import annotations
 
@@ -12,13 +14,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .. import progress
 from ..model.kernel import MODEL_EVENTS
 from ..readers.select import Selection
 from ..trace import Trace
 from . import exits, irqsoff, rcu, ticks, verdict
-from .base import FINDING_COLUMNS, FINDING_KINDS, Context, Options, Result
+from .base import FINDING_COLUMNS, FINDING_KINDS, Context, Options, Result, Whole, concat, nohz_full_cpus
 
 SCHEMA_VERSION = 1
 __all__ = ["Analysis", "Options", "analyze", "FINDING_KINDS"]
@@ -80,27 +84,67 @@ def selection() -> Selection:
     return Selection(MODEL_EVENTS, fields)
 
 
-def analyze(trace: Trace, options: Options | None = None) -> Analysis:
-    """Run every analyzer on ``trace``."""
-    ctx = Context(trace, options)
-    stage = f"analyzing {trace.name}"
-    progress.step(stage, 0.0)
-    res = {"exits": exits.analyze(ctx)}  # builds the timeline and the guest runs: most of the work
-    progress.step(stage, 0.6)
-    res["irqsoff"] = irqsoff.analyze(ctx)
-    progress.step(stage, 0.75)
+def analyze(trace: Trace, options: Options | None = None, chunk_events: int | None = None) -> Analysis:
+    """Run every analyzer on ``trace``.
+
+    With ``chunk_events``, the model is built for about that many events at a time
+    (``analyzers.chunked``): memory for the trace's events table plus one chunk's model,
+    and the same result as the whole trace at once.
+    """
+    options = options or Options()
+    if chunk_events:
+        from .chunked import collect_chunks
+
+        parts = collect_chunks(trace, options, chunk_events)
+    else:
+        parts = [collect(Context(trace, options))]
+    return finish(trace, options, parts)
+
+
+def collect(ctx: Context, report: bool = True) -> dict[str, Any]:
+    """Every analyzer's part of one trace or one chunk of it (what ``finish`` puts together);
+    ``report``: progress steps (a chunked analysis reports per chunk instead)."""
+    stage = f"analyzing {ctx.trace.name}"
+
+    def step(x: float) -> None:
+        if report:
+            progress.step(stage, x)
+    step(0.0)
+    out: dict[str, Any] = {"exits": exits.collect(ctx)}  # builds the timeline and the guest runs: most of the work
+    step(0.6)
+    out["irqsoff"] = irqsoff.collect(ctx)
+    step(0.75)
+    out["rcu"] = rcu.collect(ctx)
+    step(0.9)
+    out["ticks"] = ticks.collect(ctx)
+    out["verdict"] = verdict.collect(ctx)
+    step(1.0)
+    return out
+
+
+def finish(trace: Trace, options: Options, parts: list[dict[str, Any]]) -> Analysis:
+    """One analysis from the parts of a trace: runs numbered, counts summed, whole-trace decisions."""
+    res = {"exits": exits.finish([p["exits"] for p in parts], trace)}
+    guest_eqs = concat([p["rcu"].frames.get("guest_eqs") for p in parts])
+    whole = Whole(trace, options, res["exits"].frames.get("runs", pd.DataFrame(columns=["run", "entry_seq"])),
+                  nohz_full_cpus(guest_eqs.sort_values("cpu", kind="stable") if len(guest_eqs) else guest_eqs, trace))
+    res["irqsoff"] = irqsoff.finish([p["irqsoff"] for p in parts], whole)
     apparent = res["irqsoff"].metrics.get("runs_in_apparent_windows")
+    seen = verdict.merge([p["verdict"] for p in parts])
     # RCU findings need the verdict only for the no-RCU-events fallback: decide on what is known first
-    pre = verdict.decide(ctx, apparent, None)
-    res["rcu"] = rcu.analyze(ctx, pre["verdict"])
-    progress.step(stage, 0.9)
-    proven_rcu = int((res["rcu"].findings["confidence"] == "proven").sum())
-    v = verdict.decide(ctx, apparent, proven_rcu)
-    res["ticks"] = ticks.analyze(ctx)
-    progress.step(stage, 1.0)
-    parts = [r.findings for r in res.values() if len(r.findings)]
-    findings = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=FINDING_COLUMNS)
-    findings = findings.sort_values(["start_ns", "kind"], kind="stable").reset_index(drop=True)
+    pre = verdict.decide(seen, apparent, None)
+    res["rcu"] = rcu.finish([p["rcu"] for p in parts], whole, pre["verdict"])
+    proven_rcu = int((res["rcu"].findings["confidence"] == "proven").sum()) if len(res["rcu"].findings) else 0
+    v = verdict.decide(seen, apparent, proven_rcu)
+    res["ticks"] = ticks.finish([p["ticks"] for p in parts], whole)
+    found = [r.findings for r in res.values() if len(r.findings)]
+    findings = pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=FINDING_COLUMNS)
+    if len(findings):  # a total order: chunks find the same things in another order
+        ev = pa.array(findings["evidence_seq"].array)
+        order = pd.DataFrame({"start": findings["start_ns"].to_numpy(), "kind": findings["kind"].astype(str).to_numpy(),
+                              "cpu": findings["cpu"].to_numpy(), "e0": pc.list_element(ev, 0).to_numpy(zero_copy_only=False),
+                              "e1": pc.list_element(ev, 1).to_numpy(zero_copy_only=False)})
+        findings = findings.iloc[order.sort_values(["start", "kind", "cpu", "e0", "e1"], kind="stable").index].reset_index(drop=True)
     undecidable = [u for r in res.values() for u in r.undecidable]
     return Analysis(trace, v, res, findings, undecidable)
 

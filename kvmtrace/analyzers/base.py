@@ -84,11 +84,15 @@ def findings_frame(kind: str, confidence: Any, cpu, pid, comm, start, end,
 
 
 class Context:
-    """One trace and the model pieces analyzers share, each built once on first use."""
+    """One trace (or one chunk of it) and the model pieces analyzers share, each built once on first use.
 
-    def __init__(self, trace: Trace, options: Options | None = None) -> None:
+    ``counter_step``: the RCU counter step of the whole trace when this is a chunk of it.
+    """
+
+    def __init__(self, trace: Trace, options: Options | None = None, counter_step: int | None | str = "own") -> None:
         self.trace = trace
         self.options = options or Options()
+        self._step = counter_step
 
     def has_any(self, *names: str) -> bool:
         return any(n in self.tl.present for n in names)
@@ -100,7 +104,7 @@ class Context:
     @cached_property
     def runs(self) -> runs.Runs:
         return runs.pair(self.trace, self.tl) if self.has_any("kvm_entry") and self.has_any("kvm_exit") \
-            else runs.Runs(pd.DataFrame(columns=["run", "cpu", "pid", "reason"]), *(np.zeros(0, np.int64),) * 3)
+            else runs.Runs(pd.DataFrame(columns=["run", "cpu", "pid", "reason", "entry_seq"]), *(np.zeros(0, np.int64),) * 3)
 
     @cached_property
     def windows(self) -> tuple[pd.DataFrame, dict[str, int], pd.DataFrame]:
@@ -111,27 +115,73 @@ class Context:
         return rcu.quiescent_states(self.tl)
 
     @cached_property
+    def counter_step(self) -> int | None:
+        return rcu.counter_step(self.tl) if self._step == "own" else self._step  # type: ignore[return-value]
+
+    @cached_property
     def guest_eqs(self) -> pd.DataFrame:
-        """Task-level EQS entered by a vCPU thread inside one of its guest runs; ``run`` is −1
-        for a run that a lost-events gap broke (``broken_run``)."""
+        """Task-level EQS entered by a vCPU thread inside one of its guest runs; ``run`` is the run's
+        key (``Runs.key``), −1 for a run that a lost-events gap broke (``broken_run``)."""
         q, _ = self.eqs
         r = self.runs
         sp = q["stop_pos"].to_numpy() if len(q) else np.zeros(0, np.int64)
         run, broken = self._inside_run(sp, r.entry_pos, r.exit_pos), self._inside_run(sp, r.broken_entry_pos, r.broken_exit_pos)
         ok = (run >= 0) | (broken >= 0)
-        return q[ok].assign(run=run[ok], broken_run=(run[ok] < 0))
+        return q[ok].assign(run=r.key(run[ok]), broken_run=(run[ok] < 0))
 
     def _inside_run(self, pos: np.ndarray, entry: np.ndarray, exit_: np.ndarray) -> np.ndarray:
         """Index of the run (by ``entry``/``exit_`` positions) each position of a vCPU thread falls in, else −1."""
         k = timeline.containing(self.tl, entry, exit_, pos)
         return np.where((k >= 0) & (self.tl.pid[pos] == self.tl.pid[entry[np.maximum(k, 0)]]), k, -1) if len(entry) else k
 
-    @cached_property
-    def nohz_full_cpus(self) -> dict[int, str]:
-        """CPUs with context tracking for guests, and why we think so."""
-        out = {int(c): "the vCPU thread enters an RCU quiescent state around the guest" for c in self.guest_eqs["cpu"].unique()}
-        if self.trace.has("tick_stop"):
-            t = self.trace.df("tick_stop", [])
-            for c in t.loc[t["pid"] != 0, "cpu"].unique():
-                out.setdefault(int(c), "a busy task stops the tick there (tick_stop)")
-        return out
+
+@dataclass
+class Whole:
+    """What finishing an analysis needs from the whole trace once every part is collected."""
+
+    trace: Trace
+    options: Options
+    runs: pd.DataFrame                                  # every guest run, ``run`` numbered in (cpu, entry) order
+    nohz_full_cpus: dict[int, str] = field(default_factory=dict)
+
+    def run_of(self, keys: Any) -> np.ndarray:
+        """Run numbers of run keys (kvm_entry seqs); −1 stays −1."""
+        keys = np.asarray(keys, dtype=np.int64)
+        if not len(self.runs):
+            return np.full(len(keys), -1, np.int64)
+        seq = self.runs["entry_seq"].to_numpy(np.int64)
+        o = np.argsort(seq, kind="stable")
+        i = np.minimum(np.searchsorted(seq[o], keys), len(seq) - 1)
+        return np.where((keys >= 0) & (seq[o][i] == keys), self.runs["run"].to_numpy(np.int64)[o][i], -1)
+
+
+def nohz_full_cpus(guest_eqs: pd.DataFrame, trace: Trace) -> dict[int, str]:
+    """CPUs with context tracking for guests, and why we think so."""
+    out = {int(c): "the vCPU thread enters an RCU quiescent state around the guest" for c in guest_eqs["cpu"].unique()} \
+        if len(guest_eqs) else {}
+    if trace.has("tick_stop"):
+        t = trace.df("tick_stop", [])
+        for c in t.loc[t["pid"] != 0, "cpu"].unique():
+            out.setdefault(int(c), "a busy task stops the tick there (tick_stop)")
+    return out
+
+
+def concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Parts' frames as one, categorical columns kept categorical (their categories united)."""
+    frames = [f for f in frames if f is not None]
+    if not frames:
+        return pd.DataFrame()
+    if len(frames) == 1:
+        return frames[0].reset_index(drop=True)
+    cats = [c for c in frames[0].columns if isinstance(frames[0][c].dtype, pd.CategoricalDtype)]
+    out = pd.concat(frames, ignore_index=True)
+    for c in cats:
+        out[c] = pd.api.types.union_categoricals([f[c] for f in frames], sort_categories=True, ignore_order=True)
+    return out
+
+
+def first_undecidable(parts: list[Result], res: Result) -> bool:
+    """Copy what the parts could not decide (the same for every part: events are the whole trace's)
+    into ``res``; True when the analysis stops there."""
+    res.undecidable = list(parts[0].undecidable)
+    return bool(parts[0].undecidable) and not parts[0].frames and not parts[0].metrics

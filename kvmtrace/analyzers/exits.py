@@ -1,23 +1,48 @@
 """Guest runs and exits: what `perf kvm stat` gives, with percentiles and honest pairing."""
 from __future__ import annotations
 
-from ..model.runs import exit_stats
-from .base import Context, Result
+import numpy as np
+
+from ..model.runs import exit_stats, exit_windows
+from ..model.timeline import gaps_of
+from .base import Context, Result, concat, first_undecidable
 
 NEEDS = ("kvm_entry", "kvm_exit")
+WINDOW_COUNTS = ["window_irqs", "window_softirqs", "window_ticks"]
 
 
-def analyze(ctx: Context) -> Result:
+def collect(ctx: Context) -> Result:
+    """The runs this part of the trace owns, and window counts it adds to runs owned elsewhere."""
     res = Result("exits")
     if not all(ctx.has_any(n) for n in NEEDS):
         res.cannot_decide("guest runs and exit reasons", [n for n in NEEDS if not ctx.has_any(n)], ["kvm"])
         return res
     r = ctx.runs
-    f = r.frame
+    own = ctx.tl.owns(r.entry_pos)
+    res.frames["runs"] = r.frame[own]
+    res.frames["window_deltas"] = r.frame.loc[~own, ["entry_seq", *WINDOW_COUNTS]]
+    res.metrics = dict(r.unpaired)
+    return res
+
+
+def finish(parts: list[Result], tr) -> Result:
+    """All runs numbered in (cpu, kvm_entry) order, exit windows across CPUs, per-reason stats."""
+    res = Result("exits")
+    if first_undecidable(parts, res):
+        return res
+    f = concat([p.frames["runs"] for p in parts]).sort_values("cpu", kind="stable").reset_index(drop=True)
+    deltas = concat([p.frames["window_deltas"] for p in parts])
+    if len(deltas) and len(f):
+        add = deltas.groupby("entry_seq")[WINDOW_COUNTS].sum()
+        at = add.reindex(f["entry_seq"].to_numpy()).fillna(0).to_numpy(np.int64)
+        f[WINDOW_COUNTS] = f[WINDOW_COUNTS].to_numpy(np.int64) + at
+    f["run"] = np.arange(len(f))
+    exit_windows(f, gaps_of(tr))
     res.frames["runs"] = f
     res.frames["exit_reasons"] = exit_stats(f)
+    unpaired = {k: sum(int(p.metrics[k]) for p in parts) for k in parts[0].metrics}
     res.metrics = {
-        "runs": int(len(f)), **r.unpaired,
+        "runs": int(len(f)), **unpaired,
         "vcpu_threads": int(f["pid"].nunique()) if len(f) else 0,
         "cpus": sorted(int(c) for c in f["cpu"].unique()) if len(f) else [],
         "arch": str(f["arch"].iloc[0]) if len(f) else "unknown",
@@ -29,3 +54,4 @@ def analyze(ctx: Context) -> Result:
         "exit_reasons": res.frames["exit_reasons"].to_dict(orient="records"),
     }
     return res
+

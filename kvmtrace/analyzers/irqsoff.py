@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..model import irqsoff
 from ..model.timeline import containing
-from .base import Context, Result, findings_frame, text
+from .base import Context, Result, Whole, concat, findings_frame, first_undecidable, text
 
 NEEDS = ("irq_disable", "irq_enable")
 #: what a traced window is to the guest: spans no guest run / spans one, opened before kvm_entry
@@ -54,14 +54,13 @@ def _near_gaps(ctx: Context, lost: pd.DataFrame) -> pd.DataFrame:
         "lost events inside this guest run: an irq_enable may be among them")
 
 
-def analyze(ctx: Context) -> Result:
+def collect(ctx: Context) -> Result:
+    """The windows this part of the trace owns, each classified against the guest runs, and findings."""
     res = Result("irqsoff")
     tl = ctx.tl
     if not all(ctx.has_any(n) for n in NEEDS):
-        fw = irqsoff.flag_windows(tl)
-        res.frames["flag_windows"] = fw
-        res.metrics = {"source": "irqs-off flags" if tl.flags_known else "none", "flag_windows": int(len(fw)),
-                       "flag_max_us": float(fw["duration_ns"].max() / 1e3) if len(fw) else None}
+        res.frames["flag_windows"] = irqsoff.flag_windows(tl)
+        res.metrics = {"source": "irqs-off flags" if tl.flags_known else "none"}
         res.cannot_decide("apparent irqs-off windows (bug 2): the hardware irqs-off flag is the same on buggy and "
                           "fixed kernels; only preemptirq events show what tracing believed",
                           [n for n in NEEDS if not ctx.has_any(n)], ["preemptirq"])
@@ -77,28 +76,47 @@ def analyze(ctx: Context) -> Result:
         opened_before = np.zeros(len(wi), bool)
         opened_before[spans] = w["open_pos"].to_numpy()[wi[spans]] < r.entry_pos[spans]
         kind[wi[spans]] = np.where(opened_before[spans], 1, 2)
-        run[wi[spans]] = np.flatnonzero(spans)
+        run[wi[spans]] = r.key(np.flatnonzero(spans))
         a = np.flatnonzero(opened_before)
         wa = w.iloc[wi[a]]
         ev = np.column_stack([wa["open_seq"].to_numpy(), tl.seq[r.entry_pos[a]], tl.seq[r.return_pos[a]],
                               wa["close_seq"].to_numpy()])
-        detail = text("irqs-off window opened by ", wa["caller"].array, " spans guest run ", a,
-                      " (no irq_enable between kvm_entry and the guest's return)")
+        detail = text("irqs-off window opened by ", wa["caller"].array, " spans the guest run entered at seq ",
+                      tl.seq[r.entry_pos[a]], " (no irq_enable between kvm_entry and the guest's return)")
         res.findings = findings_frame(
             "apparent_irqsoff", "proven", wa["cpu"], wa["pid"], wa["comm"].array, wa["start_ts"], wa["end_ts"], ev, detail, "")
         res.findings = pd.concat([res.findings, _near_gaps(ctx, lost)], ignore_index=True) \
             if len(r.broken_entry_pos) and len(lost) else res.findings
     w["kind"] = pd.Categorical.from_codes(kind, KINDS)
     w["run"] = run
+    res.frames["windows"] = w.drop(columns=["open_pos", "close_pos"])
+    res.metrics = {"source": "preemptirq", **stats}
+    return res
+
+
+def finish(parts: list[Result], whole: Whole) -> Result:
+    """Windows of the whole trace with run numbers, per-CPU statistics and metrics."""
+    res = Result("irqsoff")
+    first_undecidable(parts, res)
+    res.findings = concat([p.findings for p in parts])
+    if "flag_windows" in parts[0].frames:
+        fw = concat([p.frames["flag_windows"] for p in parts]).sort_values("cpu", kind="stable").reset_index(drop=True)
+        res.frames["flag_windows"] = fw
+        res.metrics = {"source": parts[0].metrics["source"], "flag_windows": int(len(fw)),
+                       "flag_max_us": float(fw["duration_ns"].max() / 1e3) if len(fw) else None}
+        return res
+    w = concat([p.frames["windows"] for p in parts]).sort_values("cpu", kind="stable").reset_index(drop=True)
+    w["run"] = whole.run_of(w["run"].to_numpy())
+    stats = {k: sum(int(p.metrics[k]) for p in parts) for k in parts[0].metrics if k != "source"}
     res.frames["windows"] = w
-    res.frames["per_cpu"] = _per_cpu(w, ctx.options.irqsoff_threshold_ns)
+    res.frames["per_cpu"] = _per_cpu(w, whole.options.irqsoff_threshold_ns)
     inner = w[w["kind"] == "guest-entry"]
     res.frames["guest_entry_windows"] = inner.groupby("caller", observed=True).agg(
         runs=("run", "size"), max_us=("duration_ns", lambda s: s.max() / 1e3)).reset_index() if len(inner) else \
         pd.DataFrame(columns=["caller", "runs", "max_us"])
     res.metrics = {
         "source": "preemptirq", "windows": int(len(w)), **stats,
-        "threshold_us": ctx.options.irqsoff_threshold_ns / 1e3,
+        "threshold_us": whole.options.irqsoff_threshold_ns / 1e3,
         "runs_in_apparent_windows": int((w["kind"] == "apparent").sum()),
         "runs_in_guest_entry_windows": {str(k): int(v) for k, v in inner["caller"].value_counts().items() if v},
         "apparent_total_us": float(w.loc[w["kind"] == "apparent", "duration_ns"].sum() / 1e3),

@@ -9,21 +9,23 @@ not known to be fixed, IRQ between kvm_entry and kvm_exit), labelled ``inferred`
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from ..model import rcu
 from ..model.timeline import Cls, containing
-from .base import Context, Result, findings_frame, text
+from .base import Context, Result, Whole, concat, findings_frame, first_undecidable, text
 
 NEEDS_ANY_RCU = ("rcu_dyntick", "rcu_watching")
 HANDLER_CLASSES = (Cls.HANDLER,)
 
 
-def analyze(ctx: Context, verdict: str) -> Result:
+def collect(ctx: Context) -> Result:
+    """Handlers inside the guest quiescent states this part of the trace owns, and counters."""
     res = Result("rcu")
     tl = ctx.tl
     handlers = np.flatnonzero(tl.is_(*HANDLER_CLASSES) & ~tl.nmi)
     if not ctx.has_any(*NEEDS_ANY_RCU):
-        return _exposure(ctx, res, handlers, verdict)
+        return _exposure(ctx, res, handlers)
     g = ctx.guest_eqs
     q, stats = ctx.eqs
     sp, ep = g["stop_pos"].to_numpy(), g["start_pos"].to_numpy()
@@ -34,7 +36,7 @@ def analyze(ctx: Context, verdict: str) -> Result:
     soft_in = int(((containing(tl, sp, ep, soft) >= 0) & (tl.pid[soft] != 0)).sum())
     m = q["idle"].to_numpy(bool)
     idle_hits = int((containing(tl, q["stop_pos"].to_numpy()[m], q["start_pos"].to_numpy()[m], handlers) >= 0).sum())
-    step = rcu.counter_step(tl)
+    step = ctx.counter_step
     missed = rcu.missed_transitions(tl, step)
     # an EQS with missed transitions or a lost-events gap inside cannot prove anything
     m_in = containing(tl, sp, ep, missed)
@@ -48,42 +50,63 @@ def analyze(ctx: Context, verdict: str) -> Result:
     ev = np.column_stack([tl.seq[sp[kk]], tl.seq[hit], tl.seq[ep[kk]]])
     res.findings = findings_frame(
         "rcu_not_watching", conf, tl.cpu[hit], tl.pid[hit], tl.comm[hit], tl.ts[sp[kk]], tl.ts[ep[kk]], ev,
-        text("IRQ handler ran inside the vCPU thread's guest quiescent state (guest run ", g["run"].to_numpy()[kk], ")"),
+        text("IRQ handler ran inside the vCPU thread's guest quiescent state (guest run entered at seq ",
+             g["run"].to_numpy()[kk], ")"),
         why)
-    res.frames["guest_eqs"] = g
-    res.frames["eqs"] = q
+    res.frames["guest_eqs"] = g.drop(columns=["stop_pos", "start_pos"])
+    res.frames["eqs"] = q.drop(columns=["stop_pos", "start_pos"])
     res.metrics = {
         "source": tl.rcu_event, **stats, "guest_eqs": int((~in_broken).sum()),
-        "guest_eqs_in_broken_runs": int(in_broken.sum()),
-        "handlers_in_guest_eqs": int(len(hit)), "softirqs_in_guest_eqs": soft_in,
-        "handlers_in_idle_eqs_legitimate": idle_hits,
-        "counter_step": step, "missed_transitions": int(len(missed)),
-        "nohz_full_cpus": {str(c): why_ for c, why_ in ctx.nohz_full_cpus.items()},
+        "guest_eqs_in_broken_runs": int(in_broken.sum()), "handlers_in_guest_eqs": int(len(hit)),
+        "softirqs_in_guest_eqs": soft_in, "handlers_in_idle_eqs_legitimate": idle_hits,
+        "counter_step": step, "missed_transitions": int(tl.owns(missed).sum()),
     }
     return res
 
 
-def _exposure(ctx: Context, res: Result, handlers: np.ndarray, verdict: str) -> Result:
-    """No RCU events: IRQs between kvm_entry and kvm_exit on nohz_full-looking arm64 CPUs whose
-    entry logic is not known to be fixed (kernel-semantics.md C.4: exposure, never proof)."""
+def finish(parts: list[Result], whole: Whole, verdict: str) -> Result:
+    """Counts over the whole trace; without RCU events, exposure where the entry logic is not known fixed."""
+    res = Result("rcu")
+    first_undecidable(parts, res)
+    res.findings = concat([p.findings for p in parts])
+    cpus = whole.nohz_full_cpus
+    nohz = {str(c): w for c, w in cpus.items()}
+    if "guest_eqs" not in parts[0].frames:  # no RCU events: exposure only
+        f = res.findings
+        keep = (verdict != "fixed") & f["cpu"].isin(list(cpus)).to_numpy(bool) if len(f) else np.zeros(0, bool)
+        res.findings = f[keep].reset_index(drop=True)
+        if len(res.findings):
+            res.findings["why"] = pd.array([f"no RCU events; entry logic {verdict}: exposure, not proof"] * len(res.findings),
+                                           dtype=f["why"].dtype)
+        res.metrics = {"source": None, "nohz_full_cpus": nohz, "entry_logic": verdict,
+                       "exposed_handlers": int(len(res.findings))}
+        return res
+    for name in ("guest_eqs", "eqs"):
+        res.frames[name] = concat([p.frames[name] for p in parts]).sort_values("cpu", kind="stable").reset_index(drop=True)
+    g = res.frames["guest_eqs"]
+    g["run"] = whole.run_of(g["run"].to_numpy())
+    res.metrics = {k: v if k in ("source", "counter_step") else sum(int(p.metrics[k]) for p in parts)
+                   for k, v in parts[0].metrics.items()}
+    res.metrics["nohz_full_cpus"] = nohz
+    return res
+
+
+def _exposure(ctx: Context, res: Result, handlers: np.ndarray) -> Result:
+    """No RCU events: IRQs between kvm_entry and kvm_exit on arm64 (kernel-semantics.md C.4: exposure,
+    never proof). Which CPUs are nohz_full and whether the entry logic is fixed are known only for
+    the whole trace: ``finish`` keeps those findings."""
     tl = ctx.tl
     r = ctx.runs
-    res.cannot_decide("IRQs without RCU watching (bug 1): exposure only",
-                      list(NEEDS_ANY_RCU), ["rcu"])
-    cpus = ctx.nohz_full_cpus
-    res.metrics = {"source": None, "nohz_full_cpus": {str(c): w for c, w in cpus.items()}, "entry_logic": verdict}
-    if verdict == "fixed" or not len(r.entry_pos) or not cpus:
-        res.metrics["exposed_handlers"] = 0
+    res.cannot_decide("IRQs without RCU watching (bug 1): exposure only", list(NEEDS_ANY_RCU), ["rcu"])
+    if not len(r.entry_pos):
         return res
     i = np.searchsorted(r.entry_pos, handlers) - 1
     j = np.maximum(i, 0)
     arm64 = (r.frame["arch"] == "arm64").to_numpy()
-    ok = (i >= 0) & (handlers < r.exit_pos[j]) & arm64[j] & np.isin(tl.cpu[handlers], list(cpus)) & (tl.pid[handlers] != 0)
+    ok = (i >= 0) & (handlers < r.exit_pos[j]) & arm64[j] & (tl.pid[handlers] != 0) & tl.owns(handlers)
     h, run = handlers[ok], i[ok]
     ev = np.column_stack([tl.seq[r.entry_pos[run]], tl.seq[h], tl.seq[r.exit_pos[run]]])
     res.findings = findings_frame(
         "rcu_not_watching", "inferred", tl.cpu[h], tl.pid[h], tl.comm[h], tl.ts[r.entry_pos[run]], tl.ts[r.exit_pos[run]],
-        ev, "IRQ handled between kvm_entry and kvm_exit on a nohz_full CPU",
-        f"no RCU events; entry logic {verdict}: exposure, not proof")
-    res.metrics["exposed_handlers"] = int(len(h))
+        ev, "IRQ handled between kvm_entry and kvm_exit on a nohz_full CPU", "no RCU events: exposure, not proof")
     return res

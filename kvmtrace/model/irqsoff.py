@@ -22,14 +22,17 @@ def windows(tl: Timeline) -> tuple[pd.DataFrame, dict[str, int], pd.DataFrame]:
     o, c = p.open_pos, p.close_pos
     broken = tl.near_gap(tl.cpu[o], tl.ts[o], tl.ts[c])
     prev_same = np.insert(same_cpu, 0, False) if len(p.pos) else np.zeros(0, bool)
+    own = tl.owns(p.pos)  # a window belongs to the part of the trace that owns its irq_disable
+    second = own[1:] & same_cpu if len(p.pos) > 1 else np.zeros(0, bool)
     stats = {
-        "unbalanced_disable": int((off[:-1] & off[1:] & same_cpu).sum()) if len(p.pos) > 1 else 0,
-        "unbalanced_enable": int((~off[1:] & ~off[:-1] & same_cpu).sum()) if len(p.pos) > 1 else 0,
-        "open_at_trace_start": int((~off & ~prev_same).sum()),
-        "broken_by_lost_events": int(broken.sum()),
+        "unbalanced_disable": int((off[:-1] & off[1:] & second).sum()) if len(p.pos) > 1 else 0,
+        "unbalanced_enable": int((~off[1:] & ~off[:-1] & second).sum()) if len(p.pos) > 1 else 0,
+        "open_at_trace_start": int((~off & ~prev_same & own).sum()),
+        "broken_by_lost_events": int((broken & tl.owns(o)).sum()),
     }
-    lost = pd.DataFrame({"cpu": tl.cpu[o[broken]], "open_pos": o[broken], "close_pos": c[broken]})
-    o, c = o[~broken], c[~broken]
+    mine = tl.owns(o)
+    lost = pd.DataFrame({"cpu": tl.cpu[o[broken & mine]], "open_pos": o[broken & mine], "close_pos": c[broken & mine]})
+    o, c = o[~broken & mine], c[~broken & mine]
     f = pd.DataFrame({
         "cpu": tl.cpu[o], "pid": tl.pid[o], "comm": tl.comm[o],
         "start_ts": tl.ts[o], "end_ts": tl.ts[c], "duration_ns": tl.ts[c] - tl.ts[o],
@@ -68,4 +71,5 @@ def flag_windows(tl: Timeline) -> pd.DataFrame:
     e = np.where(ok, undone[np.minimum(j, max(len(undone) - 1, 0))], 0) if len(undone) else np.zeros(len(s), int)
     ok &= cpu[e] == cpu[s] if len(undone) else ok
     s, e = task[s[ok]], task[e[ok]]
+    s, e = s[tl.owns(s)], e[tl.owns(s)]
     return pd.DataFrame({"cpu": tl.cpu[s], "start_ts": tl.ts[s], "end_ts": tl.ts[e], "duration_ns": tl.ts[e] - tl.ts[s]})

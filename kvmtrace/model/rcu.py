@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..trace import Trace
+from .kernel import RCU_ROLES
 from .timeline import Cls, Timeline, alternating
 
 COUNTER_MOD = 0x1000  # the event prints the counter masked to 12 bits
@@ -19,9 +21,14 @@ def quiescent_states(tl: Timeline) -> tuple[pd.DataFrame, dict[str, int]]:
     """One row per task-level EQS: stop-watching → next start-watching on the same CPU."""
     p = alternating(tl, Cls.RCU_STOP, Cls.RCU_START)
     stop, same = p.is_open, p.same_cpu
-    s, e = p.open_pos, p.close_pos
-    repeated = int(((stop[:-1] == stop[1:]) & same).sum()) if len(p.pos) > 1 else 0
-    stats = {"eqs": int(len(s)), "unbalanced": repeated, "open_at_trace_edge": int(len(p.pos) - 2 * len(s) - repeated)}
+    own = tl.owns(p.pos)  # an EQS belongs to the part of the trace that owns its stop-watching event
+    mine = own[p.paired]
+    s, e = p.open_pos[mine], p.close_pos[mine]
+    rep = np.append(False, (stop[:-1] == stop[1:]) & same) if len(p.pos) > 1 else np.zeros(len(p.pos), bool)
+    in_pair = p.paired.copy()
+    in_pair[np.flatnonzero(p.paired) + 1] = True
+    repeated = int((rep & own).sum())
+    stats = {"eqs": int(len(s)), "unbalanced": repeated, "open_at_trace_edge": int((~in_pair & own).sum()) - repeated}
     f = pd.DataFrame({
         "cpu": tl.cpu[s], "pid": tl.pid[s], "comm": tl.comm[s],
         "start_ts": tl.ts[s], "end_ts": tl.ts[e], "duration_ns": tl.ts[e] - tl.ts[s],
@@ -35,11 +42,37 @@ def quiescent_states(tl: Timeline) -> tuple[pd.DataFrame, dict[str, int]]:
 def counter_step(tl: Timeline) -> int | None:
     """The counter step per transition (2 ≤v5.14, 1 in 5.15–5.19, 4 from v6.0), from the trace."""
     k = tl.rcu_pos
-    if len(k) < 3:
+    return _step(tl.cpu[k], tl.rcu_change[k], tl.rcu_counter[k])
+
+
+def trace_counter_step(tr: Trace) -> int | None:
+    """``counter_step`` of a whole trace without its timeline: chunks of a huge trace share it."""
+    from .timeline import NEEDED
+
+    name = next((e for e in ("rcu_dyntick", "rcu_watching") if tr.has(e)), None)
+    if name is None:
         return None
-    same = tl.cpu[k[:-1]] == tl.cpu[k[1:]]
-    after_stop = (tl.rcu_change[k[:-1]] < 0) & same
-    d = (tl.rcu_counter[k[1:]] - tl.rcu_counter[k[:-1]]) % COUNTER_MOD
+    d = tr.fields(name, NEEDED[name], base=("cpu",))
+    if "counter" not in d.columns or "polarity" not in d.columns:
+        return None
+    counter = d["counter"].fillna(-1).to_numpy(np.int64)
+    pol = d["polarity"].astype("category")
+    roles = RCU_ROLES[name]
+    lut = np.array([roles[c][1] if c in roles else 0 for c in map(str, pol.cat.categories)] + [0], np.int8)
+    change = lut[pol.cat.codes.to_numpy()]
+    keep = counter >= 0
+    cpu = d["cpu"].to_numpy(np.int32)[keep]
+    o = np.argsort(cpu, kind="stable")  # fields come in seq order: (cpu, seq) like a timeline
+    return _step(cpu[o], change[keep][o], counter[keep][o])
+
+
+def _step(cpu: np.ndarray, change: np.ndarray, counter: np.ndarray) -> int | None:
+    """Most common counter delta after a stop-watching event, halved (RCU events in (cpu, seq) order)."""
+    if len(cpu) < 3:
+        return None
+    same = cpu[:-1] == cpu[1:]
+    after_stop = (change[:-1] < 0) & same
+    d = (counter[1:] - counter[:-1]) % COUNTER_MOD
     d = d[after_stop & (d > 0)]
     if not len(d):
         return None

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..trace import Trace
-from .timeline import Cls, Timeline, alternating
+from .timeline import Cls, Timeline, alternating, near_gap
 
 _BRACKETS = (Cls.RCU_OPEN, Cls.RCU_CLOSE)
 
@@ -31,6 +31,13 @@ class Runs:
     #: runs a lost-events gap falls into: not analyzed, but findings there are reported as inferred
     broken_entry_pos: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     broken_exit_pos: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def key(self, run: np.ndarray) -> np.ndarray:
+        """A run's name that holds across chunks of a trace: the seq of its kvm_entry (−1 stays −1).
+        Analyzers refer to runs by key; ``analyzers.finish`` turns keys into run numbers."""
+        run = np.asarray(run, dtype=np.int64)
+        seq = self.frame["entry_seq"].to_numpy(np.int64) if len(self.frame) else np.zeros(1, np.int64)
+        return np.where(run >= 0, seq[np.maximum(run, 0)], -1) if len(run) else np.zeros(0, np.int64)
 
 
 def _first_at_or_after(sorted_pos: np.ndarray, at: np.ndarray, fallback: np.ndarray) -> np.ndarray:
@@ -93,10 +100,13 @@ def pair(tr: Trace, tl: Timeline) -> Runs:
     is_entry, cand = p.is_open, p.paired
     entry, exit_ = p.open_pos, p.close_pos
     broken = tl.near_gap(tl.cpu[entry], tl.ts[entry], tl.ts[exit_])
+    closes = np.zeros(len(p.pos), bool)
+    closes[np.flatnonzero(cand) + 1] = True
+    own = tl.owns(p.pos)  # each event is counted by the part of the trace that owns it
     unpaired = {
-        "entries_without_exit": int(is_entry.sum() - cand.sum()),
-        "exits_without_entry": int((~is_entry).sum() - cand.sum()),
-        "runs_broken_by_lost_events": int(broken.sum()),
+        "entries_without_exit": int((is_entry & ~cand & own).sum()),
+        "exits_without_entry": int((~is_entry & ~closes & own).sum()),
+        "runs_broken_by_lost_events": int((broken & tl.owns(entry)).sum()),
     }
     broken_entry, broken_exit = entry[broken], exit_[broken]
     entry, exit_ = entry[~broken], exit_[~broken]
@@ -110,7 +120,6 @@ def pair(tr: Trace, tl: Timeline) -> Runs:
     f["guest_ns"] = f["return_ts"] - f["entry_ts"]
     f["entry_to_exit_ns"] = f["exit_ts"] - f["entry_ts"]
     window_end = _attribute(tl, f, entry, exit_)
-    _windows(tl, f)
     return Runs(f, entry, ret, exit_, unpaired, window_end, broken_entry, broken_exit)
 
 
@@ -121,7 +130,11 @@ def _count_between(pos: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarra
 
 def _attribute(tl: Timeline, f: pd.DataFrame, entry: np.ndarray, exit_: np.ndarray) -> np.ndarray:
     """Host IRQs, softirqs and ticks that landed inside each run (kvm_entry..kvm_exit) and in
-    its exit window on that CPU (kvm_exit..the CPU's next kvm_entry); returns the window ends."""
+    its exit window on that CPU (kvm_exit..the CPU's next kvm_entry); returns the window ends.
+
+    A window can outlast a chunk of a huge trace, so window counts come from the events the
+    timeline owns, per run; chunks' counts for the same run add up (``exits.finish``).
+    """
     nxt = np.append(entry[1:], len(tl))
     same = np.append(tl.cpu[entry[1:]] == tl.cpu[entry[:-1]], False) if len(entry) else np.zeros(0, bool)
     cpu_end = np.searchsorted(tl.cpu, tl.cpu[entry], side="right")  # tl is sorted by cpu
@@ -129,12 +142,16 @@ def _attribute(tl: Timeline, f: pd.DataFrame, entry: np.ndarray, exit_: np.ndarr
     for col, cls in (("irqs", Cls.HANDLER), ("softirqs", Cls.SOFTIRQ), ("ticks", Cls.TICK)):
         pos = np.flatnonzero((tl.cls == cls) & ~tl.nmi)
         f[col] = _count_between(pos, entry, exit_)
-        f[f"window_{col}"] = _count_between(pos, exit_, window_end)
+        own = pos[tl.owns(pos)]
+        i = np.searchsorted(exit_, own, side="right") - 1  # windows are disjoint and in position order
+        ok = (i >= 0) & (own < window_end[np.maximum(i, 0)]) if len(exit_) else np.zeros(len(own), bool)
+        f[f"window_{col}"] = np.bincount(i[ok], minlength=len(entry))
     return window_end
 
 
-def _windows(tl: Timeline, f: pd.DataFrame) -> None:
-    """Exit window of each run: its kvm_exit to the same thread's next kvm_entry."""
+def exit_windows(f: pd.DataFrame, gaps: list[tuple[int, int | None]]) -> None:
+    """Exit window of each run: its kvm_exit to the same thread's next kvm_entry (on any CPU),
+    so it is computed over every run of the trace at once."""
     n = len(f)
     next_entry, host, ok = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, bool)
     if n:
@@ -144,7 +161,7 @@ def _windows(tl: Timeline, f: pd.DataFrame) -> None:
         nxt_entry = np.append(f["entry_ts"].to_numpy()[o][1:], 0)
         exit_ts = f["exit_ts"].to_numpy()[o]
         cpu = f["cpu"].to_numpy()[o]
-        good = same & ~tl.near_gap(cpu, exit_ts, np.where(same, nxt_entry, exit_ts))
+        good = same & ~near_gap(gaps, cpu, exit_ts, np.where(same, nxt_entry, exit_ts))
         ok[o] = good
         next_entry[o] = np.where(good, nxt_entry, 0)
         host[o] = np.where(good, nxt_entry - exit_ts, 0)

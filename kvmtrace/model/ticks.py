@@ -41,8 +41,21 @@ def tick_frame(tr: Trace) -> pd.DataFrame:
                          "ts": h["ts"].to_numpy(np.int64), "now": h["now"].to_numpy(np.int64)})
 
 
-def estimate_clock(tr: Trace, ticks: pd.DataFrame) -> TickClock | None:
-    """Tick period, grid phase and trace-clock offset, all from the trace itself."""
+def tick_starts(tr: Trace) -> pd.DataFrame:
+    """``expires`` of every tick timer start (hrtimer_start): they give the tick grid's phase."""
+    none = pd.DataFrame({"seq": np.zeros(0, np.int64), "expires": np.zeros(0, np.int64)})
+    if not tr.has("hrtimer_start"):
+        return none
+    s = tr.fields("hrtimer_start", ["function", "expires"])
+    if not {"function", "expires"} <= set(s.columns):
+        return none
+    s = s[s["function"].astype(object).isin(TICK_FUNCTIONS) & s["expires"].notna()]
+    return pd.DataFrame({"seq": s["seq"].to_numpy(np.int64), "expires": s["expires"].to_numpy(np.int64)})
+
+
+def estimate_clock(ticks: pd.DataFrame, expires: np.ndarray) -> TickClock | None:
+    """Tick period, grid phase and trace-clock offset, all from the trace itself: ``ticks``
+    (every tick expiry: cpu, ts, now) and the tick timer's programmed ``expires``."""
     if len(ticks) < 2:
         return None
     gaps = []
@@ -55,13 +68,9 @@ def estimate_clock(tr: Trace, ticks: pd.DataFrame) -> TickClock | None:
     # the period is the candidate that the spacing of consecutive ticks is a multiple of
     best = min(TICK_PERIODS_NS, key=lambda p: float(np.median(np.abs(d / p - np.maximum(np.round(d / p), 1)))))
     phase = 0
-    if tr.has("hrtimer_start"):
-        s = tr.fields("hrtimer_start", ["function", "expires"])
-        if {"function", "expires"} <= set(s.columns):
-            s = s[s["function"].astype(object).isin(TICK_FUNCTIONS) & s["expires"].notna()]
-            if len(s):
-                vals, counts = np.unique(s["expires"].to_numpy(np.int64) % best, return_counts=True)
-                phase = int(vals[np.argmax(counts)])
+    if len(expires):
+        vals, counts = np.unique(np.asarray(expires, np.int64) % best, return_counts=True)
+        phase = int(vals[np.argmax(counts)])
     lat = ticks["ts"].to_numpy(np.int64) - ticks["now"].to_numpy(np.int64)
     off = int(lat.min())
     return TickClock(best, phase, off, max(int(np.percentile(lat, 50)) - off, 1_000))
@@ -73,16 +82,21 @@ def due_ts(clock: TickClock, now: np.ndarray) -> np.ndarray:
     return due_mono + clock.offset_ns
 
 
-def delivery_ns(tl: Timeline, pos: np.ndarray, due: np.ndarray) -> int:
-    """Fastest delay from a tick's due time to the start of its IRQ handler, in this trace."""
+def handler_before(tl: Timeline, pos: np.ndarray) -> np.ndarray:
+    """Position of the last IRQ handler before each position on its CPU, −1 if none."""
     h = np.flatnonzero(tl.cls == Cls.HANDLER)
     if not len(h) or not len(pos):
-        return 0
+        return np.full(len(pos), -1, np.int64)
     i = np.searchsorted(h, pos) - 1
     ok = (i >= 0) & (tl.cpu[h[np.maximum(i, 0)]] == tl.cpu[pos])
-    if not ok.any():
-        return 0
-    return max(0, int((tl.ts[h[i[ok]]] - due[ok]).min()))
+    return np.where(ok, h[np.maximum(i, 0)], -1)
+
+
+def delivery_ns(handler_ts: np.ndarray, due: np.ndarray) -> int:
+    """Fastest delay from a tick's due time to the start of its IRQ handler (``handler_ts``, −1 where
+    no handler precedes the tick), in this trace."""
+    ok = handler_ts >= 0
+    return max(0, int((handler_ts[ok] - due[ok]).min())) if ok.any() else 0
 
 
 def task_level_irq_off(tl: Timeline) -> np.ndarray:

@@ -36,6 +36,35 @@ class Cls(IntEnum):
     IPI = 13           # ipi_entry (inside an IPI's irq handler on arm64)
 
 
+class SeqIndex:
+    """seq → value for the seq numbers of one table (−1 for others).
+
+    A dense array when the seq numbers are close together; a sorted lookup when
+    they are sparse (a chunk of a huge trace, or a selective load that kept few events),
+    so memory follows the events held, not the file's seq range.
+    """
+
+    def __init__(self, seq: np.ndarray, values: np.ndarray) -> None:
+        self.lo = int(seq.min()) if len(seq) else 0
+        span = int(seq.max()) - self.lo + 1 if len(seq) else 0
+        self.dense: np.ndarray | None = None
+        if span <= 4 * len(seq) + 1024:
+            self.dense = np.full(span, -1, dtype=np.int64)
+            self.dense[seq - self.lo] = values
+        else:
+            order = np.argsort(seq, kind="stable")
+            self.keys, self.values = seq[order], np.asarray(values, np.int64)[order]
+
+    def __getitem__(self, seq: np.ndarray) -> np.ndarray:
+        seq = np.asarray(seq, dtype=np.int64)
+        if self.dense is not None:
+            i = seq - self.lo
+            ok = (i >= 0) & (i < len(self.dense))
+            return np.where(ok, self.dense[np.where(ok, i, 0)], -1) if len(self.dense) else np.full(len(seq), -1)
+        i = np.minimum(np.searchsorted(self.keys, seq), max(len(self.keys) - 1, 0))
+        return np.where(self.keys[i] == seq, self.values[i], -1) if len(self.keys) else np.full(len(seq), -1)
+
+
 class Coded:
     """A string column kept as codes into a small table of distinct names.
 
@@ -82,10 +111,13 @@ class Timeline:
     rcu_event: str | None    # "rcu_dyntick" / "rcu_watching" / None
     rcu_counter: np.ndarray  # int64, -1 where not an rcu event
     rcu_change: np.ndarray   # int8: +1 RCU starts watching, -1 stops, 0 nesting/not rcu
-    pos_by_seq: np.ndarray   # seq → position
+    pos_by_seq: "SeqIndex"   # seq → position
     present: set[str] = field(default_factory=set)
     #: (cpu, ts or None) of each lost-events gap
     gaps: list[tuple[int, int | None]] = field(default_factory=list)
+    #: positions this timeline answers for; None = all. A chunk of a huge trace also holds events
+    #: carried from before it (open intervals, each CPU's last event of each kind) as context only
+    owned: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -111,6 +143,11 @@ class Timeline:
         """Timeline positions of events given by ``seq``."""
         return self.pos_by_seq[np.asarray(seq, dtype=np.int64)]
 
+    def owns(self, pos: np.ndarray) -> np.ndarray:
+        """Which of ``pos`` this timeline answers for (all of them for a whole trace)."""
+        pos = np.asarray(pos, dtype=np.int64)
+        return np.ones(len(pos), bool) if self.owned is None else self.owned[pos]
+
     def cpu_bounds(self) -> dict[int, tuple[int, int]]:
         """cpu → [start, end) positions."""
         cpus, first = np.unique(self.cpu, return_index=True)
@@ -118,16 +155,26 @@ class Timeline:
         return {int(c): (int(s), int(e)) for c, s, e in zip(cpus, first, ends)}
 
     def near_gap(self, cpu: np.ndarray, start_ts: np.ndarray, end_ts: np.ndarray) -> np.ndarray:
-        """True where a lost-events gap on ``cpu`` falls in [start_ts, end_ts].
+        """True where a lost-events gap on ``cpu`` falls in [start_ts, end_ts] (see ``near_gap``)."""
+        return near_gap(self.gaps, cpu, start_ts, end_ts)
 
-        A gap without a timestamp (events lost before the first one) counts
-        for everything on its CPU before the first event seen there.
-        """
-        out = np.zeros(len(cpu), dtype=bool)
-        for c, t in self.gaps:
-            on = cpu == c
-            out |= on & ((start_ts <= t) & (t <= end_ts) if t is not None else True)
-        return out
+
+def gaps_of(tr: Trace) -> list[tuple[int, int | None]]:
+    """(cpu, ts or None) of each lost-events gap of a trace."""
+    return [(int(g["cpu"]), None if g.get("ts") is None else int(g["ts"])) for g in tr.meta.lost_gaps]
+
+
+def near_gap(gaps: list[tuple[int, int | None]], cpu: np.ndarray, start_ts: np.ndarray, end_ts: np.ndarray) -> np.ndarray:
+    """True where a lost-events gap on ``cpu`` falls in [start_ts, end_ts].
+
+    A gap without a timestamp (events lost before the first one) counts
+    for everything on its CPU before the first event seen there.
+    """
+    out = np.zeros(len(cpu), dtype=bool)
+    for c, t in gaps:
+        on = cpu == c
+        out |= on & ((start_ts <= t) & (t <= end_ts) if t is not None else True)
+    return out
 
 
 #: the fields the model reads per event, asked for together so each event is decoded once
@@ -168,13 +215,7 @@ def build(tr: Trace) -> Timeline:
     counter_by_row = np.full(n, -1, dtype=np.int64)
     entry_by_row = np.zeros(n, dtype=bool)
     change_by_row = np.zeros(n, dtype=np.int8)
-    seq_col = ev["seq"].to_numpy(np.int64)
-    span = int(seq_col.max()) + 1 if n else 0  # a filtered table keeps its original seq numbers
-    if span == n and (n < 2 or bool((np.diff(seq_col) == 1).all())):
-        row_of_seq = np.arange(n)  # the common case: seq is the row number
-    else:
-        row_of_seq = np.full(span, -1, dtype=np.int64)
-        row_of_seq[seq_col] = np.arange(n)  # seq → events-table row
+    row_of_seq = SeqIndex(ev["seq"].to_numpy(np.int64), np.arange(n))  # a filtered table keeps its seq numbers
     rcu_event = next((e for e in ("rcu_dyntick", "rcu_watching") if tr.has(e)), None)
     # the fields decode on two threads (numpy gathers and Arrow kernels release the GIL); the
     # million rcu events alone take as long as everything else
@@ -208,8 +249,7 @@ def build(tr: Trace) -> Timeline:
     # __kvm_vcpu_run's irq_disable, the task-level EQS entry, rcu_note_context_switch
     entry_path = entry_by_row[order] | (cls == Cls.RCU_STOP) | (cls == Cls.RCU_UTIL)
     comm = ev["comm"].astype("category")
-    pos_by_seq = np.full(span, -1, dtype=np.int64)
-    pos_by_seq[seq] = np.arange(n)
+    pos_by_seq = SeqIndex(seq, np.arange(n))
     return Timeline(
         ts=ev["ts"].to_numpy(np.int64)[order], seq=seq, cpu=ev["cpu"].to_numpy(np.int32)[order],
         pid=ev["pid"].to_numpy(np.int32)[order], cls=cls,
@@ -222,7 +262,7 @@ def build(tr: Trace) -> Timeline:
         rcu_event=rcu_event, rcu_counter=counter_by_row[order], rcu_change=change_by_row[order],
         pos_by_seq=pos_by_seq,
         present=set(tr.event_names()),
-        gaps=[(int(g["cpu"]), None if g.get("ts") is None else int(g["ts"])) for g in tr.meta.lost_gaps],
+        gaps=gaps_of(tr),
     )
 
 
