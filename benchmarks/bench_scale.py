@@ -1,14 +1,16 @@
-"""Scale: memory of a selective (chunked) load, the Parquet cache speed-up, and a batch on dask.
+"""Scale: memory of a selective load with a chunked analysis, the Parquet cache speed-up, a batch on dask.
 
     python3 benchmarks/bench_scale.py memory [EVENTS]   # default 20,000,000 synthesized events
     python3 benchmarks/bench_scale.py cache [EVENTS]    # default 2,000,000
     python3 benchmarks/bench_scale.py batch [TRACES]    # default 200 small traces, 2 workers vs serial
 
 memory: synthesizes an arm64 pre-fix nohz_full trace (tracefs text and trace.dat v7), then in a
-fresh process per format loads it with ``select=analyzers.selection()`` and analyzes it; prints
-that process's peak RSS beside the size the full events table would take (bytes per event of a
-full load, measured on a 1M-event trace of the same scenario, times the events). Traces are
-written to a temporary folder and removed.
+fresh process per format and mode loads it with ``select=analyzers.selection()`` and analyzes it,
+the model built over all kept events at once ("lean") and 1M events at a time ("chunked", what
+``analyze --low-memory`` does); prints each process's peak RSS beside the size the full events
+table would take (bytes per event of a full load, measured on a 1M-event trace of the same
+scenario, times the events) and checks both modes find the same. Traces are written to a
+temporary folder and removed.
 """
 from __future__ import annotations
 
@@ -26,14 +28,15 @@ import json, resource, sys, time
 import kvmtrace
 from kvmtrace.analyzers import selection
 t = time.perf_counter()
-lean = sys.argv[2] == "lean"
+lean = sys.argv[2] != "full"
 tr = kvmtrace.load(sys.argv[1], select=selection() if lean else None)
 load = time.perf_counter() - t
-a = kvmtrace.analyze(tr)
+a = kvmtrace.analyze(tr, chunk_events=1_000_000 if sys.argv[2] == "chunked" else None)
 table = int(tr.events.memory_usage(deep=True).sum())
 print(json.dumps({"events": tr.meta.events + tr.meta.not_kept, "kept": tr.meta.events, "load_s": load,
                   "total_s": time.perf_counter() - t, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "table_bytes": table, "rcu": a.counts()["rcu_not_watching"]["proven"]}))
+                  "table_bytes": table, "rcu": a.counts()["rcu_not_watching"]["proven"],
+                  "counts": a.counts(), "runs": len(a.runs)}))
 """
 
 
@@ -60,14 +63,18 @@ def memory(events: int) -> None:
               f"(rcu_not_watching injected: {big['counts']['rcu_not_watching']:,})")
         for f in ("tracefs", "dat7"):
             size = Path(big["paths"][f]).stat().st_size
-            r = _child(big["paths"][f], "lean")
-            full_mb = per_event[f]["table_bytes"] / per_event[f]["events"] * r["events"] / 2**20
-            full_rss = per_event[f]["rss_mb"] / per_event[f]["events"] * r["events"]
-            print(f"{f:8s} file {size / 2**20:8.0f} MB  {r['events']:,} events, {r['kept']:,} kept  "
-                  f"load+analyze {r['total_s']:.0f} s  rcu found {r['rcu']:,}")
-            print(f"         peak RSS {r['rss_mb']:8.0f} MB = {r['rss_mb'] * 2**20 / r['events']:.0f} B/event   "
-                  f"full events table would take {full_mb:8.0f} MB (full load+analyze peak ~{full_rss:.0f} MB, "
-                  f"scaled from 1M events)")
+            full_mb = per_event[f]["table_bytes"] / per_event[f]["events"] * big["events"] / 2**20
+            full_rss = per_event[f]["rss_mb"] / per_event[f]["events"] * big["events"]
+            print(f"{f:8s} file {size / 2**20:8.0f} MB; the full events table would take {full_mb:,.0f} MB, "
+                  f"a full load+analyze peak ~{full_rss:,.0f} MB (scaled from 1M events)")
+            got = {}
+            for mode in ("lean", "chunked"):
+                r = got[mode] = _child(big["paths"][f], mode)
+                print(f"  {mode:8s} {r['events']:,} events, {r['kept']:,} kept, load+analyze {r['total_s']:.0f} s, "
+                      f"rcu found {r['rcu']:,}; peak RSS {r['rss_mb']:8,.0f} MB = "
+                      f"{r['rss_mb'] * 2**20 / r['events']:.0f} B/event ({r['rss_mb'] / full_rss:.2f} of the full peak)")
+            same = (got["lean"]["counts"], got["lean"]["runs"]) == (got["chunked"]["counts"], got["chunked"]["runs"])
+            print(f"  chunked finds the same as lean: {same}")
 
 
 def cache(events: int) -> None:

@@ -8,11 +8,12 @@ from .meta import TraceMeta
 from .trace import Trace, load
 
 
-def analyze(trace: Trace | str, options: "Options | None" = None) -> "Analysis":
-    """Run every analyzer on a loaded trace (or a path): verdict, findings, DataFrames."""
+def analyze(trace: Trace | str, options: "Options | None" = None, chunk_events: int | None = None) -> "Analysis":
+    """Run every analyzer on a loaded trace (or a path): verdict, findings, DataFrames.
+    ``chunk_events``: build the model that many events at a time (same result, less memory)."""
     from .analyzers import analyze as _analyze
 
-    return _analyze(trace if isinstance(trace, Trace) else load(trace), options)
+    return _analyze(trace if isinstance(trace, Trace) else load(trace), options, chunk_events)
 
 
 if TYPE_CHECKING:

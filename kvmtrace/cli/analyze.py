@@ -34,6 +34,10 @@ def _kinds(value: str | None) -> list[str]:
     return kinds
 
 
+#: events per chunk of ``--low-memory``: its model takes ~0.3 GB
+LOW_MEMORY_CHUNK = 1_000_000
+
+
 @cli.command()
 @click.argument("traces", nargs=-1, required=True, metavar="TRACE...")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (schema in the README).")
@@ -43,11 +47,14 @@ def _kinds(value: str | None) -> list[str]:
 @analysis_options
 @click.option("--findings", "show", type=int, default=10, show_default=True, help="Findings to list (text output).")
 @click.option("--low-memory", is_flag=True,
-              help="Keep only the events and fields the analyzers read, decoded while reading (no cache).")
+              help="Keep only the events and fields the analyzers read, decoded while reading (no cache), "
+                   "and build the model a chunk of events at a time.")
+@click.option("--chunk-events", type=click.IntRange(min=1000), metavar="N",
+              help=f"Build the model N events at a time (same result; default with --low-memory: {LOW_MEMORY_CHUNK:,}).")
 @batch_options
 @one_line_errors
 def analyze(traces: tuple[str, ...], as_json: bool, fail_on: str | None, strict: bool, options: Options,
-            show: int, low_memory: bool, scheduler: str | None, workers: int, serial: bool, no_cache: bool,
+            show: int, low_memory: bool, chunk_events: int | None, scheduler: str | None, workers: int, serial: bool, no_cache: bool,
             cache_dir: str | None) -> None:
     """Find guest entry/exit bugs in TRACE and say which entry logic the kernel runs.
 
@@ -71,7 +78,7 @@ def analyze(traces: tuple[str, ...], as_json: bool, fail_on: str | None, strict:
     with terminal_progress():
         tr = load(traces[0], cache=not (no_cache or low_memory), cache_dir=cache_dir,
                   select=selection() if low_memory else None)
-        a = run_analysis(tr, options)
+        a = run_analysis(tr, options, chunk_events=chunk_events or (LOW_MEMORY_CHUNK if low_memory else None))
     if as_json:
         click.echo(json.dumps(a.to_json(), indent=2, sort_keys=True))
     else:

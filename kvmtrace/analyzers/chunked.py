@@ -1,0 +1,55 @@
+"""A huge trace analyzed a chunk at a time, with the same result as the whole trace at once.
+
+Each chunk is a ``Trace`` of its own (``Trace.rows``): about ``chunk_events`` new events
+plus what ``model.carry`` says the previous chunk left open or later events look back at.
+Its timeline owns each CPU's events from where the previous chunk's ownership ended
+to the CPU's last quiet point; analyzers count and report only owned things, and
+``analyzers.finish`` puts the parts together. Only the RCU counter step is decided up
+front from the whole trace, because whether an EQS missed transitions depends on it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import progress
+from ..model import carry
+from ..model import rcu as rcu_model
+from ..trace import Trace
+from . import irqsoff
+from .base import Context, Options
+
+
+def collect_chunks(trace: Trace, options: Options, chunk_events: int) -> list[dict[str, Any]]:
+    """Every chunk's part of the analysis of ``trace`` (events in seq order, as every reader gives them)."""
+    from . import collect
+
+    seq = trace.events["seq"].to_numpy(np.int64)
+    n = len(seq)
+    if n and bool((np.diff(seq) < 0).any()):
+        raise ValueError(f"{trace.path}: events are not in seq order; chunked analysis needs them so")
+    step = rcu_model.trace_counter_step(trace)
+    flags_matter = not all(trace.has(e) for e in irqsoff.NEEDS)  # windows from the irqs-off flag
+    start: dict[int, int] = {}  # per CPU: the seq where this chunk's owned events begin
+    rows_carried = np.zeros(0, np.int64)
+    parts: list[dict[str, Any]] = []
+    a = 0
+    while True:
+        b = min(a + max(int(chunk_events), 1), n)
+        chunk = trace.rows(np.union1d(rows_carried, np.arange(a, b)))
+        ctx = Context(chunk, options, counter_step=step)
+        tl = ctx.tl
+        last = b >= n
+        cut = {} if last else carry.quiet_cuts(tl, start, flags_matter)
+        lo = carry.per_cpu(tl, start, -1)
+        hi = carry.per_cpu(tl, cut, np.iinfo(np.int64).max)
+        tl.owned = (tl.seq >= lo) & (tl.seq < hi)
+        parts.append(collect(ctx, report=False))
+        progress.step(f"analyzing {trace.name}", b / n if n else 1.0)
+        if last:
+            return parts
+        r = ctx.runs
+        rows_carried = np.searchsorted(seq, carry.carried(tl, r.entry_pos, r.return_pos, r.exit_pos, cut))
+        start = cut
+        a = b

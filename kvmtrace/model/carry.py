@@ -1,0 +1,116 @@
+"""Where a chunk of a huge trace may end on each CPU, and the state the next chunk must carry.
+
+A chunk answers for (owns) each CPU's events up to that CPU's last *quiet* point: no
+guest run, irqs-off window or RCU quiescent state open there. Everything owned
+then opened and closed inside the chunk. What later events still look back at is
+carried into the next chunk as events of its own, never as copies of results:
+
+- the CPU's events after its quiet point (open intervals, owned next time);
+- the last event of each kind the model pairs or compares with its predecessor
+  (kvm_entry/kvm_exit, irq_disable/irq_enable, RCU stop/start, RCU counter,
+  IRQ handler, task-context event);
+- the CPU's last guest run, from kvm_entry up to where it stops mattering: ticks
+  and IRQs until the CPU's next kvm_entry are charged to its exit window, and a
+  tick compares itself with the run's first handler and guest-timing window.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import ticks as tk
+from .timeline import Cls, Timeline
+
+#: event kinds whose latest occurrence before a cut later events are compared with
+_PAIRED = ((Cls.ENTRY, Cls.EXIT), (Cls.IRQ_OFF, Cls.IRQ_ON), (Cls.RCU_STOP, Cls.RCU_START), (Cls.HANDLER,))
+
+
+def _last_before(tl: Timeline, mask: np.ndarray, first_of_cpu: np.ndarray) -> np.ndarray:
+    """Per position, the last earlier position on its CPU where ``mask`` holds (−1 if none)."""
+    idx = np.where(mask, np.arange(len(tl)), -1)
+    acc = np.maximum.accumulate(idx) if len(idx) else idx
+    prev = np.concatenate([[-1], acc[:-1]]) if len(acc) else acc
+    return np.where(prev >= first_of_cpu, prev, -1)
+
+
+def per_cpu(tl: Timeline, value: dict[int, int], default: int) -> np.ndarray:
+    """``value[cpu]`` spread to every position of that CPU."""
+    cpus, inv = np.unique(tl.cpu, return_inverse=True)
+    return np.array([value.get(int(c), default) for c in cpus] or [default], np.int64)[inv]
+
+
+def quiet_cuts(tl: Timeline, start: dict[int, int], flags_matter: bool) -> dict[int, int]:
+    """Per CPU, the seq of the last event before which nothing is open and the CPU's owned part
+    (from ``start[cpu]``) may end; ``start[cpu]`` itself when there is none.
+
+    ``flags_matter``: irqs-off windows come from the irqs-off flag (no preemptirq events),
+    so a run of flagged task-context events must be closed too.
+    """
+    n = len(tl)
+    first_of_cpu = np.searchsorted(tl.cpu, tl.cpu, side="left")
+    open_ = np.zeros(n, bool)
+    for opener, closer in ((Cls.ENTRY, Cls.EXIT), (Cls.IRQ_OFF, Cls.IRQ_ON), (Cls.RCU_STOP, Cls.RCU_START)):
+        prev = _last_before(tl, tl.is_(opener, closer), first_of_cpu)
+        open_ |= (prev >= 0) & (tl.cls[np.maximum(prev, 0)] == opener)
+    if flags_matter:
+        prev = _last_before(tl, ~tl.hardirq & ~tl.nmi, first_of_cpu)
+        open_ |= (prev >= 0) & tl.irqs_off[np.maximum(prev, 0)]
+    lo = per_cpu(tl, start, -1)
+    quiet = np.flatnonzero(~open_ & (tl.seq >= lo))
+    out = dict(start)
+    out.update({int(c): start.get(int(c), -1) for c in np.unique(tl.cpu)})  # no quiet point: owns nothing more
+    if len(quiet):
+        cpus = tl.cpu[quiet]
+        last = quiet[np.append(cpus[1:] != cpus[:-1], True)]  # tl is sorted by cpu: the last quiet one per CPU
+        out.update({int(c): int(s) for c, s in zip(tl.cpu[last], tl.seq[last])})
+    return out
+
+
+def carried(tl: Timeline, entry_pos: np.ndarray, return_pos: np.ndarray, exit_pos: np.ndarray,
+            cut: dict[int, int]) -> np.ndarray:
+    """Seq numbers of the events the next chunk needs from this one (see the module docstring)."""
+    if not len(tl):
+        return np.zeros(0, np.int64)
+    cut_of = per_cpu(tl, cut, np.iinfo(np.int64).max)
+    before = tl.seq < cut_of
+    keep = ~before  # everything after the cut is owned next time
+    bounds = tl.cpu_bounds()
+    kinds = [tl.is_(*k) for k in _PAIRED] + [tl.rcu_counter >= 0, ~tl.hardirq & ~tl.nmi]
+    ends = {c: s + int(before[s:e].sum()) for c, (s, e) in bounds.items()}  # per CPU: first position at/after the cut
+    for c, (s, _) in bounds.items():
+        end = ends[c]
+        for m in kinds:
+            k = np.flatnonzero(m[s:end])
+            if len(k):
+                keep[s + k[-1]] = True
+    _last_run(tl, entry_pos, return_pos, exit_pos, ends, keep)
+    return tl.seq[keep]
+
+
+def _last_run(tl: Timeline, entry_pos: np.ndarray, return_pos: np.ndarray, exit_pos: np.ndarray,
+              ends: dict[int, int], keep: np.ndarray) -> None:
+    """Mark each CPU's last guest run before the cut, up to where later ticks stop looking at it:
+    its first IRQ handler after the guest returned and its guest-timing window (first task-level
+    irq_enable, the irq_disable closing it and that one's neighbour); all of it up to the cut if
+    those are not all seen yet."""
+    if not len(entry_pos):
+        return
+    h = np.flatnonzero(tl.cls == Cls.HANDLER)
+    ons, offs = tk.task_level_irq_on(tl), tk.task_level_irq_off(tl)
+    plain = tl.unbracketed
+    for c, end in ends.items():
+        i = np.searchsorted(entry_pos, end) - 1
+        if i < 0 or tl.cpu[entry_pos[i]] != c:
+            continue
+        ret = return_pos[i]
+        upto = end
+        k_on = np.searchsorted(ons, ret, side="right")
+        if k_on < len(ons) and ons[k_on] < end:
+            k_off = np.searchsorted(offs, ons[k_on], side="right")
+            if k_off < len(offs) and offs[k_off] < end:
+                nb = np.searchsorted(plain, offs[k_off], side="right")
+                settle = max(int(exit_pos[i]), int(plain[nb]) if nb < len(plain) else end)
+                k_h = np.searchsorted(h, ret, side="right")
+                if k_h < len(h) and h[k_h] < end:
+                    settle = max(settle, int(h[k_h]))
+                upto = min(end, settle + 1)
+        keep[entry_pos[i]:upto] = True
