@@ -37,7 +37,7 @@ def collect_chunks(trace: Trace, options: Options, chunk_events: int) -> list[di
     a = 0
     while True:
         b = min(a + max(int(chunk_events), 1), n)
-        chunk = trace.rows(np.union1d(rows_carried, np.arange(a, b)))
+        chunk = trace.rows(np.concatenate([rows_carried, np.arange(a, b)]))  # carried rows all come before a
         ctx = Context(chunk, options, counter_step=step)
         tl = ctx.tl
         last = b >= n
@@ -50,6 +50,6 @@ def collect_chunks(trace: Trace, options: Options, chunk_events: int) -> list[di
         if last:
             return parts
         r = ctx.runs
-        rows_carried = np.searchsorted(seq, carry.carried(tl, r.entry_pos, r.return_pos, r.exit_pos, cut))
+        rows_carried = np.sort(np.searchsorted(seq, carry.carried(tl, r.entry_pos, r.return_pos, r.exit_pos, cut)))
         start = cut
         a = b

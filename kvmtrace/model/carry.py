@@ -32,10 +32,17 @@ def _last_before(tl: Timeline, mask: np.ndarray, first_of_cpu: np.ndarray) -> np
     return np.where(prev >= first_of_cpu, prev, -1)
 
 
+def _cpus(tl: Timeline) -> tuple[np.ndarray, np.ndarray]:
+    """The CPUs of a timeline and where each one's positions start (tl is sorted by cpu)."""
+    first = np.flatnonzero(np.r_[True, tl.cpu[1:] != tl.cpu[:-1]]) if len(tl) else np.zeros(0, np.int64)
+    return tl.cpu[first], first
+
+
 def per_cpu(tl: Timeline, value: dict[int, int], default: int) -> np.ndarray:
     """``value[cpu]`` spread to every position of that CPU."""
-    cpus, inv = np.unique(tl.cpu, return_inverse=True)
-    return np.array([value.get(int(c), default) for c in cpus] or [default], np.int64)[inv]
+    cpus, first = _cpus(tl)
+    vals = np.array([value.get(int(c), default) for c in cpus], np.int64)
+    return np.repeat(vals, np.diff(np.append(first, len(tl))))
 
 
 def quiet_cuts(tl: Timeline, start: dict[int, int], flags_matter: bool) -> dict[int, int]:
@@ -57,7 +64,7 @@ def quiet_cuts(tl: Timeline, start: dict[int, int], flags_matter: bool) -> dict[
     lo = per_cpu(tl, start, -1)
     quiet = np.flatnonzero(~open_ & (tl.seq >= lo))
     out = dict(start)
-    out.update({int(c): start.get(int(c), -1) for c in np.unique(tl.cpu)})  # no quiet point: owns nothing more
+    out.update({int(c): start.get(int(c), -1) for c in _cpus(tl)[0]})  # no quiet point: owns nothing more
     if len(quiet):
         cpus = tl.cpu[quiet]
         last = quiet[np.append(cpus[1:] != cpus[:-1], True)]  # tl is sorted by cpu: the last quiet one per CPU
