@@ -32,6 +32,7 @@ class Trace:
         self._typed: dict[str, pd.DataFrame] = {}
         self._fields: dict[str, tuple[np.ndarray, pd.DataFrame]] = {}  # (events-table rows, fields)
         self._names: list[str] | None = None
+        self._by_seq: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # for rows(): cached fields' rows by seq
 
     @property
     def path(self) -> str:
@@ -131,7 +132,7 @@ class Trace:
         return out
 
     def rows(self, rows: np.ndarray) -> "Trace":
-        """The events at table ``rows`` (sorted) as a trace of their own: one chunk of a huge trace.
+        """The events at table ``rows`` (ascending) as a trace of their own: one chunk of a huge trace.
 
         It keeps the whole trace's seq numbers, meta and event names (so analyzers decide
         what is missing from the whole trace, not from the chunk), and the fields already
@@ -140,11 +141,14 @@ class Trace:
         rows = np.asarray(rows, dtype=np.int64)
         out = Trace(self.events.iloc[rows].reset_index(drop=True), self.meta, self._binary, self._reopen)
         out._names = self.event_names()
-        seq = out.events["seq"].to_numpy(np.int64)
         for name, f in self._cached.items():
-            s = f["seq"].to_numpy(np.int64)
-            i = np.minimum(np.searchsorted(seq, s), max(len(seq) - 1, 0))
-            out._cached[name] = f[(seq[i] == s) if len(seq) else np.zeros(len(s), bool)].reset_index(drop=True)
+            if name not in self._by_seq:  # the cached fields' rows by seq, once per trace
+                s = f["seq"].to_numpy(np.int64)
+                o = np.argsort(s, kind="stable")
+                self._by_seq[name] = (s[o], o)
+            keys, o = self._by_seq[name]
+            want = out.events["seq"].to_numpy(np.int64)[(out.events["event"] == name).to_numpy(bool)]
+            out._cached[name] = f.iloc[o[np.searchsorted(keys, want)]].reset_index(drop=True)
         for key, (have, got) in self._fields.items():
             i = np.minimum(np.searchsorted(rows, have), max(len(rows) - 1, 0))
             keep = (rows[i] == have) if len(rows) else np.zeros(len(have), bool)

@@ -16,40 +16,39 @@ import numpy as np
 from .. import progress
 from ..model import carry
 from ..model import rcu as rcu_model
+from ..model.timeline import SeqIndex
 from ..trace import Trace
 from . import irqsoff
 from .base import Context, Options
 
 
 def collect_chunks(trace: Trace, options: Options, chunk_events: int) -> list[dict[str, Any]]:
-    """Every chunk's part of the analysis of ``trace`` (events in seq order, as every reader gives them)."""
+    """Every chunk's part of the analysis of ``trace``: rows of its events table ``chunk_events`` at a time."""
     from . import collect
 
-    seq = trace.events["seq"].to_numpy(np.int64)
-    n = len(seq)
-    if n and bool((np.diff(seq) < 0).any()):
-        raise ValueError(f"{trace.path}: events are not in seq order; chunked analysis needs them so")
+    n = len(trace.events)
     step = rcu_model.trace_counter_step(trace)
     flags_matter = not all(trace.has(e) for e in irqsoff.NEEDS)  # windows from the irqs-off flag
-    start: dict[int, int] = {}  # per CPU: the seq where this chunk's owned events begin
+    start: dict[int, int] = {}  # per CPU: the table row where this chunk's owned events begin
     rows_carried = np.zeros(0, np.int64)
     parts: list[dict[str, Any]] = []
     a = 0
     while True:
         b = min(a + max(int(chunk_events), 1), n)
-        chunk = trace.rows(np.concatenate([rows_carried, np.arange(a, b)]))  # carried rows all come before a
+        rows = np.concatenate([rows_carried, np.arange(a, b)])  # carried rows all come before a
+        chunk = trace.rows(rows)
         ctx = Context(chunk, options, counter_step=step)
         tl = ctx.tl
+        # an event's key is its row in the whole table: the order the timeline keeps per CPU
+        key = rows[SeqIndex(chunk.events["seq"].to_numpy(np.int64), np.arange(len(rows)))[tl.seq]]
         last = b >= n
-        cut = {} if last else carry.quiet_cuts(tl, start, flags_matter)
-        lo = carry.per_cpu(tl, start, -1)
-        hi = carry.per_cpu(tl, cut, np.iinfo(np.int64).max)
-        tl.owned = (tl.seq >= lo) & (tl.seq < hi)
+        cut = {} if last else carry.quiet_cuts(tl, key, start, flags_matter)
+        tl.owned = (key >= carry.per_cpu(tl, start, -1)) & (key < carry.per_cpu(tl, cut, np.iinfo(np.int64).max))
         parts.append(collect(ctx, report=False))
         progress.step(f"analyzing {trace.name}", b / n if n else 1.0)
         if last:
             return parts
         r = ctx.runs
-        rows_carried = np.sort(np.searchsorted(seq, carry.carried(tl, r.entry_pos, r.return_pos, r.exit_pos, cut)))
+        rows_carried = np.sort(carry.carried(tl, key, r.entry_pos, r.return_pos, r.exit_pos, cut))
         start = cut
         a = b

@@ -45,9 +45,10 @@ def per_cpu(tl: Timeline, value: dict[int, int], default: int) -> np.ndarray:
     return np.repeat(vals, np.diff(np.append(first, len(tl))))
 
 
-def quiet_cuts(tl: Timeline, start: dict[int, int], flags_matter: bool) -> dict[int, int]:
-    """Per CPU, the seq of the last event before which nothing is open and the CPU's owned part
-    (from ``start[cpu]``) may end; ``start[cpu]`` itself when there is none.
+def quiet_cuts(tl: Timeline, key: np.ndarray, start: dict[int, int], flags_matter: bool) -> dict[int, int]:
+    """Per CPU, the ``key`` (the event's row in the whole events table) of the last event before
+    which nothing is open and the CPU's owned part (from ``start[cpu]``) may end; ``start[cpu]``
+    itself when there is none.
 
     ``flags_matter``: irqs-off windows come from the irqs-off flag (no preemptirq events),
     so a run of flagged task-context events must be closed too.
@@ -62,23 +63,24 @@ def quiet_cuts(tl: Timeline, start: dict[int, int], flags_matter: bool) -> dict[
         prev = _last_before(tl, ~tl.hardirq & ~tl.nmi, first_of_cpu)
         open_ |= (prev >= 0) & tl.irqs_off[np.maximum(prev, 0)]
     lo = per_cpu(tl, start, -1)
-    quiet = np.flatnonzero(~open_ & (tl.seq >= lo))
+    quiet = np.flatnonzero(~open_ & (key >= lo))
     out = dict(start)
     out.update({int(c): start.get(int(c), -1) for c in _cpus(tl)[0]})  # no quiet point: owns nothing more
     if len(quiet):
         cpus = tl.cpu[quiet]
         last = quiet[np.append(cpus[1:] != cpus[:-1], True)]  # tl is sorted by cpu: the last quiet one per CPU
-        out.update({int(c): int(s) for c, s in zip(tl.cpu[last], tl.seq[last])})
+        out.update({int(c): int(s) for c, s in zip(tl.cpu[last], key[last])})
     return out
 
 
-def carried(tl: Timeline, entry_pos: np.ndarray, return_pos: np.ndarray, exit_pos: np.ndarray,
+def carried(tl: Timeline, key: np.ndarray, entry_pos: np.ndarray, return_pos: np.ndarray, exit_pos: np.ndarray,
             cut: dict[int, int]) -> np.ndarray:
-    """Seq numbers of the events the next chunk needs from this one (see the module docstring)."""
+    """Keys (rows in the whole events table) of the events the next chunk needs from this one
+    (see the module docstring)."""
     if not len(tl):
         return np.zeros(0, np.int64)
     cut_of = per_cpu(tl, cut, np.iinfo(np.int64).max)
-    before = tl.seq < cut_of
+    before = key < cut_of
     keep = ~before  # everything after the cut is owned next time
     bounds = tl.cpu_bounds()
     kinds = [tl.is_(*k) for k in _PAIRED] + [tl.rcu_counter >= 0, ~tl.hardirq & ~tl.nmi]
@@ -90,7 +92,7 @@ def carried(tl: Timeline, entry_pos: np.ndarray, return_pos: np.ndarray, exit_po
             if len(k):
                 keep[s + k[-1]] = True
     _last_run(tl, entry_pos, return_pos, exit_pos, ends, keep)
-    return tl.seq[keep]
+    return key[keep]
 
 
 def _last_run(tl: Timeline, entry_pos: np.ndarray, return_pos: np.ndarray, exit_pos: np.ndarray,
