@@ -65,7 +65,8 @@ class EventColumns:
         self.system.append(pc.dictionary_encode(system, memory_pool=POOL) if system is not None else None)
         self.flags.append(flags)
         self.payload.append(payload)
-        self.line.append(np.asarray(line, dtype=np.int64))
+        if self.select is None:  # a selective load keeps neither text nor line numbers
+            self.line.append(np.asarray(line, dtype=np.int64))
 
     def _decode_fields(self, event: pa.Array, payload: pa.Array, seq: np.ndarray) -> None:
         """The selected typed fields of this block's events, so their payloads need not be kept."""
@@ -82,10 +83,12 @@ class EventColumns:
     def field_frames(self, table_seq: np.ndarray) -> dict[str, pd.DataFrame]:
         """Decoded fields per event, rows in the order of the events table (``table_seq``)."""
         out = {}
-        pos = pd.Series(np.arange(len(table_seq)), index=table_seq)
+        o = np.argsort(table_seq, kind="stable")  # seq → table position by binary search, not a hash index
+        keys = table_seq[o]
         for name, parts in self.fields.items():
             f = pd.concat(parts, ignore_index=True)
-            order = np.argsort(pos.reindex(f["seq"].to_numpy()).to_numpy(), kind="stable")
+            self.fields[name] = []
+            order = np.argsort(o[np.searchsorted(keys, f["seq"].to_numpy())], kind="stable")
             out[name] = f.iloc[order].reset_index(drop=True)
         self.fields = {}
         return out
