@@ -116,4 +116,27 @@ def test_text_out_of_time_order(tmp_path, owned):
     (tmp_path / "unsorted.txt").write_text("".join(lines))
     tr = kvmtrace.load(tmp_path / "unsorted.txt")
     assert (np.diff(tr.events["seq"].to_numpy()) < 0).any()
-    assert _check(tr, owned).counts()["rcu_not_watching"]["proven"] == reference()["prefix-nohzfull"]["bug1"]
+    a = _check(tr, owned)
+    assert a.counts()["rcu_not_watching"]["proven"] == reference()["prefix-nohzfull"]["bug1"]
+    # each run's exit reason is its own kvm_exit's, found by seq (not by position in the table)
+    ex = tr.df("kvm_exit").set_index("seq").loc[a.runs["exit_seq"].to_numpy()]
+    want = np.where(ex["exit_type"] == "TRAP", ex["esr_ec_class"].astype(str), ex["exit_type"].astype(str))
+    assert (a.runs["reason"].to_numpy() == want).all()
+
+
+def test_shuffled_text_gives_the_runs_of_the_original(tmp_path, owned):
+    """Lines in random order: the table is put back in time order and seq says the line; each run's
+    exit reason must still come from its own kvm_exit (looked up by seq), chunked or not."""
+    import lzma
+    import random
+
+    lines = lzma.open(SAMPLES / "arm64-6.1-prefix-nohzfull.tracefs.txt.xz", "rt").read().splitlines(True)
+    head = [line for line in lines[:20] if line.startswith("#")]
+    body = lines[len(head):len(head) + 30_000]
+    (tmp_path / "in-order.txt").write_text("".join(head + body))
+    random.Random(7).shuffle(body)
+    (tmp_path / "shuffled.txt").write_text("".join(head + body))
+    orig = analyzers.analyze(kvmtrace.load(tmp_path / "in-order.txt"))
+    a = _check(kvmtrace.load(tmp_path / "shuffled.txt"), owned, 2000)
+    cols = ["cpu", "pid", "entry_ts", "return_ts", "exit_ts", "reason", "irqs", "ticks"]
+    assert len(a.runs) > 100 and a.runs[cols].astype(str).equals(orig.runs[cols].astype(str))

@@ -62,7 +62,7 @@ def trace_counter_step(tr: Trace) -> int | None:
     change = lut[pol.cat.codes.to_numpy()]
     keep = counter >= 0
     cpu = d["cpu"].to_numpy(np.int32)[keep]
-    o = np.argsort(cpu, kind="stable")  # fields come in seq order: (cpu, seq) like a timeline
+    o = np.argsort(cpu, kind="stable")  # fields come in table order: (cpu, table order) like a timeline
     return _step(cpu[o], change[keep][o], counter[keep][o])
 
 

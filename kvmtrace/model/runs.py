@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..trace import Trace
-from .timeline import Cls, Timeline, alternating, near_gap
+from .timeline import Cls, SeqIndex, Timeline, alternating, near_gap
 
 _BRACKETS = (Cls.RCU_OPEN, Cls.RCU_CLOSE)
 
@@ -74,8 +74,9 @@ def _guest_return(tl: Timeline, entry: np.ndarray, exit_: np.ndarray) -> np.ndar
 def _exit_reason(tr: Trace, seq: np.ndarray) -> pd.DataFrame:
     """Exit reason per kvm_exit seq: arm64 exception class (TRAP) or type; x86 reason."""
     got = tr.fields("kvm_exit", ["exit_type", "esr_ec", "esr_ec_class", "reason"])
-    at = np.searchsorted(got["seq"].to_numpy(np.int64), seq)  # fields come in seq order
-    d = got.iloc[np.minimum(at, max(len(got) - 1, 0))].reset_index(drop=True) if len(got) else got.reindex(range(len(seq)))
+    # fields come in table order, which is seq order unless the text was out of time order
+    at = SeqIndex(got["seq"].to_numpy(np.int64), np.arange(len(got)))[seq]
+    d = got.iloc[np.maximum(at, 0)].reset_index(drop=True) if len(got) else got.reindex(range(len(seq)))
     out = pd.DataFrame(index=range(len(seq)))
     if "exit_type" in d.columns:  # arm64
         typ = d["exit_type"].astype(object)
