@@ -140,6 +140,7 @@ class Trace:
         """
         rows = np.asarray(rows, dtype=np.int64)
         out = Trace(self.events.iloc[rows].reset_index(drop=True), self.meta, self._binary, self._reopen)
+        out._records = self._records  # type: ignore[method-assign]  # a cached trace.dat is re-read once, not per chunk
         out._names = self.event_names()
         for name, f in self._cached.items():
             if name not in self._by_seq:  # the cached fields' rows by seq, once per trace
