@@ -31,10 +31,11 @@ t = time.perf_counter()
 lean = sys.argv[2] != "full"
 tr = kvmtrace.load(sys.argv[1], select=selection() if lean else None)
 load = time.perf_counter() - t
+load_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 a = kvmtrace.analyze(tr, chunk_events=1_000_000 if sys.argv[2] == "chunked" else None)
 table = int(tr.events.memory_usage(deep=True).sum())
 print(json.dumps({"events": tr.meta.events + tr.meta.not_kept, "kept": tr.meta.events, "load_s": load,
-                  "total_s": time.perf_counter() - t, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "total_s": time.perf_counter() - t, "load_rss_mb": load_rss, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "table_bytes": table, "rcu": a.counts()["rcu_not_watching"]["proven"],
                   "counts": a.counts(), "runs": len(a.runs)}))
 """
@@ -72,7 +73,8 @@ def memory(events: int) -> None:
                 r = got[mode] = _child(big["paths"][f], mode)
                 print(f"  {mode:8s} {r['events']:,} events, {r['kept']:,} kept, load+analyze {r['total_s']:.0f} s, "
                       f"rcu found {r['rcu']:,}; peak RSS {r['rss_mb']:8,.0f} MB = "
-                      f"{r['rss_mb'] * 2**20 / r['events']:.0f} B/event ({r['rss_mb'] / full_rss:.2f} of the full peak)")
+                      f"{r['rss_mb'] * 2**20 / r['events']:.0f} B/event ({r['rss_mb'] / full_rss:.2f} of the full peak; "
+                      f"{r['load_rss_mb']:,.0f} MB by the end of the load)")
             same = (got["lean"]["counts"], got["lean"]["runs"]) == (got["chunked"]["counts"], got["chunked"]["runs"])
             print(f"  chunked finds the same as lean: {same}")
 
