@@ -17,9 +17,8 @@ from typing import Any
 import pandas as pd
 
 from . import progress
-from .analyzers import FINDING_KINDS, Options, analyze
+from .analyzers import FINDING_KINDS, Options, load_and_analyze
 from .errors import OutputError, TraceError
-from .trace import load
 
 ROW_COLUMNS = ["path", "format", "events", "cpus", "duration_s", "lost", "skipped", "verdict", "guest_runs",
                *(f"{k}_{c}" for k in FINDING_KINDS for c in ("proven", "inferred")), "undecidable", "cache",
@@ -37,12 +36,12 @@ def summarize(path: str, options: Options | None = None, cache: bool = False,
     """Load and analyze one trace; its row (errors included, never raised)."""
     t0 = time.perf_counter()
     try:
-        tr = load(path, cache=cache, cache_dir=cache_dir)
-        a = analyze(tr, options)
+        a = load_and_analyze(path, options, cache, cache_dir)
+        tr = a.trace
     except Exception as exc:  # noqa: BLE001 - a bad trace is a row, not the end of the batch
         return _error_row(path, exc, t0)
     m, c = tr.meta, a.counts()
-    row = {"path": path, "format": m.source_format, "events": m.events, "cpus": len(m.cpus_seen),
+    row = {"path": path, "format": m.source_format, "events": m.events_read, "cpus": len(m.cpus_seen),
            "duration_s": (m.last_ns - m.first_ns) / 1e9 if m.first_ns is not None and m.last_ns is not None else None,
            "lost": m.lost_total, "skipped": m.skipped_total, "verdict": a.verdict["verdict"], "guest_runs": len(a.runs),
            "undecidable": "; ".join(sorted({u["analysis"] for u in a.undecidable})) or None,
@@ -56,7 +55,7 @@ def compare_part(path: str, options: Options | None = None, cache: bool = False,
     """Load and analyze one trace for ``compare``: the small Part a worker sends back."""
     from .compare import extract
 
-    return extract(analyze(load(path, cache=cache, cache_dir=cache_dir), options))
+    return extract(load_and_analyze(path, options, cache, cache_dir))
 
 
 def scheduler_address(scheduler: str | None) -> str | None:

@@ -41,6 +41,15 @@ class TraceMeta:
     warnings: list[str] = field(default_factory=list)
 
     @property
+    def events_read(self) -> int:
+        """Events in the file: those kept plus those a selective load left out."""
+        return self.events + self.not_kept
+
+    def events_text(self) -> str:
+        """"N events", and how many were kept when a selective load left some out."""
+        return f"{self.events_read:,} events" + (f" ({self.events:,} kept)" if self.not_kept else "")
+
+    @property
     def skipped_total(self) -> int:
         return sum(self.skipped.values())
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -106,7 +107,6 @@ def test_text_out_of_time_order(tmp_path, owned):
     """perf-style text where CPUs' lines interleave out of time order: the table is sorted by ts, so
     seq is not monotonic; chunks follow table rows and still equal the whole analysis."""
     import lzma
-    import re
 
     lines = lzma.open(SAMPLES / "arm64-6.1-prefix-nohzfull.tracefs.txt.xz", "rt").read().splitlines(True)
     cpu = [re.search(r"\[(\d+)\]", line) for line in lines]
@@ -140,3 +140,26 @@ def test_shuffled_text_gives_the_runs_of_the_original(tmp_path, owned):
     a = _check(kvmtrace.load(tmp_path / "shuffled.txt"), owned, 2000)
     cols = ["cpu", "pid", "entry_ts", "return_ts", "exit_ts", "reason", "irqs", "ticks"]
     assert len(a.runs) > 100 and a.runs[cols].astype(str).equals(orig.runs[cols].astype(str))
+
+
+def test_low_memory_reaches_compare_report_and_batches(tmp_path):
+    """--low-memory is one analysis option of every command: the same verdicts, rows and report."""
+    before, after = (str(SAMPLES / f"arm64-6.1-synth-{v}-tick.v7.dat") for v in ("prefix", "fixed"))
+    run = [sys.executable, "-m", "kvmtrace"]
+
+    def out(*args: str) -> str:
+        return subprocess.run([*run, *args], capture_output=True, check=True, text=True).stdout
+    plain_cmp, lean_cmp = (json.loads(out("compare", "--json", "--serial", "--no-cache", *extra, before, after))
+                           for extra in ((), ("--low-memory",)))
+    assert lean_cmp == plain_cmp and plain_cmp["verdicts"]
+    rows = [json.loads(out("analyze", "--json", "--serial", "--no-cache", *extra, f"{before},{after}"))["traces"]
+            for extra in ((), ("--low-memory",))]
+    keep = ("events", "verdict", "guest_runs", "apparent_irqsoff_proven", "misaccounted_tick_proven", "error")
+    assert [{k: r[k] for k in keep} for r in rows[1]] == [{k: r[k] for k in keep} for r in rows[0]]
+    assert rows[1][0]["verdict"] == "pre-fix" and rows[1][1]["verdict"] == "fixed"
+    for extra, name in (((), "full"), (("--low-memory",), "lean")):
+        out("report", "--no-cache", *extra, "--vs", before, after, "-o", str(tmp_path / name))
+    text = {n: [re.sub(r" \([\d,]+ kept\)", "", line) for line in (tmp_path / n / "report.md").read_text().splitlines()
+                if "kvmtrace report" not in line] for n in ("full", "lean")}  # all but the command line that made it
+    assert text["full"] == text["lean"] and any("fixed" in line for line in text["lean"])
+    assert "26,731 events (26,233 kept)" in (tmp_path / "lean" / "report.md").read_text()

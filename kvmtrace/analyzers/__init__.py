@@ -25,7 +25,7 @@ from . import exits, irqsoff, rcu, ticks, verdict
 from .base import FINDING_COLUMNS, FINDING_KINDS, Context, Options, Result, Whole, concat, nohz_full_cpus
 
 SCHEMA_VERSION = 1
-__all__ = ["Analysis", "Options", "analyze", "FINDING_KINDS"]
+__all__ = ["Analysis", "Options", "analyze", "load_and_analyze", "FINDING_KINDS"]
 
 
 @dataclass
@@ -84,14 +84,32 @@ def selection() -> Selection:
     return Selection(MODEL_EVENTS, fields)
 
 
+#: events per chunk when ``Options.low_memory`` names no size: the model of 1M events takes ~0.3 GB
+LOW_MEMORY_CHUNK = 1_000_000
+
+
+def load_and_analyze(path: str, options: Options | None = None, cache: bool = False,
+                     cache_dir: str | None = None) -> Analysis:
+    """Load one trace the way ``options`` say (``low_memory``: only what the analyzers read, no
+    cache) and analyze it: what every command does with each trace."""
+    from ..trace import load
+
+    options = options or Options()
+    tr = load(path, cache=cache and not options.low_memory, cache_dir=cache_dir,
+              select=selection() if options.low_memory else None)
+    return analyze(tr, options)
+
+
 def analyze(trace: Trace, options: Options | None = None, chunk_events: int | None = None) -> Analysis:
     """Run every analyzer on ``trace``.
 
-    With ``chunk_events``, the model is built for about that many events at a time
-    (``analyzers.chunked``): memory for the trace's events table plus one chunk's model,
-    and the same result as the whole trace at once.
+    With ``chunk_events`` (else ``options.chunk_events``, else 1M with ``options.low_memory``),
+    the model is built for about that many events at a time (``analyzers.chunked``): memory
+    for the trace's events table plus one chunk's model, and the same result as the whole
+    trace at once.
     """
     options = options or Options()
+    chunk_events = chunk_events or options.chunk_events or (LOW_MEMORY_CHUNK if options.low_memory else None)
     if chunk_events:
         from .chunked import collect_chunks
 

@@ -23,6 +23,10 @@ class Options:
     """User-tunable analysis settings."""
 
     irqsoff_threshold_ns: int = 100_000
+    #: keep only the events the analyzers read when loading (``load_and_analyze``; never cached)
+    low_memory: bool = False
+    #: build the model this many events at a time (same result; default 1M with ``low_memory``)
+    chunk_events: int | None = None
 
 
 @dataclass

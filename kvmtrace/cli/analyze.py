@@ -6,8 +6,7 @@ import sys
 
 import click
 
-from ..analyzers import FINDING_KINDS, Analysis, Options, analyze as run_analysis, plain, selection
-from ..trace import load
+from ..analyzers import FINDING_KINDS, Analysis, Options, load_and_analyze, plain
 from ..batch import analyze_many
 from .inputs import analysis_options, batch_options, expand, is_many
 from .main import cli, one_line_errors
@@ -34,10 +33,6 @@ def _kinds(value: str | None) -> list[str]:
     return kinds
 
 
-#: events per chunk of ``--low-memory``: its model takes ~0.3 GB
-LOW_MEMORY_CHUNK = 1_000_000
-
-
 @cli.command()
 @click.argument("traces", nargs=-1, required=True, metavar="TRACE...")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (schema in the README).")
@@ -46,15 +41,10 @@ LOW_MEMORY_CHUNK = 1_000_000
 @click.option("--strict", is_flag=True, help="With --fail-on, count inferred findings too.")
 @analysis_options
 @click.option("--findings", "show", type=int, default=10, show_default=True, help="Findings to list (text output).")
-@click.option("--low-memory", is_flag=True,
-              help="Keep only the events and fields the analyzers read, decoded while reading (no cache), "
-                   "and build the model a chunk of events at a time.")
-@click.option("--chunk-events", type=click.IntRange(min=1000), metavar="N",
-              help=f"Build the model N events at a time (same result; default with --low-memory: {LOW_MEMORY_CHUNK:,}).")
 @batch_options
 @one_line_errors
 def analyze(traces: tuple[str, ...], as_json: bool, fail_on: str | None, strict: bool, options: Options,
-            show: int, low_memory: bool, chunk_events: int | None, scheduler: str | None, workers: int, serial: bool, no_cache: bool,
+            show: int, scheduler: str | None, workers: int, serial: bool, no_cache: bool,
             cache_dir: str | None) -> None:
     """Find guest entry/exit bugs in TRACE and say which entry logic the kernel runs.
 
@@ -76,9 +66,7 @@ def analyze(traces: tuple[str, ...], as_json: bool, fail_on: str | None, strict:
               not no_cache, cache_dir)
         return
     with terminal_progress():
-        tr = load(traces[0], cache=not (no_cache or low_memory), cache_dir=cache_dir,
-                  select=selection() if low_memory else None)
-        a = run_analysis(tr, options, chunk_events=chunk_events or (LOW_MEMORY_CHUNK if low_memory else None))
+        a = load_and_analyze(traces[0], options, not no_cache, cache_dir)
     if as_json:
         click.echo(json.dumps(a.to_json(), indent=2, sort_keys=True))
     else:
@@ -120,7 +108,7 @@ def _many(paths: list[str], opts: Options, as_json: bool, kinds: list[str], stri
 
 def _print(a: Analysis, show: int) -> None:
     m = a.trace.meta
-    click.echo(f"{a.trace.path}: {m.source_format}, {m.events:,} events, cpus {m.cpus}"
+    click.echo(f"{a.trace.path}: {m.source_format}, {m.events_text()}, cpus {m.cpus}"
                + (f", LOST {m.lost_total:,} events" if m.lost_markers else "")
                + (f", skipped {m.skipped_total:,} lines" if m.skipped_total else ""))
     click.echo(f"entry logic: {a.verdict['verdict'].upper()}")

@@ -1,6 +1,7 @@
 """Trace arguments: a file, a folder of traces, a glob, or several of them joined by commas."""
 from __future__ import annotations
 
+import functools
 import glob
 import os
 from collections.abc import Callable
@@ -8,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..analyzers import Options
+from ..analyzers import LOW_MEMORY_CHUNK, Options
 from ..errors import TraceFormatError
 from ..readers import is_trace
 
@@ -75,7 +76,18 @@ def batch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def analysis_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``--irqsoff-threshold-us``, handed to the command as ready ``options`` for the analyzers."""
-    return click.option("--irqsoff-threshold-us", "options", type=float, default=100.0, show_default=True,
-                        callback=lambda _ctx, _param, us: Options(irqsoff_threshold_ns=int(us * 1000)),
-                        help="Irqs-off windows longer than this are counted per CPU.")(fn)
+    """``--irqsoff-threshold-us``, ``--low-memory`` and ``--chunk-events``, handed to the command
+    as one ready ``options`` for loading and the analyzers."""
+    @functools.wraps(fn)
+    def command(*args: Any, irqsoff_threshold_us: float, low_memory: bool, chunk_events: int | None, **kw: Any) -> Any:
+        return fn(*args, options=Options(irqsoff_threshold_ns=int(irqsoff_threshold_us * 1000), low_memory=low_memory,
+                                         chunk_events=chunk_events), **kw)
+    return _with(command, [
+        click.option("--irqsoff-threshold-us", type=float, default=100.0, show_default=True,
+                     help="Irqs-off windows longer than this are counted per CPU."),
+        click.option("--low-memory", is_flag=True,
+                     help="Keep only the events and fields the analyzers read, decoded while reading (no cache), "
+                          f"and build the model {LOW_MEMORY_CHUNK:,} events at a time."),
+        click.option("--chunk-events", type=click.IntRange(min=1000), metavar="N",
+                     help="Build the model N events at a time (the same result, less memory)."),
+    ])

@@ -5,10 +5,9 @@ import sys
 
 import click
 
-from ..analyzers import Options, analyze
+from ..analyzers import Options, load_and_analyze
 from ..compare import DEFAULT_ALPHA
 from ..report import write_report
-from ..trace import load
 from .inputs import analysis_options, cache_options
 from .main import cli, one_line_errors
 from .progress import terminal_progress
@@ -36,7 +35,7 @@ def report(trace: str, baseline: str | None, out_dir: str, alpha: float, options
     before/after comparison, BASELINE being the kernel before the change.
     """
     with terminal_progress():
-        a = analyze(load(trace, cache=not no_cache, cache_dir=cache_dir), options)
-        b = analyze(load(baseline, cache=not no_cache, cache_dir=cache_dir), options) if baseline else None
+        a = load_and_analyze(trace, options, not no_cache, cache_dir)
+        b = load_and_analyze(baseline, options, not no_cache, cache_dir) if baseline else None
     paths = write_report(a, out_dir, baseline=b, alpha=alpha, argv=["kvmtrace", *sys.argv[1:]])
     click.echo(f"wrote {paths[0]} and {len(paths) - 1} figure files")

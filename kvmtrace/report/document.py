@@ -26,7 +26,7 @@ def _trace_line(a: Analysis) -> str:
     span = (m.last_ns - m.first_ns) / 1e9 if m.first_ns is not None and m.last_ns is not None else 0.0
     extra = (f", **{m.lost_total:,} events lost**" if m.lost_markers else "") + \
             (f", {m.skipped_total:,} lines skipped" if m.skipped_total else "")
-    return f"`{os.path.basename(m.path)}`: {m.source_format}, {m.events:,} events over {span:.3f} s, CPUs {m.cpus_seen}{extra}"
+    return f"`{os.path.basename(m.path)}`: {m.source_format}, {m.events_text()} over {span:.3f} s, CPUs {m.cpus_seen}{extra}"
 
 
 def _findings(a: Analysis) -> list[str]:
