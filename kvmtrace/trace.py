@@ -10,6 +10,7 @@ import pandas as pd
 from .fields import BASE_COLUMNS as _BASE
 from .fields import decode_event, decode_fields
 from .meta import TraceMeta
+from .seqindex import SeqIndex
 
 if TYPE_CHECKING:
     from .readers.select import Selection
@@ -32,7 +33,7 @@ class Trace:
         self._typed: dict[str, pd.DataFrame] = {}
         self._fields: dict[str, tuple[np.ndarray, pd.DataFrame]] = {}  # (events-table rows, fields)
         self._names: list[str] | None = None
-        self._by_seq: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # for rows(): cached fields' rows by seq
+        self._by_seq: dict[str, SeqIndex] = {}  # for rows(): cached fields' rows by seq
 
     @property
     def path(self) -> str:
@@ -144,12 +145,9 @@ class Trace:
         out._names = self.event_names()
         for name, f in self._cached.items():
             if name not in self._by_seq:  # the cached fields' rows by seq, once per trace
-                s = f["seq"].to_numpy(np.int64)
-                o = np.argsort(s, kind="stable")
-                self._by_seq[name] = (s[o], o)
-            keys, o = self._by_seq[name]
+                self._by_seq[name] = SeqIndex(f["seq"].to_numpy(np.int64), np.arange(len(f)))
             want = out.events["seq"].to_numpy(np.int64)[(out.events["event"] == name).to_numpy(bool)]
-            out._cached[name] = f.iloc[o[np.searchsorted(keys, want)]].reset_index(drop=True)
+            out._cached[name] = f.iloc[self._by_seq[name][want]].reset_index(drop=True)
         for key, (have, got) in self._fields.items():
             i = np.minimum(np.searchsorted(rows, have), max(len(rows) - 1, 0))
             keep = (rows[i] == have) if len(rows) else np.zeros(len(have), bool)

@@ -16,7 +16,7 @@ import numpy as np
 from .. import progress
 from ..model import carry
 from ..model import rcu as rcu_model
-from ..model.timeline import SeqIndex
+from ..seqindex import SeqIndex
 from ..trace import Trace
 from . import irqsoff
 from .base import Context, Options

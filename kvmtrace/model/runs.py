@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from ..trace import Trace
-from .timeline import Cls, SeqIndex, Timeline, alternating, near_gap
+from ..seqindex import SeqIndex
+from .timeline import Cls, Timeline, alternating, near_gap
 
 _BRACKETS = (Cls.RCU_OPEN, Cls.RCU_CLOSE)
 

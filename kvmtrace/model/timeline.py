@@ -13,6 +13,7 @@ from enum import IntEnum
 import numpy as np
 import pandas as pd
 
+from ..seqindex import SeqIndex
 from ..trace import Trace
 from .kernel import ENTER_EXIT_CALLERS, GUEST_ENTRY_DISABLE_CALLERS, HANDLER_EVENTS, RCU_ROLES, TICK_FUNCTIONS
 
@@ -34,35 +35,6 @@ class Cls(IntEnum):
     SOFTIRQ = 11       # softirq_entry
     TICK = 12          # hrtimer_expire_entry of the tick timer
     IPI = 13           # ipi_entry (inside an IPI's irq handler on arm64)
-
-
-class SeqIndex:
-    """seq → value for the seq numbers of one table (−1 for others).
-
-    A dense array when the seq numbers are close together; a sorted lookup when
-    they are sparse (a chunk of a huge trace, or a selective load that kept few events),
-    so memory follows the events held, not the file's seq range.
-    """
-
-    def __init__(self, seq: np.ndarray, values: np.ndarray) -> None:
-        self.lo = int(seq.min()) if len(seq) else 0
-        span = int(seq.max()) - self.lo + 1 if len(seq) else 0
-        self.dense: np.ndarray | None = None
-        if span <= 4 * len(seq) + 1024:
-            self.dense = np.full(span, -1, dtype=np.int64)
-            self.dense[seq - self.lo] = values
-        else:
-            order = np.argsort(seq, kind="stable")
-            self.keys, self.values = seq[order], np.asarray(values, np.int64)[order]
-
-    def __getitem__(self, seq: np.ndarray) -> np.ndarray:
-        seq = np.asarray(seq, dtype=np.int64)
-        if self.dense is not None:
-            i = seq - self.lo
-            ok = (i >= 0) & (i < len(self.dense))
-            return np.where(ok, self.dense[np.where(ok, i, 0)], -1) if len(self.dense) else np.full(len(seq), -1)
-        i = np.minimum(np.searchsorted(self.keys, seq), max(len(self.keys) - 1, 0))
-        return np.where(self.keys[i] == seq, self.values[i], -1) if len(self.keys) else np.full(len(seq), -1)
 
 
 class Coded:

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..schema import string_array
+from ..seqindex import SeqIndex
 from .flags import FLAG_COLUMNS, masked
 from .select import Selection
 
@@ -83,12 +84,11 @@ class EventColumns:
     def field_frames(self, table_seq: np.ndarray) -> dict[str, pd.DataFrame]:
         """Decoded fields per event, rows in the order of the events table (``table_seq``)."""
         out = {}
-        o = np.argsort(table_seq, kind="stable")  # seq → table position by binary search, not a hash index
-        keys = table_seq[o]
+        pos = SeqIndex(np.asarray(table_seq, np.int64), np.arange(len(table_seq)))  # seq → table position
         for name, parts in self.fields.items():
             f = pd.concat(parts, ignore_index=True)
             self.fields[name] = []
-            order = np.argsort(o[np.searchsorted(keys, f["seq"].to_numpy())], kind="stable")
+            order = np.argsort(pos[f["seq"].to_numpy()], kind="stable")
             out[name] = f.iloc[order].reset_index(drop=True)
         self.fields = {}
         return out
