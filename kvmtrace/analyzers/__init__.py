@@ -22,7 +22,7 @@ from ..model.kernel import MODEL_EVENTS
 from ..readers.select import Selection
 from ..trace import Trace
 from . import exits, irqsoff, rcu, ticks, verdict
-from .base import FINDING_COLUMNS, FINDING_KINDS, Context, Options, Result, Whole, concat, nohz_full_cpus
+from .base import FINDING_COLUMNS, FINDING_KINDS, Context, Options, Result, Whole, by_cpu
 
 SCHEMA_VERSION = 1
 __all__ = ["Analysis", "Options", "analyze", "load_and_analyze", "FINDING_KINDS"]
@@ -143,9 +143,8 @@ def collect(ctx: Context, report: bool = True) -> dict[str, Any]:
 def finish(trace: Trace, options: Options, parts: list[dict[str, Any]]) -> Analysis:
     """One analysis from the parts of a trace: runs numbered, counts summed, whole-trace decisions."""
     res = {"exits": exits.finish([p["exits"] for p in parts], trace)}
-    guest_eqs = concat([p["rcu"].frames.get("guest_eqs") for p in parts])
     whole = Whole(trace, options, res["exits"].frames.get("runs", pd.DataFrame(columns=["run", "entry_seq"])),
-                  nohz_full_cpus(guest_eqs.sort_values("cpu", kind="stable") if len(guest_eqs) else guest_eqs, trace))
+                  by_cpu([p["rcu"].frames.get("guest_eqs") for p in parts]))
     res["irqsoff"] = irqsoff.finish([p["irqsoff"] for p in parts], whole)
     apparent = res["irqsoff"].metrics.get("runs_in_apparent_windows")
     seen = verdict.merge([p["verdict"] for p in parts])

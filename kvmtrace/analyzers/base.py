@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 
 from ..model import irqsoff, rcu, runs, timeline
 from ..model.kernel import RECORD_EVENTS
+from ..seqindex import SeqIndex
 from ..trace import Trace
 
 FINDING_KINDS = ("apparent_irqsoff", "rcu_not_watching", "misaccounted_tick")
@@ -145,18 +146,20 @@ class Whole:
 
     trace: Trace
     options: Options
-    runs: pd.DataFrame                                  # every guest run, ``run`` numbered in (cpu, entry) order
-    nohz_full_cpus: dict[int, str] = field(default_factory=dict)
+    runs: pd.DataFrame       # every guest run, ``run`` numbered in (cpu, entry) order
+    guest_eqs: pd.DataFrame  # every guest quiescent state (``by_cpu``), ``run`` still a key
+
+    @cached_property
+    def nohz_full_cpus(self) -> dict[int, str]:
+        return nohz_full_cpus(self.guest_eqs, self.trace)
+
+    @cached_property
+    def _run_by_key(self) -> SeqIndex:
+        return SeqIndex(self.runs["entry_seq"].to_numpy(np.int64), self.runs["run"].to_numpy(np.int64))
 
     def run_of(self, keys: Any) -> np.ndarray:
         """Run numbers of run keys (kvm_entry seqs); −1 stays −1."""
-        keys = np.asarray(keys, dtype=np.int64)
-        if not len(self.runs):
-            return np.full(len(keys), -1, np.int64)
-        seq = self.runs["entry_seq"].to_numpy(np.int64)
-        o = np.argsort(seq, kind="stable")
-        i = np.minimum(np.searchsorted(seq[o], keys), len(seq) - 1)
-        return np.where((keys >= 0) & (seq[o][i] == keys), self.runs["run"].to_numpy(np.int64)[o][i], -1)
+        return self._run_by_key[np.asarray(keys, dtype=np.int64)]
 
 
 def nohz_full_cpus(guest_eqs: pd.DataFrame, trace: Trace) -> dict[int, str]:
@@ -170,7 +173,7 @@ def nohz_full_cpus(guest_eqs: pd.DataFrame, trace: Trace) -> dict[int, str]:
     return out
 
 
-def concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+def concat(frames: list[pd.DataFrame | None]) -> pd.DataFrame:
     """Parts' frames as one, categorical columns kept categorical (their categories united)."""
     frames = [f for f in frames if f is not None]
     if not frames:
@@ -182,6 +185,18 @@ def concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     for c in cats:
         out[c] = pd.api.types.union_categoricals([f[c] for f in frames], sort_categories=True, ignore_order=True)
     return out
+
+
+def by_cpu(frames: list[pd.DataFrame | None]) -> pd.DataFrame:
+    """Parts' rows as one frame in the model's order: each part owns consecutive stretches of
+    every CPU, so a stable sort by cpu puts them back in (cpu, trace order)."""
+    f = concat(frames)
+    return f.sort_values("cpu", kind="stable").reset_index(drop=True) if "cpu" in f.columns else f
+
+
+def summed(parts: list[Result], same: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Parts' metrics added up; those named in ``same`` are the same in every part (the first's is taken)."""
+    return {k: v if k in same else sum(int(p.metrics[k]) for p in parts) for k, v in parts[0].metrics.items()}
 
 
 def first_undecidable(parts: list[Result], res: Result) -> bool:

@@ -5,7 +5,7 @@ import numpy as np
 
 from ..model.runs import exit_stats, exit_windows
 from ..model.timeline import gaps_of
-from .base import Context, Result, concat, first_undecidable
+from .base import Context, Result, by_cpu, concat, first_undecidable, summed
 
 NEEDS = ("kvm_entry", "kvm_exit")
 WINDOW_COUNTS = ["window_irqs", "window_softirqs", "window_ticks"]
@@ -30,7 +30,7 @@ def finish(parts: list[Result], tr) -> Result:
     res = Result("exits")
     if first_undecidable(parts, res):
         return res
-    f = concat([p.frames["runs"] for p in parts]).sort_values("cpu", kind="stable").reset_index(drop=True)
+    f = by_cpu([p.frames["runs"] for p in parts])
     deltas = concat([p.frames["window_deltas"] for p in parts])
     if len(deltas) and len(f):
         add = deltas.groupby("entry_seq")[WINDOW_COUNTS].sum()
@@ -40,7 +40,7 @@ def finish(parts: list[Result], tr) -> Result:
     exit_windows(f, gaps_of(tr))
     res.frames["runs"] = f
     res.frames["exit_reasons"] = exit_stats(f)
-    unpaired = {k: sum(int(p.metrics[k]) for p in parts) for k in parts[0].metrics}
+    unpaired = summed(parts)
     res.metrics = {
         "runs": int(len(f)), **unpaired,
         "vcpu_threads": int(f["pid"].nunique()) if len(f) else 0,

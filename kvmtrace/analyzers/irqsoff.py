@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..model import irqsoff
 from ..model.timeline import containing
-from .base import Context, Result, Whole, concat, findings_frame, first_undecidable, text
+from .base import Context, Result, Whole, by_cpu, concat, findings_frame, first_undecidable, summed, text
 
 NEEDS = ("irq_disable", "irq_enable")
 #: what a traced window is to the guest: spans no guest run / spans one, opened before kvm_entry
@@ -100,14 +100,14 @@ def finish(parts: list[Result], whole: Whole) -> Result:
     first_undecidable(parts, res)
     res.findings = concat([p.findings for p in parts])
     if "flag_windows" in parts[0].frames:
-        fw = concat([p.frames["flag_windows"] for p in parts]).sort_values("cpu", kind="stable").reset_index(drop=True)
+        fw = by_cpu([p.frames["flag_windows"] for p in parts])
         res.frames["flag_windows"] = fw
         res.metrics = {"source": parts[0].metrics["source"], "flag_windows": int(len(fw)),
                        "flag_max_us": float(fw["duration_ns"].max() / 1e3) if len(fw) else None}
         return res
-    w = concat([p.frames["windows"] for p in parts]).sort_values("cpu", kind="stable").reset_index(drop=True)
+    w = by_cpu([p.frames["windows"] for p in parts])
     w["run"] = whole.run_of(w["run"].to_numpy())
-    stats = {k: sum(int(p.metrics[k]) for p in parts) for k in parts[0].metrics if k != "source"}
+    stats = summed(parts, same=("source",))
     res.frames["windows"] = w
     res.frames["per_cpu"] = _per_cpu(w, whole.options.irqsoff_threshold_ns)
     inner = w[w["kind"] == "guest-entry"]

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..model import rcu
 from ..model.timeline import Cls, containing
-from .base import Context, Result, Whole, concat, findings_frame, first_undecidable, text
+from .base import Context, Result, Whole, by_cpu, concat, findings_frame, first_undecidable, summed, text
 
 NEEDS_ANY_RCU = ("rcu_dyntick", "rcu_watching")
 HANDLER_CLASSES = (Cls.HANDLER,)
@@ -81,12 +81,9 @@ def finish(parts: list[Result], whole: Whole, verdict: str) -> Result:
         res.metrics = {"source": None, "nohz_full_cpus": nohz, "entry_logic": verdict,
                        "exposed_handlers": int(len(res.findings))}
         return res
-    for name in ("guest_eqs", "eqs"):
-        res.frames[name] = concat([p.frames[name] for p in parts]).sort_values("cpu", kind="stable").reset_index(drop=True)
-    g = res.frames["guest_eqs"]
-    g["run"] = whole.run_of(g["run"].to_numpy())
-    res.metrics = {k: v if k in ("source", "counter_step") else sum(int(p.metrics[k]) for p in parts)
-                   for k, v in parts[0].metrics.items()}
+    res.frames["guest_eqs"] = whole.guest_eqs.assign(run=whole.run_of(whole.guest_eqs["run"].to_numpy()))
+    res.frames["eqs"] = by_cpu([p.frames["eqs"] for p in parts])
+    res.metrics = summed(parts, same=("source", "counter_step"))
     res.metrics["nohz_full_cpus"] = nohz
     return res
 
