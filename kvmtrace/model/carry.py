@@ -32,17 +32,10 @@ def _last_before(tl: Timeline, mask: np.ndarray, first_of_cpu: np.ndarray) -> np
     return np.where(prev >= first_of_cpu, prev, -1)
 
 
-def _cpus(tl: Timeline) -> tuple[np.ndarray, np.ndarray]:
-    """The CPUs of a timeline and where each one's positions start (tl is sorted by cpu)."""
-    first = np.flatnonzero(np.r_[True, tl.cpu[1:] != tl.cpu[:-1]]) if len(tl) else np.zeros(0, np.int64)
-    return tl.cpu[first], first
-
-
 def per_cpu(tl: Timeline, value: dict[int, int], default: int) -> np.ndarray:
     """``value[cpu]`` spread to every position of that CPU."""
-    cpus, first = _cpus(tl)
-    vals = np.array([value.get(int(c), default) for c in cpus], np.int64)
-    return np.repeat(vals, np.diff(np.append(first, len(tl))))
+    b = tl.cpu_bounds
+    return np.repeat(np.array([value.get(c, default) for c in b], np.int64), [e - s for s, e in b.values()])
 
 
 def quiet_cuts(tl: Timeline, key: np.ndarray, start: dict[int, int], flags_matter: bool) -> dict[int, int]:
@@ -65,7 +58,7 @@ def quiet_cuts(tl: Timeline, key: np.ndarray, start: dict[int, int], flags_matte
     lo = per_cpu(tl, start, -1)
     quiet = np.flatnonzero(~open_ & (key >= lo))
     out = dict(start)
-    out.update({int(c): start.get(int(c), -1) for c in _cpus(tl)[0]})  # no quiet point: owns nothing more
+    out.update({c: start.get(c, -1) for c in tl.cpu_bounds})  # no quiet point: owns nothing more
     if len(quiet):
         cpus = tl.cpu[quiet]
         last = quiet[np.append(cpus[1:] != cpus[:-1], True)]  # tl is sorted by cpu: the last quiet one per CPU
@@ -82,7 +75,7 @@ def carried(tl: Timeline, key: np.ndarray, entry_pos: np.ndarray, return_pos: np
     cut_of = per_cpu(tl, cut, np.iinfo(np.int64).max)
     before = key < cut_of
     keep = ~before  # everything after the cut is owned next time
-    bounds = tl.cpu_bounds()
+    bounds = tl.cpu_bounds
     kinds = [tl.is_(*k) for k in _PAIRED] + [tl.rcu_counter >= 0, ~tl.hardirq & ~tl.nmi]
     ends = {c: s + int(before[s:e].sum()) for c, (s, e) in bounds.items()}  # per CPU: first position at/after the cut
     for c, (s, _) in bounds.items():

@@ -120,10 +120,11 @@ class Timeline:
         pos = np.asarray(pos, dtype=np.int64)
         return np.ones(len(pos), bool) if self.owned is None else self.owned[pos]
 
+    @cached_property
     def cpu_bounds(self) -> dict[int, tuple[int, int]]:
-        """cpu → [start, end) positions."""
-        cpus, first = np.unique(self.cpu, return_index=True)
-        ends = np.append(first[1:], len(self.cpu))
+        """cpu → [start, end) positions (the timeline is sorted by cpu)."""
+        first = np.flatnonzero(np.r_[True, self.cpu[1:] != self.cpu[:-1]]) if len(self.cpu) else np.zeros(0, np.int64)
+        cpus, ends = self.cpu[first], np.append(first[1:], len(self.cpu))
         return {int(c): (int(s), int(e)) for c, s, e in zip(cpus, first, ends)}
 
     def near_gap(self, cpu: np.ndarray, start_ts: np.ndarray, end_ts: np.ndarray) -> np.ndarray:
