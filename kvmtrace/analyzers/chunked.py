@@ -16,7 +16,6 @@ import numpy as np
 from .. import progress
 from ..model import carry
 from ..model import rcu as rcu_model
-from ..seqindex import SeqIndex
 from ..trace import Trace
 from . import irqsoff
 from .base import Context, Options
@@ -40,7 +39,7 @@ def collect_chunks(trace: Trace, options: Options, chunk_events: int) -> list[di
         ctx = Context(chunk, options, counter_step=step)
         tl = ctx.tl
         # an event's key is its row in the whole table: the order the timeline keeps per CPU
-        key = rows[SeqIndex(chunk.events["seq"].to_numpy(np.int64), np.arange(len(rows)))[tl.seq]]
+        key = rows[tl.row]
         last = b >= n
         cut = {} if last else carry.quiet_cuts(tl, key, start, flags_matter)
         tl.owned = (key >= carry.per_cpu(tl, start, -1)) & (key < carry.per_cpu(tl, cut, np.iinfo(np.int64).max))

@@ -84,6 +84,7 @@ class Timeline:
     rcu_counter: np.ndarray  # int64, -1 where not an rcu event
     rcu_change: np.ndarray   # int8: +1 RCU starts watching, -1 stops, 0 nesting/not rcu
     pos_by_seq: "SeqIndex"   # seq → position
+    row: np.ndarray          # the events-table row of each position
     present: set[str] = field(default_factory=set)
     #: (cpu, ts or None) of each lost-events gap
     gaps: list[tuple[int, int | None]] = field(default_factory=list)
@@ -233,7 +234,7 @@ def build(tr: Trace) -> Timeline:
         entry_path=entry_path, caller=Coded(caller_by_row[order], list(caller_code)),
         comm=Coded(comm.cat.codes.to_numpy(np.int32)[order], [str(c) for c in comm.cat.categories]),
         rcu_event=rcu_event, rcu_counter=counter_by_row[order], rcu_change=change_by_row[order],
-        pos_by_seq=pos_by_seq,
+        pos_by_seq=pos_by_seq, row=order,
         present=set(tr.event_names()),
         gaps=gaps_of(tr),
     )
