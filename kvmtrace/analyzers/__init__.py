@@ -61,6 +61,8 @@ class Analysis:
             "trace": self.trace.path,
             "verdict": self.verdict["verdict"],
             "verdict_evidence": self.verdict["evidence"],
+            "verdict_summary": self.verdict["summary"],
+            "verdict_classes": self.verdict["classes"],
             "counts": self.counts(),
             "findings": [plain(r) for r in f.to_dict(orient="records")],
             "metrics": {name: plain(res.metrics) for name, res in self.results.items()},
@@ -148,12 +150,11 @@ def finish(trace: Trace, options: Options, parts: list[dict[str, Any]]) -> Analy
     res["irqsoff"] = irqsoff.finish([p["irqsoff"] for p in parts], whole)
     apparent = res["irqsoff"].metrics.get("runs_in_apparent_windows")
     seen = verdict.merge([p["verdict"] for p in parts])
-    # RCU findings need the verdict only for the no-RCU-events fallback: decide on what is known first
-    pre = verdict.decide(seen, apparent, None)
-    res["rcu"] = rcu.finish([p["rcu"] for p in parts], whole, pre["verdict"])
-    proven_rcu = int((res["rcu"].findings["confidence"] == "proven").sum()) if len(res["rcu"].findings) else 0
-    v = verdict.decide(seen, apparent, proven_rcu)
+    # without RCU events the RCU findings are exposure, kept only where the entry logic is not known fixed
+    res["rcu"] = rcu.finish([p["rcu"] for p in parts], whole, verdict.entry_logic(seen, apparent))
     res["ticks"] = ticks.finish([p["ticks"] for p in parts], whole)
+    proven_rcu = int((res["rcu"].findings["confidence"] == "proven").sum()) if len(res["rcu"].findings) else 0
+    v = verdict.decide(seen, apparent, {"proven": proven_rcu, "metrics": res["rcu"].metrics}, res["ticks"].metrics)
     found = [r.findings for r in res.values() if len(r.findings)]
     findings = pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=FINDING_COLUMNS)
     if len(findings):  # a total order: chunks find the same things in another order

@@ -28,6 +28,9 @@ class Options:
     low_memory: bool = False
     #: build the model this many events at a time (same result; default 1M with ``low_memory``)
     chunk_events: int | None = None
+    #: the traced kernel's release (``uname -r``): overrides the trace.dat's UNAME; x86 tick
+    #: accounting is decided from it (kernel-semantics.md F)
+    kernel_release: str | None = None
 
 
 @dataclass

@@ -1,35 +1,51 @@
-"""Misaccounted guest ticks (bug 3), both directions.
+"""Misaccounted guest ticks (bug 3): a tick that hit the guest but was charged to the host.
 
-Expected guest ticks became pending while a guest ran ([kvm_entry, guest return)).
-A tick is charged to the guest when its handler runs in the first irqs-on window
-after the guest returned and guest timing is still on (the pre-fix ``guest_exit()``
-window, the fix's ``isb()`` window, x86's ``vcpu_enter_guest`` window). Ticks due in the guest but
-charged to the host are the missing-ISB bug; ticks due after the guest returned
-but charged to it are the pre-fix kernel taking pending IRQs before ``guest_exit()``.
-Tick-accounted CPUs only: nohz_full CPUs account guest time by vtime.
+A tick hit the guest when it fell due while the guest ran or caused its IRQ exit; it is
+charged to the host when its handler ran after guest timing ended. Where guest timing
+ends is read from the kernel's own sequence after the guest returns (``model.ticks.ExitPath``):
+
+- arm64 before the rework (``local_irq_enable(); guest_exit();``, no ``isb()``): at the
+  ``irq_disable`` of ``guest_exit()``'s ``local_irq_save``, which closes the window;
+- arm64 5.17 (every exit) and ≥5.18 (IRQ exits only): at the ``irq_disable`` closing the
+  ``local_irq_enable(); isb(); local_irq_disable()`` window; with no window, at the return;
+- x86: after the host-IRQ window from 5.13 (5.12.8, 5.10.41), before it on 5.9 up to those.
+  The events are the same either way, so the kernel release decides (``model.releases``).
+
+Ticks due after the guest returned and handled while guest timing was still on are how the
+kernels are built: they are counted per exit reason ("host time charged to the guest"), never
+reported as findings. Tick-accounted CPUs only: nohz_full CPUs account guest time by vtime.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from ..model import releases
 from ..model import ticks as tk
 from ..model.kernel import IRQ_EXIT_REASONS
 from ..model.timeline import Cls
 from .base import Context, Result, Whole, concat, findings_frame, first_undecidable
 
-DIRECTIONS = {"guest_as_host": "tick due during the guest run was charged to the host (late, after guest timing ended)",
-              "host_as_guest": "tick due after the guest returned was charged to the guest (taken before guest timing ended)"}
-
-
 NEEDS = ("kvm_entry", "kvm_exit", "hrtimer_expire_entry")
-GUEST = ("guest: caused the IRQ exit", "guest: by due time")
+
+# where a tick's handler ran, relative to its guest run
+IN_GUEST, WINDOW, AFTER_WINDOW, NO_WINDOW, HOST = "in the guest run", "in the host-IRQ window", \
+    "after the host-IRQ window", "after the guest returned, no window", "host code"
+# when its IRQ was pending
+CAUSED, LEFT, DUE_GUEST, DUE_HOST = "caused the IRQ exit", "after the guest left (non-IRQ exit)", \
+    "due in the guest (estimate)", "due after the guest returned (estimate)"
+HIT_GUEST = (CAUSED, DUE_GUEST)
+
+WHY_ESTIMATE = "pending time estimated from the tick's due time; IRQ delivery latency is unknown"
+WHY_GUARANTEED = ("the host-IRQ window after this exit takes every IRQ pending at the exit (isb() on arm64, "
+                  "sti on x86); a tick handled after it became pending later or was delivered late")
+WHY_UNSEEN = "the KVM_RUN loop's irq toggles after this run were not seen (callers unresolved or events missing)"
+WHY_REASON = "the exit reason could not be decoded"
 
 
 def collect(ctx: Context) -> Result:
-    """What the timeline tells of each tick this part of the trace owns: its run, whether it caused
-    or followed an exit, whether it ran in the guest-timing window. Due times, the delivery floor
-    and the nohz_full CPUs need the whole trace and come in ``finish``."""
+    """Where each tick this part of the trace owns ran relative to its guest run, and whether it
+    caused that run's IRQ exit. Due times, charging and findings need the whole trace (``finish``)."""
     res = Result("ticks")
     tr, tl, r = ctx.trace, ctx.tl, ctx.runs
     missing = [n for n in NEEDS if not ctx.has_any(n)]
@@ -43,27 +59,46 @@ def collect(ctx: Context) -> Result:
     pos = tl.pos_of(t["seq"].to_numpy())
     t.insert(4, "pid", tl.pid[pos])
     t.insert(5, "comm", tl.comm[pos])
-    # the run each tick belongs to: the last kvm_entry before it on its CPU, up to the next entry
-    j = np.searchsorted(r.entry_pos, pos) - 1
-    jj = np.maximum(j, 0)
+    n = len(pos)
+    place = np.full(n, HOST, dtype=object)
+    caused = left = np.zeros(n, bool)
+    run = np.full(n, -1, np.int64)
+    reworked = seen = np.zeros(n, bool)
     if len(r.entry_pos):
-        nxt = r.window_end[jj]
-        in_run = (j >= 0) & (tl.cpu[r.entry_pos[jj]] == tl.cpu[pos]) & (pos < nxt)
-    else:
-        in_run, nxt = np.zeros(len(pos), bool), np.zeros(len(pos), np.int64)
-    after_return = in_run & (pos > r.return_pos[jj]) if len(r.entry_pos) else in_run
-    t["handled_in_run"] = r.key(np.where(in_run, j, -1))
-    t["how"] = _how(ctx, pos, jj, after_return)
-    t["run_of"] = r.key(np.where(in_run, jj, -1))
-    t["charged_guest"] = after_return & _in_timing_window(tl, r, pos, jj, nxt)
+        # the run each tick belongs to: the last kvm_entry before it on its CPU, up to the next entry
+        j = np.maximum(np.searchsorted(r.entry_pos, pos) - 1, 0)
+        in_run = (np.searchsorted(r.entry_pos, pos) > 0) & (tl.cpu[r.entry_pos[j]] == tl.cpu[pos]) & (pos < r.window_end[j])
+        run = np.where(in_run, j, -1)
+        path = tk.exit_path(tl, r.return_pos, r.exit_pos, r.window_end)
+        op, cl = path.open_pos[j], path.close_pos[j]
+        after = in_run & (pos > r.return_pos[j])
+        place[in_run] = IN_GUEST
+        place[after] = NO_WINDOW
+        place[after & (op >= 0) & (pos > op) & (pos < cl)] = WINDOW
+        place[after & (op >= 0) & (pos > cl)] = AFTER_WINDOW
+        handlers = np.flatnonzero(tl.cls == Cls.HANDLER)
+        own = handlers[np.maximum(np.searchsorted(handlers, pos, side="right") - 1, 0)] if len(handlers) else pos
+        reason = r.frame["reason"].to_numpy(object)[j]
+        irq_exit = np.isin(reason, list(IRQ_EXIT_REASONS))
+        caused = after & irq_exit & (own == path.first_handler[j])
+        left = after & ~irq_exit & (reason != "?")
+        reworked = tk.reworked_entry(tl, r.entry_pos, r.return_pos)[j] >= 0
+        seen = path.seen[j]
+    t["run_of"] = r.key(run)
+    t["place"] = place
+    t["caused_exit"], t["after_non_irq_exit"] = caused, left
+    t["reworked_entry"], t["path_seen"] = reworked & (run >= 0), seen & (run >= 0)
     h = tk.handler_before(tl, pos)
     t["handler_ts"] = np.where(h >= 0, tl.ts[np.maximum(h, 0)], -1) if len(tl) else h
     res.frames["ticks"] = t
+    own_runs = tl.owns(r.entry_pos)
+    res.metrics = {"kvm_exit_undecoded": int(((r.frame["reason"] == "?").to_numpy() & own_runs).sum())
+                   if len(r.frame) else 0}
     return res
 
 
 def finish(parts: list[Result], whole: Whole) -> Result:
-    """Due times on the trace clock, pending time and direction of every tick on a vCPU CPU."""
+    """Due times, charging and findings of every tick on a vCPU CPU."""
     res = Result("ticks")
     if first_undecidable(parts, res):
         return res
@@ -73,146 +108,171 @@ def finish(parts: list[Result], whole: Whole) -> Result:
     t = every[every["cpu"].isin(vcpu_cpus)].reset_index(drop=True) if len(every) else every
     starts = concat([p.frames["starts"] for p in parts])
     clock = tk.estimate_clock(every, starts["expires"].to_numpy(np.int64) if len(starts) else np.zeros(0, np.int64))
+    undecoded = sum(p.metrics.get("kvm_exit_undecoded", 0) for p in parts)
     if clock is None or not len(t):
-        res.metrics = {"ticks_on_vcpu_cpus": int(len(t))}
+        res.metrics = {"ticks_on_vcpu_cpus": int(len(t)), "path": "unknown",
+                       "path_evidence": "too few tick expiries on the vCPU CPUs to estimate the tick clock"}
         res.cannot_decide("tick due times: too few tick expiries to estimate the tick clock", [], ["timer"])
         return res
     due = tk.due_ts(clock, t["now"].to_numpy(np.int64))
     delivery = tk.delivery_ns(t["handler_ts"].to_numpy(np.int64), due)
-    how = np.array(t["how"].to_numpy(object), dtype=object)
     run_of = whole.run_of(t["run_of"].to_numpy())
-    charged_guest = t["charged_guest"].to_numpy(bool)
-    t = t.drop(columns=["how", "run_of", "charged_guest", "handler_ts"])
+    t = t.drop(columns=["handler_ts"])
     t["due_ts"] = due
-    t["pending_ts"] = t["due_ts"] + delivery  # best estimate of when its IRQ became pending
-    t["handled_in_run"] = whole.run_of(t["handled_in_run"].to_numpy())
-    _by_due_time(runs, t, how, run_of)
-    t["pending"] = how
-    t["pending_in_guest_run"] = np.where(np.isin(how, GUEST), run_of, -1)
+    t["pending_ts"] = due + delivery  # best estimate of when its IRQ became pending
+    t["run_of"] = run_of
+    t["pending"] = _pending(runs, t)
     nohz = whole.nohz_full_cpus
     t["cpu_mode"] = np.where(t["cpu"].isin(list(nohz)), "nohz_full", "tick")
-    t["charged"] = None
-    t["direction"] = None
-    if not any(n in whole.trace.event_names() for n in ("irq_disable", "irq_enable")):
-        res.cannot_decide("which ticks were charged to the guest (needs the guest_exit irq toggles)",
+    release_text = whole.options.kernel_release or whole.trace.meta.kernel.get("uname")
+    x86_guest, x86_why = releases.x86_window_is_guest_time(releases.parse(release_text))
+    arch = np.where(run_of >= 0, runs["arch"].to_numpy(object)[np.maximum(run_of, 0)], None) if len(runs) \
+        else np.full(len(t), None, object)
+    preemptirq = any(n in whole.trace.event_names() for n in ("irq_disable", "irq_enable"))
+    t["charged"] = _charged(t, arch, x86_guest) if preemptirq else "unknown"
+    t.loc[t["cpu_mode"] == "nohz_full", "charged"] = "vtime"
+    tickacc = (t["cpu_mode"] == "tick").to_numpy()
+    t["misaccounted"] = tickacc & t["pending"].isin(HIT_GUEST).to_numpy() & t["charged"].isin(["host", "unknown"]).to_numpy()
+    t["host_charged_to_guest"] = tickacc & t["pending"].isin([LEFT, DUE_HOST]).to_numpy() & (t["charged"] == "guest").to_numpy()
+    if not preemptirq:
+        res.cannot_decide("which ticks were charged to the guest (needs the KVM_RUN loop's irq toggles)",
                           ["irq_disable", "irq_enable"], ["preemptirq"])
-    else:
-        res.findings = _findings(t, runs, run_of, charged_guest, clock)
+    res.findings = _findings(t, runs, arch, x86_why)
     res.frames["ticks"] = t
     res.frames["per_cpu"] = _per_cpu(t)
+    proven = int((res.findings["confidence"] == "proven").sum()) if len(res.findings) else 0
+    path, evidence = _path(t, arch, x86_guest, x86_why, proven, preemptirq)
+    by_exit = t[t["host_charged_to_guest"]].merge(runs[["run", "reason"]], left_on="run_of", right_on="run", how="left")
     res.metrics = {
         "tick_period_ns": clock.period_ns, "clock_offset_ns": clock.offset_ns, "due_uncertainty_ns": clock.uncertainty_ns,
         "irq_delivery_floor_ns": delivery,
         "ticks_on_vcpu_cpus": int(len(t)),
-        "expected_guest_ticks": int((t["pending_in_guest_run"] >= 0).sum()),
-        "charged_guest_ticks": int((t["charged"] == "guest").sum()) if t["charged"].notna().any() else None,
-        "guest_as_host": int((t["direction"] == "guest_as_host").sum()),
-        "host_as_guest": int((t["direction"] == "host_as_guest").sum()),
+        "expected_guest_ticks": int((tickacc & t["pending"].isin(HIT_GUEST).to_numpy()).sum()),
+        "charged_guest_ticks": int((t["charged"] == "guest").sum()) if preemptirq else None,
+        "misaccounted_ticks": int(t["misaccounted"].sum()),
+        "host_time_charged_to_guest": int(t["host_charged_to_guest"].sum()),
+        "host_time_charged_to_guest_by_exit": {str(k): int(v) for k, v in by_exit["reason"].value_counts().items()},
+        "kernel_release": release_text and (releases.parse(release_text).text if releases.parse(release_text) else release_text),
+        "kvm_exit_undecoded": undecoded,
+        "path": path, "path_evidence": evidence,
         "nohz_full_cpus_excluded": sorted(int(c) for c in nohz),
         "per_cpu": res.frames["per_cpu"].to_dict(orient="records"),
     }
     return res
 
 
-def _findings(t: pd.DataFrame, runs: pd.DataFrame, run_of: np.ndarray, charged_guest: np.ndarray, clock) -> pd.DataFrame:
-    """Sets ``charged`` and ``direction`` of each tick; the misaccounted ones as findings."""
-    t["charged"] = np.where(charged_guest, "guest", "host")
-    acc = (t["cpu_mode"] == "tick").to_numpy()
-    guest = (t["pending_in_guest_run"] >= 0).to_numpy()
-    t.loc[acc & guest & ~charged_guest, "direction"] = "guest_as_host"
-    t.loc[acc & ~guest & charged_guest, "direction"] = "host_as_guest"
-    bad = t[t["direction"].notna()]
-    run = run_of[bad.index.to_numpy()]
-    how = bad["pending"].to_numpy()
-    arm64 = runs["arch"].to_numpy()[run] == "arm64" if len(run) else np.zeros(0, bool)
-    # a tick not even due until after the guest returned cannot have been pending in it
-    # (timers never fire early); the delivery-latency estimate proves nothing either way
-    late = (how == "host: by due time") & (bad["due_ts"].to_numpy() - runs["return_ts"].to_numpy(np.int64)[run]
-                                           > clock.uncertainty_ns)
-    # "non-IRQ exit ⇒ pending after the guest" is exact where the kernel takes pending IRQs
-    # only after IRQ exits (arm64); x86 opens that window after every exit by design
-    proven = (how == "guest: caused the IRQ exit") | ((how == "host: the guest left by a non-IRQ exit") & arm64) | late
-    ev = np.column_stack([runs[c].to_numpy(np.int64)[run] for c in ("entry_seq", "return_seq")]
-                         + [bad["seq"].to_numpy(np.int64), runs["exit_seq"].to_numpy(np.int64)[run]]) \
-        if len(run) else np.zeros((0, 4), np.int64)
-    return findings_frame(
-        "misaccounted_tick", np.where(proven, "proven", "inferred"), bad["cpu"], bad["pid"], bad["comm"].array,
-        bad["pending_ts"], bad["ts"], ev, [DIRECTIONS[d] + f" ({p})" for d, p in zip(bad["direction"], bad["pending"])],
-        np.where(proven, "", np.where(how == "host: the guest left by a non-IRQ exit",
-                                      "x86 takes pending IRQs before guest timing ends after every exit, by design",
-                                      "pending time estimated from the tick's due time; IRQ delivery latency is unknown")))
-
-
-def _in_timing_window(tl, r, pos: np.ndarray, run: np.ndarray, next_entry: np.ndarray) -> np.ndarray:
-    """Whether each tick ran in the first irqs-on window after its run's guest return, while
-    guest timing was still on: that window closes with a task-level irq_disable and does not
-    contain kvm_exit (arm64 and SVM print kvm_exit after guest timing ended; VMX prints it
-    inside vmx_vcpu_run, before the window)."""
-    ons, offs = tk.task_level_irq_on(tl), tk.task_level_irq_off(tl)
-    if not len(ons) or not len(offs) or not len(r.entry_pos):
-        return np.zeros(len(pos), bool)
-    k = np.searchsorted(ons, r.return_pos[run], side="right")
-    first_on = np.where(k < len(ons), ons[np.minimum(k, len(ons) - 1)], np.iinfo(np.int64).max)
-    m = np.searchsorted(offs, np.minimum(first_on, len(tl)), side="right")
-    close = np.where(m < len(offs), offs[np.minimum(m, len(offs) - 1)], np.iinfo(np.int64).max)
-    exit_inside = (r.exit_pos[run] > first_on) & (r.exit_pos[run] < close)
-    return (pos > first_on) & (pos < close) & ~exit_inside & (first_on < next_entry)
-
-
-def _how(ctx: Context, pos: np.ndarray, run: np.ndarray, after_return: np.ndarray) -> np.ndarray:
-    """When each tick's IRQ was pending, where the timeline alone decides it.
-
-    A pending host IRQ forces the guest out with an IRQ exit. So a tick whose
-    handler is the first one after an IRQ exit's return caused that exit (pending
-    in the guest), and a tick handled after a non-IRQ exit's return became pending
-    after the guest left. Other ticks fall back on their estimated pending time (``finish``).
-    """
-    tl, r = ctx.tl, ctx.runs
-    irq_exit = r.frame["reason"].isin(IRQ_EXIT_REASONS).to_numpy() if len(r.frame) else np.zeros(0, bool)
-    h = np.flatnonzero(tl.cls == Cls.HANDLER)
-    own = h[np.maximum(np.searchsorted(h, pos, side="right") - 1, 0)] if len(h) else pos
-    if len(h) and len(r.entry_pos):
-        k = np.searchsorted(h, r.return_pos[run], side="right")
-        first = np.where(k < len(h), h[np.minimum(k, len(h) - 1)], -1)  # none after the return: no match
-    else:
-        first = np.full(len(pos), -1)
-    how = np.full(len(pos), "host: by due time", dtype=object)
-    caused = after_return & irq_exit[run] & (own == first) if len(irq_exit) else np.zeros(len(pos), bool)
-    later = after_return & ~irq_exit[run] if len(irq_exit) else np.zeros(len(pos), bool)
-    how[caused] = "guest: caused the IRQ exit"
-    how[later] = "host: the guest left by a non-IRQ exit"
-    return how
-
-
-def _by_due_time(runs: pd.DataFrame, t: pd.DataFrame, how: np.ndarray, run_of: np.ndarray) -> None:
-    """The rest: pending in the guest run (on the tick's CPU) running at the estimated pending time."""
-    rest = np.flatnonzero(how == "host: by due time")
+def _pending(runs: pd.DataFrame, t: pd.DataFrame) -> np.ndarray:
+    """When each tick's IRQ was pending: exact where the trace's order decides it (a pending host IRQ
+    forces an IRQ exit, whose first handler it is; after a non-IRQ exit it came later), else from
+    its estimated pending time against the guest runs on its CPU."""
+    how = np.where(t["caused_exit"], CAUSED, np.where(t["after_non_irq_exit"], LEFT, DUE_HOST)).astype(object)
+    rest = np.flatnonzero(how == DUE_HOST)
     if not len(rest) or not len(runs):
-        return
+        return how
     ent, ret = runs["entry_ts"].to_numpy(np.int64), runs["return_ts"].to_numpy(np.int64)
-    cpu = runs["cpu"].to_numpy()
-    pend = t["pending_ts"].to_numpy()
-    tcpu = t["cpu"].to_numpy()
+    # a run that ended by a non-IRQ exit had no host IRQ pending: an estimate inside it is wrong
+    irq_exit = runs["reason"].isin(list(IRQ_EXIT_REASONS) + ["?"]).to_numpy()
+    cpu, pend, tcpu = runs["cpu"].to_numpy(), t["pending_ts"].to_numpy(), t["cpu"].to_numpy()
     for c in np.unique(tcpu[rest]):
         on = np.flatnonzero(cpu == c)
         m = rest[tcpu[rest] == c]
+        if not len(on):
+            continue
         i = np.searchsorted(ent[on], pend[m], side="right") - 1
-        ok = (i >= 0) & (pend[m] < ret[on[np.maximum(i, 0)]]) if len(on) else np.zeros(len(m), bool)
-        how[m[ok]] = "guest: by due time"
-        run_of[m[ok]] = on[i[ok]]
+        k = on[np.maximum(i, 0)]
+        how[m[(i >= 0) & (pend[m] < ret[k]) & irq_exit[k]]] = DUE_GUEST
+    return how
+
+
+def _charged(t: pd.DataFrame, arch: np.ndarray, x86_guest: bool | None) -> np.ndarray:
+    """guest / host / unknown per tick, from where its handler ran and where guest timing ends."""
+    place = t["place"].to_numpy(object)
+    out = np.full(len(t), "host", dtype=object)
+    window_charge = np.where(arch == "arm64", "guest",
+                             np.where(arch == "x86", {True: "guest", False: "host", None: "unknown"}[x86_guest], "unknown"))
+    out[place == IN_GUEST] = "guest"
+    out[place == WINDOW] = window_charge[place == WINDOW]
+    after = np.isin(place, [AFTER_WINDOW, NO_WINDOW])
+    out[after & ~t["path_seen"].to_numpy(bool)] = "unknown"
+    return out
+
+
+def _findings(t: pd.DataFrame, runs: pd.DataFrame, arch: np.ndarray, x86_why: str) -> pd.DataFrame:
+    """Ticks that hit the guest and were (or may have been) charged to the host."""
+    bad = t[t["misaccounted"]]
+    idx = bad.index.to_numpy()
+    run = bad["run_of"].to_numpy(np.int64)
+    place, how, charged = bad["place"].to_numpy(object), bad["pending"].to_numpy(object), bad["charged"].to_numpy(object)
+    a = arch[idx]
+    # the window takes every IRQ pending at the exit, except on the pre-fix arm64 path (no isb())
+    guaranteed = (a == "x86") | ((a == "arm64") & bad["reworked_entry"].to_numpy(bool))
+    why = np.full(len(bad), "", dtype=object)
+    why[how == DUE_GUEST] = WHY_ESTIMATE
+    why[(place == AFTER_WINDOW) & guaranteed & (why == "")] = WHY_GUARANTEED
+    why[(charged == "unknown") & (place == WINDOW) & (a == "x86") & (why == "")] = x86_why
+    why[(charged == "unknown") & (why == "")] = np.where(a[(charged == "unknown") & (why == "")] == None,  # noqa: E711
+                                                         WHY_REASON, WHY_UNSEEN)
+    proven = why == ""
+    ok = run >= 0
+    r = np.maximum(run, 0)
+
+    def seqs(col: str) -> np.ndarray:
+        return np.where(ok, runs[col].to_numpy(np.int64)[r], -1) if len(runs) else np.full(len(bad), -1)
+    ev = np.column_stack([seqs("entry_seq"), seqs("return_seq"), bad["seq"].to_numpy(np.int64), seqs("exit_seq")]) \
+        if len(bad) else np.zeros((0, 4), np.int64)
+    detail = [f"tick that hit the guest ({p}) was charged to the host: handled {w}, after guest timing ended"
+              if c == "host" else f"tick that hit the guest ({p}) handled {w}: charged to the guest or the host"
+              for p, w, c in zip(how, place, charged)]
+    return findings_frame("misaccounted_tick", np.where(proven, "proven", "inferred"), bad["cpu"], bad["pid"],
+                          bad["comm"].array, bad["pending_ts"], bad["ts"], ev, detail, why)
+
+
+def _path(t: pd.DataFrame, arch: np.ndarray, x86_guest: bool | None, x86_why: str, proven: int,
+          preemptirq: bool) -> tuple[str, str]:
+    """What the trace shows of where guest timing ends on its tick-accounted vCPU CPUs."""
+    if proven:
+        return "pre-fix", f"{proven} ticks that hit the guest were charged to the host"
+    acc = (t["cpu_mode"] == "tick").to_numpy() & (t["run_of"] >= 0).to_numpy()
+    if not acc.any():
+        return "unknown", "no tick-accounted vCPU CPU with guest runs (nohz_full CPUs account guest time by vtime)"
+    if not preemptirq:
+        return "unknown", "no preemptirq events: where guest timing ends cannot be seen"
+    a = arch[acc]
+    seen = t["path_seen"].to_numpy(bool)[acc]
+    rew = t["reworked_entry"].to_numpy(bool)[acc]
+    if (a == "arm64").any():
+        old = int(((a == "arm64") & seen & ~rew).sum())
+        if old:
+            return "pre-fix", (f"guest timing ends in guest_exit() after a local_irq_enable() with no isb() "
+                               f"(around {old} ticks): a tick pending at the exit may be charged to the host")
+        if ((a == "arm64") & seen & rew).any():
+            return "fixed", "guest timing ends after the isb() window that follows IRQ exits"
+        return "unknown", WHY_UNSEEN
+    if (a == "x86").any():
+        return {True: "fixed", False: "pre-fix", None: "unknown"}[x86_guest], x86_why
+    return "unknown", WHY_REASON
 
 
 def _per_cpu(t: pd.DataFrame) -> pd.DataFrame:
+    cols = ["cpu", "mode", "ticks", "expected_guest", "charged_guest", "misaccounted", "host_charged_to_guest"]
     if not len(t):
-        return pd.DataFrame(columns=["cpu", "mode", "ticks", "expected_guest", "charged_guest", "guest_as_host",
-                                     "host_as_guest", "misaccounted_rate"])
-    g = t.groupby("cpu")
+        return pd.DataFrame(columns=cols)
+    g = t.assign(hit=t["pending"].isin(HIT_GUEST) & (t["cpu_mode"] == "tick"), guest=t["charged"] == "guest",
+                 known=t["charged"] != "unknown").groupby("cpu")
     out = pd.DataFrame({
-        "mode": g["cpu_mode"].first(), "ticks": g.size(),
-        "expected_guest": g["pending_in_guest_run"].apply(lambda s: int((s >= 0).sum())),
-        "charged_guest": g["charged"].apply(lambda s: int((s == "guest").sum()) if s.notna().any() else None),
-        "guest_as_host": g["direction"].apply(lambda s: int((s == "guest_as_host").sum())),
-        "host_as_guest": g["direction"].apply(lambda s: int((s == "host_as_guest").sum())),
+        "mode": g["cpu_mode"].first(), "ticks": g.size(), "expected_guest": g["hit"].sum(),
+        "charged_guest": g["guest"].sum().where(g["known"].all(), None),
+        "misaccounted": g["misaccounted"].sum(), "host_charged_to_guest": g["host_charged_to_guest"].sum(),
     }).reset_index()
-    out["misaccounted_rate"] = (out["guest_as_host"] + out["host_as_guest"]) / out["ticks"]
-    return out
+    return out[cols]
+
+
+#: the per-CPU tick table as the CLI and the report print it
+TICK_HEADER = ["cpu", "mode", "ticks", "hit the guest", "charged guest", "misaccounted (bug 3)", "host time charged to guest"]
+
+
+def tick_rows(per_cpu: pd.DataFrame) -> list[list]:
+    """Rows of ``TICK_HEADER`` from the ``per_cpu`` frame (charged guest is blank where undecided)."""
+    return [[int(r.cpu), r.mode, int(r.ticks), int(r.expected_guest),
+             None if r.charged_guest is None or r.charged_guest != r.charged_guest else int(r.charged_guest),
+             int(r.misaccounted), int(r.host_charged_to_guest)] for r in per_cpu.itertuples()]

@@ -1,34 +1,37 @@
-"""Which guest-entry logic the traced kernel runs: ``pre-fix``, ``fixed`` or ``unknown``.
+"""What the trace shows of the kernel's path, per bug class: ``pre-fix``, ``fixed`` or ``unknown``.
 
-Proof of the fix: irq_enable from the noinstr enter/exit helper
-(``kvm_arm_vcpu_enter_exit``, ``vmx/svm_vcpu_enter_exit``) between kvm_entry and
-the guest. Proof of the old logic: a guest-spanning irqs-off window opened before
-kvm_entry, or IRQ handlers inside the vCPU thread's guest quiescent state.
+Entry logic (apparent irqs-off windows, IRQs without RCU watching): the reworked (5.17+)
+entry is proven by the noinstr enter/exit helper's irq_enable (``kvm_arm_vcpu_enter_exit``,
+``vmx/svm_vcpu_enter_exit``) between kvm_entry and the guest; the old one by a
+guest-spanning irqs-off window opened before kvm_entry, or by IRQ handlers inside the vCPU
+thread's guest quiescent state. Tick accounting: where guest timing ends (``ticks``).
+The overall verdict is ``pre-fix`` when any decidable class shows the pre-fix path,
+``fixed`` when every decidable class shows the fixed one, else ``unknown``.
 """
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from ..model.timeline import Cls
+from ..model import ticks as tk
 from .base import Context
+
+#: the bug classes, by finding kind, as the verdict names them
+CLASSES = {"apparent_irqsoff": "apparent irqs-off windows", "rcu_not_watching": "IRQs without RCU watching",
+           "misaccounted_tick": "guest tick accounting"}
 
 
 def collect(ctx: Context) -> dict[str, Any]:
-    """Runs this part of the trace owns, and those that show the fixed entry (with the helper's names)."""
+    """Runs this part of the trace owns, and those that show the reworked entry (with the helper's names)."""
     r, tl = ctx.runs, ctx.tl
     own = tl.owns(r.entry_pos)
     out: dict[str, Any] = {"runs": int(own.sum()), "fixed_runs": 0, "callers": set()}
     if len(r.entry_pos) and ctx.has_any("irq_enable"):
-        # entry_path marks exactly the irq_enable events whose caller is an enter/exit helper
-        on = np.flatnonzero((tl.cls == Cls.IRQ_ON) & tl.entry_path)
-        k = np.searchsorted(on, r.entry_pos)
-        nxt = np.where(k < len(on), on[np.minimum(k, max(len(on) - 1, 0))], -1) if len(on) else np.full(len(k), -1)
-        fixed = (nxt > r.entry_pos) & (nxt < r.return_pos) & own
+        helper = tk.reworked_entry(tl, r.entry_pos, r.return_pos)
+        fixed = (helper >= 0) & own
         out["fixed_runs"] = int(fixed.sum())
-        out["callers"] = {str(c) for c in pd.unique(tl.caller[nxt[fixed]].astype(object))} if fixed.any() else set()
+        out["callers"] = {str(c) for c in pd.unique(tl.caller[helper[fixed]].astype(object))} if fixed.any() else set()
     return out
 
 
@@ -38,36 +41,86 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
             "callers": set().union(*(p["callers"] for p in parts))}
 
 
-def decide(seen: dict[str, Any], apparent_runs: int | None, rcu_hits: int | None) -> dict[str, Any]:
-    """The verdict from what the parts saw (``merge``) and the two bugs' proven counts."""
+def entry_logic(seen: dict[str, Any], apparent_runs: int | None) -> str:
+    """The entry logic from its own signatures alone (what the RCU exposure fallback needs)."""
+    if seen["fixed_runs"] and not apparent_runs:
+        return "fixed"
+    if apparent_runs and not seen["fixed_runs"]:
+        return "pre-fix"
+    return "unknown"
+
+
+def decide(seen: dict[str, Any], apparent_runs: int | None, rcu: dict[str, Any], ticks: dict[str, Any]) -> dict[str, Any]:
+    """Per-class and overall verdicts, each with its evidence.
+
+    ``rcu``: proven count and the RCU metrics (``guest_eqs``, ``source``); ``ticks``: the tick
+    analysis' ``path``/``path_evidence`` metrics.
+    """
     runs, fixed_runs = seen["runs"], seen["fixed_runs"]
-    out: dict[str, Any] = {"verdict": "unknown", "evidence": []}
     if not runs:
-        out["evidence"].append("no paired guest runs (kvm_entry → kvm_exit) in the trace")
-        return out
+        why = "no paired guest runs (kvm_entry → kvm_exit) in the trace"
+        return {"verdict": "unknown", "evidence": [why], "summary": why,
+                "classes": {k: {"verdict": "unknown", "evidence": why} for k in CLASSES}}
+    entry = []
     if fixed_runs:
         callers = sorted(seen["callers"])
-        out["evidence"].append(f"{fixed_runs} of {runs} guest runs: irq_enable caller={'/'.join(callers)} "
-                               "right after kvm_entry (guest_state_enter_irqoff, the reworked entry)")
+        entry.append(f"{fixed_runs:,} of {runs:,} guest runs: irq_enable caller={'/'.join(callers)} right after kvm_entry "
+                     "(guest_state_enter_irqoff, the reworked entry)")
         if any(c.startswith(("vmx_", "svm_")) for c in callers):
-            out["evidence"].append("x86: kernels before 5.17 emit the same irq_enable (kvm_guest_enter_irqoff) and never "
-                                   "showed bugs 1 and 2; this shows the guest runs with IRQs traced on, not the version")
-    pre = 0
+            entry.append("x86: kernels before 5.17 emit the same irq_enable (kvm_guest_enter_irqoff) and never showed "
+                         "these two classes; this shows the guest runs with IRQs traced on, not the version")
+    classes = {"apparent_irqsoff": _apparent(runs, fixed_runs, apparent_runs, entry),
+               "rcu_not_watching": _rcu(runs, fixed_runs, rcu),
+               "misaccounted_tick": {"verdict": ticks.get("path", "unknown"),
+                                     "evidence": ticks.get("path_evidence", "the tick analysis could not run")}}
+    decided = [c["verdict"] for c in classes.values() if c["verdict"] != "unknown"]
+    overall = "pre-fix" if "pre-fix" in decided else "fixed" if decided else "unknown"
+    evidence = entry + [f"{CLASSES[k]}: {c['verdict']}: {c['evidence']}" for k, c in classes.items()]
+    return {"verdict": overall, "evidence": evidence, "classes": classes, "summary": _summary(classes, ticks)}
+
+
+def _apparent(runs: int, fixed_runs: int, apparent_runs: int | None, entry: list[str]) -> dict[str, str]:
+    if apparent_runs is None:
+        return {"verdict": "unknown", "evidence": "no preemptirq events: the entry logic cannot be told from the trace"}
+    if apparent_runs and fixed_runs:
+        return {"verdict": "unknown", "evidence": f"both signatures present ({apparent_runs} runs in a window opened "
+                                                  f"before kvm_entry, {fixed_runs} reworked): mixed kernels or a misread trace"}
     if apparent_runs:
-        pre += apparent_runs
-        out["evidence"].append(f"{apparent_runs} of {runs} guest runs inside an irqs-off window opened before kvm_entry")
-    if rcu_hits:
-        pre += rcu_hits
-        out["evidence"].append(f"{rcu_hits} IRQ handlers inside the vCPU thread's guest RCU quiescent state")
-    out["fixed_runs"], out["runs"] = fixed_runs, runs
-    if fixed_runs and not pre:
-        out["verdict"] = "fixed"
-    elif pre and not fixed_runs:
-        out["verdict"] = "pre-fix"
-    elif pre and fixed_runs:
-        out["evidence"].append("both signatures present: mixed kernels or a misread trace")
-    elif apparent_runs is None:
-        out["evidence"].append("no preemptirq events: the entry logic cannot be told from the trace")
+        return {"verdict": "pre-fix", "evidence": f"{apparent_runs} of {runs} guest runs inside an irqs-off window "
+                                                  "opened before kvm_entry"}
+    if fixed_runs:
+        return {"verdict": "fixed", "evidence": entry[0]}
+    return {"verdict": "unknown", "evidence": "neither signature present"}
+
+
+def _rcu(runs: int, fixed_runs: int, rcu: dict[str, Any]) -> dict[str, str]:
+    proven, m = rcu["proven"], rcu["metrics"]
+    if proven:
+        return {"verdict": "pre-fix", "evidence": f"{proven} IRQ handlers inside the vCPU thread's guest RCU quiescent state"}
+    if not m.get("source"):
+        return {"verdict": "unknown", "evidence": "no rcu_dyntick/rcu_watching events: only exposure can be seen"}
+    eqs = int(m.get("guest_eqs") or 0)
+    if not eqs:
+        return {"verdict": "unknown", "evidence": "no guest RCU quiescent state (no nohz_full vCPU CPU): "
+                                                  "the trace cannot show this class"}
+    if fixed_runs:
+        return {"verdict": "fixed", "evidence": f"{eqs:,} guest quiescent states, no IRQ handler inside any, "
+                                                "reworked entry"}
+    return {"verdict": "unknown", "evidence": f"{eqs:,} guest quiescent states without an IRQ inside, but the entry "
+                                              "logic is not shown"}
+
+
+def _summary(classes: dict[str, dict[str, str]], ticks: dict[str, Any]) -> str:
+    """One line naming what was observed, e.g. "reworked-style entry (apparent irqs-off, RCU);
+    guest timing ends before the IRQ window (ticks, release 5.10.40)"."""
+    a, r, t = (classes[k]["verdict"] for k in CLASSES)
+    entry = {"fixed": "reworked-style entry", "pre-fix": "pre-fix entry", "unknown": "entry logic not shown"}
+    if r in ("unknown", a):
+        parts = [f"{entry[a]} (apparent irqs-off{', RCU' if r == a else ''})"]
     else:
-        out["evidence"].append("neither signature present")
-    return out
+        parts = [f"{entry[a]} (apparent irqs-off)", f"{entry[r]} (RCU)"]
+    rel = f", release {ticks['kernel_release']}" if ticks.get("kernel_release") else ""
+    timing = {"fixed": "guest timing ends after the host-IRQ window", "pre-fix": "guest timing ends before pending "
+              "ticks are handled", "unknown": "where guest timing ends is not shown"}[t]
+    parts.append(f"{timing} (ticks{rel})")
+    return "; ".join(parts)

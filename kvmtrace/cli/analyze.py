@@ -12,14 +12,15 @@ from .inputs import analysis_options, batch_options, expand, is_many
 from .main import cli, one_line_errors
 from .progress import terminal_progress
 from ..tables import render
+from ..analyzers.ticks import TICK_HEADER, tick_rows
 
 EXPLAIN = {
     "apparent_irqsoff": "an irqs-off window opened before kvm_entry spans the guest run: tracing and lockdep "
                         "were never told IRQs are on while the guest runs (bug 2)",
     "rcu_not_watching": "an IRQ handler ran while the vCPU thread's RCU extended quiescent state was still "
                         "active: RCU was not watching (bug 1)",
-    "misaccounted_tick": "a tick was charged to the wrong side: due in the guest but charged to the host "
-                         "(missing ISB, bug 3) or due after the guest returned but charged to it",
+    "misaccounted_tick": "a tick that hit the guest (it caused the IRQ exit, or fell due while the guest ran) was "
+                         "handled after guest timing ended, so it was charged to the host (bug 3)",
 }
 
 
@@ -111,9 +112,9 @@ def _print(a: Analysis, show: int) -> None:
     click.echo(f"{a.trace.path}: {m.source_format}, {m.events_text()}, cpus {m.cpus}"
                + (f", LOST {m.lost_total:,} events" if m.lost_markers else "")
                + (f", skipped {m.skipped_total:,} lines" if m.skipped_total else ""))
-    click.echo(f"entry logic: {a.verdict['verdict'].upper()}")
-    for e in a.verdict["evidence"]:
-        click.echo(f"  - {e}")
+    click.echo(f"verdict: {a.verdict['verdict']}: {a.verdict['summary']}")
+    click.echo(render(["bug class", "path", "evidence"],
+                      [[k, c["verdict"], c["evidence"]] for k, c in a.verdict["classes"].items()]))
     c = a.counts()
     click.echo("")
     click.echo(render(["finding", "proven", "inferred"], [[k, c[k]["proven"], c[k]["inferred"]] for k in FINDING_KINDS]))
@@ -152,10 +153,11 @@ def _print(a: Analysis, show: int) -> None:
         tm = tk.metrics
         click.echo(f"\nticks on vCPU CPUs (period {tm['tick_period_ns'] / 1e6:g} ms, trace clock − monotonic "
                    f"{tm['clock_offset_ns']:,} ns ± {tm['due_uncertainty_ns']:,}):")
-        click.echo(render(["cpu", "mode", "ticks", "expected guest", "charged guest", "guest→host", "host→guest"],
-                          [[int(r.cpu), r.mode, int(r.ticks), int(r.expected_guest),
-                            None if r.charged_guest is None else int(r.charged_guest), int(r.guest_as_host),
-                            int(r.host_as_guest)] for r in tk.frames["per_cpu"].itertuples()]))
+        click.echo(render(TICK_HEADER, tick_rows(tk.frames["per_cpu"])))
+        click.echo(f"  guest timing: {tm['path']}: {tm['path_evidence']}")
+        if tm["host_time_charged_to_guest"]:
+            click.echo("  host time charged to the guest by design (ticks due after the guest left), per exit: "
+                       + ", ".join(f"{k} {v:,}" for k, v in tm["host_time_charged_to_guest_by_exit"].items()))
     for u in a.undecidable:
         click.echo(f"\nundecidable: {u['what']}; missing {', '.join(u['missing']) or 'data'}\n  capture with: {u['record']}")
     if show and len(a.findings):

@@ -76,12 +76,13 @@ def batch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def analysis_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``--irqsoff-threshold-us``, ``--low-memory`` and ``--chunk-events``, handed to the command
-    as one ready ``options`` for loading and the analyzers."""
+    """``--irqsoff-threshold-us``, ``--low-memory``, ``--chunk-events`` and ``--kernel-release``,
+    handed to the command as one ready ``options`` for loading and the analyzers."""
     @functools.wraps(fn)
-    def command(*args: Any, irqsoff_threshold_us: float, low_memory: bool, chunk_events: int | None, **kw: Any) -> Any:
+    def command(*args: Any, irqsoff_threshold_us: float, low_memory: bool, chunk_events: int | None,
+                kernel_release: str | None, **kw: Any) -> Any:
         return fn(*args, options=Options(irqsoff_threshold_ns=int(irqsoff_threshold_us * 1000), low_memory=low_memory,
-                                         chunk_events=chunk_events), **kw)
+                                         chunk_events=chunk_events, kernel_release=kernel_release), **kw)
     return _with(command, [
         click.option("--irqsoff-threshold-us", type=float, default=100.0, show_default=True,
                      help="Irqs-off windows longer than this are counted per CPU."),
@@ -90,4 +91,8 @@ def analysis_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                           f"and build the model {LOW_MEMORY_CHUNK:,} events at a time."),
         click.option("--chunk-events", type=click.IntRange(min=1000), metavar="N",
                      help="Build the model N events at a time (the same result, less memory)."),
+        click.option("--kernel-release", metavar="R",
+                     help="The traced kernel's release as `uname -r` printed it (overrides the trace.dat's UNAME). "
+                          "x86 tick accounting depends on it: guest timing ends before the host-IRQ window "
+                          "on 5.9 up to 5.12.8 / 5.10.41."),
     ])

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 
 _HEX = r"[0-9a-fA-F]+"
 _SYMOFF = r"\S+"
+#: what trace-cmd's x86 kvm plugin prints before the normal text when it runs on another
+#: architecture's kvm events (kernel-semantics.md B.3): "<CANT FIND FIELD exit_reason>TRAP: ..."
+_PLUGIN_MISS = r"(?:<CANT FIND FIELD \w+>|CAN'T FIND FIELD \"\w+\")*"
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ _X86_EXIT_TYPES = {"vcpu": "int", "reason": "cat", "reason_flags": "cat", "rip":
 SPECS: dict[str, EventSpec] = {
     "kvm_entry": EventSpec(
         patterns=(
-            rf"^PC: 0x(?P<vcpu_pc>{_HEX})$",  # arm64 (%08lx ≤5.9, %016lx ≥5.10), riscv
+            rf"^{_PLUGIN_MISS}PC: 0x(?P<vcpu_pc>{_HEX})$",  # arm64 (%08lx ≤5.9, %016lx ≥5.10), riscv
             rf"^vcpu (?P<vcpu>\d+)(?:, rip 0x(?P<rip>{_HEX}))?(?P<immediate_exit> ?\[immediate exit\])?.*$",  # x86 all forms
             rf"^ ?vcpu (?P<vcpu>\d+) rip 0x(?P<rip>{_HEX})$",  # trace-cmd kvm plugin
         ),
@@ -68,7 +71,7 @@ SPECS: dict[str, EventSpec] = {
     "kvm_exit": EventSpec(
         patterns=(
             # arm64: "%s: HSR_EC: 0x%04x (%s), PC: 0x%08lx" (ESR_EC in vendor trees)
-            rf"^(?P<exit_type>[A-Z_]+|0x{_HEX}|\d+): (?:HSR|ESR)_EC: 0x(?P<esr_ec>{_HEX}) \((?P<esr_ec_class>[^)]*)\), PC: 0x(?P<vcpu_pc>{_HEX})$",
+            rf"^{_PLUGIN_MISS}(?P<exit_type>[A-Z_]+|0x{_HEX}|\d+): (?:HSR|ESR)_EC: 0x(?P<esr_ec>{_HEX}) \((?P<esr_ec_class>[^)]*)\), PC: 0x(?P<vcpu_pc>{_HEX})$",
             # x86 v5.10+ (TRACE_EVENT_KVM_EXIT), trailing additions tolerated
             rf"^vcpu (?P<vcpu>\d+) reason (?P<reason>\S+)(?: \((?P<reason_flags>[^)]*)\))? rip 0x(?P<rip>{_HEX}) info1 0x(?P<info1>{_HEX}) info2 0x(?P<info2>{_HEX}) intr_info 0x(?P<intr_info>{_HEX}) error_code 0x(?P<error_code>{_HEX}).*$",
             # x86 late 2019: "vcpu %u reason %s rip 0x%lx info %llx %llx"

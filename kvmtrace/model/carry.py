@@ -91,28 +91,22 @@ def carried(tl: Timeline, key: np.ndarray, entry_pos: np.ndarray, return_pos: np
 def _last_run(tl: Timeline, entry_pos: np.ndarray, return_pos: np.ndarray, exit_pos: np.ndarray,
               ends: dict[int, int], keep: np.ndarray) -> None:
     """Mark each CPU's last guest run before the cut, up to where later ticks stop looking at it:
-    its first IRQ handler after the guest returned and its guest-timing window (first task-level
-    irq_enable, the irq_disable closing it and that one's neighbour); all of it up to the cut if
+    its kvm_exit, its first IRQ handler after the guest returned and the KVM_RUN loop's host-IRQ
+    window (``ticks.exit_path``) with the loop's next irq toggle; all of it up to the cut if
     those are not all seen yet."""
     if not len(entry_pos):
         return
-    h = np.flatnonzero(tl.cls == Cls.HANDLER)
-    ons, offs = tk.task_level_irq_on(tl), tk.task_level_irq_off(tl)
-    plain = tl.unbracketed
+    loop = np.flatnonzero(tk.run_loop_mask(tl) & tl.is_(Cls.IRQ_ON, Cls.IRQ_OFF))
     for c, end in ends.items():
         i = np.searchsorted(entry_pos, end) - 1
         if i < 0 or tl.cpu[entry_pos[i]] != c:
             continue
-        ret = return_pos[i]
+        ret, limit = return_pos[i:i + 1], np.array([end])
+        path = tk.exit_path(tl, ret, exit_pos[i:i + 1], limit)
         upto = end
-        k_on = np.searchsorted(ons, ret, side="right")
-        if k_on < len(ons) and ons[k_on] < end:
-            k_off = np.searchsorted(offs, ons[k_on], side="right")
-            if k_off < len(offs) and offs[k_off] < end:
-                nb = np.searchsorted(plain, offs[k_off], side="right")
-                settle = max(int(exit_pos[i]), int(plain[nb]) if nb < len(plain) else end)
-                k_h = np.searchsorted(h, ret, side="right")
-                if k_h < len(h) and h[k_h] < end:
-                    settle = max(settle, int(h[k_h]))
-                upto = min(end, settle + 1)
+        if path.first_handler[0] >= 0:
+            last = path.close_pos[0] if path.close_pos[0] >= 0 else path.open_pos[0]
+            k = np.searchsorted(loop, max(int(last), int(ret[0])), side="right")
+            if k < len(loop) and loop[k] < end:  # the loop toggle after the window (or after the return) is seen
+                upto = min(end, max(int(exit_pos[i]), int(path.first_handler[0]), int(loop[k])) + 1)
         keep[entry_pos[i]:upto] = True

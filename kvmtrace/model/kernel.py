@@ -12,7 +12,9 @@ ENTER_EXIT_CALLERS = frozenset({"kvm_arm_vcpu_enter_exit", "vmx_vcpu_enter_exit"
 #: local_daif_mask()): their window spans the guest but is not the entry-logic bug
 GUEST_ENTRY_DISABLE_CALLERS = frozenset({"__kvm_vcpu_run"})
 
-#: the function that disables IRQs before kvm_entry on the pre-fix path
+#: the KVM_RUN loop: it disables IRQs before kvm_entry (the pre-fix path's window opens there),
+#: and after the guest it opens and closes the host-IRQ window and re-enables IRQs
+#: (x86 ``vcpu_enter_guest`` is usually inlined into ``kvm_arch_vcpu_ioctl_run``)
 RUN_LOOP_CALLERS = frozenset({"kvm_arch_vcpu_ioctl_run", "vcpu_enter_guest"})
 
 #: hrtimer callbacks of the periodic/nohz tick (tick_nohz_handler from ~v6.9)
@@ -40,6 +42,10 @@ HANDLER_EVENTS = frozenset({"irq_handler_entry", "local_timer_entry", "call_func
                             "call_function_single_entry", "reschedule_entry", "irq_work_entry",
                             "thermal_apic_entry", "threshold_apic_entry", "x86_platform_ipi_entry",
                             "spurious_apic_entry", "error_apic_entry"})
+
+#: hardirq handler exit events: with the entries above they bound hardirq context where a
+#: format prints no flags column
+HANDLER_EXIT_EVENTS = frozenset({e[:-len("entry")] + "exit" for e in HANDLER_EVENTS})
 
 #: `trace-cmd record -e` groups per analysis (kernel-semantics.md D)
 RECORD_EVENTS = {

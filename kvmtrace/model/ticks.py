@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..trace import Trace
-from .kernel import TICK_FUNCTIONS, TICK_PERIODS_NS
+from .kernel import RUN_LOOP_CALLERS, TICK_FUNCTIONS, TICK_PERIODS_NS
 from .timeline import Cls, Timeline
 
 
@@ -99,27 +99,55 @@ def delivery_ns(handler_ts: np.ndarray, due: np.ndarray) -> int:
     return max(0, int((handler_ts[ok] - due[ok]).min())) if ok.any() else 0
 
 
-def task_level_irq_off(tl: Timeline) -> np.ndarray:
-    """Positions of irq_disable events made by task code, not by an IRQ's entry path.
+@dataclass
+class ExitPath:
+    """Per guest run, the KVM_RUN loop's steps between the guest's return and ``limit`` (the CPU's
+    next kvm_entry), found by caller name (kernel-semantics.md C.2, C.3, F).
 
-    Exception entry traces an irq_disable right before the handler; those are
-    followed (past RCU brackets) by a hardirq-context event.
+    The host-IRQ window is the loop's first ``irq_enable`` at or after the return (on the pre-fix
+    arm64 path that enable *is* the return) up to the loop's next ``irq_disable``; it exists only
+    when kvm_exit is not printed inside it (arm64 ≥5.18 opens it after IRQ exits only, and the one
+    ``irq_enable`` after any other exit is the last before kvm_exit). IRQ entry/exit paths and
+    softirqs toggle IRQs with other callers, so no flags column is needed.
     """
-    off = np.flatnonzero(tl.cls == Cls.IRQ_OFF)
-    plain = tl.unbracketed
-    j = np.searchsorted(plain, off, side="right")
-    ok = j < len(plain)
-    nxt = plain[np.minimum(j, len(plain) - 1)] if len(plain) else off
-    entry_path = ok & (tl.cpu[nxt] == tl.cpu[off]) & tl.hardirq[nxt]
-    return off[~entry_path]
+
+    open_pos: np.ndarray       # window-opening irq_enable, −1 if no window
+    close_pos: np.ndarray      # window-closing irq_disable, −1 if no window
+    first_handler: np.ndarray  # first IRQ handler after the return, −1 if none before ``limit``
+    seen: np.ndarray           # a run-loop irq toggle follows the return: the path can be read
 
 
-def task_level_irq_on(tl: Timeline) -> np.ndarray:
-    """Positions of irq_enable events made by task code, not by an exception return
-    (those follow, past RCU brackets, the handler's hardirq-context events)."""
-    on = np.flatnonzero(tl.cls == Cls.IRQ_ON)
-    plain = tl.unbracketed
-    j = np.searchsorted(plain, on) - 1
-    prev = plain[np.maximum(j, 0)] if len(plain) else on
-    from_irq = (j >= 0) & (tl.cpu[prev] == tl.cpu[on]) & tl.hardirq[prev]
-    return on[~from_irq]
+def run_loop_mask(tl: Timeline) -> np.ndarray:
+    """Positions whose preemptirq caller is the KVM_RUN loop itself."""
+    lut = np.array([n in RUN_LOOP_CALLERS for n in tl.caller.names], dtype=bool)  # names end with None (code −1)
+    return lut[tl.caller.codes]
+
+
+def _first_from(sorted_pos: np.ndarray, at: np.ndarray, limit: np.ndarray, side: str = "left") -> np.ndarray:
+    """First of ``sorted_pos`` at (``side="left"``) or after ``at`` and before ``limit``, else −1."""
+    if not len(sorted_pos):
+        return np.full(len(at), -1, np.int64)
+    i = np.searchsorted(sorted_pos, at, side=side)
+    got = sorted_pos[np.minimum(i, len(sorted_pos) - 1)]
+    return np.where((i < len(sorted_pos)) & (got < limit), got, -1)
+
+
+def exit_path(tl: Timeline, return_pos: np.ndarray, exit_pos: np.ndarray, limit: np.ndarray) -> ExitPath:
+    """The host-IRQ window and first handler of each run (see ``ExitPath``)."""
+    loop = run_loop_mask(tl)
+    ons = np.flatnonzero(loop & (tl.cls == Cls.IRQ_ON))
+    offs = np.flatnonzero(loop & (tl.cls == Cls.IRQ_OFF))
+    on = _first_from(ons, return_pos, limit)
+    off = _first_from(offs, np.maximum(on, 0), limit, side="right")
+    window = (on >= 0) & (off >= 0) & ~((exit_pos > on) & (exit_pos < off))
+    seen = (on >= 0) | (_first_from(offs, return_pos, limit) >= 0)
+    handlers = np.flatnonzero(tl.cls == Cls.HANDLER)
+    first = _first_from(handlers, return_pos, limit, side="right")
+    return ExitPath(np.where(window, on, -1), np.where(window, off, -1), first, seen)
+
+
+def reworked_entry(tl: Timeline, entry_pos: np.ndarray, return_pos: np.ndarray) -> np.ndarray:
+    """Per run, the irq_enable of the noinstr enter/exit helper (``guest_state_enter_irqoff``)
+    between kvm_entry and the guest's return: the reworked (5.17+) entry; −1 where absent."""
+    on = np.flatnonzero((tl.cls == Cls.IRQ_ON) & tl.entry_path)
+    return _first_from(on, entry_pos + 1, return_pos)

@@ -114,11 +114,9 @@ def ticks_per_cpu(sides: Analysis | Sides, fig: Figure | None = None) -> Figure:
             continue
         f = f.set_index("cpu").reindex(cpus)
         x = np.arange(len(cpus)) + (i - (k - 1) / 2) * width
-        gh = f["guest_as_host"].fillna(0).to_numpy(float)
-        hg = f["host_as_guest"].fillna(0).to_numpy(float)
-        ax.bar(x, gh, width, color=SIDE_COLORS[i % 5], label=f"{label}: due in guest, charged to host")
-        ax.bar(x, hg, width, bottom=gh, color=SIDE_COLORS[i % 5], alpha=0.45, hatch="//",
-               label=f"{label}: due after guest, charged to guest")
+        gh = f["misaccounted"].fillna(0).to_numpy(float)
+        hg = np.zeros(len(gh))
+        ax.bar(x, gh, width, color=SIDE_COLORS[i % 5], label=f"{label}: hit the guest, charged to the host")
         ticks = f["ticks"].fillna(0).to_numpy(int)
         top = max(top, float((gh + hg).max(initial=0)))
         for xi, yi, n, total in zip(x, gh + hg, (gh + hg).astype(int), ticks):

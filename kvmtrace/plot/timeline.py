@@ -68,7 +68,7 @@ def _items(a: Analysis, start: int, end: int) -> dict[str, pd.DataFrame]:
         "eqs": clip(a.results["rcu"].frames.get("guest_eqs"), "start_ts", "end_ts"),
         "irqs": irqs[["ts", "cpu"]],
         "ticks": ticks[((ticks["ts"] >= start) & (ticks["ts"] <= end)).to_numpy(bool)] if ticks is not None and len(ticks)
-        else pd.DataFrame(columns=["ts", "cpu", "direction"]),
+        else pd.DataFrame(columns=["ts", "cpu", "misaccounted"]),
     }
 
 
@@ -122,7 +122,7 @@ def timeline(a: Analysis, cpu: int | list[int] | None = None, window: tuple[int,
         ax.vlines(us(q["ts"]), y + 0.05, y + 0.75, color=COLORS["irq"], linewidth=1,
                   label="IRQ handler" if len(q) else None)
         t = items["ticks"][items["ticks"]["cpu"] == c]
-        bad = t["direction"].notna().to_numpy(bool) if "direction" in t else np.zeros(len(t), bool)
+        bad = t["misaccounted"].to_numpy(bool) if "misaccounted" in t else np.zeros(len(t), bool)
         ax.plot(us(t["ts"][~bad]), np.full(int((~bad).sum()), y + 0.4), "v", color=COLORS["tick"], markersize=7,
                 linestyle="none", label="tick" if (~bad).any() else None)
         ax.plot(us(t["ts"][bad]), np.full(int(bad.sum()), y + 0.4), "*", color=COLORS["apparent"], markersize=11,

@@ -7,6 +7,7 @@ from typing import Any
 
 from .. import __version__
 from ..analyzers import FINDING_KINDS, Analysis
+from ..analyzers.ticks import TICK_HEADER, tick_rows
 from ..compare import Comparison
 from ..tables import markdown
 
@@ -42,8 +43,9 @@ def document(a: Analysis, figures: dict[str, str], cmp: Comparison | None, basel
     out += [f"- Trace: {_trace_line(a)}"]
     if baseline is not None:
         out += [f"- Baseline (before): {_trace_line(baseline)}"]
-    out += ["", f"**Entry logic: {a.verdict['verdict'].upper()}**", ""]
-    out += [f"- {e}" for e in a.verdict["evidence"]] + [""]
+    out += ["", f"**Verdict: {a.verdict['verdict']}** ({a.verdict['summary']})", ""]
+    out += [markdown(["bug class", "path", "evidence"], [[k, c["verdict"], c["evidence"]]
+                                                        for k, c in a.verdict["classes"].items()]), ""]
     out += ["## Findings", ""] + _findings(a)
     if cmp is not None:
         out += ["## Before vs after", "", cmp.to_markdown(), ""]
@@ -69,9 +71,8 @@ def document(a: Analysis, figures: dict[str, str], cmp: Comparison | None, basel
     out += ["## Guest ticks", ""]
     tk = a.results["ticks"]
     if "per_cpu" in tk.frames and len(tk.frames["per_cpu"]):
-        out += [markdown(["CPU", "mode", "ticks", "expected guest", "charged guest", "guest→host", "host→guest"],
-                         [[int(r.cpu), r.mode, int(r.ticks), int(r.expected_guest), _f(r.charged_guest),
-                           int(r.guest_as_host), int(r.host_as_guest)] for r in tk.frames["per_cpu"].itertuples()]), ""]
+        out += [markdown(TICK_HEADER, tick_rows(tk.frames["per_cpu"])), "",
+                f"Guest timing: {tk.metrics['path']}: {tk.metrics['path_evidence']}", ""]
     out += _figure("ticks-per-cpu", "misaccounted ticks per CPU", figures["ticks-per-cpu"])
     if a.undecidable:
         out += ["## Could not decide", ""]
