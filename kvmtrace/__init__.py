@@ -8,11 +8,18 @@ from .meta import TraceMeta
 from .trace import Trace, load
 
 
-def analyze(trace: Trace | str, options: "Options | None" = None, chunk_events: int | None = None) -> "Analysis":
+def analyze(trace: Trace | str, options: "Options | None" = None, chunk_events: int | None = None,
+            kernel_release: str | None = None) -> "Analysis":
     """Run every analyzer on a loaded trace (or a path): verdict, findings, DataFrames.
-    ``chunk_events``: build the model that many events at a time (same result, less memory)."""
-    from .analyzers import analyze as _analyze
+    ``chunk_events``: build the model that many events at a time (same result, less memory).
+    ``kernel_release``: the traced kernel's ``uname -r`` where the trace does not record it (text)
+    or records it wrongly; x86 tick accounting is decided from it."""
+    from dataclasses import replace
 
+    from .analyzers import Options as _Options, analyze as _analyze
+
+    if kernel_release is not None:
+        options = replace(options or _Options(), kernel_release=kernel_release)
     return _analyze(trace if isinstance(trace, Trace) else load(trace), options, chunk_events)
 
 

@@ -261,7 +261,7 @@ def _per_cpu(t: pd.DataFrame) -> pd.DataFrame:
                  known=t["charged"] != "unknown").groupby("cpu")
     out = pd.DataFrame({
         "mode": g["cpu_mode"].first(), "ticks": g.size(), "expected_guest": g["hit"].sum(),
-        "charged_guest": g["guest"].sum().where(g["known"].all(), None),
+        "charged_guest": pd.Series(g["guest"].sum().astype(object)).where(g["known"].all(), None),
         "misaccounted": g["misaccounted"].sum(), "host_charged_to_guest": g["host_charged_to_guest"].sum(),
     }).reset_index()
     return out[cols]

@@ -44,14 +44,39 @@ def sniff_binary(path: str, head: bytes) -> str | None:
     return None
 
 
+def _starts_event(line: bytes) -> bool:
+    return bool(_BRACKET.match(line) or _PERF.match(line) or _LATENCY.match(line))
+
+
+def _rejoined(lines: list[bytes]) -> list[bytes]:
+    """The head's lines with wrapped pieces joined back (``readers.unfold`` does it exactly for the
+    whole file once the format is known; here it only has to let the line shapes vote)."""
+    width = max((len(x) for x in lines), default=0)
+    if width < 40:
+        return lines
+    out: list[bytes] = []
+    piece = False
+    for line in lines:
+        prev = out[-1] if out else b""
+        full = len(prev) >= 40 or piece
+        wrapped = out and line.strip() and not line.lstrip(b"> ").startswith((b"#", b"CPU")) \
+            and not _starts_event(line) and (len(prev) == width or (full and prev.endswith(b" ")))
+        if wrapped:
+            out[-1] = prev + line.lstrip(b">").lstrip(b" ") if prev.lstrip().startswith(b">") and line.startswith(b">") \
+                else prev + line
+        else:
+            out.append(line)
+        piece = bool(wrapped)
+    return out
+
+
 def sniff_text(path: str, head: bytes) -> TextFormat:
     """Pick the text format whose line shape the first lines of ``head`` match best."""
     lines = head.split(b"\n")[:-1] if b"\n" in head else [head]
-    lines = lines[:2000]
+    lines = _rejoined([line.rstrip(b"\r") for line in lines[:2000]])
     votes = {TRACE_CMD: 0, TRACE_CMD_LATENCY: 0, TRACEFS: 0, PERF_SCRIPT: 0}
     prologue = header = False
     for line in lines:
-        line = line.rstrip(b"\r")
         if _PROLOGUE.match(line):
             prologue = True
             continue

@@ -22,6 +22,7 @@ import zstandard
 from ..errors import TraceFormatError
 from ..meta import MAX_EXAMPLES, TraceMeta
 from . import textscan as ts
+from . import unfold
 from .compression import iter_blocks
 from .flags import decode_flags
 from .sniff import TextFormat
@@ -60,6 +61,43 @@ def _lines_of(path: str, block_size: int) -> Iterator[tuple[np.ndarray, bool]]:
 
 class _Truncated(Exception):
     pass
+
+
+def _unfolded(blocks: Iterator[tuple[np.ndarray, bool]], fmt: TextFormat, meta: TraceMeta) -> Iterator[tuple[np.ndarray, bool]]:
+    """``blocks`` with wrapped event lines rejoined (``unfold``), when the first block shows folding;
+    a logical line that may go on in the next block is held back and joined there."""
+    fold: unfold.Fold | None = None
+    carry = np.zeros(0, np.uint8)
+    joined = 0
+    try:
+        for i, (buf, final) in enumerate(blocks):
+            if i == 0:
+                fold = unfold.detect(buf, fmt)
+                if fold is None:
+                    yield buf, final
+                    yield from blocks
+                    return
+            assert fold is not None
+            data = np.concatenate((carry, buf)) if len(carry) else buf
+            out, n, tail = unfold.rejoin(data, fold, fmt, final)
+            joined += n
+            carry = data[tail:]
+            if len(out):
+                yield out, final and not len(carry)
+    except _Truncated:
+        if len(carry):
+            yield carry, True
+        carry = np.zeros(0, np.uint8)
+        raise
+    finally:
+        if joined:
+            meta.warnings.append(f"{joined:,} wrapped line pieces (folded at {fold.width} columns"
+                                 f"{', quoted' if fold and fold.quoted else ''}) were rejoined to their event lines")
+            meta.kernel["rejoined_pieces"] = joined
+    if len(carry):
+        out, n, _ = unfold.rejoin(carry, fold, fmt, True)
+        meta.kernel["rejoined_pieces"] = meta.kernel.get("rejoined_pieces", 0) + n
+        yield out, True
 
 
 @dataclass
@@ -125,7 +163,7 @@ def read_text(path: str, fmt: TextFormat, meta: TraceMeta, block_size: int = 6 <
     pending: deque[Future[_Block]] = deque()
     repaired = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        blocks = _lines_of(path, block_size)
+        blocks = _unfolded(_lines_of(path, block_size), fmt, meta)
         truncated: str | None = None
         while True:
             while len(pending) < workers and truncated is None:

@@ -44,6 +44,9 @@ class LineFields:
     event: tuple[np.ndarray, np.ndarray]
     payload: tuple[np.ndarray, np.ndarray]
     special_event: np.ndarray  # 0 normal, 1 function tracer line, 2 <stack trace>
+    #: the line begins like an event line (its "[CPU]" anchor, or in the latency layout its
+    #: timestamp, is there), even if it was cut before its event name
+    anchored: np.ndarray
 
 
 class _Tokens:
@@ -103,6 +106,7 @@ def parse_block(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, layout: s
         is_cpu = (first == 91) & ts.DIGIT[ch(S[:tk.count] + 1)] & (tlast == 93)
         kb = tk.first_at(np.flatnonzero(is_cpu), k0 + 1, k_last)
         ok &= kb > k0
+        anchored = ok & (kb <= k0 + 3)  # a comm may hold spaces: "CPU 0/KVM-4242"
         kb = np.where(ok, kb, k0)
         cpu = ts.parse_uint(buf, S[kb] + 1, np.where(ok, E[kb] - 1, S[kb] + 1)).astype(np.int64)
         ok &= ts.scan(buf, S[kb] + 1, E[kb] - 1, ts.DIGIT, max_steps=8) == E[kb] - 1
@@ -125,6 +129,7 @@ def parse_block(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, layout: s
     else:  # latency: COMM8-PID CPUFLAGS TS:
         kt = tk.first_at(np.flatnonzero(is_ts), k0 + 2, k_last)
         ok &= kt > k0
+        anchored = ok.copy()
         kt = np.where(ok, kt, k0 + 2)
         kc = kt - 1
         cpu_end = ts.scan(buf, S[kc], E[kc], ts.DIGIT, max_steps=8)
@@ -178,5 +183,5 @@ def parse_block(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, layout: s
         ok=ok, lstart=lstart, end=end, comm=(lstart, comm_end), pid=pid, tgid=tgid,
         tgid_known=tgid_known, cpu=cpu, ts_ns=ts_ns, ts_has_dot=has_dot, ts_frac_digits=flen,
         flags=(flags_start, flags_end), system=(sys_s, sys_e), event=(es, ee),
-        payload=(ps, end), special_event=special,
+        payload=(ps, end), special_event=special, anchored=anchored | ok,
     )

@@ -262,13 +262,19 @@ class DatWriter:
             for fh in files:
                 fh.close()
 
+    def _uname(self) -> bytes:
+        """The UNAME option trace-cmd records (``uname -s -n -r -m``): the release decides x86 tick accounting."""
+        machine = "aarch64" if self.sc.arch == "arm64" else "x86_64"
+        return f"Linux synth {self.sc.release} {machine}\0".encode()
+
     def _write_v6(self, out: BinaryIO, files: list[BinaryIO]) -> None:
         m = self._meta()
         out.write(b"\x17\x08\x44tracing6\0" + struct.pack("<BBI", 0, 8, PAGE))
         for sid in (16, 17, 18, 19, 20, 21):
             out.write(m[sid])
         out.write(struct.pack("<I", self.cpus))
-        out.write(b"options  \0" + struct.pack("<H", 0))
+        uname = self._uname()
+        out.write(b"options  \0" + struct.pack("<HI", 5, len(uname)) + uname + struct.pack("<H", 0))
         out.write(b"flyrecord\0")
         data_at = (out.tell() + 16 * self.cpus + PAGE - 1) // PAGE * PAGE
         pos = data_at
@@ -310,7 +316,7 @@ class DatWriter:
         # first options section; its DONE points at the second one (written after the data)
         first = [(sid, struct.pack("<Q", where[sid])) for sid in (16, 17, 18, 19, 20)]
         first += [(4, b"[local] global counter uptime perf mono mono_raw boot tai\n\0"), (21, struct.pack("<Q", where[21])),
-                  (8, struct.pack("<I", self.cpus))]
+                  (8, struct.pack("<I", self.cpus)), (5, self._uname())]
         opts1_at = out.tell()
         body = options(first, 0)
         out.write(struct.pack("<HHIQ", 0, 0, sid_string("options"), len(body)) + body)

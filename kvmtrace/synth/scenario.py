@@ -68,6 +68,13 @@ class Scenario:
         return 1 if self.kernel >= (5, 15) else 2
 
     @property
+    def release(self) -> str:
+        """``uname -r`` of the simulated kernel; 5.10 and 5.12 stand for the stable releases before the
+        x86 tick-accounting backports (5.10.41, 5.12.8), so their guest timing ends before the IRQ window."""
+        patch = {(5, 10): 40, (5, 12): 7}.get(self.kernel, 0)
+        return f"{self.kernel[0]}.{self.kernel[1]}.{patch}"
+
+    @property
     def variant(self) -> str:
         return f"{self.arch}-{'fixed' if self.fixed else 'prefix'}"
 

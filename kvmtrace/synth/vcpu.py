@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..model.releases import parse, x86_window_is_guest_time
 from .emit import Cpu, Event
 from .irqs import Irq, take
 from .scenario import Scenario
@@ -78,13 +79,17 @@ class VcpuLoop:
             self.next_device += self._exp(self.sc.device_irq_hz)
         self.pending.sort(key=lambda q: q.due)
 
-    def _take_pending(self, run: dict, where: str, charged_guest: bool) -> None:
+    def _take_pending(self, run: dict | None, where: str, charged_guest: bool) -> None:
         for irq in self.pending:
             take(self.c, irq, self.mono)
-            self._record(irq, run, where, charged_guest)
+            # the first interrupt taken after an IRQ exit is the one that forced the guest out
+            caused = run is not None and run.get("irq_exit", False) and not run.get("taken")
+            if run is not None:
+                run["taken"] = run.get("taken", 0) + 1
+            self._record(irq, run, where, charged_guest, caused)
         self.pending = []
 
-    def _record(self, irq: Irq, run: dict | None, where: str, charged_guest: bool) -> None:
+    def _record(self, irq: Irq, run: dict | None, where: str, charged_guest: bool, caused: bool = False) -> None:
         c = self.c
         if run is not None and self.nohz and c.eqs and c.pid != 0:
             self.truth.bugs.append({"kind": "rcu_not_watching", "cpu": c.cpu, "pid": c.pid, "events": [irq.handled],
@@ -94,7 +99,8 @@ class VcpuLoop:
             # exits at once and the kernel delivers it "in the guest")
             in_guest = run is not None and irq.due < run["guest_end"]
             self.truth.ticks.append({"cpu": c.cpu, "due": irq.due, "event": irq.tick, "run": None if run is None else run["id"],
-                                     "due_in_guest": in_guest, "charged_guest": charged_guest, "where": where,
+                                     "due_in_guest": in_guest, "caused_exit": caused,
+                                     "charged_guest": charged_guest, "where": where,
                                      "accounted": not self.nohz})
 
     # -- the loop --------------------------------------------------------------------------------
@@ -152,7 +158,7 @@ class VcpuLoop:
             self.pending = []
         self._requeue_after(g_end)
         c.at_least(g_end)
-        run["guest_end"] = g_end
+        run["guest_end"], run["irq_exit"] = g_end, irq_exit
         # the exit path; run["return"] is the first host event after the guest
         if sc.arch == "x86":
             (self._x86_exit if sc.fixed else self._x86_prefix_exit)(run, names, irq_exit)
@@ -202,11 +208,11 @@ class VcpuLoop:
         run["exit"] = c.ev("kvm_exit", 2000, **self._exit_reason(irq_exit))
 
     def _arm64_fixed_exit(self, run: dict, n: dict, irq_exit: bool) -> None:
-        c = self.c
+        c, sc = self.c, self.sc
         first = len(c.events)
         if self.nohz:
             c.rcu_start()                                               # guest_state_exit_irqoff()
-        if irq_exit:  # 6.1: the isb() window only after IRQ exits
+        if irq_exit or sc.kernel < (5, 18):  # the isb() window: after IRQ exits only from 5.18 (f7659f8bcdf8)
             c.pi("irq_enable", n["w1_on"], IOCTL, dt=500 if not self.nohz else 1000)
             run["return"] = c.events[first]
             self._post_exit_arrivals(self._us(0, 2))
@@ -220,19 +226,26 @@ class VcpuLoop:
         run["exit"] = c.ev("kvm_exit", 2000, **self._exit_reason(irq_exit))
 
     def _x86_prefix_exit(self, run: dict, n: dict, irq_exit: bool) -> None:
-        """5.12-5.16 VMX: kvm_exit inside vmx_vcpu_run, then vcpu_enter_guest's IRQ window."""
-        c = self.c
+        """5.9-5.16 VMX: kvm_exit inside vmx_vcpu_run (5.11 on; before, in vmx_handle_exit after the
+        window), then vcpu_enter_guest's IRQ window. Guest timing ends after the window from 5.13
+        (5.12.8, 5.10.41: 160457140187); before, in vmx_vcpu_enter_exit(), ahead of it."""
+        c, sc = self.c, self.sc
         first = len(c.events)
         if self.nohz:
             c.rcu_start()                                               # context_tracking_guest_exit()
         c.pi("irq_disable", n["guest_off"], "0x0", bracketed=False, dt=500)   # kvm_guest_exit_irqoff()
         run["return"] = c.events[first]
-        run["exit"] = c.ev("kvm_exit", 2000, **self._exit_reason(irq_exit), vcpu=0, rip=0xFFF0)
+        if sc.kernel >= (5, 11):
+            run["exit"] = c.ev("kvm_exit", 2000, **self._exit_reason(irq_exit), vcpu=0, rip=0xFFF0)
         self._post_exit_arrivals(self._us(0, 2))
         c.pi("irq_enable", n["w1_on"], "0x0", dt=self._us(1, 3))        # kvm_before_interrupt; local_irq_enable
-        self._take_pending(run, "irq window before vtime_account_guest_exit", charged_guest=True)
+        late_timing = bool(x86_window_is_guest_time(parse(sc.release))[0])
+        self._take_pending(run, "irq window" + (" before vtime_account_guest_exit" if late_timing else
+                                                " after guest timing ended"), charged_guest=late_timing)
         c.pi("irq_disable", n["w1_off"], "0x0")
         c.pi("irq_enable", n["exit_on"], "0x0", dt=self._us(1, 3))
+        if sc.kernel < (5, 11):
+            run["exit"] = c.ev("kvm_exit", 2000, **self._exit_reason(irq_exit), vcpu=0, rip=0xFFF0)
 
     def _x86_exit(self, run: dict, n: dict, irq_exit: bool) -> None:
         c = self.c
