@@ -14,3 +14,4 @@ gen arm64-6.1-synth-prefix-tick     200 --arch arm64 --entry pre-fix --nohz-full
 gen arm64-6.1-synth-fixed-tick      200 --arch arm64 --entry fixed   --nohz-full ""
 gen x86-6.1-synth-fixed-tick        200 --arch x86   --entry fixed   --nohz-full ""
 gen x86-5.15-synth-prefix-tick      200 --arch x86   --entry pre-fix --nohz-full "" --kernel 5.15
+gen x86-5.10-synth-prefix-tick      200 --arch x86   --entry pre-fix --nohz-full "" --kernel 5.10

@@ -203,7 +203,7 @@ def test_report_and_compare_of_traces_without_guests(tmp_path):
     r = _main("report", host, "-o", str(tmp_path / "rep"))
     assert r.exit_code == 0, r.output
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert "**Entry logic: UNKNOWN**" in md and "Could not decide" in md
+    assert "**Verdict: unknown**" in md and "Could not decide" in md
     for name in re.findall(r"\]\(([^)]+\.png)\)", md):
         assert _png_size(tmp_path / "rep" / name)[0] >= 800
     c = compare(host, host)

@@ -21,7 +21,7 @@ from .. import progress
 from ..model.kernel import MODEL_EVENTS
 from ..readers.select import Selection
 from ..trace import Trace
-from . import exits, irqsoff, rcu, ticks, verdict
+from . import damage, exits, irqsoff, rcu, ticks, verdict
 from .base import FINDING_COLUMNS, FINDING_KINDS, Context, Options, Result, Whole, by_cpu
 
 SCHEMA_VERSION = 1
@@ -138,6 +138,7 @@ def collect(ctx: Context, report: bool = True) -> dict[str, Any]:
     step(0.9)
     out["ticks"] = ticks.collect(ctx)
     out["verdict"] = verdict.collect(ctx)
+    out["damage"] = damage.collect(ctx)
     step(1.0)
     return out
 
@@ -153,8 +154,13 @@ def finish(trace: Trace, options: Options, parts: list[dict[str, Any]]) -> Analy
     # without RCU events the RCU findings are exposure, kept only where the entry logic is not known fixed
     res["rcu"] = rcu.finish([p["rcu"] for p in parts], whole, verdict.entry_logic(seen, apparent))
     res["ticks"] = ticks.finish([p["ticks"] for p in parts], whole)
-    proven_rcu = int((res["rcu"].findings["confidence"] == "proven").sum()) if len(res["rcu"].findings) else 0
-    v = verdict.decide(seen, apparent, {"proven": proven_rcu, "metrics": res["rcu"].metrics}, res["ticks"].metrics)
+    res["damage"] = damage.finish([p["damage"] for p in parts])
+    for r in res.values():
+        r.findings = damage.downgrade(r.findings, res["damage"].frames["damaged"])
+    proven = {r.name: int((r.findings["confidence"] == "proven").sum()) if len(r.findings) else 0 for r in res.values()}
+    res["ticks"].metrics["misaccounted_proven"] = proven["ticks"]
+    v = verdict.decide(seen, None if apparent is None else proven["irqsoff"], {"proven": proven["rcu"],
+                       "metrics": res["rcu"].metrics}, res["ticks"].metrics)
     found = [r.findings for r in res.values() if len(r.findings)]
     findings = pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=FINDING_COLUMNS)
     if len(findings):  # a total order: chunks find the same things in another order

@@ -83,8 +83,15 @@ def collect(ctx: Context) -> Result:
                               wa["close_seq"].to_numpy()])
         detail = text("irqs-off window opened by ", wa["caller"].array, " spans the guest run entered at seq ",
                       tl.seq[r.entry_pos[a]], " (no irq_enable between kvm_entry and the guest's return)")
+        # the entry logic is read from callers: a raw address could be the reworked entry's irq_enable
+        unresolved = np.cumsum(tl.unresolved)
+        blind = tl.unresolved[wa["open_pos"].to_numpy()] | \
+            (unresolved[r.return_pos[a]] - unresolved[r.entry_pos[a]] > 0)
         res.findings = findings_frame(
-            "apparent_irqsoff", "proven", wa["cpu"], wa["pid"], wa["comm"].array, wa["start_ts"], wa["end_ts"], ev, detail, "")
+            "apparent_irqsoff", np.where(blind, "inferred", "proven"), wa["cpu"], wa["pid"], wa["comm"].array,
+            wa["start_ts"], wa["end_ts"], ev, detail,
+            np.where(blind, "an irq_disable/irq_enable caller here is not resolved to a kernel function (no kallsyms?): "
+                            "the reworked entry's irq_enable cannot be recognized", ""))
         res.findings = pd.concat([res.findings, _near_gaps(ctx, lost)], ignore_index=True) \
             if len(r.broken_entry_pos) and len(lost) else res.findings
     w["kind"] = pd.Categorical.from_codes(kind, KINDS)

@@ -140,8 +140,7 @@ def finish(parts: list[Result], whole: Whole) -> Result:
     res.findings = _findings(t, runs, arch, x86_why)
     res.frames["ticks"] = t
     res.frames["per_cpu"] = _per_cpu(t)
-    proven = int((res.findings["confidence"] == "proven").sum()) if len(res.findings) else 0
-    path, evidence = _path(t, arch, x86_guest, x86_why, proven, preemptirq)
+    path, evidence = _path(t, arch, x86_guest, x86_why, preemptirq)
     by_exit = t[t["host_charged_to_guest"]].merge(runs[["run", "reason"]], left_on="run_of", right_on="run", how="left")
     res.metrics = {
         "tick_period_ns": clock.period_ns, "clock_offset_ns": clock.offset_ns, "due_uncertainty_ns": clock.uncertainty_ns,
@@ -227,11 +226,10 @@ def _findings(t: pd.DataFrame, runs: pd.DataFrame, arch: np.ndarray, x86_why: st
                           bad["comm"].array, bad["pending_ts"], bad["ts"], ev, detail, why)
 
 
-def _path(t: pd.DataFrame, arch: np.ndarray, x86_guest: bool | None, x86_why: str, proven: int,
+def _path(t: pd.DataFrame, arch: np.ndarray, x86_guest: bool | None, x86_why: str,
           preemptirq: bool) -> tuple[str, str]:
-    """What the trace shows of where guest timing ends on its tick-accounted vCPU CPUs."""
-    if proven:
-        return "pre-fix", f"{proven} ticks that hit the guest were charged to the host"
+    """What the trace shows of where guest timing ends on its tick-accounted vCPU CPUs (the
+    verdict adds the proven findings: ``verdict.decide``)."""
     acc = (t["cpu_mode"] == "tick").to_numpy() & (t["run_of"] >= 0).to_numpy()
     if not acc.any():
         return "unknown", "no tick-accounted vCPU CPU with guest runs (nohz_full CPUs account guest time by vtime)"

@@ -54,7 +54,7 @@ def decide(seen: dict[str, Any], apparent_runs: int | None, rcu: dict[str, Any],
     """Per-class and overall verdicts, each with its evidence.
 
     ``rcu``: proven count and the RCU metrics (``guest_eqs``, ``source``); ``ticks``: the tick
-    analysis' ``path``/``path_evidence`` metrics.
+    analysis' ``path``/``path_evidence`` metrics and its proven count (``misaccounted_proven``).
     """
     runs, fixed_runs = seen["runs"], seen["fixed_runs"]
     if not runs:
@@ -71,8 +71,7 @@ def decide(seen: dict[str, Any], apparent_runs: int | None, rcu: dict[str, Any],
                          "these two classes; this shows the guest runs with IRQs traced on, not the version")
     classes = {"apparent_irqsoff": _apparent(runs, fixed_runs, apparent_runs, entry),
                "rcu_not_watching": _rcu(runs, fixed_runs, rcu),
-               "misaccounted_tick": {"verdict": ticks.get("path", "unknown"),
-                                     "evidence": ticks.get("path_evidence", "the tick analysis could not run")}}
+               "misaccounted_tick": _ticks(ticks)}
     decided = [c["verdict"] for c in classes.values() if c["verdict"] != "unknown"]
     overall = "pre-fix" if "pre-fix" in decided else "fixed" if decided else "unknown"
     evidence = entry + [f"{CLASSES[k]}: {c['verdict']}: {c['evidence']}" for k, c in classes.items()]
@@ -108,6 +107,14 @@ def _rcu(runs: int, fixed_runs: int, rcu: dict[str, Any]) -> dict[str, str]:
                                                 "reworked entry"}
     return {"verdict": "unknown", "evidence": f"{eqs:,} guest quiescent states without an IRQ inside, but the entry "
                                               "logic is not shown"}
+
+
+def _ticks(ticks: dict[str, Any]) -> dict[str, str]:
+    proven = ticks.get("misaccounted_proven", 0)
+    if proven:
+        return {"verdict": "pre-fix", "evidence": f"{proven:,} ticks that hit the guest were charged to the host; "
+                                                  f"{ticks.get('path_evidence', '')}"}
+    return {"verdict": ticks.get("path", "unknown"), "evidence": ticks.get("path_evidence", "the tick analysis could not run")}
 
 
 def _summary(classes: dict[str, dict[str, str]], ticks: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ All events of a trace, ordered by (cpu, seq), as numpy arrays. Every later step
 """
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -16,6 +17,9 @@ import pandas as pd
 from ..seqindex import SeqIndex
 from ..trace import Trace
 from .kernel import ENTER_EXIT_CALLERS, GUEST_ENTRY_DISABLE_CALLERS, HANDLER_EVENTS, RCU_ROLES, TICK_FUNCTIONS
+
+
+_ADDRESS = re.compile(r"^(?:0x)?[0-9a-fA-F]+$")
 
 
 class Cls(IntEnum):
@@ -85,6 +89,7 @@ class Timeline:
     rcu_change: np.ndarray   # int8: +1 RCU starts watching, -1 stops, 0 nesting/not rcu
     pos_by_seq: "SeqIndex"   # seq → position
     row: np.ndarray          # the events-table row of each position
+    damaged: np.ndarray      # bool: an event the model reads whose payload could not be decoded
     present: set[str] = field(default_factory=set)
     #: (cpu, ts or None) of each lost-events gap
     gaps: list[tuple[int, int | None]] = field(default_factory=list)
@@ -106,6 +111,14 @@ class Timeline:
     def unbracketed(self) -> np.ndarray:
         """Positions of every event that is not an RCU nesting bracket around a tracepoint."""
         return np.flatnonzero(~self.is_(Cls.RCU_OPEN, Cls.RCU_CLOSE))
+
+    @cached_property
+    def unresolved(self) -> np.ndarray:
+        """Per position: an irq_disable/irq_enable whose caller is not a kernel function name (a raw
+        address: no kallsyms, or kptr_restrict zeroed it; or no caller at all)."""
+        names = self.caller.names
+        lut = np.array([n is None or _ADDRESS.match(n) is not None for n in names], dtype=bool)
+        return self.is_(Cls.IRQ_OFF, Cls.IRQ_ON) & lut[self.caller.codes]
 
     @cached_property
     def rcu_pos(self) -> np.ndarray:
@@ -189,6 +202,7 @@ def build(tr: Trace) -> Timeline:
     counter_by_row = np.full(n, -1, dtype=np.int64)
     entry_by_row = np.zeros(n, dtype=bool)
     change_by_row = np.zeros(n, dtype=np.int8)
+    damaged_by_row = np.zeros(n, dtype=bool)
     row_of_seq = SeqIndex(ev["seq"].to_numpy(np.int64), np.arange(n))  # a filtered table keeps its seq numbers
     rcu_event = next((e for e in ("rcu_dyntick", "rcu_watching") if tr.has(e)), None)
     # the fields decode on two threads (numpy gathers and Arrow kernels release the GIL); the
@@ -200,6 +214,7 @@ def build(tr: Trace) -> Timeline:
     for name in ("irq_disable", "irq_enable"):
         s, codes, cats = _coded(read[name], "caller")
         rows = row_of_seq[s]
+        damaged_by_row[rows[codes < 0]] = True  # no caller: cut or garbled line
         caller_by_row[rows] = np.array([caller_code.setdefault(c, len(caller_code)) for c in cats] + [-1], np.int32)[codes]
         known = ENTER_EXIT_CALLERS if name == "irq_enable" else GUEST_ENTRY_DISABLE_CALLERS
         entry_by_row[rows] = np.array([c in known for c in cats] + [False], dtype=bool)[codes]
@@ -212,10 +227,15 @@ def build(tr: Trace) -> Timeline:
         cls_lut = np.array([role_cls[roles[c][0]] if c in roles else Cls.OTHER for c in cats] + [Cls.OTHER], np.int8)
         chg_lut = np.array([roles[c][1] if c in roles else 0 for c in cats] + [0], np.int8)
         cls_by_row[rows] = cls_lut[codes]  # code −1 (missing) picks the trailing OTHER
+        damaged_by_row[rows[cls_lut[codes] == Cls.OTHER]] = True  # no polarity word the kernel prints
         change_by_row[rows] = chg_lut[codes]
         if d is not None and "counter" in d.columns:
             counter_by_row[row_of_seq[d["seq"].to_numpy(np.int64)]] = d["counter"].fillna(-1).to_numpy(np.int64)
     s, codes, cats = _coded(read["hrtimer_expire_entry"], "function")
+    damaged_by_row[row_of_seq[s[codes < 0]]] = True  # cannot tell a tick from another timer
+    h = read["hrtimer_expire_entry"]
+    if h is not None and "now" in h.columns:
+        damaged_by_row[row_of_seq[h["seq"].to_numpy(np.int64)[h["now"].isna().to_numpy()]]] = True
     tick_lut = np.array([c in TICK_FUNCTIONS for c in cats] + [False], dtype=bool)
     cls_by_row[row_of_seq[s][tick_lut[codes]]] = Cls.TICK
     cls = cls_by_row[order]
@@ -234,7 +254,7 @@ def build(tr: Trace) -> Timeline:
         entry_path=entry_path, caller=Coded(caller_by_row[order], list(caller_code)),
         comm=Coded(comm.cat.codes.to_numpy(np.int32)[order], [str(c) for c in comm.cat.categories]),
         rcu_event=rcu_event, rcu_counter=counter_by_row[order], rcu_change=change_by_row[order],
-        pos_by_seq=pos_by_seq, row=order,
+        pos_by_seq=pos_by_seq, row=order, damaged=damaged_by_row[order],
         present=set(tr.event_names()),
         gaps=gaps_of(tr),
     )

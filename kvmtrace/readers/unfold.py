@@ -94,10 +94,22 @@ def detect(buf: np.ndarray, fmt: TextFormat) -> Fold | None:
     if width < MIN_WIDTH or len(full) < 2 or len(full) < 0.05 * nonblank.sum():
         return None
     cont = _continues(buf, starts, ends, lengths, width, fmt)
-    if cont[full + 1].mean() < 0.5:
+    if cont[full + 1].mean() < 0.5 or not _varied(buf, starts, ends, full[cont[full + 1]], fmt):
         return None
     quoted = bool((_quote_len(buf, starts, ends)[nonblank] > 0).mean() > 0.9)
     return Fold(width, quoted)
+
+
+def _varied(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, heads: np.ndarray, fmt: TextFormat) -> bool:
+    """Whether the lines that seem to go on are of several kinds, as the first pieces of a folded
+    trace are (cut wherever the width falls); one kind of complete line followed by junk each time
+    is a damaged trace, not a folded one."""
+    heads = heads[:400]
+    lf = parse_block(buf, starts[heads], ends[heads], fmt.layout, perf=fmt.perf)
+    if not lf.ok.all():
+        return True  # some were cut inside the line prefix: only folding does that
+    es, ee = lf.event
+    return len({bytes(buf[a:b]) for a, b in zip(es, ee)}) > 1
 
 
 def rejoin(buf: np.ndarray, fold: Fold, fmt: TextFormat, final: bool) -> tuple[np.ndarray, int, int]:

@@ -1,0 +1,75 @@
+"""Events the analyses read whose payload could not be decoded (a cut, garbled or wrapped line).
+
+Such an event still counts by its name, but what its payload says (a caller, an RCU
+polarity word, a timer function, an exit reason) is unknown. Each is counted, and a
+proven finding whose evidence spans one on its CPU is downgraded to inferred: damage
+never creates, nor silently carries, a proof.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .base import Context, Result, by_cpu
+
+#: what each analysis reads from the payloads that can be damaged
+READS = {"irq_disable": "caller", "irq_enable": "caller", "rcu_dyntick": "polarity", "rcu_watching": "polarity",
+         "hrtimer_expire_entry": "function/now", "kvm_exit": "exit reason"}
+
+
+def collect(ctx: Context) -> Result:
+    """The damaged events this part of the trace owns: seq, cpu, event."""
+    res = Result("damage")
+    tl, r = ctx.tl, ctx.runs
+    pos = np.flatnonzero(tl.damaged)
+    if len(r.frame):
+        bad_exit = r.exit_pos[(r.frame["reason"] == "?").to_numpy()]
+        pos = np.union1d(pos, bad_exit)
+    pos = pos[tl.owns(pos)]
+    names = ctx.trace.events["event"].to_numpy()[tl.row[pos]] if len(pos) else np.zeros(0, object)
+    res.frames["damaged"] = pd.DataFrame({"seq": tl.seq[pos], "cpu": tl.cpu[pos], "event": pd.array(names, dtype=object)})
+    return res
+
+
+def finish(parts: list[Result]) -> Result:
+    """Counts per event, and a note for each kind of payload that could not be read."""
+    res = Result("damage")
+    d = by_cpu([p.frames["damaged"] for p in parts])
+    res.frames["damaged"] = d
+    counts = {str(k): int(v) for k, v in d["event"].astype(str).value_counts().items()} if len(d) else {}
+    res.metrics = {"undecoded_payloads": counts}
+    for event, n in counts.items():
+        res.undecidable.append({"analysis": "damage", "what": f"{n:,} {event} events whose {READS.get(event, 'payload')} "
+                                f"could not be decoded: findings spanning them are inferred",
+                                "missing": [], "record": "a complete, unwrapped copy of the trace"})
+    return res
+
+
+def downgrade(findings: pd.DataFrame, damaged: pd.DataFrame) -> pd.DataFrame:
+    """``findings`` with every proven one whose evidence span holds a damaged event on its CPU made inferred."""
+    if not len(findings) or not len(damaged):
+        return findings
+    ev = pa.array(findings["evidence_seq"].array)
+    flat = pc.list_flatten(ev).to_numpy(zero_copy_only=False).astype(np.int64)
+    parent = pc.list_parent_indices(ev).to_numpy(zero_copy_only=False)
+    known = flat >= 0  # −1: no such event (a tick outside any run)
+    first = np.full(len(findings), np.iinfo(np.int64).max)
+    last = np.full(len(findings), -1)
+    np.minimum.at(first, parent[known], flat[known])
+    np.maximum.at(last, parent[known], flat[known])
+    hit = np.zeros(len(findings), bool)
+    cpu = findings["cpu"].to_numpy(np.int64)
+    for c, g in damaged.groupby("cpu"):
+        seqs = np.sort(g["seq"].to_numpy(np.int64))
+        on = cpu == int(c)
+        hit[on] = np.searchsorted(seqs, last[on], side="right") > np.searchsorted(seqs, first[on])
+    hit &= (findings["confidence"] == "proven").to_numpy(bool)
+    if not hit.any():
+        return findings
+    out = findings.copy()
+    out.loc[hit, "confidence"] = "inferred"
+    why = "an event inside the evidence could not be decoded (cut or garbled line)"
+    out.loc[hit, "why"] = [f"{w}; {why}" if w else why for w in out.loc[hit, "why"].astype(str)]
+    return out
