@@ -56,8 +56,22 @@ def rows(before: Side, after: Side, alpha: float) -> list[dict[str, Any]]:
                     before.apparent_ns.sum() / 1e3 / before.runs if before.runs else None,
                     after.apparent_ns.sum() / 1e3 / after.runs if after.runs else None, None, alpha))
     out.append(_row("ticks", "ticks on vCPU CPUs", "count", before.ticks, after.ticks, None, alpha))
+    out += _host_to_guest(before, after, alpha)
     out += _guest(before, after, alpha)
     out += _exit_reasons(before, after, alpha)
+    return out
+
+
+def _host_to_guest(before: Side, after: Side, alpha: float) -> list[dict[str, Any]]:
+    """Host time charged to the guest by design (ticks due after the guest left, taken while guest
+    timing was on), per exit reason, per 1k ticks on the vCPU CPUs."""
+    out = []
+    hb, ha = before.host_to_guest, after.host_to_guest
+    for reason in sorted(set(hb) | set(ha), key=lambda r: -(hb.get(r, 0) + ha.get(r, 0))):
+        kb, ka = hb.get(reason, 0), ha.get(reason, 0)
+        out.append(_row("ticks", f"host time charged to the guest after {reason} exits per 1k ticks", "rate",
+                        1000 * kb / before.ticks if before.ticks else None, 1000 * ka / after.ticks if after.ticks else None,
+                        rate_test(kb, before.ticks, ka, after.ticks), alpha))
     return out
 
 

@@ -33,6 +33,8 @@ class Side:
     apparent_ns: np.ndarray                      # the apparent ones
     exits: pd.DataFrame                          # reason, host_ns (NA where unknown), guest_ns
     tick_rows: pd.DataFrame = field(default_factory=pd.DataFrame)  # per CPU, every trace
+    #: exit reason → ticks due after the guest left but charged to it (by design, not a finding)
+    host_to_guest: dict[str, int] = field(default_factory=dict)
 
     def denominator(self, kind: str) -> int:
         return self.denominators[kind]
@@ -52,6 +54,7 @@ class Part:
     apparent_ns: np.ndarray
     exits: pd.DataFrame
     tick_rows: pd.DataFrame
+    host_to_guest: dict[str, int] = field(default_factory=dict)
 
 
 def extract(a: Analysis) -> Part:
@@ -73,7 +76,8 @@ def extract(a: Analysis) -> Part:
         irqsoff_ns=w["duration_ns"].to_numpy(np.int64) if has_w else np.zeros(0, np.int64),
         apparent_ns=w.loc[(w["kind"] == "apparent").to_numpy(bool), "duration_ns"].to_numpy(np.int64) if has_w
         else np.zeros(0, np.int64),
-        exits=exits, tick_rows=t.assign(trace=a.trace.name) if t is not None and len(t) else pd.DataFrame())
+        exits=exits, tick_rows=t.assign(trace=a.trace.name) if t is not None and len(t) else pd.DataFrame(),
+        host_to_guest=dict(a.results["ticks"].metrics.get("host_time_charged_to_guest_by_exit") or {}))
 
 
 def side(label: str, items: list[Analysis | Part]) -> Side:
@@ -100,7 +104,16 @@ def side(label: str, items: list[Analysis | Part]) -> Side:
         irqsoff_ns=_cat([p.irqsoff_ns for p in parts]), apparent_ns=_cat([p.apparent_ns for p in parts]),
         exits=pd.concat(exits, ignore_index=True) if exits else _no_exits(),
         tick_rows=pd.concat(ticks, ignore_index=True) if ticks else pd.DataFrame(),
+        host_to_guest=_summed([p.host_to_guest for p in parts]),
     )
+
+
+def _summed(counts: list[dict[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for c in counts:
+        for k, v in c.items():
+            out[k] = out.get(k, 0) + int(v)
+    return out
 
 
 def _no_exits() -> pd.DataFrame:
