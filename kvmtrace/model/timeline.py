@@ -16,7 +16,8 @@ import pandas as pd
 
 from ..seqindex import SeqIndex
 from ..trace import Trace
-from .kernel import ENTER_EXIT_CALLERS, GUEST_ENTRY_DISABLE_CALLERS, HANDLER_EVENTS, RCU_ROLES, TICK_FUNCTIONS
+from .kernel import (ENTER_EXIT_CALLERS, GUEST_ENTRY_DISABLE_CALLERS, HANDLER_EVENTS, HANDLER_EXIT_EVENTS, RCU_ROLES,
+                     TICK_FUNCTIONS)
 
 
 _ADDRESS = re.compile(r"^(?:0x)?[0-9a-fA-F]+$")
@@ -198,6 +199,7 @@ def build(tr: Trace) -> Timeline:
     lut = np.array([by_name.get(c, Cls.OTHER) for c in cats] or [0], dtype=np.int8)
     codes = names.cat.codes.to_numpy()
     cls_by_row = np.where(codes >= 0, lut[np.maximum(codes, 0)], Cls.OTHER).astype(np.int8)
+    leave_by_row = np.array([c in HANDLER_EXIT_EVENTS for c in cats] + [False], dtype=bool)[codes]  # code −1: last
     caller_by_row = np.full(n, -1, dtype=np.int32)
     counter_by_row = np.full(n, -1, dtype=np.int64)
     entry_by_row = np.zeros(n, dtype=bool)
@@ -247,7 +249,7 @@ def build(tr: Trace) -> Timeline:
     return Timeline(
         ts=ev["ts"].to_numpy(np.int64)[order], seq=seq, cpu=ev["cpu"].to_numpy(np.int32)[order],
         pid=ev["pid"].to_numpy(np.int32)[order], cls=cls,
-        hardirq=ev["hardirq"].fillna(False).to_numpy(bool)[order],
+        hardirq=_hardirq(ev, order, cls, leave_by_row[order]),
         nmi=ev["nmi"].fillna(False).to_numpy(bool)[order],
         irqs_off=ev["irqs_off"].fillna(False).to_numpy(bool)[order],
         flags_known=bool(ev["irqs_off"].notna().any()),
@@ -258,6 +260,21 @@ def build(tr: Trace) -> Timeline:
         present=set(tr.event_names()),
         gaps=gaps_of(tr),
     )
+
+
+def _hardirq(ev: pd.DataFrame, order: np.ndarray, cls: np.ndarray, leave: np.ndarray) -> np.ndarray:
+    """Hardirq context per position: the flags column where the source prints one; else derived
+    from the handlers' entry and exit events (every event from a handler entry to its exit on the
+    CPU, nested ones included), so a format without flags sees the same contexts."""
+    if ev["hardirq"].notna().any():
+        return ev["hardirq"].fillna(False).to_numpy(bool)[order]
+    step = (cls == Cls.HANDLER).astype(np.int64) - leave
+    cpu = ev["cpu"].to_numpy(np.int32)[order]
+    depth = np.cumsum(step)
+    first = np.flatnonzero(np.r_[True, cpu[1:] != cpu[:-1]]) if len(cpu) else np.zeros(0, np.int64)
+    base = np.repeat(depth[first] - step[first], np.diff(np.append(first, len(cpu))))  # each CPU from 0
+    depth = np.maximum(depth - base, 0)
+    return (depth > 0) | leave  # the exit event itself is still in the handler
 
 
 @dataclass
