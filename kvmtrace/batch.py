@@ -63,9 +63,14 @@ def scheduler_address(scheduler: str | None) -> str | None:
     return scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
 
 
+class Each(list):
+    """An argument of ``run`` given per path (one value for each, in the order of the paths)."""
+
+
 def run(fn: Callable[..., Any], paths: Sequence[str], *args: Any, scheduler: str | None = None,
         workers: int = 2, serial: bool = False) -> list[Any]:
-    """``fn(path, *args)`` for every path, results in the order of ``paths``.
+    """``fn(path, *args)`` for every path, results in the order of ``paths``; an ``Each`` argument
+    gives each path its own value.
 
     ``serial`` (or a single path) runs in this process. Otherwise on dask.distributed;
     a result that cannot come back (a worker died) is re-raised for ``fn`` that does
@@ -76,7 +81,7 @@ def run(fn: Callable[..., Any], paths: Sequence[str], *args: Any, scheduler: str
         out = []
         for i, p in enumerate(paths):
             progress.step(stage, i / max(len(paths), 1))
-            out.append(fn(p, *args))
+            out.append(fn(p, *(a[i] if isinstance(a, Each) else a for a in args)))
         progress.step(stage, 1.0)
         return out
     from dask.distributed import Client, LocalCluster, as_completed
@@ -88,7 +93,8 @@ def run(fn: Callable[..., Any], paths: Sequence[str], *args: Any, scheduler: str
                                                 silence_logs=logging.CRITICAL)  # failures come back as results
     try:
         with Client(address or cluster) as client:
-            futures = client.map(fn, list(paths), *[[a] * len(paths) for a in args], pure=False)
+            futures = client.map(fn, list(paths), *[list(a) if isinstance(a, Each) else [a] * len(paths) for a in args],
+                                 pure=False)
             index = {f.key: i for i, f in enumerate(futures)}
             out: list[Any] = [None] * len(paths)
             for done, fut in enumerate(as_completed(futures), 1):

@@ -47,7 +47,7 @@ def _kinds(value: str | None) -> list[str]:
 def analyze(traces: tuple[str, ...], as_json: bool, fail_on: str | None, strict: bool, options: Options,
             show: int, scheduler: str | None, workers: int, serial: bool, no_cache: bool,
             cache_dir: str | None) -> None:
-    """Find guest entry/exit bugs in TRACE and say which entry logic the kernel runs.
+    """Find guest entry/exit bugs in TRACE and say which path the kernel runs, per bug class.
 
     Several traces (files, folders, globs, comma lists) give one row per trace,
     analyzed in parallel on dask.distributed; a trace that fails is reported in

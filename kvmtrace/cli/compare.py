@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 
 import click
 
 from ..analyzers import Options
-from ..batch import compare_part, run
+from ..batch import Each, compare_part, run
 from ..compare import DEFAULT_ALPHA, compare as run_compare
 from .inputs import analysis_options, batch_options, expand
 from .main import cli, one_line_errors
@@ -22,11 +23,13 @@ from .progress import terminal_progress
 @click.option("--fail-on-regression", is_flag=True, help="Exit 1 when any bug class regressed.")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=DEFAULT_ALPHA,
               show_default=True, help="Significance level of every test.")
+@click.option("--before-release", metavar="R",
+              help="The BEFORE kernel's release where it differs from --kernel-release (which then is AFTER's).")
 @analysis_options
 @batch_options
 @one_line_errors
 def compare(before: str, after: str, as_json: bool, as_markdown: bool, fail_on_regression: bool, alpha: float,
-            options: Options, scheduler: str | None, workers: int, serial: bool, no_cache: bool,
+            before_release: str | None, options: Options, scheduler: str | None, workers: int, serial: bool, no_cache: bool,
             cache_dir: str | None) -> None:
     """Compare a kernel BEFORE a change with the kernel AFTER it.
 
@@ -43,8 +46,9 @@ def compare(before: str, after: str, as_json: bool, as_markdown: bool, fail_on_r
         raise click.UsageError("choose one of --json and --markdown")
     paths = [expand(before), expand(after)]  # every name checked before the first slow load
     with terminal_progress():  # one trace per task: several traces go to dask.distributed workers
-        parts = run(compare_part, paths[0] + paths[1], options, not no_cache, cache_dir, scheduler=scheduler,
-                    workers=workers, serial=serial)
+        first = replace(options, kernel_release=before_release) if before_release else options
+        parts = run(compare_part, paths[0] + paths[1], Each([first] * len(paths[0]) + [options] * len(paths[1])),
+                    not no_cache, cache_dir, scheduler=scheduler, workers=workers, serial=serial)
     c = run_compare(parts[:len(paths[0])], parts[len(paths[0]):], alpha=alpha)
     if as_json:
         click.echo(json.dumps(c.to_json(), indent=2, sort_keys=True))

@@ -62,8 +62,8 @@ class Comparison:
                  "" if r.significant is None else ("yes" if r.significant else "no")] for r in t.itertuples()]
 
     def to_text(self) -> str:
-        head = [f"before: {', '.join(self.before.traces)} (entry logic {'/'.join(sorted(set(self.before.entry_logic)))})",
-                f"after:  {', '.join(self.after.traces)} (entry logic {'/'.join(sorted(set(self.after.entry_logic)))})", ""]
+        head = [f"before: {', '.join(self.before.traces)} (verdict {'/'.join(sorted(set(self.before.entry_logic)))})",
+                f"after:  {', '.join(self.after.traces)} (verdict {'/'.join(sorted(set(self.after.entry_logic)))})", ""]
         v = render(["bug class", "verdict", "before", "after", "out of", "p", "why"], self.verdict_rows())
         m = render(["group", "metric", "before", "after", "delta", "change", "test", "p", "significant"], self.metric_rows())
         return "\n".join(head) + v + f"\n\nmetrics (tests two-sided, alpha {self.alpha:g}):\n" + m
@@ -71,9 +71,9 @@ class Comparison:
     def to_markdown(self) -> str:
         """GitHub-flavoured Markdown, ready for a pull request."""
         b, a = self.before, self.after
-        lines = [f"**Before:** {', '.join(f'`{p}`' for p in b.traces)} — entry logic {'/'.join(sorted(set(b.entry_logic)))}, "
+        lines = [f"**Before:** {', '.join(f'`{p}`' for p in b.traces)} — verdict {'/'.join(sorted(set(b.entry_logic)))}, "
                  f"{b.runs:,} guest runs  ",
-                 f"**After:** {', '.join(f'`{p}`' for p in a.traces)} — entry logic {'/'.join(sorted(set(a.entry_logic)))}, "
+                 f"**After:** {', '.join(f'`{p}`' for p in a.traces)} — verdict {'/'.join(sorted(set(a.entry_logic)))}, "
                  f"{a.runs:,} guest runs", "",
                  markdown(["bug class", "verdict", "before", "after", "out of", "p", "why"], self.verdict_rows()), "",
                  f"<details><summary>All metrics (two-sided tests, alpha {self.alpha:g})</summary>", "",
