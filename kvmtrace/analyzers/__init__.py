@@ -160,7 +160,8 @@ def finish(trace: Trace, options: Options, parts: list[dict[str, Any]]) -> Analy
     proven = {r.name: int((r.findings["confidence"] == "proven").sum()) if len(r.findings) else 0 for r in res.values()}
     res["ticks"].metrics["misaccounted_proven"] = proven["ticks"]
     v = verdict.decide(seen, None if apparent is None else proven["irqsoff"], {"proven": proven["rcu"],
-                       "metrics": res["rcu"].metrics}, res["ticks"].metrics)
+                       "metrics": res["rcu"].metrics}, res["ticks"].metrics,
+                       int(res["irqsoff"].metrics.get("unresolved_callers") or 0))
     found = [r.findings for r in res.values() if len(r.findings)]
     findings = pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=FINDING_COLUMNS)
     if len(findings):  # a total order: chunks find the same things in another order

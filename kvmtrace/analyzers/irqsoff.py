@@ -97,7 +97,8 @@ def collect(ctx: Context) -> Result:
     w["kind"] = pd.Categorical.from_codes(kind, KINDS)
     w["run"] = run
     res.frames["windows"] = w.drop(columns=["open_pos", "close_pos"])
-    res.metrics = {"source": "preemptirq", **stats}
+    res.metrics = {"source": "preemptirq", **stats,
+                   "unresolved_callers": int(tl.owns(np.flatnonzero(tl.unresolved)).sum())}
     return res
 
 

@@ -50,11 +50,13 @@ def entry_logic(seen: dict[str, Any], apparent_runs: int | None) -> str:
     return "unknown"
 
 
-def decide(seen: dict[str, Any], apparent_runs: int | None, rcu: dict[str, Any], ticks: dict[str, Any]) -> dict[str, Any]:
+def decide(seen: dict[str, Any], apparent_runs: int | None, rcu: dict[str, Any], ticks: dict[str, Any],
+           unresolved: int = 0) -> dict[str, Any]:
     """Per-class and overall verdicts, each with its evidence.
 
     ``rcu``: proven count and the RCU metrics (``guest_eqs``, ``source``); ``ticks``: the tick
-    analysis' ``path``/``path_evidence`` metrics and its proven count (``misaccounted_proven``).
+    analysis' ``path``/``path_evidence`` metrics and its proven count (``misaccounted_proven``);
+    ``unresolved``: irq_disable/irq_enable events whose caller is a raw address.
     """
     runs, fixed_runs = seen["runs"], seen["fixed_runs"]
     if not runs:
@@ -69,7 +71,7 @@ def decide(seen: dict[str, Any], apparent_runs: int | None, rcu: dict[str, Any],
         if any(c.startswith(("vmx_", "svm_")) for c in callers):
             entry.append("x86: kernels before 5.17 emit the same irq_enable (kvm_guest_enter_irqoff) and never showed "
                          "these two classes; this shows the guest runs with IRQs traced on, not the version")
-    classes = {"apparent_irqsoff": _apparent(runs, fixed_runs, apparent_runs, entry),
+    classes = {"apparent_irqsoff": _apparent(runs, fixed_runs, apparent_runs, entry, unresolved),
                "rcu_not_watching": _rcu(runs, fixed_runs, rcu),
                "misaccounted_tick": _ticks(ticks)}
     decided = [c["verdict"] for c in classes.values() if c["verdict"] != "unknown"]
@@ -78,7 +80,7 @@ def decide(seen: dict[str, Any], apparent_runs: int | None, rcu: dict[str, Any],
     return {"verdict": overall, "evidence": evidence, "classes": classes, "summary": _summary(classes, ticks)}
 
 
-def _apparent(runs: int, fixed_runs: int, apparent_runs: int | None, entry: list[str]) -> dict[str, str]:
+def _apparent(runs: int, fixed_runs: int, apparent_runs: int | None, entry: list[str], unresolved: int) -> dict[str, str]:
     if apparent_runs is None:
         return {"verdict": "unknown", "evidence": "no preemptirq events: the entry logic cannot be told from the trace"}
     if apparent_runs and fixed_runs:
@@ -89,6 +91,9 @@ def _apparent(runs: int, fixed_runs: int, apparent_runs: int | None, entry: list
                                                   "opened before kvm_entry"}
     if fixed_runs:
         return {"verdict": "fixed", "evidence": entry[0]}
+    if unresolved:
+        return {"verdict": "unknown", "evidence": f"{unresolved:,} irq_disable/irq_enable callers are raw addresses (no "
+                                                  "kallsyms, or kptr_restrict): the entry logic cannot be read"}
     return {"verdict": "unknown", "evidence": "neither signature present"}
 
 
