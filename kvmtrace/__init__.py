@@ -5,7 +5,21 @@ from typing import TYPE_CHECKING
 
 from .errors import TraceError, TraceFormatError
 from .meta import TraceMeta
-from .trace import Trace, load
+
+#: what ``import kvmtrace`` offers without importing pandas until it is first used (the CLI's
+#: ``--help`` imports this package and nothing else)
+_LAZY = {"Trace": "trace", "load": "trace", "analyzers": "analyzers", "compare": "compare", "synth": "synth",
+         "batch": "batch", "plot": "plot", "report": "report", "model": "model", "readers": "readers",
+         "fields": "fields"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        return getattr(module, name) if name in ("Trace", "load") else module
+    raise AttributeError(f"module 'kvmtrace' has no attribute {name!r}")
 
 
 def analyze(trace: Trace | str, options: "Options | None" = None, chunk_events: int | None = None,
@@ -17,6 +31,7 @@ def analyze(trace: Trace | str, options: "Options | None" = None, chunk_events: 
     from dataclasses import replace
 
     from .analyzers import Options as _Options, analyze as _analyze
+    from .trace import Trace, load
 
     if kernel_release is not None:
         options = replace(options or _Options(), kernel_release=kernel_release)
@@ -25,6 +40,7 @@ def analyze(trace: Trace | str, options: "Options | None" = None, chunk_events: 
 
 if TYPE_CHECKING:
     from .analyzers import Analysis, Options
+    from .trace import Trace, load
 
 __version__ = "0.1.0"
 __all__ = ["analyze", "Trace", "TraceError", "TraceFormatError", "TraceMeta", "load", "__version__"]

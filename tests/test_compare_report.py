@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import importlib
 import io
 import json
 import re
@@ -34,9 +33,7 @@ def analysis(path: str) -> kvmtrace.analyzers.Analysis:
 
 
 def _main(*args: str):
-    """The CLI in-process (the commands register when their modules are imported)."""
-    for mod in ("analyze", "compare", "events", "report", "synth"):
-        importlib.import_module(f"kvmtrace.cli.{mod}")
+    """The CLI in-process."""
     return CliRunner().invoke(cli, list(args))
 
 

@@ -9,7 +9,7 @@ import click
 from ..analyzers import FINDING_KINDS, Analysis, Options, load_and_analyze, plain
 from ..batch import analyze_many
 from .inputs import analysis_options, batch_options, expand, is_many
-from .main import cli, one_line_errors
+from .main import one_line_errors
 from .progress import terminal_progress
 from ..tables import render
 from ..analyzers.ticks import TICK_HEADER, tick_rows
@@ -34,7 +34,7 @@ def _kinds(value: str | None) -> list[str]:
     return kinds
 
 
-@cli.command()
+@click.command()
 @click.argument("traces", nargs=-1, required=True, metavar="TRACE...")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (schema in the README).")
 @click.option("--fail-on", "fail_on", metavar="KIND[,KIND]",

@@ -11,11 +11,11 @@ from ..analyzers import Options
 from ..batch import Each, compare_part, run
 from ..compare import DEFAULT_ALPHA, compare as run_compare
 from .inputs import analysis_options, batch_options, expand
-from .main import cli, one_line_errors
+from .main import one_line_errors
 from .progress import terminal_progress
 
 
-@cli.command()
+@click.command()
 @click.argument("before")
 @click.argument("after")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (schema in the README).")

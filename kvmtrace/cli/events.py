@@ -5,21 +5,22 @@ import json
 
 import click
 
-from ..trace import load
-from .main import cli, one_line_errors
-from ..tables import render
+from .main import one_line_errors
 
 
 def _ns(v: int | None) -> str:
     return "-" if v is None else f"{v / 1e9:.6f} s"
 
 
-@cli.command()
+@click.command()
 @click.argument("trace")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @one_line_errors
 def events(trace: str, as_json: bool) -> None:
     """Show what kvmtrace read from TRACE: format, events per type and CPU, skipped and lost."""
+    from ..tables import render  # here, not above: `events --help` needs neither pandas nor the readers
+    from ..trace import load
+
     tr = load(trace)
     m = tr.meta
     counts = tr.counts()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import sys
 from collections.abc import Callable
@@ -42,7 +43,34 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: command → (module under kvmtrace.cli, one-line help): a command's module, and the pandas,
+#: scipy or matplotlib it needs, are imported only when that command runs
+COMMANDS = {
+    "events": ("events", "Show what kvmtrace read from TRACE: format, events per type and CPU, skipped and lost."),
+    "analyze": ("analyze", "Find guest entry/exit bugs in TRACE and say which path the kernel runs, per bug class."),
+    "compare": ("compare", "Compare a kernel BEFORE a change with the kernel AFTER it."),
+    "report": ("report", "Write a pull-request-ready report on TRACE into DIR."),
+    "synth": ("synth", "Simulate the host side of KVM guest entry/exit and write the trace a real kernel would write."),
+}
+
+
+class _Commands(click.Group):
+    """A group whose commands are imported on first use; ``--help`` lists them without importing any."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        return getattr(importlib.import_module(f"{__package__}.{COMMANDS[name][0]}"), name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, text) for name, (_, text) in COMMANDS.items()])
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kvmtrace")
 def cli() -> None:
     """Read ftrace/perf traces around kvm_entry/kvm_exit and find guest entry/exit bugs.
@@ -54,6 +82,4 @@ def cli() -> None:
 
 
 def main() -> None:
-    from . import analyze, compare, events, report, synth  # noqa: F401  (registers the commands)
-
     cli(prog_name="kvmtrace")

@@ -9,11 +9,11 @@ from ..analyzers import Options, load_and_analyze
 from ..compare import DEFAULT_ALPHA
 from ..report import write_report
 from .inputs import analysis_options, cache_options
-from .main import cli, one_line_errors
+from .main import one_line_errors
 from .progress import terminal_progress
 
 
-@cli.command()
+@click.command()
 @click.argument("trace")
 @click.option("--vs", "baseline", metavar="BASELINE", help="Compare with this trace of the kernel before the change.")
 @click.option("-o", "--output", "out_dir", required=True, metavar="DIR",

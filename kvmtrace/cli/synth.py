@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from ..synth import FORMATS, Scenario, synth as run_synth
-from .main import cli, one_line_errors
+from .main import one_line_errors
 
 
 def _cpus(value: str) -> tuple[int, ...]:
@@ -24,7 +24,7 @@ def _kernel(value: str) -> tuple[int, int]:
         raise click.BadParameter(f"{value!r}: want a version like 6.1") from exc
 
 
-@cli.command()
+@click.command()
 @click.option("--arch", type=click.Choice(["arm64", "x86"]), default="arm64", show_default=True)
 @click.option("--entry", type=click.Choice(["pre-fix", "fixed"]), default="pre-fix", show_default=True,
               help="Guest entry logic: before or after 'kvm/arm64: rework guest entry logic' (5.17).")

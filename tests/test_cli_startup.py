@@ -1,0 +1,40 @@
+"""The command line starts without the heavy libraries: a command's imports happen when it runs."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import click
+
+from kvmtrace.cli.main import COMMANDS, cli
+
+HEAVY = ("pandas", "numpy", "pyarrow", "scipy", "matplotlib", "dask", "distributed")
+
+
+def _modules_after(*argv: str) -> tuple[int, set[str], str]:
+    """Run the CLI in a fresh interpreter with ``argv``; the top-level modules it had imported at exit."""
+    code = ("import sys, json, atexit\n"
+            "atexit.register(lambda: sys.__stderr__.write('\\nMODULES ' + json.dumps(sorted({m.split('.')[0] for m in sys.modules}))))\n"
+            "from kvmtrace.cli import main\n"
+            f"sys.argv = ['kvmtrace', *{list(argv)!r}]\n"
+            "main()\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    mods = json.loads(p.stderr.rsplit("MODULES ", 1)[1])
+    return p.returncode, set(mods), p.stdout
+
+
+def test_help_and_events_help_import_no_heavy_library():
+    for argv in (["--help"], ["events", "--help"], ["--version"]):
+        rc, mods, out = _modules_after(*argv)
+        assert rc == 0 and out
+        assert not mods & set(HEAVY), (argv, mods & set(HEAVY))
+
+
+def test_the_command_list_says_what_each_command_says_of_itself():
+    ctx = click.Context(cli)
+    rc, _, out = _modules_after("--help")
+    for name, (_, text) in COMMANDS.items():
+        assert cli.get_command(ctx, name).get_short_help_str(limit=300) == text
+        assert name in out
+    assert cli.get_command(ctx, "nope") is None
