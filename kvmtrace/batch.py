@@ -1,8 +1,8 @@
-"""Many traces at once: per-trace work in parallel on dask.distributed, one row per trace.
+"""Many traces at once: per-trace work in parallel, one row per trace.
 
 CI labs collect thousands of traces; each is loaded and analyzed on its own, so
-they spread over worker processes: an embedded ``LocalCluster`` on loopback by
-default, or an existing cluster (``scheduler="tcp://host:port"`` or the
+they spread over worker processes: a local process pool by default, or an existing
+dask.distributed cluster (``scheduler="tcp://host:port"`` or the
 ``DASK_SCHEDULER_ADDRESS`` environment variable). A trace that fails becomes an
 ``error`` in its row; the batch goes on.
 """
@@ -68,52 +68,69 @@ class Each(list):
 
 
 def run(fn: Callable[..., Any], paths: Sequence[str], *args: Any, scheduler: str | None = None,
-        workers: int = 2, serial: bool = False) -> list[Any]:
+        workers: int | None = None, serial: bool = False) -> list[Any]:
     """``fn(path, *args)`` for every path, results in the order of ``paths``; an ``Each`` argument
     gives each path its own value.
 
-    ``serial`` (or a single path) runs in this process. Otherwise on dask.distributed;
-    a result that cannot come back (a worker died) is re-raised for ``fn`` that does
-    not catch its own errors, and becomes an error row for ``summarize``.
+    On a dask.distributed cluster when one is named (``scheduler`` or ``DASK_SCHEDULER_ADDRESS``);
+    else in a local process pool of ``workers`` (default: the cores), no larger than the batch;
+    in this process for ``serial``, one or two traces, or one worker. A pool's workers are forked
+    from this process, so they start with its imports and cost milliseconds, not a cluster's
+    seconds. A result that cannot come back (a worker died) is re-raised for ``fn`` that does not
+    catch its own errors, and becomes an error row for ``summarize``.
     """
+    address = scheduler_address(scheduler)
+    per_path = [[a[i] if isinstance(a, Each) else a for a in args] for i in range(len(paths))]
+    if address:
+        return _on_cluster(fn, paths, per_path, address)
+    n = min(workers or os.cpu_count() or 1, len(paths))
+    if serial or n <= 1 or len(paths) <= 2:
+        return _collect(fn, paths, ((i, fn(p, *per_path[i])) for i, p in enumerate(paths)))
+    return _on_pool(fn, paths, per_path, n)
+
+
+def _collect(fn: Callable[..., Any], paths: Sequence[str], done: Any) -> list[Any]:
+    """Results in path order from ``(index, result)`` pairs as they finish, with progress."""
     stage = f"{len(paths)} traces"
-    if serial or len(paths) <= 1:
-        out = []
-        for i, p in enumerate(paths):
-            progress.step(stage, i / max(len(paths), 1))
-            out.append(fn(p, *(a[i] if isinstance(a, Each) else a for a in args)))
-        progress.step(stage, 1.0)
-        return out
-    from dask.distributed import Client, LocalCluster, as_completed
+    out: list[Any] = [None] * len(paths)
+    progress.step(stage, 0.0)
+    for k, (i, result) in enumerate(done, 1):
+        out[i] = result
+        progress.step(stage, k / len(paths))
+    return out
+
+
+def _outcome(fn: Callable[..., Any], path: str, get: Callable[[], Any]) -> Any:
+    try:
+        return get()
+    except Exception as exc:  # noqa: BLE001
+        if fn is not summarize:
+            raise
+        return _error_row(path, exc, time.perf_counter())
+
+
+def _on_pool(fn: Callable[..., Any], paths: Sequence[str], per_path: list[list[Any]], n: int) -> list[Any]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context(method)) as pool:
+        futures = {pool.submit(fn, p, *per_path[i]): i for i, p in enumerate(paths)}
+        return _collect(fn, paths, ((futures[f], _outcome(fn, paths[futures[f]], f.result)) for f in as_completed(futures)))
+
+
+def _on_cluster(fn: Callable[..., Any], paths: Sequence[str], per_path: list[list[Any]], address: str) -> list[Any]:
+    from dask.distributed import Client, as_completed
 
     logging.getLogger("distributed").setLevel(logging.ERROR)  # the CLI's stderr is for our one-line messages
-    address = scheduler_address(scheduler)
-    cluster = None if address else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                host="127.0.0.1", dashboard_address=None,
-                                                silence_logs=logging.CRITICAL)  # failures come back as results
-    try:
-        with Client(address or cluster) as client:
-            futures = client.map(fn, list(paths), *[list(a) if isinstance(a, Each) else [a] * len(paths) for a in args],
-                                 pure=False)
-            index = {f.key: i for i, f in enumerate(futures)}
-            out: list[Any] = [None] * len(paths)
-            for done, fut in enumerate(as_completed(futures), 1):
-                i = index[fut.key]
-                try:
-                    out[i] = fut.result()
-                except Exception as exc:  # noqa: BLE001
-                    if fn is not summarize:
-                        raise
-                    out[i] = _error_row(paths[i], exc, time.perf_counter())
-                progress.step(stage, done / len(paths))
-            return out
-    finally:
-        if cluster is not None:
-            cluster.close()
+    with Client(address) as client:
+        futures = [client.submit(fn, p, *per_path[i], pure=False) for i, p in enumerate(paths)]
+        index = {f.key: i for i, f in enumerate(futures)}
+        return _collect(fn, paths, ((index[f.key], _outcome(fn, paths[index[f.key]], f.result)) for f in as_completed(futures)))
 
 
 def analyze_many(paths: Sequence[str], options: Options | None = None, scheduler: str | None = None,
-                 workers: int = 2, serial: bool = False, cache: bool = False,
+                 workers: int | None = None, serial: bool = False, cache: bool = False,
                  cache_dir: str | None = None) -> pd.DataFrame:
     """One row per trace (ROW_COLUMNS): format, size, verdict, findings, errors."""
     rows = run(summarize, paths, options, cache, cache_dir, scheduler=scheduler, workers=workers, serial=serial)

@@ -131,10 +131,12 @@ def test_batch_rows_and_a_failing_trace_in_its_row(serial_rows):
     assert str(t["guest_runs"].dtype) == "Int64" and pd.isna(t.loc[4, "guest_runs"])  # counts stay integers
 
 
-def test_batch_on_a_local_cluster_equals_serial(serial_rows):
+def test_batch_in_a_local_process_pool_equals_serial(serial_rows):
     paths = list(serial_rows["path"])
     t = analyze_many(paths, workers=2)
     pd.testing.assert_frame_equal(_stable(t), _stable(serial_rows))
+    two = analyze_many(paths[:2], workers=2)  # one or two traces: in this process
+    pd.testing.assert_frame_equal(_stable(two), _stable(serial_rows[:2]))
 
 
 def _start(args: list[str]) -> subprocess.Popen:

@@ -45,7 +45,7 @@ def _kinds(value: str | None) -> list[str]:
 @batch_options
 @one_line_errors
 def analyze(traces: tuple[str, ...], as_json: bool, fail_on: str | None, strict: bool, options: Options,
-            show: int, scheduler: str | None, workers: int, serial: bool, no_cache: bool,
+            show: int, scheduler: str | None, workers: int | None, serial: bool, no_cache: bool,
             cache_dir: str | None) -> None:
     """Find guest entry/exit bugs in TRACE and say which path the kernel runs, per bug class.
 
@@ -81,7 +81,7 @@ def analyze(traces: tuple[str, ...], as_json: bool, fail_on: str | None, strict:
 
 
 def _many(paths: list[str], opts: Options, as_json: bool, kinds: list[str], strict: bool, scheduler: str | None,
-          workers: int, serial: bool, cache: bool, cache_dir: str | None) -> None:
+          workers: int | None, serial: bool, cache: bool, cache_dir: str | None) -> None:
     """Batch mode: one row per trace."""
     with terminal_progress():
         t = analyze_many(paths, opts, scheduler=scheduler, workers=workers, serial=serial, cache=cache,

@@ -29,7 +29,7 @@ from .progress import terminal_progress
 @batch_options
 @one_line_errors
 def compare(before: str, after: str, as_json: bool, as_markdown: bool, fail_on_regression: bool, alpha: float,
-            before_release: str | None, options: Options, scheduler: str | None, workers: int, serial: bool, no_cache: bool,
+            before_release: str | None, options: Options, scheduler: str | None, workers: int | None, serial: bool, no_cache: bool,
             cache_dir: str | None) -> None:
     """Compare a kernel BEFORE a change with the kernel AFTER it.
 

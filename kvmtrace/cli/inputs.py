@@ -52,10 +52,10 @@ def _with(fn: Callable[..., Any], options: list[Callable[..., Any]]) -> Callable
 
 _CLUSTER = [
     click.option("--scheduler", metavar="tcp://HOST:PORT", envvar="DASK_SCHEDULER_ADDRESS",
-                 help="Run on this dask.distributed cluster (default: $DASK_SCHEDULER_ADDRESS, else an "
-                      "embedded local cluster)."),
-    click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
-                 help="Worker processes of the embedded local cluster."),
+                 help="Run on this dask.distributed cluster (default: $DASK_SCHEDULER_ADDRESS, else a "
+                      "local process pool)."),
+    click.option("--workers", type=click.IntRange(1), default=None,
+                 help="Local worker processes (default: the cores, at most one per trace)."),
     click.option("--serial", is_flag=True, help="Analyze the traces one after another in this process."),
 ]
 _CACHE = [
