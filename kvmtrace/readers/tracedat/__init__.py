@@ -18,7 +18,7 @@ from ...errors import TraceFormatError
 from ...meta import TraceMeta
 from ..flags import FLAG_COLUMNS, masked
 from . import header as hdr
-from .formats import EventFormat, Field, header_page_layout, parse_format
+from .formats import EventFormat, Field, FormatTable, header_page_layout
 from .records import RecordStore
 from .ringbuf import walk
 from .symbols import Symbols, cmdlines, printk_strings
@@ -35,7 +35,7 @@ class BinarySource:
     kallsyms and printk formats are parsed on first use: most loads never need them.
     """
 
-    def __init__(self, formats: dict[int, EventFormat], store: RecordStore, type_id: np.ndarray,
+    def __init__(self, formats: Mapping[int, EventFormat], store: RecordStore, type_id: np.ndarray,
                  dat: hdr.DatFile, seq: np.ndarray | None = None) -> None:
         self.seq = seq  # a selective read: the seq of each kept record (sorted); else seq is the row
         self.formats = formats
@@ -96,6 +96,17 @@ def _cpu_bytes(r: hdr._Reader, dat: hdr.DatFile, c: hdr.CpuData, mm: mmap.mmap, 
     return out[:pos]
 
 
+def _unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` by counting when the values are small non-negative
+    integers (event ids, pids): one pass instead of a sort of every record."""
+    if not len(values) or values.min() < 0 or values.max() >= 1 << 23:
+        return np.unique(values, return_inverse=True)
+    present = np.flatnonzero(np.bincount(values))
+    code = np.zeros(int(present[-1]) + 1, np.int64)
+    code[present] = np.arange(len(present))
+    return present.astype(values.dtype), code[values]
+
+
 def read_dat(path: str, compression: str | None = None, select: Selection | None = None):
     """Read a trace.dat file: (events table, meta, BinarySource).
 
@@ -118,20 +129,12 @@ def read_dat(path: str, compression: str | None = None, select: Selection | None
     meta.kernel.update({k: v for k, v in dat.options.items() if k in ("uname", "trace_cmd_version", "offset")})
     meta.kernel["long_size"] = dat.long_size
     meta.kernel["payload"] = "lazy"
-    formats: dict[int, EventFormat] = {}
-    for text in dat.ftrace_formats:
-        ev = parse_format(text, "ftrace")
-        if ev:
-            formats[ev.id] = ev
-    for system, text in dat.event_formats:
-        ev = parse_format(text, system)
-        if ev:
-            formats[ev.id] = ev
+    formats = FormatTable([("ftrace", text) for text in dat.ftrace_formats] + list(dat.event_formats))
     hp = header_page_layout(dat.header_page)
     commit_off, commit_size = hp.get("commit", (8, dat.long_size))
     data_off = hp.get("data", (16, 0))[0]
     needed = ("common_type", "common_flags", "common_preempt_count", "common_pid")
-    common = next((f for f in formats.values() if all(n in f.fields for n in needed)), None)
+    common = next((f for f in (formats[i] for i in formats) if all(n in f.fields for n in needed)), None)
     if common is None:
         raise TraceFormatError(path, "event formats", "no format declares the common fields "
                                f"{', '.join(needed)}" + (" (damaged format section)" if formats else ""))
@@ -139,7 +142,7 @@ def read_dat(path: str, compression: str | None = None, select: Selection | None
     bufs: list[np.ndarray] = []
     pieces = []
     gaps: list[tuple[int, int, int | None]] = []
-    keep_ids = np.array(sorted(i for i, f in formats.items() if f.name in select.events), np.int64) \
+    keep_ids = np.array(sorted(i for i, (name, _) in formats.names.items() if name in select.events), np.int64) \
         if select is not None else None
     all_ts: list[np.ndarray] = []       # selective: every record's time, to number kept ones as a full read
     kept_at: list[np.ndarray] = []      # selective: index of each kept record within its CPU
@@ -228,14 +231,14 @@ def read_dat(path: str, compression: str | None = None, select: Selection | None
                                "count": count if count >= 0 else None})
     comms = cmdlines(dat.cmdlines)
     comms.setdefault(0, "<idle>")
-    uniq_pid, inv = np.unique(pid, return_inverse=True)
+    uniq_pid, inv = _unique(pid)
     pid_names = np.asarray([comms.get(int(p), "<...>") for p in uniq_pid], dtype=object)
     uniq_names, name_code = np.unique(pid_names, return_inverse=True) if n else (np.zeros(0, object), np.zeros(0, int))
     comm = pd.Categorical.from_codes(name_code[inv].astype(np.int32), categories=pd.Index(uniq_names, dtype=object)) \
         if n else pd.Categorical([])
-    uniq_t, tinv = np.unique(type_id, return_inverse=True)
-    event = _categorical([formats[int(t)].name for t in uniq_t], tinv)
-    system = _categorical([formats[int(t)].system for t in uniq_t], tinv)
+    uniq_t, tinv = _unique(type_id)
+    event = _categorical([formats.names[int(t)][0] for t in uniq_t], tinv)
+    system = _categorical([formats.names[int(t)][1] for t in uniq_t], tinv)
     data: dict[str, object] = {
         "ts": ts_ns, "seq": seq_of if seq_of is not None else np.arange(n, dtype=np.int64), "cpu": cpu, "pid": pid,
         "tgid": pd.arrays.IntegerArray(np.zeros(n, np.int32), np.ones(n, bool)),

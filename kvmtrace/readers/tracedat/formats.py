@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 _FIELD = re.compile(r"^\s*field:(?P<decl>.+?);\s*offset:(?P<off>\d+);\s*size:(?P<size>\d+);(?:\s*signed:(?P<signed>\d+);)?", re.M)
@@ -111,10 +112,14 @@ def _field_name(decl: str) -> str:
     return re.split(r"[\s*]+", re.sub(r"\[\d*\]\s*$", "", decl.strip()))[-1]
 
 
+_NAME = re.compile(r"^name:\s*(\S+)", re.M)
+_ID = re.compile(r"^ID:\s*(\d+)", re.M)
+
+
 def parse_format(text: str, system: str) -> EventFormat | None:
     """Parse one ``format`` file; None when it has no name/ID."""
-    name = re.search(r"^name:\s*(\S+)", text, re.M)
-    ident = re.search(r"^ID:\s*(\d+)", text, re.M)
+    name = _NAME.search(text)
+    ident = _ID.search(text)
     if not name or not ident:
         return None
     ev = EventFormat(int(ident.group(1)), name.group(1), system)
@@ -133,6 +138,39 @@ def parse_format(text: str, system: str) -> EventFormat | None:
     pf = re.search(r"^print fmt:\s*(.*)$", text, re.M | re.S)
     ev.print_fmt = pf.group(1).strip() if pf else ""
     return ev
+
+
+class FormatTable(Mapping):
+    """Event id → EventFormat, each format file parsed on first use.
+
+    A trace.dat carries the format of every event the kernel has (over 2,000), while a trace
+    holds a few dozen of them: only their names and ids are read up front.
+    """
+
+    def __init__(self, texts: list[tuple[str, str]]) -> None:
+        self._texts: dict[int, tuple[str, str]] = {}
+        self.names: dict[int, tuple[str, str]] = {}  # id → (name, system)
+        for system, text in texts:
+            name = _NAME.search(text)
+            ident = _ID.search(text)
+            if name and ident:
+                i = int(ident.group(1))
+                self._texts[i] = (system, text)
+                self.names[i] = (name.group(1), system)
+        self._parsed: dict[int, EventFormat] = {}
+
+    def __getitem__(self, ident: int) -> EventFormat:
+        ev = self._parsed.get(ident)
+        if ev is None:
+            system, text = self._texts[ident]
+            ev = self._parsed[ident] = parse_format(text, system)  # type: ignore[assignment]
+        return ev
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._texts)
+
+    def __len__(self) -> int:
+        return len(self._texts)
 
 
 def header_page_layout(text: str) -> dict[str, tuple[int, int]]:

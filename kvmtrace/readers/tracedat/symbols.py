@@ -15,21 +15,26 @@ class Symbols:
 
     def __init__(self, kallsyms: str) -> None:
         # one name per address; where several share one (section markers such as _stext or
-        # __noinstr_text_start next to the function placed there), prefer the function's name
-        pairs = sorted({(int(a, 16), n) for a, n in _KSYM.findall(kallsyms)},
-                       key=lambda p: (p[0], p[1].startswith("_"), p[1].endswith(("_start", "_end")), p[1]))
-        addrs, names, seen = [], [], set()
-        for a, n in pairs:
-            if a in seen or a == 0:
-                continue
-            seen.add(a)
-            addrs.append(a)
-            names.append(n)
-        self.addr = np.array(addrs, dtype=np.uint64)
-        self.names = np.array(names, dtype=object)
-        self.by_name: dict[str, int] = {}
-        for a, n in pairs:
-            self.by_name.setdefault(n, a)
+        # __noinstr_text_start next to the function placed there), prefer the function's name,
+        # then the alphabetically first: sorted by (address, preference, name)
+        found = _KSYM.findall(kallsyms)
+        addr = np.array([int(a, 16) for a, _ in found], dtype=np.uint64)
+        names = np.array([n for _, n in found], dtype=object)
+        pref = np.array([(n[:1] == "_") * 2 + n.endswith(("_start", "_end")) for _, n in found], dtype=np.int8)
+        order = np.lexsort((pref, addr))
+        addr, names, pref = addr[order], names[order], pref[order]
+        same = np.flatnonzero((addr[1:] == addr[:-1]) & (pref[1:] == pref[:-1]))
+        if len(same):  # ties on (address, preference): by name, run by run
+            run = np.cumsum(np.r_[True, ~((addr[1:] == addr[:-1]) & (pref[1:] == pref[:-1]))])
+            for r in np.unique(run[same]):
+                at = np.flatnonzero(run == r)
+                names[at] = sorted(names[at])
+        first = np.r_[True, addr[1:] != addr[:-1]] if len(addr) else np.zeros(0, bool)
+        keep = first & (addr != 0)
+        self.addr = addr[keep]
+        self.names = names[keep]
+        # each name's lowest address (reversed, so the first occurrence is the one a dict keeps)
+        self.by_name: dict[str, int] = dict(zip(names[::-1].tolist(), addr[::-1].tolist()))
 
     def address(self, name: str) -> int | None:
         return self.by_name.get(name)
