@@ -8,7 +8,7 @@ from .meta import TraceMeta
 
 #: what ``import kvmtrace`` offers without importing pandas until it is first used (the CLI's
 #: ``--help`` imports this package and nothing else)
-_LAZY = {"Trace": "trace", "load": "trace", "analyzers": "analyzers", "compare": "compare", "synth": "synth",
+_LAZY = {"Trace": "trace", "load": "trace", "Options": "analyzers", "Analysis": "analyzers", "analyzers": "analyzers", "compare": "compare", "synth": "synth",
          "batch": "batch", "plot": "plot", "report": "report", "model": "model", "readers": "readers",
          "fields": "fields"}
 
@@ -18,7 +18,7 @@ def __getattr__(name: str):
         import importlib
 
         module = importlib.import_module(f".{_LAZY[name]}", __name__)
-        return getattr(module, name) if name in ("Trace", "load") else module
+        return getattr(module, name) if name[0].isupper() or name == "load" else module
     raise AttributeError(f"module 'kvmtrace' has no attribute {name!r}")
 
 
@@ -43,4 +43,4 @@ if TYPE_CHECKING:
     from .trace import Trace, load
 
 __version__ = "0.1.0"
-__all__ = ["analyze", "Trace", "TraceError", "TraceFormatError", "TraceMeta", "load", "__version__"]
+__all__ = ["analyze", "Analysis", "Options", "Trace", "TraceError", "TraceFormatError", "TraceMeta", "load", "__version__"]

@@ -71,7 +71,9 @@ class Trace:
 
         ``columns`` names the fields needed (the base columns always come): text
         traces then convert only those, which is most of the decoding cost.
+        Raises ``KeyError`` naming the closest event names when the trace has no ``name`` events.
         """
+        self._require(name)
         if name in self._typed:
             full = self._typed[name]
             return full if columns is None else full[[*_BASE, *(c for c in columns if c in full.columns)]]
@@ -92,6 +94,14 @@ class Trace:
                 self._typed[key] = decode_event(name, rows, None if columns is None else tuple(columns))
         out = self._typed[key]
         return out if columns is None else out[[*_BASE, *(c for c in columns if c in out.columns)]]
+
+    def _require(self, name: str) -> None:
+        if not self.has(name):
+            import difflib
+
+            close = difflib.get_close_matches(name, self.event_names(), n=3, cutoff=0.5)
+            hint = f"; closest: {', '.join(close)}" if close else f"; it has {len(self.event_names())} event types (Trace.counts())"
+            raise KeyError(f"{self.name}: no {name!r} events{hint}")
 
     def fields(self, name: str, columns: list[str] | tuple[str, ...], base: tuple[str, ...] = ()) -> pd.DataFrame:
         """``seq``, the ``base`` columns asked for and the named fields of event ``name``.
@@ -161,6 +171,7 @@ class Trace:
         from their typed fields as ``field=value`` pairs (kvmtrace's rendering,
         not the kernel's TP_printk): this is the costly step trace-cmd always pays.
         """
+        self._require(name)
         rows = self.events[self.events["event"] == name]
         if not self.has_binary:
             return rows["payload"].reset_index(drop=True)

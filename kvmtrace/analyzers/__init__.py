@@ -28,7 +28,7 @@ SCHEMA_VERSION = 1
 __all__ = ["Analysis", "Options", "analyze", "load_and_analyze", "FINDING_KINDS"]
 
 
-@dataclass
+@dataclass(repr=False)
 class Analysis:
     """Everything ``kvmtrace analyze`` reports for one trace."""
 
@@ -37,6 +37,11 @@ class Analysis:
     results: dict[str, Result]
     findings: pd.DataFrame
     undecidable: list[dict[str, Any]] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        found = ", ".join(f"{k} {c['proven']:,}/{c['inferred']:,}" for k, c in self.counts().items())
+        return (f"<Analysis {self.trace.name}: verdict {self.verdict['verdict']} ({self.verdict['summary']}); "
+                f"{len(self.runs):,} guest runs; findings proven/inferred: {found}>")
 
     def frame(self, analyzer: str, name: str) -> pd.DataFrame:
         """One analyzer's DataFrame, e.g. ``frame("exits", "runs")``."""

@@ -16,6 +16,7 @@ from ..analyzers import FINDING_KINDS, Analysis, Options, plain
 from ..tables import markdown, render
 from . import metrics, verdicts
 from .sides import Part, Side, extract, side
+from .stats import format_p
 
 SCHEMA_VERSION = 1
 DEFAULT_ALPHA = 0.01
@@ -38,7 +39,7 @@ class Comparison:
 
     def significant(self) -> pd.DataFrame:
         """Rows whose difference passed their test."""
-        return self.table[[s is True for s in self.table["significant"]]]
+        return self.table[self.table["significant"].fillna(False).astype(bool).to_numpy()]
 
     def to_json(self) -> dict[str, Any]:
         """The ``compare --json`` schema (README, "compare --json")."""
@@ -52,21 +53,31 @@ class Comparison:
                 "metrics": rows, "regressed": self.regressed}
 
     def verdict_rows(self) -> list[list[Any]]:
-        return [[k, v["verdict"], v["before"], v["after"], v["denominator"], _p(v["p_value"]), v["why"]]
+        return [[k, v["verdict"], v["before"], v["after"], v["denominator"], format_p(v["p_value"]), v["why"]]
                 for k, v in self.verdicts.items()]
 
     def metric_rows(self, only_significant: bool = False) -> list[list[Any]]:
         t = self.significant() if only_significant else self.table
-        return [[r.group, r.metric if r.unit == "count" else f"{r.metric} ({r.unit})", r.before, r.after, r.delta,
-                 None if r.relative is None else f"{r.relative:+.1%}", r.test or "", _p(r.p_value),
-                 "" if r.significant is None else ("yes" if r.significant else "no")] for r in t.itertuples()]
+        def v(x: Any, count: bool = False) -> Any:
+            return None if pd.isna(x) else int(x) if count else x
+        return [[r.group, r.metric if r.unit == "count" else f"{r.metric} ({r.unit})", v(r.before, r.unit == "count"),
+                 v(r.after, r.unit == "count"), v(r.delta, r.unit == "count"),
+                 None if pd.isna(r.relative) else f"{r.relative:+.1%}",
+                 None if pd.isna(r.ci_low) else f"[{r.ci_low:,.3g}, {r.ci_high:,.3g}]", v(r.test) or "",
+                 format_p(v(r.p_value)), format_p(v(r.p_holm)), "" if pd.isna(r.significant) else ("yes" if r.significant else "no")]
+                for r in t.itertuples()]
 
     def to_text(self) -> str:
         head = [f"before: {', '.join(self.before.traces)} (verdict {'/'.join(sorted(set(self.before.entry_logic)))})",
                 f"after:  {', '.join(self.after.traces)} (verdict {'/'.join(sorted(set(self.after.entry_logic)))})", ""]
         v = render(["bug class", "verdict", "before", "after", "out of", "p", "why"], self.verdict_rows())
-        m = render(["group", "metric", "before", "after", "delta", "change", "test", "p", "significant"], self.metric_rows())
-        return "\n".join(head) + v + f"\n\nmetrics (tests two-sided, alpha {self.alpha:g}):\n" + m
+        m = render(METRIC_HEADER, self.metric_rows())
+        return "\n".join(head) + v + f"\n\n{self._family()}:\n" + m
+
+    def _family(self) -> str:
+        return (f"metrics (two-sided tests, alpha {self.alpha:g}, Holm-corrected over the {self.table['p_value'].notna().sum()} "
+                "tested rows; the bug-class verdicts above are Fisher tests, uncorrected; 95% bootstrap intervals of "
+                "after − before for percentiles)")
 
     def to_markdown(self) -> str:
         """GitHub-flavoured Markdown, ready for a pull request."""
@@ -76,16 +87,13 @@ class Comparison:
                  f"**After:** {', '.join(f'`{p}`' for p in a.traces)} — verdict {'/'.join(sorted(set(a.entry_logic)))}, "
                  f"{a.runs:,} guest runs", "",
                  markdown(["bug class", "verdict", "before", "after", "out of", "p", "why"], self.verdict_rows()), "",
-                 f"<details><summary>All metrics (two-sided tests, alpha {self.alpha:g})</summary>", "",
-                 markdown(["group", "metric", "before", "after", "delta", "change", "test", "p", "significant"],
-                          self.metric_rows()), "", "</details>"]
+                 f"<details><summary>All {self._family()}</summary>", "",
+                 markdown(METRIC_HEADER, self.metric_rows()), "", "</details>"]
         return "\n".join(lines)
 
 
-def _p(p: float | None) -> str | None:
-    if p is None:
-        return None
-    return "<1e-300" if p == 0 else f"{p:.2g}"  # a p-value that underflows is tiny, not zero
+METRIC_HEADER = ["group", "metric", "before", "after", "delta", "change", "95% interval", "test", "p", "p (Holm)",
+                 "significant"]
 
 
 def _items(side_in: Sequence[Any], options: Options | None) -> list[Analysis | Part]:
@@ -101,5 +109,6 @@ def compare(before: Any, after: Any, alpha: float = DEFAULT_ALPHA, options: Opti
     if not bl or not al:
         raise ValueError("each side of a comparison needs at least one trace")
     b, a = side("before", bl), side("after", al)
-    table = pd.DataFrame(metrics.rows(b, a, alpha), columns=metrics.COLUMNS, dtype=object)
+    # typed columns (Float64, Int64, string, boolean), NA where a row has no value
+    table = pd.DataFrame(metrics.rows(b, a, alpha), columns=metrics.COLUMNS).convert_dtypes()
     return Comparison(b, a, alpha, table, {k: verdicts.decide(k, b, a, alpha) for k in FINDING_KINDS})

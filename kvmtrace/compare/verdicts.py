@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from .sides import DENOMINATOR, Side
-from .stats import rate_test
+from .stats import format_p, rate_test
 
 VERDICTS = ("fixed", "regressed", "unchanged", "undecidable")
 
@@ -46,8 +46,7 @@ def decide(kind: str, before: Side, after: Side, alpha: float) -> dict[str, Any]
     out["p_value"] = t.p
     sig = t.significant(alpha)
     rb, ra = out["rate_before"], out["rate_after"]
-    change = f"{_pct(rb)} → {_pct(ra)} of {DENOMINATOR[kind]} (p={t.p:.2g})" if t.p else \
-        f"{_pct(rb)} → {_pct(ra)} of {DENOMINATOR[kind]} (p<1e-300)"
+    change = f"{_pct(rb)} → {_pct(ra)} of {DENOMINATOR[kind]} (p={format_p(t.p)})"
     if kb == 0 and ka == 0:
         return {**out, "verdict": "unchanged", "why": "absent on both sides"}
     if ka == 0 and sig:
