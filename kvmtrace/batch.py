@@ -22,7 +22,24 @@ from .errors import OutputError, TraceError
 
 ROW_COLUMNS = ["path", "format", "events", "cpus", "duration_s", "lost", "skipped", "verdict", "guest_runs",
                *(f"{k}_{c}" for k in FINDING_KINDS for c in ("proven", "inferred")), "undecidable", "cache",
-               "seconds", "error"]
+               "seconds", "error", "fingerprint", "same_buffer_as"]
+
+
+def mark_same_buffers(rows: list[dict[str, Any]]) -> list[str]:
+    """Set ``same_buffer_as`` on each row whose events another, earlier row already has (the same
+    buffer in another format); return a warning per such row."""
+    first: dict[str, str] = {}
+    warnings = []
+    for r in rows:
+        fp = r.get("fingerprint")
+        if fp is None or r.get("error"):
+            continue
+        if fp in first:
+            r["same_buffer_as"] = first[fp]
+            warnings.append(f"{r['path']} holds the same events as {first[fp]} (another format of one buffer): counted once")
+        else:
+            first[fp] = r["path"]
+    return warnings
 
 
 def _error_row(path: str, exc: BaseException, t0: float) -> dict[str, Any]:
@@ -45,7 +62,8 @@ def summarize(path: str, options: Options | None = None, cache: bool = False,
            "duration_s": (m.last_ns - m.first_ns) / 1e9 if m.first_ns is not None and m.last_ns is not None else None,
            "lost": m.lost_total, "skipped": m.skipped_total, "verdict": a.verdict["verdict"], "guest_runs": len(a.runs),
            "undecidable": "; ".join(sorted({u["analysis"] for u in a.undecidable})) or None,
-           "cache": m.kernel.get("cache"), "seconds": round(time.perf_counter() - t0, 3), "error": None}
+           "cache": m.kernel.get("cache"), "seconds": round(time.perf_counter() - t0, 3), "error": None,
+           "fingerprint": a.fingerprint, "same_buffer_as": None}
     for k in FINDING_KINDS:
         row[f"{k}_proven"], row[f"{k}_inferred"] = c[k]["proven"], c[k]["inferred"]
     return row
@@ -132,8 +150,11 @@ def _on_cluster(fn: Callable[..., Any], paths: Sequence[str], per_path: list[lis
 def analyze_many(paths: Sequence[str], options: Options | None = None, scheduler: str | None = None,
                  workers: int | None = None, serial: bool = False, cache: bool = False,
                  cache_dir: str | None = None) -> pd.DataFrame:
-    """One row per trace (ROW_COLUMNS): format, size, verdict, findings, errors."""
+    """One row per trace (ROW_COLUMNS): format, size, verdict, findings, errors; a trace that holds
+    the same buffer as an earlier one names it in ``same_buffer_as`` (``t.attrs["warnings"]``)."""
     rows = run(summarize, paths, options, cache, cache_dir, scheduler=scheduler, workers=workers, serial=serial)
+    warnings = mark_same_buffers(rows)
     t = pd.DataFrame(rows, columns=ROW_COLUMNS)
+    t.attrs["warnings"] = warnings
     counts = ["events", "cpus", "lost", "skipped", "guest_runs", *(c for c in ROW_COLUMNS if c.endswith(("_proven", "_inferred")))]
     return t.astype({c: "Int64" for c in counts})  # integers, NA in a failed trace's row

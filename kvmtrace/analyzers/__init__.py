@@ -8,6 +8,7 @@ record`` line that would capture them.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,15 @@ class Analysis:
         found = ", ".join(f"{k} {c['proven']:,}/{c['inferred']:,}" for k, c in self.counts().items())
         return (f"<Analysis {self.trace.name}: verdict {self.verdict['verdict']} ({self.verdict['summary']}); "
                 f"{len(self.runs):,} guest runs; findings proven/inferred: {found}>")
+
+    @property
+    def fingerprint(self) -> str:
+        """What the same buffer gives in every format (trace.dat, any text rendering): the events of
+        each type on each CPU and the guest runs. (Not timestamps: the kernel's text rounds them to
+        µs, trace-cmd's truncates.) Batches and compare count a buffer seen twice once."""
+        counts = self.trace.events.groupby(["event", "cpu"], observed=True).size()
+        key = repr(sorted((str(e), int(c), int(n)) for (e, c), n in counts.items()))
+        return f"{self.trace.meta.events_read}:{len(self.runs)}:{hashlib.sha1(key.encode()).hexdigest()[:16]}"
 
     def frame(self, analyzer: str, name: str) -> pd.DataFrame:
         """One analyzer's DataFrame, e.g. ``frame("exits", "runs")``."""

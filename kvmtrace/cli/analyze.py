@@ -5,10 +5,12 @@ import json
 import sys
 
 import click
+import numpy as np
+import pandas as pd
 
 from ..analyzers import FINDING_KINDS, Analysis, Options, load_and_analyze, plain
 from ..batch import analyze_many
-from .inputs import analysis_options, batch_options, expand, is_many
+from .inputs import analysis_options, batch_options, expand, is_many, say_skipped
 from .main import one_line_errors
 from .progress import terminal_progress
 from ..tables import render
@@ -63,8 +65,10 @@ def analyze(traces: tuple[str, ...], as_json: bool, fail_on: str | None, strict:
     """
     kinds = _kinds(fail_on)
     if len(traces) > 1 or is_many(traces[0]):
-        _many([p for t in traces for p in expand(t)], options, as_json, kinds, strict, scheduler, workers, serial,
-              not no_cache, cache_dir)
+        skipped: list[dict[str, str]] = []
+        paths = [p for t in traces for p in expand(t, skipped)]
+        say_skipped(skipped)
+        _many(paths, options, as_json, kinds, strict, scheduler, workers, serial, not no_cache, cache_dir, skipped)
         return
     with terminal_progress():
         a = load_and_analyze(traces[0], options, not no_cache, cache_dir)
@@ -81,30 +85,41 @@ def analyze(traces: tuple[str, ...], as_json: bool, fail_on: str | None, strict:
 
 
 def _many(paths: list[str], opts: Options, as_json: bool, kinds: list[str], strict: bool, scheduler: str | None,
-          workers: int | None, serial: bool, cache: bool, cache_dir: str | None) -> None:
+          workers: int | None, serial: bool, cache: bool, cache_dir: str | None, skipped: list[dict[str, str]]) -> None:
     """Batch mode: one row per trace."""
     with terminal_progress():
         t = analyze_many(paths, opts, scheduler=scheduler, workers=workers, serial=serial, cache=cache,
                          cache_dir=cache_dir)
     if as_json:
-        click.echo(json.dumps({"schema": 1, "traces": [plain(r) for r in t.to_dict(orient="records")]},
-                              indent=2, sort_keys=True))
+        click.echo(json.dumps({"schema": 1, "traces": [plain(r) for r in t.to_dict(orient="records")],
+                               "skipped": skipped}, indent=2, sort_keys=True))
     else:
-        click.echo(render(["trace", "format", "events", "verdict", "runs", "apparent", "rcu", "ticks", "error"],
-                          [[r.path, r.format, r.events, r.verdict, r.guest_runs, r.apparent_irqsoff_proven,
-                            r.rcu_not_watching_proven, r.misaccounted_tick_proven, r.error or ""]
-                           for r in t.itertuples()]))
+        click.echo(render(["trace", "format", "events", "verdict", "guest runs", *(f"{k} proven" for k in FINDING_KINDS),
+                           "same buffer as", "error"],
+                          [[_cell(v) for v in (r.path, r.format, r.events, r.verdict, r.guest_runs, r.apparent_irqsoff_proven,
+                                               r.rcu_not_watching_proven, r.misaccounted_tick_proven,
+                                               r.same_buffer_as, r.error)] for r in t.itertuples()]))
+    for w in t.attrs.get("warnings", []):
+        click.echo(f"kvmtrace: warning: {w}", err=True)
     failed = t[t["error"].notna()]
     hits = 0
     for k in kinds:
         cols = [f"{k}_proven"] + ([f"{k}_inferred"] if strict else [])
-        hits += int(t[cols].fillna(0).to_numpy().sum())
+        hits += int(t.loc[t["same_buffer_as"].isna(), cols].fillna(0).to_numpy().sum())  # a buffer counts once
     if len(failed):
-        click.echo(f"kvmtrace: {len(failed)} of {len(t)} traces failed", err=True)
+        click.echo(f"kvmtrace: {len(failed)} of {len(t)} traces failed: "
+                   + "; ".join(f"{r.path}: {r.error}" for r in failed.itertuples()), err=True)
         sys.exit(2)
     if hits:
         click.echo(f"kvmtrace: {hits} finding(s) of {', '.join(kinds)}", err=True)
         sys.exit(1)
+
+
+def _cell(v: object) -> object:
+    """A batch table cell: NA as blank, numpy and pandas integers as ints (thousands separators)."""
+    if v is None or v is pd.NA or (isinstance(v, float) and v != v):
+        return None
+    return int(v) if isinstance(v, np.integer) else v
 
 
 def _print(a: Analysis, show: int) -> None:

@@ -10,7 +10,7 @@ import click
 from ..analyzers import Options
 from ..batch import Each, compare_part, run
 from ..compare import DEFAULT_ALPHA, compare as run_compare
-from .inputs import analysis_options, batch_options, expand
+from .inputs import analysis_options, batch_options, expand, say_skipped
 from .main import one_line_errors
 from .progress import terminal_progress
 
@@ -44,12 +44,16 @@ def compare(before: str, after: str, as_json: bool, as_markdown: bool, fail_on_r
     """
     if as_json and as_markdown:
         raise click.UsageError("choose one of --json and --markdown")
-    paths = [expand(before), expand(after)]  # every name checked before the first slow load
+    skipped: list[dict[str, str]] = []
+    paths = [expand(before, skipped), expand(after, skipped)]  # every name checked before the first slow load
+    say_skipped(skipped)
     with terminal_progress():  # one trace per task: several traces go to dask.distributed workers
         first = replace(options, kernel_release=before_release) if before_release else options
         parts = run(compare_part, paths[0] + paths[1], Each([first] * len(paths[0]) + [options] * len(paths[1])),
                     not no_cache, cache_dir, scheduler=scheduler, workers=workers, serial=serial)
     c = run_compare(parts[:len(paths[0])], parts[len(paths[0]):], alpha=alpha)
+    for w in c.warnings():
+        click.echo(f"kvmtrace: warning: {w}", err=True)
     if as_json:
         click.echo(json.dumps(c.to_json(), indent=2, sort_keys=True))
     elif as_markdown:

@@ -11,32 +11,50 @@ import click
 
 from ..analyzers import LOW_MEMORY_CHUNK, Options
 from ..errors import TraceFormatError
-from ..readers import is_trace
+from ..readers import trace_kind
 
 #: files in a folder that are never traces, skipped without sniffing
 _NOT_TRACES = (".json", ".md", ".sh", ".py", ".png", ".svg", ".parquet", ".ipynb")
 
 
-def expand(arg: str) -> list[str]:
-    """The trace files ``arg`` names, in a stable order; a one-line error if it names none."""
+def expand(arg: str, skipped: list[dict[str, str]] | None = None) -> list[str]:
+    """The trace files ``arg`` names, in a stable order; a one-line error if it names none.
+
+    A folder or a glob keeps only what reads as a trace (``readers.trace_kind``); each file left out
+    is added to ``skipped`` with the reason. A file named on its own is always tried (its reader
+    says what is wrong with it).
+    """
     out: list[str] = []
     for part in (p for p in arg.split(",") if p):
         if os.path.isdir(part):
-            found = [os.path.join(part, f) for f in sorted(os.listdir(part))
-                     if not f.startswith(".") and not f.endswith(_NOT_TRACES) and is_trace(os.path.join(part, f))]
-            if not found:
-                raise TraceFormatError(part, None, "folder holds no trace files")
-            out += found
+            names = [os.path.join(part, f) for f in sorted(os.listdir(part)) if not f.startswith(".")]
         elif any(c in part for c in "*?[") and not os.path.exists(part):
-            found = sorted(p for p in glob.glob(part) if os.path.isfile(p))
-            if not found:
+            names = sorted(glob.glob(part))
+            if not names:
                 raise TraceFormatError(part, None, "pattern matches no files")
-            out += found
         else:
             out.append(part)  # a missing file is reported by the reader, with its name
+            continue
+        found = []
+        for name in names:
+            why = "not a trace (by its name)" if name.endswith(_NOT_TRACES) else trace_kind(name)
+            if why is None:
+                found.append(name)
+            elif skipped is not None:
+                skipped.append({"path": name, "why": why})
+        if not found:
+            raise TraceFormatError(part, None, f"holds no trace files ({len(names)} checked)")
+        out += found
     if not out:
         raise TraceFormatError(arg, None, "names no trace")
     return out
+
+
+def say_skipped(skipped: list[dict[str, str]]) -> None:
+    """One stderr line listing what a folder or glob held that is not a trace, and why."""
+    if skipped:
+        click.echo(f"kvmtrace: skipped {len(skipped)} file(s) that are not traces: "
+                   + "; ".join(f"{os.path.basename(s['path'])} ({s['why']})" for s in skipped), err=True)
 
 
 def is_many(arg: str) -> bool:

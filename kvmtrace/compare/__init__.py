@@ -44,7 +44,7 @@ class Comparison:
     def to_json(self) -> dict[str, Any]:
         """The ``compare --json`` schema (README, "compare --json")."""
         def sd(s: Side) -> dict[str, Any]:
-            return {"traces": s.traces, "entry_logic": s.entry_logic, "guest_runs": s.runs,
+            return {"traces": s.traces, "same_buffer": s.same_buffer, "entry_logic": s.entry_logic, "guest_runs": s.runs,
                     "ticks_on_vcpu_cpus": s.ticks, "proven": s.proven, "inferred": s.inferred,
                     "denominators": s.denominators, "traces_deciding": s.decided, "undecidable": s.undecidable}
         rows = plain(self.table.to_dict(orient="records"))
@@ -66,6 +66,10 @@ class Comparison:
                  None if pd.isna(r.ci_low) else f"[{r.ci_low:,.3g}, {r.ci_high:,.3g}]", v(r.test) or "",
                  format_p(v(r.p_value)), format_p(v(r.p_holm)), "" if pd.isna(r.significant) else ("yes" if r.significant else "no")]
                 for r in t.itertuples()]
+
+    def warnings(self) -> list[str]:
+        return [f"{label}: {p} holds the same events as {q} (another format of one buffer): counted once"
+                for label, s in (("before", self.before), ("after", self.after)) for p, q in s.same_buffer.items()]
 
     def to_text(self) -> str:
         head = [f"before: {', '.join(self.before.traces)} (verdict {'/'.join(sorted(set(self.before.entry_logic)))})",

@@ -35,6 +35,8 @@ class Side:
     tick_rows: pd.DataFrame = field(default_factory=pd.DataFrame)  # per CPU, every trace
     #: exit reason → ticks due after the guest left but charged to it (by design, not a finding)
     host_to_guest: dict[str, int] = field(default_factory=dict)
+    #: traces left out because an earlier trace of the side holds the same buffer (path → that trace)
+    same_buffer: dict[str, str] = field(default_factory=dict)
 
     def denominator(self, kind: str) -> int:
         return self.denominators[kind]
@@ -55,6 +57,7 @@ class Part:
     exits: pd.DataFrame
     tick_rows: pd.DataFrame
     host_to_guest: dict[str, int] = field(default_factory=dict)
+    fingerprint: str = ""
 
 
 def extract(a: Analysis) -> Part:
@@ -77,12 +80,19 @@ def extract(a: Analysis) -> Part:
         apparent_ns=w.loc[(w["kind"] == "apparent").to_numpy(bool), "duration_ns"].to_numpy(np.int64) if has_w
         else np.zeros(0, np.int64),
         exits=exits, tick_rows=t.assign(trace=a.trace.name) if t is not None and len(t) else pd.DataFrame(),
-        host_to_guest=dict(a.results["ticks"].metrics.get("host_time_charged_to_guest_by_exit") or {}))
+        host_to_guest=dict(a.results["ticks"].metrics.get("host_time_charged_to_guest_by_exit") or {}),
+        fingerprint=a.fingerprint)
 
 
 def side(label: str, items: list[Analysis | Part]) -> Side:
     """Pool the traces of one kernel (analyses, or parts extracted from them) into a Side."""
-    parts = [x if isinstance(x, Part) else extract(x) for x in items]
+    parts, same, seen = [], {}, {}
+    for p in (x if isinstance(x, Part) else extract(x) for x in items):
+        if p.fingerprint in seen:  # the same buffer in another format: pooled once
+            same[p.path] = seen[p.fingerprint]
+            continue
+        seen[p.fingerprint] = p.path
+        parts.append(p)
     proven, inferred, denominators, decided = ({k: 0 for k in FINDING_KINDS} for _ in range(4))
     undecidable: dict[str, list[str]] = {}
     for p in parts:
@@ -104,7 +114,7 @@ def side(label: str, items: list[Analysis | Part]) -> Side:
         irqsoff_ns=_cat([p.irqsoff_ns for p in parts]), apparent_ns=_cat([p.apparent_ns for p in parts]),
         exits=pd.concat(exits, ignore_index=True) if exits else _no_exits(),
         tick_rows=pd.concat(ticks, ignore_index=True) if ticks else pd.DataFrame(),
-        host_to_guest=_summed([p.host_to_guest for p in parts]),
+        host_to_guest=_summed([p.host_to_guest for p in parts]), same_buffer=same,
     )
 
 

@@ -13,7 +13,7 @@ from ..errors import TraceFormatError
 from ..meta import TraceMeta
 from .compression import read_head
 from .select import Selection
-from .sniff import sniff_binary, sniff_text
+from .sniff import event_share, sniff_binary, sniff_text
 from .text import read_text
 
 
@@ -49,16 +49,32 @@ def read(path: str | os.PathLike[str], select: Selection | None = None
     return events, meta, None, fields
 
 
-def is_trace(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` looks like a trace kvmtrace reads (by content), for picking files out of a folder."""
+def trace_kind(path: str | os.PathLike[str]) -> str | None:
+    """None when ``path`` reads as a trace (by content), else why not: for picking traces out of a
+    folder or a glob, and saying what was left out."""
     path = os.fspath(path)
-    if not os.path.isfile(path) or os.path.getsize(path) == 0:
-        return False
+    if not os.path.isfile(path):
+        return "not a regular file"
+    if os.path.getsize(path) == 0:
+        return "empty"
     try:
         head, _ = read_head(path)
-        return bool(head) and (sniff_binary(path, head) == "trace.dat" or sniff_text(path, head) is not None)
-    except TraceFormatError:
-        return False
+        if not head:
+            return "empty after decompression"
+        if sniff_binary(path, head) == "trace.dat":
+            return None
+        sniff_text(path, head)
+    except TraceFormatError as exc:
+        return exc.message
+    events, lines = event_share(head)
+    if events * 2 < lines:
+        return f"not a trace: {events} of the first {lines} lines are trace events"
+    return None
+
+
+def is_trace(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` looks like a trace kvmtrace reads (by content)."""
+    return trace_kind(path) is None
 
 
 def _finish_meta(events: pd.DataFrame, meta: TraceMeta, select: Selection | None = None) -> None:

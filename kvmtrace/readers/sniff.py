@@ -70,6 +70,15 @@ def _rejoined(lines: list[bytes]) -> list[bytes]:
     return out
 
 
+def event_share(head: bytes) -> tuple[int, int]:
+    """(event and stack-trace lines, lines that are neither blank, comments nor prologue) in the head of a text:
+    notes and logs that quote a few trace lines are not traces."""
+    lines = _rejoined([line.rstrip(b"\r") for line in head.split(b"\n")[:2000]])
+    body = [x for x in lines if x.strip() and not x.lstrip(b"> ").startswith(b"#") and not _PROLOGUE.match(x)]
+    # a kernel stack trace (" => caller") belongs to the event line above it
+    return sum(1 for x in body if _starts_event(x) or x.lstrip(b"> ").startswith(b"=> ")), len(body)
+
+
 def sniff_text(path: str, head: bytes) -> TextFormat:
     """Pick the text format whose line shape the first lines of ``head`` match best."""
     lines = head.split(b"\n")[:-1] if b"\n" in head else [head]
