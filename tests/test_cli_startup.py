@@ -38,3 +38,13 @@ def test_the_command_list_says_what_each_command_says_of_itself():
         assert cli.get_command(ctx, name).get_short_help_str(limit=300) == text
         assert name in out
     assert cli.get_command(ctx, "nope") is None
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    ctx = click.Context(cli)
+    for name in COMMANDS:
+        cmd = cli.get_command(ctx, name)
+        bare = [p.name for p in cmd.params if isinstance(p, click.Option) and not p.help]
+        assert not bare, (name, bare)
+    rc, _, out = _modules_after("--help")
+    assert "trace.dat" in out and "perf script" in out

@@ -43,10 +43,11 @@ class Result:
     findings: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=FINDING_COLUMNS))
     undecidable: list[dict[str, Any]] = field(default_factory=list)
 
-    def cannot_decide(self, what: str, missing: list[str], groups: list[str]) -> None:
-        """Record that ``what`` needs events the trace lacks, with the record line that captures them."""
+    def cannot_decide(self, what: str, missing: list[str], groups: list[str], record: str | None = None) -> None:
+        """Record that ``what`` needs events the trace lacks, with the record line that captures them
+        (or, where the events are there but too few, ``record``: what would help instead)."""
         self.undecidable.append({"analysis": self.name, "what": what, "missing": missing,
-                                 "record": "trace-cmd record " + " ".join(RECORD_EVENTS[g] for g in groups)})
+                                 "record": record or "trace-cmd record " + " ".join(RECORD_EVENTS[g] for g in groups)})
 
 
 def _strings(part: Any, n: int) -> pa.Array:

@@ -110,9 +110,14 @@ def finish(parts: list[Result], whole: Whole) -> Result:
     clock = tk.estimate_clock(every, starts["expires"].to_numpy(np.int64) if len(starts) else np.zeros(0, np.int64))
     undecoded = sum(p.metrics.get("kvm_exit_undecoded", 0) for p in parts)
     if clock is None or not len(t):
-        res.metrics = {"ticks_on_vcpu_cpus": int(len(t)), "path": "unknown",
-                       "path_evidence": "too few tick expiries on the vCPU CPUs to estimate the tick clock"}
-        res.cannot_decide("tick due times: too few tick expiries to estimate the tick clock", [], ["timer"])
+        why = (f"{len(every)} tick expiries in the trace, {len(t)} on the vCPU CPUs: too few to place the tick "
+               "clock (two ticks apart on one CPU are needed)") if whole.trace.has("hrtimer_expire_entry") else \
+            "no tick expiries (hrtimer_expire_entry of the tick timer) in the trace"
+        res.metrics = {"ticks_on_vcpu_cpus": int(len(t)), "path": "unknown", "path_evidence": why}
+        if whole.trace.has("hrtimer_expire_entry"):  # the events are recorded: the capture is too short
+            res.cannot_decide(f"tick due times: {why}", [], [], record="a longer capture (several tick periods)")
+        else:
+            res.cannot_decide(f"tick due times: {why}", ["hrtimer_expire_entry"], ["timer"])
         return res
     due = tk.due_ts(clock, t["now"].to_numpy(np.int64))
     delivery = tk.delivery_ns(t["handler_ts"].to_numpy(np.int64), due)

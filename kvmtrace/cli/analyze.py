@@ -174,7 +174,9 @@ def _print(a: Analysis, show: int) -> None:
             click.echo("  host time charged to the guest by design (ticks due after the guest left), per exit: "
                        + ", ".join(f"{k} {v:,}" for k, v in tm["host_time_charged_to_guest_by_exit"].items()))
     for u in a.undecidable:
-        click.echo(f"\nundecidable: {u['what']}; missing {', '.join(u['missing']) or 'data'}\n  capture with: {u['record']}")
+        missing = f"; missing {', '.join(u['missing'])}" if u["missing"] else ""
+        click.echo(f"\nundecidable: {u['what']}{missing}\n  {'capture with' if u['record'].startswith('trace-cmd') else 'needs'}: "
+                   f"{u['record']}")
     if show and len(a.findings):
         click.echo(f"\nfirst {min(show, len(a.findings))} of {len(a.findings):,} findings (evidence = event seq numbers):")
         for r in a.findings.head(show).itertuples():

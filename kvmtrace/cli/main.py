@@ -75,9 +75,10 @@ class _Commands(click.Group):
 def cli() -> None:
     """Read ftrace/perf traces around kvm_entry/kvm_exit and find guest entry/exit bugs.
 
-    Input formats are sniffed from content: trace-cmd report text (any of -l -t
-    -N), the kernel's tracefs trace/trace_pipe text, perf script output,
-    optionally gzip/xz/zstd-compressed.
+    Input formats are sniffed from content: trace.dat (versions 6 and 7),
+    trace-cmd report text (any of -l -t -N), the kernel's tracefs
+    trace/trace_pipe text, perf script output; text optionally gzip, xz, zstd or
+    bzip2 compressed, wrapped or mail-quoted.
     """
 
 

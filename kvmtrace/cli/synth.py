@@ -25,23 +25,29 @@ def _kernel(value: str) -> tuple[int, int]:
 
 
 @click.command()
-@click.option("--arch", type=click.Choice(["arm64", "x86"]), default="arm64", show_default=True)
+@click.option("--arch", type=click.Choice(["arm64", "x86"]), default="arm64", show_default=True,
+              help="Host architecture: arm64 (kvm_arch_vcpu_ioctl_run) or x86 (VMX before 5.17, SVM after).")
 @click.option("--entry", type=click.Choice(["pre-fix", "fixed"]), default="pre-fix", show_default=True,
               help="Guest entry logic: before or after 'kvm/arm64: rework guest entry logic' (5.17).")
 @click.option("--kernel", default="6.1", show_default=True, help="Kernel version: selects flag columns, "
-              "rcu_dyntick/rcu_watching, tick function, PC width.")
+              "rcu_dyntick/rcu_watching, tick function, PC width, and that release's paths (arm64 5.17: the isb() "
+              "window after every exit; x86 5.10/5.12: guest timing ends before the host-IRQ window).")
 @click.option("--vcpus", default="1", show_default=True, help="CPUs running one vCPU thread each.")
 @click.option("--nohz-full", default="1", show_default=True, help="vCPU CPUs with nohz_full (empty: none).")
-@click.option("--duration-ms", type=int, default=200, show_default=True)
-@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--duration-ms", type=click.IntRange(1), default=200, show_default=True,
+              help="Traced time to simulate, in milliseconds.")
+@click.option("--seed", type=int, default=1, show_default=True,
+              help="Random seed: the same seed gives the same bytes.")
 @click.option("--no-preemptirq", is_flag=True, help="As if preemptirq events were not recorded.")
 @click.option("--no-rcu", is_flag=True, help="As if rcu_dyntick/rcu_watching were not recorded.")
 @click.option("--late-share", type=float, default=0.3, show_default=True,
               help="Pre-fix arm64: share of IRQ exits whose pending IRQ is taken after guest_exit (no ISB).")
 @click.option("--lost-gap", is_flag=True, help="Drop 2 ms of one vCPU CPU's events, marked as lost.")
 @click.option("--format", "formats", multiple=True, type=click.Choice(sorted(FORMATS)),
-              default=("tracefs", "report-tl"), show_default=True)
-@click.option("-o", "--out", "out", default=".", show_default=True, help="Output directory.")
+              default=("tracefs", "report-tl"), show_default=True,
+              help="Output formats (repeat): the kernel's text, trace-cmd report variants, perf script, trace.dat v6/v7.")
+@click.option("-o", "--output", "--out", "out", default=".", show_default=True, metavar="DIR",
+              help="Output directory.")
 @click.option("--name", default=None, help="Base file name (default from the scenario).")
 @one_line_errors
 def synth(arch: str, entry: str, kernel: str, vcpus: str, nohz_full: str, duration_ms: int, seed: int,

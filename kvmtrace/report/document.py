@@ -76,7 +76,8 @@ def document(a: Analysis, figures: dict[str, str], cmp: Comparison | None, basel
     out += _figure("ticks-per-cpu", "misaccounted ticks per CPU", figures["ticks-per-cpu"])
     if a.undecidable:
         out += ["## Could not decide", ""]
-        out += [f"- {u['what']} — missing {', '.join(u['missing']) or 'data'}; capture with `{u['record']}`"
+        out += [f"- {u['what']}" + (f" — missing {', '.join(u['missing'])}" if u["missing"] else "")
+                + (f"; capture with `{u['record']}`" if u["record"].startswith("trace-cmd") else f"; needs {u['record']}")
                 for u in a.undecidable] + [""]
     if len(a.findings):
         first = a.findings.head(15)

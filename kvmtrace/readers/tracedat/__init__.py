@@ -18,6 +18,7 @@ from ...errors import TraceFormatError
 from ...meta import TraceMeta
 from ..flags import FLAG_COLUMNS, masked
 from . import header as hdr
+from ...model.releases import parse as parse_release
 from .formats import EventFormat, Field, FormatTable, header_page_layout
 from .records import RecordStore
 from .ringbuf import walk
@@ -94,6 +95,11 @@ def _cpu_bytes(r: hdr._Reader, dat: hdr.DatFile, c: hdr.CpuData, mm: mmap.mmap, 
             break
         pos += usize
     return out[:pos]
+
+
+def _bh_flag_known(uname: str | None) -> bool:
+    release = parse_release(uname)
+    return release is not None and release.version >= (5, 18)
 
 
 def _unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -249,9 +255,9 @@ def read_dat(path: str, compression: str | None = None, select: Selection | None
     # built one column at a time so only one set of temporaries exists at once
     cols = {
         "irqs_off": lambda: ((flags & IRQS_OFF) != 0, ~nosup),
-        # trace-cmd never shows the BH bit, and kernels before 5.18 used 0x80 for nothing:
-        # left NA like the trace-cmd text, so df() frames agree across readers
-        "bh_off": lambda: ((flags & BH_OFF) != 0, np.zeros(n, bool)),
+        # TRACE_FLAG_BH_OFF (0x80) exists from 5.18 (289e7b0f7eb47), as the kernel's text shows it ('D',
+        # 'b'); before, the bit meant nothing: known only where the UNAME says 5.18 or later
+        "bh_off": lambda: ((flags & BH_OFF) != 0, np.full(n, _bh_flag_known(meta.kernel.get("uname")))),
         "need_resched": lambda: ((flags & NEED_RESCHED) != 0, yes),
         "hardirq": lambda: ((flags & HARDIRQ) != 0, yes),
         "softirq": lambda: ((flags & SOFTIRQ) != 0, yes),
