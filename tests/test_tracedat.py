@@ -188,3 +188,13 @@ def test_zlib_chunks_inflate_and_corrupt_zlib_is_a_located_error():
     bad = memoryview(blob[:7] + b"\x00\x01" + blob[9:])
     with pytest.raises(TraceError, match=r"z\.dat:byte 7: chunk: zlib data is corrupt"):
         header.decompress(header._Reader("z.dat", bad), "zlib", 7, len(blob) - 7, len(payload), "chunk")
+
+
+def test_bh_off_is_read_from_the_records_where_the_kernel_has_the_bit():
+    """5.18+ kernels flag BH-disabled events (the kernel's text prints 'D'/'b'): the trace.dat of the
+    same buffer gives the same column; trace-cmd's text never shows it."""
+    dat = kvmtrace.load(ARM64 / "arm64-6.1-fixed-tick.dat")
+    text = kvmtrace.load(ARM64 / "arm64-6.1-fixed-tick.tracefs.txt.xz")
+    m = dat.events[["seq", "bh_off"]].merge(text.events[["seq", "bh_off"]], on="seq", suffixes=("_dat", "_text"))
+    assert len(m) == dat.meta.events and m["bh_off_dat"].notna().all()
+    assert (m["bh_off_dat"] == m["bh_off_text"]).all() and int(m["bh_off_dat"].sum()) > 1000
