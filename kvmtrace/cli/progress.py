@@ -1,39 +1,41 @@
-"""A progress bar on stderr for long loads and analyses, drawn only on a terminal."""
+"""A progress bar on stderr for long loads and analyses, drawn only on a terminal (tqdm)."""
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from typing import Any, TextIO
 
 from .. import progress
 
-WIDTH = 24
+#: progress in thousandths, so a bar moves smoothly whatever the stage
+UNITS = 1000
 
 
 class Bar:
-    """Redraws one status line in place; at most 10 times a second."""
+    """One tqdm bar per stage (stage name, percentage, elapsed, ETA), redrawn at most 10 times a second."""
 
     def __init__(self, stream: TextIO, min_interval: float = 0.1) -> None:
         self.stream, self.min_interval = stream, min_interval
-        self.last, self.drawn = 0.0, 0
+        self.stage: str | None = None
+        self.bar: Any = None
 
     def __call__(self, stage: str, fraction: float) -> None:
-        now = time.monotonic()
-        if now - self.last < self.min_interval and fraction < 1.0:
-            return
-        self.last = now
-        done = int(round(fraction * WIDTH))
-        line = f"{stage[:48]:<48} [{'#' * done}{'.' * (WIDTH - done)}] {fraction:4.0%}"
-        self.stream.write("\r" + line)
-        self.stream.flush()
-        self.drawn = len(line)
+        from tqdm import tqdm  # only when a terminal shows progress
+
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=UNITS, desc=stage[:48], file=self.stream, mininterval=self.min_interval, leave=False,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]", dynamic_ncols=True)
+        self.bar.update(int(round(fraction * UNITS)) - self.bar.n)
+        if fraction >= 1.0 or not self.min_interval:
+            self.bar.refresh()
 
     def close(self) -> None:
-        if self.drawn:
-            self.stream.write("\r" + " " * self.drawn + "\r")
-            self.stream.flush()
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 @contextmanager
