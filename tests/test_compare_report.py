@@ -109,9 +109,9 @@ def test_compare_a_regression_is_flagged_and_fails_ci():
 def test_compare_markdown_sides_of_several_traces_and_bad_input():
     r = _main("compare", str(SAMPLES / "arm64*prefix*.v7.dat"), str(SAMPLES / "arm64*fixed*.v7.dat"), "--markdown")
     assert r.exit_code == 0, r.output
-    assert "| bug class | verdict |" in r.stdout and r.stdout.count("synth-prefix") >= 2
+    assert re.search(r"\| bug class +\| verdict +\|", r.stdout) and r.stdout.count("synth-prefix") >= 2
     for kind in KINDS:
-        assert re.search(rf"\| {kind} \| fixed \|", r.stdout), kind  # pooled: each side decides every kind
+        assert re.search(rf"\| {kind} +\| fixed +\|", r.stdout), kind  # pooled: each side decides every kind
     bad = _main("compare", str(SAMPLES / "nope.dat"), str(SAMPLES / "arm64-6.1-synth-fixed-tick.v7.dat"))
     assert bad.exit_code == 2 and "nope.dat" in bad.stderr and "Traceback" not in bad.output
     both = _main("compare", "a", "b", "--json", "--markdown")
@@ -140,7 +140,7 @@ def test_report_writes_markdown_and_every_figure_it_links(tmp_path):
         assert png.stat().st_size > 10_000
     for svg in out.glob("*.svg"):
         assert ET.parse(svg).getroot().tag.endswith("svg")
-    assert "| apparent_irqsoff | fixed |" in md and "| misaccounted_tick | fixed |" in md
+    assert re.search(r"\| apparent_irqsoff +\| fixed +\|", md) and re.search(r"\| misaccounted_tick +\| fixed +\|", md)
     assert sorted(p.name for p in out.iterdir()) == sorted({"report.md", *links, *(l.replace(".png", ".svg") for l in links)})
 
 
