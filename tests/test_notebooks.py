@@ -34,3 +34,11 @@ def test_notebook_runs(path):
     figures = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     if path.name.startswith("02"):
         assert len(figures) >= 5  # every kvmtrace.plot figure rendered
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_are_kept_executed_so_they_render_where_code_is_browsed(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(c.get("execution_count") for c in code)
+    assert sum(1 for c in code if c.get("outputs")) >= len(code) // 2
