@@ -16,6 +16,8 @@ CHECKS = {
                              "assert {'Start', 'End'} <= {p.split()[0] for p in shown.loc[shown.event == 'rcu_dyntick', 'payload'].astype(str)}",
     "02-before-and-after.ipynb": "assert before.verdict['verdict'] == 'pre-fix' and after.verdict['verdict'] == 'fixed'\n"
                                  "assert c.verdicts['rcu_not_watching']['before'] == truth['rcu_not_watching']",
+    "03-real-x86-tick-accounting.ipynb": "assert acct == 0 == charged and len(f) == 199 and (f.confidence == 'proven').all()\n"
+                                         "assert c.verdicts['misaccounted_tick']['verdict'] == 'fixed'",
 }
 
 
