@@ -25,3 +25,13 @@ def title_for(a: Analysis, what: str) -> str:
 
 def side_label(label: str, a: Analysis) -> str:
     return f"{label}: {os.path.basename(a.trace.path)}"
+
+
+def say_empty(ax, message: str) -> None:
+    """An axes with nothing to draw says why in words instead of showing blank 0–1 axes."""
+    ax.cla()
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, fontsize=10, color="#555555")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)

@@ -127,7 +127,10 @@ def timeline(a: Analysis, cpu: int | list[int] | None = None, window: tuple[int,
                 linestyle="none", label="tick" if (~bad).any() else None)
         ax.plot(us(t["ts"][bad]), np.full(int(bad.sum()), y + 0.4), "*", color=COLORS["apparent"], markersize=11,
                 linestyle="none", label="misaccounted tick" if bad.any() else None)
-    ax.set_yticks([row[c] + 1.4 for c in cpus], [f"CPU {c}" for c in cpus])
+    # every lane named: the guest, the traced irqs-off windows, and the events (RCU state, IRQs, ticks)
+    lanes = [(row[c] + LANES[k] + 0.4, f"CPU {c}  {name}" if k == "guest" else name) for c in cpus
+             for k, name in (("guest", "guest"), ("irqsoff", "irqs-off"), ("events", "RCU · IRQs · ticks"))]
+    ax.set_yticks([y for y, _ in lanes], [t for _, t in lanes], fontsize=8)
     ax.set_xlim(0, (end - start) / 1e3)
     ax.set_ylim(-0.5, 4.0 * len(cpus) - 0.7)
     ax.set_xlabel(f"time since {start / 1e9:.6f} s (µs)")

@@ -1,0 +1,53 @@
+"""Figures say what they count: per-side counts, marks for one-sample boxes, words where there is no data."""
+from __future__ import annotations
+
+import functools
+
+import kvmtrace
+import kvmtrace.plot as kplot
+from conftest import ARM64, X86_618
+
+
+@functools.lru_cache(maxsize=None)
+def analysis(path: str) -> kvmtrace.Analysis:
+    return kvmtrace.analyze(path)
+
+
+def _texts(fig) -> list[str]:
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def test_a_trace_without_guests_gets_words_not_blank_axes():
+    a = analysis(str(X86_618 / "host-idle.v7-zstd.dat"))
+    for fig, words in ((kplot.exit_handling(a), "no guest runs in this trace"),
+                       (kplot.ticks_per_cpu(a), "no ticks on vCPU CPUs"),
+                       (kplot.irqsoff_cdf(a), "no irqs-off windows")):
+        ax = fig.axes[0]
+        assert any(words in t for t in _texts(fig)), words
+        assert not ax.get_xticks().size and not ax.get_yticks().size and not ax.patches and not ax.lines
+
+
+def test_exit_handling_counts_each_side_and_marks_one_sample_reasons():
+    b, a = analysis(str(ARM64 / "arm64-6.1-prefix-tick.dat")), analysis(str(ARM64 / "arm64-6.1-fixed-tick.dat"))
+    fig = kplot.exit_handling({"before": b, "after": a})
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    nb, na = (x.runs["reason"].value_counts() for x in (b, a))
+    assert f"IRQ ({nb['IRQ']:,} / {na['IRQ']:,})" in labels and f"IABT_LOW ({nb['IABT_LOW']} / {na['IABT_LOW']})" in labels
+    marks = [ln for ln in fig.axes[0].lines if ln.get_marker() == "D"]
+    assert sum(len(ln.get_xdata()) for ln in marks) == 2  # IABT_LOW: one exit on each side
+
+
+def test_the_tick_figure_counts_what_the_tick_table_counts():
+    a = kvmtrace.analyze(str(X86_618.parent / "real-x86-6.1-qemu-svm" / "x86-6.1-prefixtick-tick.dat"),
+                         kernel_release="5.10.40")
+    fig = kplot.ticks_per_cpu(a)
+    per_cpu = a.frame("ticks", "per_cpu")
+    heights = sorted(int(p.get_height()) for p in fig.axes[0].patches)
+    assert heights == sorted(int(x) for x in per_cpu["misaccounted"]) == [199]
+    assert "199 of 242" in _texts(fig) and "as the table" in fig.axes[0].get_ylabel()
+
+
+def test_every_timeline_lane_is_named():
+    fig = kplot.timeline(analysis(str(ARM64 / "arm64-6.1-prefix-nohzfull.dat")))
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["CPU 1  guest", "irqs-off", "RCU · IRQs · ticks"]
