@@ -51,3 +51,13 @@ def test_every_timeline_lane_is_named():
     fig = kplot.timeline(analysis(str(ARM64 / "arm64-6.1-prefix-nohzfull.dat")))
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels == ["CPU 1  guest", "irqs-off", "RCU · IRQs · ticks"]
+
+
+def test_the_timeline_of_a_fixed_kernel_shows_a_guest_run():
+    """No apparent window to zoom on: the window opened in the guest entry, with its guest run in view."""
+    a = analysis(str(ARM64 / "arm64-6.1-fixed-nohzfull.dat"))
+    w = kplot.worst_window(a)
+    runs = a.runs
+    assert "guest entry" in w.why
+    assert ((runs["entry_ts"] < w.end) & (runs["return_ts"] > w.start)).any()
+    assert any("guest running" in t.get_text() for t in kplot.timeline(a).legends[0].get_texts())

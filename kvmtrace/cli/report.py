@@ -20,10 +20,12 @@ from .progress import terminal_progress
               help="Folder to write report.md and its PNG/SVG figures into (created if missing).")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=DEFAULT_ALPHA,
               show_default=True, help="Significance level of the comparison's tests.")
+@click.option("--findings", "show", type=click.IntRange(0), default=15, show_default=True,
+              help="Findings to list in report.md.")
 @analysis_options
 @cache_options
 @one_line_errors
-def report(trace: str, baseline: str | None, out_dir: str, alpha: float, options: Options,
+def report(trace: str, baseline: str | None, out_dir: str, alpha: float, show: int, options: Options,
            no_cache: bool, cache_dir: str | None) -> None:
     """Write a pull-request-ready report on TRACE into DIR.
 
@@ -37,5 +39,5 @@ def report(trace: str, baseline: str | None, out_dir: str, alpha: float, options
     with terminal_progress():
         a = load_and_analyze(trace, options, not no_cache, cache_dir)
         b = load_and_analyze(baseline, options, not no_cache, cache_dir) if baseline else None
-    paths = write_report(a, out_dir, baseline=b, alpha=alpha, argv=["kvmtrace", *sys.argv[1:]])
+    paths = write_report(a, out_dir, baseline=b, alpha=alpha, argv=["kvmtrace", *sys.argv[1:]], findings=show)
     click.echo(f"wrote {paths[0]} and {len(paths) - 1} figure files")

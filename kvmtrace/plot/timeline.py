@@ -31,18 +31,27 @@ class Window:
 
 
 def worst_window(a: Analysis, pad_ns: int = 50_000) -> Window:
-    """The longest apparent irqs-off window, else the longest irqs-off window, else the first guest run."""
+    """Where to look first, always with a guest run in view when the trace has one: the longest apparent
+    irqs-off window, else the longest window opened in the guest entry (the fixed kernel's run of the
+    same kind), else the longest guest run; a host-only trace: its longest irqs-off window."""
     w = a.results["irqsoff"].frames.get("windows")
-    if w is not None and len(w):
-        apparent = w[(w["kind"] == "apparent").to_numpy(bool)]
-        pick, why = (apparent, "longest apparent irqs-off window") if len(apparent) else (w, "longest irqs-off window")
-        r = pick.loc[pick["duration_ns"].idxmax()]
-        pad = max(int(r["duration_ns"]) // 2, pad_ns)
-        return Window(int(r["start_ts"]) - pad, int(r["end_ts"]) + pad, int(r["cpu"]), why)
+    kind = w["kind"].astype(str) if w is not None and len(w) else None
+    for pick_kind, why in (("apparent", "longest apparent irqs-off window"),
+                           ("guest-entry", "longest irqs-off window opened in the guest entry")):
+        pick = w[(kind == pick_kind).to_numpy(bool)] if kind is not None else None
+        if pick is not None and len(pick):
+            r = pick.loc[pick["duration_ns"].idxmax()]
+            pad = max(int(r["duration_ns"]) // 2, pad_ns)
+            return Window(int(r["start_ts"]) - pad, int(r["end_ts"]) + pad, int(r["cpu"]), why)
     runs = a.runs
     if len(runs) and "exit_ts" in runs.columns:
-        r = runs.iloc[0]
-        return Window(int(r["entry_ts"]) - pad_ns, int(r["exit_ts"]) + pad_ns, int(r["cpu"]), "first guest run")
+        r = runs.loc[(runs["exit_ts"] - runs["entry_ts"]).idxmax()]
+        pad = max(int(r["exit_ts"] - r["entry_ts"]) // 2, pad_ns)
+        return Window(int(r["entry_ts"]) - pad, int(r["exit_ts"]) + pad, int(r["cpu"]), "longest guest run")
+    if kind is not None:
+        r = w.loc[w["duration_ns"].idxmax()]
+        pad = max(int(r["duration_ns"]) // 2, pad_ns)
+        return Window(int(r["start_ts"]) - pad, int(r["end_ts"]) + pad, int(r["cpu"]), "longest irqs-off window")
     ev = a.trace.events
     t0 = int(ev["ts"].iloc[0]) if len(ev) else 0
     return Window(t0, t0 + 1_000_000, None, "start of the trace")

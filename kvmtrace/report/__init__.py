@@ -37,7 +37,7 @@ def _save(fig: Figure, out: Path, name: str) -> list[Path]:
 
 
 def write_report(a: Analysis, out_dir: str | os.PathLike[str], baseline: Analysis | None = None,
-                 alpha: float = DEFAULT_ALPHA, argv: list[str] | None = None) -> list[Path]:
+                 alpha: float = DEFAULT_ALPHA, argv: list[str] | None = None, findings: int = 15) -> list[Path]:
     """Write ``report.md`` and its figures for ``a`` (compared with ``baseline``, the before-kernel,
     when given) into ``out_dir``; return every path written, the Markdown first."""
     out = Path(out_dir)
@@ -65,5 +65,6 @@ def write_report(a: Analysis, out_dir: str | os.PathLike[str], baseline: Analysi
         written += _save(fig, out, name)
     cmp = compare(baseline, a, alpha=alpha) if baseline is not None else None
     md = _inside(out, REPORT_NAME)
-    md.write_text(document(a, captions, cmp, baseline, argv or ["kvmtrace", "report", a.trace.path]), encoding="utf-8")
+    md.write_text(document(a, captions, cmp, baseline, argv or ["kvmtrace", "report", a.trace.path], findings),
+                  encoding="utf-8")
     return [md, *written]

@@ -37,7 +37,7 @@ def _findings(a: Analysis) -> list[str]:
 
 
 def document(a: Analysis, figures: dict[str, str], cmp: Comparison | None, baseline: Analysis | None,
-             argv: list[str]) -> str:
+             argv: list[str], findings: int = 15) -> str:
     """The report for ``a`` (and its comparison with ``baseline``); ``figures`` maps figure name → caption."""
     out = [f"# kvmtrace report: {os.path.basename(a.trace.path)}", ""]
     out += [f"- Trace: {_trace_line(a)}"]
@@ -79,8 +79,8 @@ def document(a: Analysis, figures: dict[str, str], cmp: Comparison | None, basel
         out += [f"- {u['what']}" + (f" — missing {', '.join(u['missing'])}" if u["missing"] else "")
                 + (f"; capture with `{u['record']}`" if u["record"].startswith("trace-cmd") else f"; needs {u['record']}")
                 for u in a.undecidable] + [""]
-    if len(a.findings):
-        first = a.findings.head(15)
+    if len(a.findings) and findings:
+        first = a.findings.head(findings)
         out += [f"## First {len(first)} of {len(a.findings):,} findings", "",
                 markdown(["kind", "confidence", "CPU", "pid", "start s", "evidence seq", "detail"],
                          [[r.kind, r.confidence, int(r.cpu), int(r.pid), f"{r.start_ns / 1e9:.6f}",
