@@ -23,12 +23,11 @@ class Symbols:
         pref = np.array([(n[:1] == "_") * 2 + n.endswith(("_start", "_end")) for _, n in found], dtype=np.int8)
         order = np.lexsort((pref, addr))
         addr, names, pref = addr[order], names[order], pref[order]
-        same = np.flatnonzero((addr[1:] == addr[:-1]) & (pref[1:] == pref[:-1]))
-        if len(same):  # ties on (address, preference): by name, run by run
-            run = np.cumsum(np.r_[True, ~((addr[1:] == addr[:-1]) & (pref[1:] == pref[:-1]))])
-            for r in np.unique(run[same]):
-                at = np.flatnonzero(run == r)
-                names[at] = sorted(names[at])
+        # ties on (address, preference) are contiguous after the sort: order each such run by name
+        start = np.flatnonzero(np.r_[True, (addr[1:] != addr[:-1]) | (pref[1:] != pref[:-1])]) if len(addr) else np.zeros(0, np.int64)
+        end = np.append(start[1:], len(addr))
+        for a, b in zip(start[end - start > 1], end[end - start > 1]):
+            names[a:b] = sorted(names[a:b])
         first = np.r_[True, addr[1:] != addr[:-1]] if len(addr) else np.zeros(0, bool)
         keep = first & (addr != 0)
         self.addr = addr[keep]
