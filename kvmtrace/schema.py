@@ -13,7 +13,6 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow as pa
 
-CORE_COLUMNS = ["ts", "seq", "cpu", "pid", "tgid", "comm", "event", "system"]
 STRING_DTYPE = pd.ArrowDtype(pa.large_string())
 
 

@@ -6,9 +6,6 @@ from typing import Any
 from .sides import DENOMINATOR, Side
 from .stats import format_p, rate_test
 
-VERDICTS = ("fixed", "regressed", "unchanged", "undecidable")
-
-
 def _rate(k: int, n: int) -> float | None:
     return k / n if n else None
 

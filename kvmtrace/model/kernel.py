@@ -20,9 +20,6 @@ RUN_LOOP_CALLERS = frozenset({"kvm_arch_vcpu_ioctl_run", "vcpu_enter_guest"})
 #: hrtimer callbacks of the periodic/nohz tick (tick_nohz_handler from ~v6.9)
 TICK_FUNCTIONS = frozenset({"tick_sched_timer", "tick_nohz_handler", "tick_nohz_highres_handler"})
 
-#: arm64 tick IRQ name; x86 uses irq_vectors:local_timer_entry
-TICK_IRQ_NAMES = frozenset({"arch_timer"})
-
 #: CONFIG_HZ candidates, as tick periods in ns
 TICK_PERIODS_NS = (1_000_000, 3_333_333, 4_000_000, 10_000_000)
 

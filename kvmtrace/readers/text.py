@@ -1,6 +1,6 @@
 """Load any kvmtrace-supported text trace into the events table, block by block.
 
-Blocks of ~16 MB are decoded with numpy (``text_lines``), so memory follows the
+Blocks of 6 MB are decoded with numpy (``text_lines``), so memory follows the
 events kept, not the file; every line ends up either as an event or counted in
 ``meta.skipped`` by reason, with the first few kept as examples.
 """

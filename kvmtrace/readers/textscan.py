@@ -21,12 +21,7 @@ def lut(chars: str | bytes) -> np.ndarray:
 
 
 DIGIT = lut("0123456789")
-HEX = lut("0123456789abcdefABCDEF")
-SPACE = lut(" \t")
-TRAILING = lut(" \t\r")
-TS_CHARS = lut("0123456789.")
 NOT_SPACE = ~lut(" \t\r\n")
-EVENT_STOP = lut(": \t\r\n")
 
 _HEXVAL = np.zeros(256, dtype=np.uint64)
 for _i, _c in enumerate(b"0123456789"):
@@ -77,17 +72,6 @@ def scan(buf: np.ndarray, pos: np.ndarray, limit: np.ndarray, table: np.ndarray,
             break
         pos[active] += step
     return pos
-
-
-def find_first(candidates: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """First candidate position in ``[lo, hi)`` per line, or -1. ``candidates`` sorted."""
-    j = np.searchsorted(candidates, lo)
-    out = np.full(len(lo), -1, dtype=np.int64)
-    ok = j < len(candidates)
-    val = candidates[np.minimum(j, len(candidates) - 1)] if len(candidates) else np.zeros(len(lo), np.int64)
-    ok &= val < hi
-    out[ok] = val[ok]
-    return out
 
 
 def parse_uint(buf: np.ndarray, start: np.ndarray, end: np.ndarray, base: int = 10) -> np.ndarray:

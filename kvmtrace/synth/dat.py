@@ -32,7 +32,6 @@ TYPE_TIME_EXTEND = 30
 SVM_EXITS = {"interrupt": 0x060, "cpuid": 0x072, "hlt": 0x078, "io": 0x07B, "msr": 0x07C, "npf": 0x400}
 VMX_EXITS = {"EXTERNAL_INTERRUPT": 1, "CPUID": 10, "HLT": 12, "IO_INSTRUCTION": 30, "MSR_WRITE": 32, "EPT_VIOLATION": 48}
 ARM64_RET = {"IRQ": 0, "SERROR": 1, "TRAP": 2}
-SOFTIRQ_VEC = {"TIMER": 1, "SCHED": 7, "RCU": 9}
 
 
 class _Names:
