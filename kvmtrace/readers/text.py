@@ -235,7 +235,10 @@ def _skip_lines(buf: np.ndarray, starts: np.ndarray, lf: LineFields, meta: Trace
         return
     first = np.zeros(len(bad), dtype=np.uint8)
     nonblank = lf.end[bad] > lf.lstart[bad]
-    first[nonblank] = buf[lf.lstart[bad][nonblank]]
+    # a mail-quoted line ("> # tracer: nop") is what follows its quote prefix
+    at = lf.lstart[bad] + unfold.quote_len(buf, lf.lstart[bad], lf.end[bad])
+    nonblank &= at < lf.end[bad]
+    first[nonblank] = buf[at[nonblank]]
     blank = ~nonblank
     meta.skip("blank", int(blank.sum()))
     comment = first == ord("#")

@@ -48,7 +48,7 @@ def _continues(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, lengths: n
         return out
     ok = parse_block(buf, starts, ends, fmt.layout, perf=fmt.perf).anchored
     first = buf[np.minimum(starts, len(buf) - 1)]
-    after_quote = _quote_len(buf, starts, ends)
+    after_quote = quote_len(buf, starts, ends)
     lead = buf[np.minimum(starts + after_quote, len(buf) - 1)]
     plain = (lengths > 0) & ~ok & (first != _HASH) & (lead != _HASH)
     marker = (lead == ord("C")) & (buf[np.minimum(starts + after_quote + 1, len(buf) - 1)] == ord("P"))
@@ -66,8 +66,8 @@ def _full(buf: np.ndarray, ends: np.ndarray, lengths: np.ndarray, width: int, pi
     return (lengths == width) | spaced
 
 
-def _quote_len(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Length of each line's mail quote prefix (``>``, ``> ``, nested)."""
+def quote_len(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Length of each line's mail quote prefix (``>``, ``> ``, nested), from ``starts``."""
     q = np.zeros(len(starts), np.int64)
     for _ in range(8):
         at = starts + q
@@ -96,7 +96,7 @@ def detect(buf: np.ndarray, fmt: TextFormat) -> Fold | None:
     cont = _continues(buf, starts, ends, lengths, width, fmt)
     if cont[full + 1].mean() < 0.5 or not _varied(buf, starts, ends, full[cont[full + 1]], fmt):
         return None
-    quoted = bool((_quote_len(buf, starts, ends)[nonblank] > 0).mean() > 0.9)
+    quoted = bool((quote_len(buf, starts, ends)[nonblank] > 0).mean() > 0.9)
     return Fold(width, quoted)
 
 
@@ -130,7 +130,7 @@ def rejoin(buf: np.ndarray, fold: Fold, fmt: TextFormat, final: bool) -> tuple[n
         return buf[:tail], 0, tail
     keep = np.ones(len(buf), bool)
     drop_from = ends[k - 1]  # the previous piece's CR and newline
-    drop_to = starts[k] + (_quote_len(buf, starts[k], ends[k]) if fold.quoted else 0)
+    drop_to = starts[k] + (quote_len(buf, starts[k], ends[k]) if fold.quoted else 0)
     span = drop_to - drop_from
     for step in range(int(span.max())):
         m = span > step
