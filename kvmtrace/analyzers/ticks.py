@@ -23,7 +23,6 @@ import pandas as pd
 from ..model import releases
 from ..model import ticks as tk
 from ..model.kernel import IRQ_EXIT_REASONS
-from ..model.timeline import Cls
 from .base import Context, Result, Whole, concat, findings_frame, first_undecidable
 
 NEEDS = ("kvm_entry", "kvm_exit", "hrtimer_expire_entry")
@@ -64,6 +63,7 @@ def collect(ctx: Context) -> Result:
     caused = left = np.zeros(n, bool)
     run = np.full(n, -1, np.int64)
     reworked = seen = np.zeros(n, bool)
+    h = tk.handler_before(tl, pos)  # the IRQ handler each tick ran in
     if len(r.entry_pos):
         # the run each tick belongs to: the last kvm_entry before it on its CPU, up to the next entry
         j = np.maximum(np.searchsorted(r.entry_pos, pos) - 1, 0)
@@ -76,11 +76,9 @@ def collect(ctx: Context) -> Result:
         place[after] = NO_WINDOW
         place[after & (op >= 0) & (pos > op) & (pos < cl)] = WINDOW
         place[after & (op >= 0) & (pos > cl)] = AFTER_WINDOW
-        handlers = np.flatnonzero(tl.cls == Cls.HANDLER)
-        own = handlers[np.maximum(np.searchsorted(handlers, pos, side="right") - 1, 0)] if len(handlers) else pos
         reason = r.frame["reason"].to_numpy(object)[j]
         irq_exit = np.isin(reason, list(IRQ_EXIT_REASONS))
-        caused = after & irq_exit & (own == path.first_handler[j])
+        caused = after & irq_exit & (h >= 0) & (h == path.first_handler[j])
         left = after & ~irq_exit & (reason != "?")
         reworked = tk.reworked_entry(tl, r.entry_pos, r.return_pos)[j] >= 0
         seen = path.seen[j]
@@ -88,7 +86,6 @@ def collect(ctx: Context) -> Result:
     t["place"] = place
     t["caused_exit"], t["after_non_irq_exit"] = caused, left
     t["reworked_entry"], t["path_seen"] = reworked & (run >= 0), seen & (run >= 0)
-    h = tk.handler_before(tl, pos)
     t["handler_ts"] = np.where(h >= 0, tl.ts[np.maximum(h, 0)], -1) if len(tl) else h
     res.frames["ticks"] = t
     own_runs = tl.owns(r.entry_pos)
@@ -130,7 +127,8 @@ def finish(parts: list[Result], whole: Whole) -> Result:
     nohz = whole.nohz_full_cpus
     t["cpu_mode"] = np.where(t["cpu"].isin(list(nohz)), "nohz_full", "tick")
     release_text = whole.options.kernel_release or whole.trace.meta.kernel.get("uname")
-    x86_guest, x86_why = releases.x86_window_is_guest_time(releases.parse(release_text))
+    release = releases.parse(release_text)
+    x86_guest, x86_why = releases.x86_window_is_guest_time(release)
     arch = np.where(run_of >= 0, runs["arch"].to_numpy(object)[np.maximum(run_of, 0)], None) if len(runs) \
         else np.full(len(t), None, object)
     preemptirq = any(n in whole.trace.event_names() for n in ("irq_disable", "irq_enable"))
@@ -156,7 +154,7 @@ def finish(parts: list[Result], whole: Whole) -> Result:
         "misaccounted_ticks": int(t["misaccounted"].sum()),
         "host_time_charged_to_guest": int(t["host_charged_to_guest"].sum()),
         "host_time_charged_to_guest_by_exit": {str(k): int(v) for k, v in by_exit["reason"].value_counts().items()},
-        "kernel_release": release_text and (releases.parse(release_text).text if releases.parse(release_text) else release_text),
+        "kernel_release": release.text if release else release_text,
         "kvm_exit_undecoded": undecoded,
         "path": path, "path_evidence": evidence,
         "nohz_full_cpus_excluded": sorted(int(c) for c in nohz),
