@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 from .fields import BASE_COLUMNS as _BASE
 from .fields import decode_event, decode_fields
 from .meta import TraceMeta
+from .schema import concat
 from .seqindex import SeqIndex
 
 if TYPE_CHECKING:
@@ -34,6 +36,7 @@ class Trace:
         self._fields: dict[str, tuple[np.ndarray, pd.DataFrame]] = {}  # (events-table rows, fields)
         self._names: list[str] | None = None
         self._by_seq: dict[str, SeqIndex] = {}  # for rows(): cached fields' rows by seq
+        self._counts: pd.Series | None = None  # events per (event, cpu)
 
     @property
     def path(self) -> str:
@@ -58,9 +61,15 @@ class Trace:
     def event_names(self) -> list[str]:
         """Event types present, most frequent first (counted once per Trace)."""
         if self._names is None:
-            vc = self.events["event"].value_counts()
+            vc = self.event_cpu_counts().groupby(level=0, observed=True).sum().sort_values(ascending=False, kind="stable")
             self._names = [str(n) for n, c in vc.items() if c > 0]
         return self._names
+
+    def event_cpu_counts(self) -> pd.Series:
+        """Events per (event, cpu): of the whole trace, also when the events were streamed."""
+        if self._counts is None:
+            self._counts = self.events.groupby(["event", "cpu"], observed=True).size()
+        return self._counts
 
     def has(self, *names: str) -> bool:
         present = set(self.event_names())
@@ -151,7 +160,8 @@ class Trace:
         """
         rows = np.asarray(rows, dtype=np.int64)
         out = Trace(self.events.iloc[rows].reset_index(drop=True), self.meta, self._binary, self._reopen)
-        out._records = self._records  # type: ignore[method-assign]  # a cached trace.dat is re-read once, not per chunk
+        if self._reopen is not None and self._binary is None:  # a cached trace.dat is re-read once, not per chunk
+            out._records = self._records  # type: ignore[method-assign]
         out._names = self.event_names()
         for name, f in self._cached.items():
             if name not in self._by_seq:  # the cached fields' rows by seq, once per trace
@@ -162,6 +172,15 @@ class Trace:
             i = np.minimum(np.searchsorted(rows, have), max(len(rows) - 1, 0))
             keep = (rows[i] == have) if len(rows) else np.zeros(len(have), bool)
             out._fields[key] = (i[keep], got[keep].reset_index(drop=True))
+        return out
+
+    def joined(self, after: "Trace") -> "Trace":
+        """These events, then the events of ``after`` (a later piece of the same stream), as one trace
+        with both pieces' decoded fields; meta and event names are ``after``'s."""
+        out = Trace(concat([self.events, after.events]), after.meta)
+        for name in set(self._cached) | set(after._cached):
+            out._cached[name] = concat([self._cached.get(name), after._cached.get(name)])
+        out._names = after._names
         return out
 
     def payload(self, name: str) -> pd.Series:
@@ -198,6 +217,18 @@ class Trace:
         m = self.meta
         return (f"<Trace {self.name}: {m.events} events, {m.source_format}, cpus={m.cpus}, "
                 f"skipped={m.skipped_total}, lost={m.lost_total}>")
+
+
+def stream(path: str | os.PathLike[str], select: "Selection", chunk_events: int) -> Iterator[Trace]:
+    """``path`` as traces of about ``chunk_events`` events each, keeping only ``select`` (see
+    ``readers.stream``): what a streamed analysis reads. Their ``meta`` is one object, complete
+    once the last piece is out."""
+    from .readers import stream as read_stream
+
+    for events, fields, meta in read_stream(path, select, chunk_events):
+        tr = Trace(events, meta)
+        tr._cached.update(fields)
+        yield tr
 
 
 def load(path: str | os.PathLike[str], cache: bool = False, cache_dir: str | os.PathLike[str] | None = None,

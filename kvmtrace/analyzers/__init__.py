@@ -46,11 +46,12 @@ class Analysis:
 
     @property
     def fingerprint(self) -> str:
-        """What the same buffer gives in every format (trace.dat, any text rendering): the events of
-        each type on each CPU and the guest runs. (Not timestamps: the kernel's text rounds them to
-        µs, trace-cmd's truncates.) Batches and compare count a buffer seen twice once."""
-        counts = self.trace.events.groupby(["event", "cpu"], observed=True).size()
-        key = repr(sorted((str(e), int(c), int(n)) for (e, c), n in counts.items()))
+        """What the same buffer gives in every format (trace.dat, any text rendering) and load (whole,
+        selective, streamed): the events the analyses read, per type and CPU, and the guest runs. (Not
+        timestamps: the kernel's text rounds them to µs, trace-cmd's truncates.) Batches and compare
+        count a buffer seen twice once."""
+        counts = self.trace.event_cpu_counts()
+        key = repr(sorted((str(e), int(c), int(n)) for (e, c), n in counts.items() if e in MODEL_EVENTS))
         return f"{self.trace.meta.events_read}:{len(self.runs)}:{hashlib.sha1(key.encode()).hexdigest()[:16]}"
 
     def frame(self, analyzer: str, name: str) -> pd.DataFrame:
@@ -107,14 +108,66 @@ LOW_MEMORY_CHUNK = 1_000_000
 
 def load_and_analyze(path: str, options: Options | None = None, cache: bool = False,
                      cache_dir: str | None = None) -> Analysis:
-    """Load one trace the way ``options`` say (``low_memory``: only what the analyzers read, no
-    cache) and analyze it: what every command does with each trace."""
-    from ..trace import load
+    """Load one trace the way ``options`` say and analyze it: what every command does with each trace.
+
+    ``low_memory``, or a trace too big for the memory available (``streams``), is streamed: read a
+    chunk at a time straight into the chunked analysis, keeping only what the analyzers read,
+    so memory stays flat in trace size (``chunked.collect_stream``). The result is the same.
+    """
+    from ..trace import load, stream
 
     options = options or Options()
-    tr = load(path, cache=cache and not options.low_memory, cache_dir=cache_dir,
-              select=selection() if options.low_memory else None)
-    return analyze(tr, options)
+    if options.low_memory or streams(path):
+        from .chunked import collect_stream
+
+        parts, whole = collect_stream(stream(path, selection().everything(), options.chunk_events or LOW_MEMORY_CHUNK), options)
+        return finish(whole, options, parts)
+    return analyze(load(path, cache=cache, cache_dir=cache_dir), options)
+
+
+#: peak bytes per event of a whole (unstreamed) analysis, and events per byte of file, by kind
+_PEAK_PER_EVENT = 300
+_FILE_BYTES_PER_EVENT = {"text": 90, "trace.dat": 40}
+_COMPRESSION_RATIO = 8  # a compressed file's events per byte is taken this many times larger
+
+
+def streams(path: str, available: int | None = None) -> bool:
+    """Whether a whole analysis of ``path`` would likely not fit in half the memory available, so the
+    trace is streamed instead (an estimate from the file size; ``--low-memory`` forces it)."""
+    import os
+
+    from ..readers.compression import read_head
+    from ..readers.sniff import sniff_binary
+
+    try:
+        size = os.path.getsize(path)
+        head, compression = read_head(path)
+        kind = "trace.dat" if sniff_binary(path, head) == "trace.dat" else "text"
+    except Exception:  # a file that cannot be sniffed is reported by the reader, with its reason
+        return False
+    per_byte = 1 / _FILE_BYTES_PER_EVENT[kind]
+    if compression or _v7_compressed(head):
+        per_byte *= _COMPRESSION_RATIO
+    available = available if available is not None else _available_memory()
+    return available is not None and size * per_byte * _PEAK_PER_EVENT > available // 2
+
+
+def _v7_compressed(head: bytes) -> bool:
+    """A trace.dat v7 whose flyrecord data is compressed (the compression name follows the header)."""
+    return head[:10] == b"\x17\x08\x44tracing" and head[10:12] == b"7\x00" and any(
+        name in head[:200] for name in (b"zstd", b"zlib"))
+
+
+def _available_memory() -> int | None:
+    """MemAvailable from /proc/meminfo (bytes), or None where there is none."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
 
 
 def analyze(trace: Trace, options: Options | None = None, chunk_events: int | None = None) -> Analysis:

@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 
 from ..model import irqsoff, rcu, runs, timeline
 from ..model.kernel import RECORD_EVENTS
+from ..schema import concat
 from ..seqindex import SeqIndex
 from ..trace import Trace
 
@@ -174,20 +175,6 @@ def nohz_full_cpus(guest_eqs: pd.DataFrame, trace: Trace) -> dict[int, str]:
         t = trace.df("tick_stop", [])
         for c in t.loc[t["pid"] != 0, "cpu"].unique():
             out.setdefault(int(c), "a busy task stops the tick there (tick_stop)")
-    return out
-
-
-def concat(frames: list[pd.DataFrame | None]) -> pd.DataFrame:
-    """Parts' frames as one, categorical columns kept categorical (their categories united)."""
-    frames = [f for f in frames if f is not None]
-    if not frames:
-        return pd.DataFrame()
-    if len(frames) == 1:
-        return frames[0].reset_index(drop=True)
-    cats = [c for c in frames[0].columns if isinstance(frames[0][c].dtype, pd.CategoricalDtype)]
-    out = pd.concat(frames, ignore_index=True)
-    for c in cats:
-        out[c] = pd.api.types.union_categoricals([f[c] for f in frames], sort_categories=True, ignore_order=True)
     return out
 
 

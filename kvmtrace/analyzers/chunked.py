@@ -1,53 +1,130 @@
 """A huge trace analyzed a chunk at a time, with the same result as the whole trace at once.
 
-Each chunk is a ``Trace`` of its own (``Trace.rows``): about ``chunk_events`` new events
-plus what ``model.carry`` says the previous chunk left open or later events look back at.
-Its timeline owns each CPU's events from where the previous chunk's ownership ended
-to the CPU's last quiet point; analyzers count and report only owned things, and
-``analyzers.finish`` puts the parts together. Only the RCU counter step is decided up
-front from the whole trace, because whether an EQS missed transitions depends on it.
+Each chunk is a ``Trace`` of its own: about ``chunk_events`` new events plus what
+``model.carry`` says the previous chunk left open or later events look back at. Its
+timeline owns each CPU's events from where the previous chunk's ownership ended to the
+CPU's last quiet point; analyzers count and report only owned things, and
+``analyzers.finish`` puts the parts together.
+
+The chunks come either from a loaded events table (``collect_chunks``: rows of it) or
+straight from the reader (``collect_stream``: no table of the whole trace is ever built,
+so memory stays flat as traces grow). Only the RCU counter step is decided from more
+than a chunk: the whole trace when it is loaded, the first piece that shows it when
+streamed.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from .. import progress
 from ..model import carry
 from ..model import rcu as rcu_model
+from ..schema import concat
 from ..trace import Trace
 from . import irqsoff
 from .base import Context, Options
 
+#: events a streamed analysis keeps whole for ``finish`` (few, and read from the whole trace)
+FINISH_EVENTS = ("tick_stop",)
+
+
+class _Chunks:
+    """The parts of one analysis, collected chunk by chunk; ``start``: per CPU, the key where
+    the next chunk's owned events begin."""
+
+    def __init__(self, options: Options, step: int | None) -> None:
+        self.options, self.step = options, step
+        self.start: dict[int, int] = {}
+        self.parts: list[dict[str, Any]] = []
+
+    def collect(self, chunk: Trace, key: np.ndarray, last: bool) -> np.ndarray:
+        """Collect ``chunk`` (``key``: each event's row in the whole trace, ascending); the keys of
+        the events the next chunk carries."""
+        from . import collect
+
+        ctx = Context(chunk, self.options, counter_step=self.step)
+        tl = ctx.tl
+        k = key[tl.row]  # an event's key is its row in the whole table: the order the timeline keeps per CPU
+        flags_matter = not all(chunk.has(e) for e in irqsoff.NEEDS)  # windows from the irqs-off flag
+        cut = {} if last else carry.quiet_cuts(tl, k, self.start, flags_matter)
+        tl.owned = (k >= carry.per_cpu(tl, self.start, -1)) & (k < carry.per_cpu(tl, cut, np.iinfo(np.int64).max))
+        self.parts.append(collect(ctx, report=False))
+        if last:
+            return np.zeros(0, np.int64)
+        r = ctx.runs
+        self.start = cut
+        return np.sort(carry.carried(tl, k, r.entry_pos, r.return_pos, r.exit_pos, cut))
+
 
 def collect_chunks(trace: Trace, options: Options, chunk_events: int) -> list[dict[str, Any]]:
     """Every chunk's part of the analysis of ``trace``: rows of its events table ``chunk_events`` at a time."""
-    from . import collect
-
     n = len(trace.events)
-    step = rcu_model.trace_counter_step(trace)
-    flags_matter = not all(trace.has(e) for e in irqsoff.NEEDS)  # windows from the irqs-off flag
-    start: dict[int, int] = {}  # per CPU: the table row where this chunk's owned events begin
+    chunks = _Chunks(options, rcu_model.trace_counter_step(trace))
     rows_carried = np.zeros(0, np.int64)
-    parts: list[dict[str, Any]] = []
     a = 0
     while True:
         b = min(a + max(int(chunk_events), 1), n)
         rows = np.concatenate([rows_carried, np.arange(a, b)])  # carried rows all come before a
-        chunk = trace.rows(rows)
-        ctx = Context(chunk, options, counter_step=step)
-        tl = ctx.tl
-        # an event's key is its row in the whole table: the order the timeline keeps per CPU
-        key = rows[tl.row]
-        last = b >= n
-        cut = {} if last else carry.quiet_cuts(tl, key, start, flags_matter)
-        tl.owned = (key >= carry.per_cpu(tl, start, -1)) & (key < carry.per_cpu(tl, cut, np.iinfo(np.int64).max))
-        parts.append(collect(ctx, report=False))
+        rows_carried = chunks.collect(trace.rows(rows), rows, last=b >= n)
         progress.step(f"analyzing {trace.name}", b / n if n else 1.0)
-        if last:
-            return parts
-        r = ctx.runs
-        rows_carried = np.sort(carry.carried(tl, key, r.entry_pos, r.return_pos, r.exit_pos, cut))
-        start = cut
+        if b >= n:
+            return chunks.parts
         a = b
+
+
+def collect_stream(pieces: Iterable[Trace], options: Options) -> tuple[list[dict[str, Any]], Trace]:
+    """Every chunk's part of the analysis of a trace read piece by piece (``trace.stream``), and
+    the trace ``finish`` reads: the whole trace's meta, event counts and ``FINISH_EVENTS``."""
+    chunks = _Chunks(options, None)
+    counts: dict[tuple[str, int], int] = {}
+    kept: list[Trace] = []
+    carried: Trace | None = None
+    key_carried = np.zeros(0, np.int64)
+    base = 0
+    early = 0  # pieces analyzed before the RCU counter step was known
+    for piece in pieces:
+        for (e, c), v in piece.event_cpu_counts().items():
+            counts[(str(e), int(c))] = counts.get((str(e), int(c)), 0) + int(v)
+        names = _names(counts)
+        piece._names = names
+        if chunks.step is None:
+            chunks.step = rcu_model.trace_counter_step(piece)
+            early += chunks.step is None and any(n in names for n in ("rcu_dyntick", "rcu_watching"))
+        if any(piece.has(n) for n in FINISH_EVENTS):
+            m = piece.events["event"].isin(FINISH_EVENTS).to_numpy(bool)
+            kept.append(piece.rows(np.flatnonzero(m)))
+        key = np.concatenate([key_carried, np.arange(base, base + len(piece.events))])
+        base += len(piece.events)
+        chunk = carried.joined(piece) if carried is not None else piece
+        key_carried = chunks.collect(chunk, key, last=False)
+        carried = chunk.rows(np.searchsorted(key, key_carried))
+        meta = piece.meta
+    if carried is None:
+        raise ValueError("a stream yields at least one piece")
+    carried._names = _names(counts)
+    chunks.collect(carried, key_carried, last=True)
+    if early and chunks.step is not None:
+        meta.warnings.append(f"{early} streamed pieces were analyzed before the RCU counter step was known "
+                             "(missed-transition checks there used none)")
+    whole = Trace(concat([k.events for k in kept]) if kept else carried.events.iloc[:0], meta)
+    for name in FINISH_EVENTS:
+        frames = [k._cached[name] for k in kept if name in k._cached]
+        if frames:
+            whole._cached[name] = concat(frames)
+    whole._counts = pd.Series(counts, dtype=np.int64).rename_axis(["event", "cpu"]) if counts else \
+        pd.Series([], dtype=np.int64)
+    whole._names = _names(counts)
+    meta.kernel["streamed"] = True
+    return chunks.parts, whole
+
+
+def _names(counts: dict[tuple[str, int], int]) -> list[str]:
+    """Event names by count, most frequent first, from (event, cpu) counts."""
+    total: dict[str, int] = {}
+    for (e, _), v in counts.items():
+        total[e] = total.get(e, 0) + v
+    return [e for e, v in sorted(total.items(), key=lambda kv: -kv[1]) if v > 0]

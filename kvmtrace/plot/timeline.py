@@ -52,9 +52,25 @@ def worst_window(a: Analysis, pad_ns: int = 50_000) -> Window:
         r = w.loc[w["duration_ns"].idxmax()]
         pad = max(int(r["duration_ns"]) // 2, pad_ns)
         return Window(int(r["start_ts"]) - pad, int(r["end_ts"]) + pad, int(r["cpu"]), "longest irqs-off window")
-    ev = a.trace.events
-    t0 = int(ev["ts"].iloc[0]) if len(ev) else 0
+    t0 = a.trace.meta.first_ns or 0
     return Window(t0, t0 + 1_000_000, None, "start of the trace")
+
+
+def _handlers(a: Analysis, start: int, end: int) -> pd.DataFrame:
+    """IRQ handler events (ts, cpu) in [start, end]: from the events table, or read again from the
+    file, piece by piece, when the analysis streamed it (its events were not kept)."""
+    if a.trace.meta.kernel.get("streamed"):
+        from ..readers.select import Selection
+        from ..trace import stream
+
+        near = [p.events.loc[((p.events["ts"] >= start) & (p.events["ts"] <= end)).to_numpy(bool), ["ts", "cpu"]]
+                for p in stream(a.trace.path, Selection(frozenset(HANDLER_EVENTS)), 1_000_000)]
+        return pd.concat(near, ignore_index=True)
+    ev = a.trace.events
+    ts = ev["ts"].to_numpy(np.int64)
+    lo, hi = np.searchsorted(ts, [start, end + 1])  # the events table is time-ordered
+    near = ev.iloc[lo:hi]
+    return near.loc[near["event"].astype(str).isin(HANDLER_EVENTS).to_numpy(bool), ["ts", "cpu"]]
 
 
 def _items(a: Analysis, start: int, end: int) -> dict[str, pd.DataFrame]:
@@ -64,18 +80,14 @@ def _items(a: Analysis, start: int, end: int) -> dict[str, pd.DataFrame]:
             return pd.DataFrame(columns=[s, e, "cpu", *more])
         return f[((f[e] >= start) & (f[s] <= end)).to_numpy(bool)]
 
-    ev = a.trace.events
-    ts = ev["ts"].to_numpy(np.int64)
-    lo, hi = np.searchsorted(ts, [start, end + 1])  # the events table is time-ordered
-    near = ev.iloc[lo:hi]
-    irqs = near[near["event"].astype(str).isin(HANDLER_EVENTS).to_numpy(bool)]
+    irqs = _handlers(a, start, end)
     ticks = a.results["ticks"].frames.get("ticks")
     runs = a.runs if {"entry_ts", "return_ts", "exit_ts"} <= set(a.runs.columns) else None
     return {
         "runs": clip(runs, "entry_ts", "exit_ts", "return_ts"),
         "windows": clip(a.results["irqsoff"].frames.get("windows"), "start_ts", "end_ts", "kind"),
         "eqs": clip(a.results["rcu"].frames.get("guest_eqs"), "start_ts", "end_ts"),
-        "irqs": irqs[["ts", "cpu"]],
+        "irqs": irqs,
         "ticks": ticks[((ticks["ts"] >= start) & (ticks["ts"] <= end)).to_numpy(bool)] if ticks is not None and len(ticks)
         else pd.DataFrame(columns=["ts", "cpu", "misaccounted"]),
     }

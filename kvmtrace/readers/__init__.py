@@ -6,6 +6,7 @@ To add a reader: give it a sniff in ``sniff.py`` and a function returning
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pandas as pd
 
@@ -14,7 +15,7 @@ from ..meta import TraceMeta
 from .compression import read_head
 from .select import Selection
 from .sniff import event_share, sniff_binary, sniff_text
-from .text import read_text
+from .text import read_text, text_chunks
 
 
 def read(path: str | os.PathLike[str], select: Selection | None = None
@@ -22,15 +23,7 @@ def read(path: str | os.PathLike[str], select: Selection | None = None
     """Read any supported trace file into (events table, meta, binary record source or None,
     fields decoded while reading: event → seq + columns, for a selective load)."""
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise TraceFormatError(path, None, "no such file")
-    if os.path.isdir(path):
-        raise TraceFormatError(path, None, "is a directory, not a trace file")
-    head, compression = read_head(path)
-    if not head:
-        if os.path.getsize(path) == 0:
-            raise TraceFormatError(path, None, "empty file: no trace events")
-        raise TraceFormatError(path, "byte 0", f"{compression or 'file'} stream could not be decoded")
+    head, compression = _head(path)
     kind = sniff_binary(path, head)
     if kind == "trace.dat":
         from .tracedat import read_dat
@@ -47,6 +40,61 @@ def read(path: str | os.PathLike[str], select: Selection | None = None
     fields = cols.field_frames(events["seq"].to_numpy()) if select is not None else {}
     _finish_meta(events, meta, select)
     return events, meta, None, fields
+
+
+#: bytes of an event line, about: sizes a streamed text's blocks to its pieces
+TEXT_LINE_BYTES = 100
+
+
+def stream(path: str | os.PathLike[str], select: Selection, chunk_events: int
+           ) -> Iterator[tuple[pd.DataFrame, dict[str, pd.DataFrame], TraceMeta]]:
+    """Read a trace about ``chunk_events`` events at a time: (events, fields decoded while reading, meta)
+    per piece, keeping only ``select``. No table of the whole trace is built; ``meta`` (one object,
+    filled as reading goes) is complete after the last piece."""
+    path = os.fspath(path)
+    head, compression = _head(path)
+    if sniff_binary(path, head) == "trace.dat":
+        from .tracedat.stream import stream_dat
+
+        pieces = stream_dat(path, compression, select, chunk_events)
+    else:
+        fmt = sniff_text(path, head)
+        pieces = _text_pieces(path, fmt, TraceMeta(path=path, source_format=fmt.name, compression=compression),
+                              select, chunk_events)
+    seen: set[int] = set()
+    for events, fields, meta in pieces:
+        if len(events):
+            if not meta.first_ns:
+                meta.first_ns = int(events["ts"].iloc[0])
+            meta.last_ns = int(events["ts"].iloc[-1])
+            seen.update(int(c) for c in pd.unique(events["cpu"]))
+            meta.cpus_seen = sorted(seen)
+        yield events, fields, meta
+    _finish_meta(events.iloc[:0], meta, select)
+
+
+def _text_pieces(path: str, fmt, meta: TraceMeta, select: Selection, chunk_events: int
+                 ) -> Iterator[tuple[pd.DataFrame, dict[str, pd.DataFrame], TraceMeta]]:
+    block = min(6 << 20, max(256 << 10, chunk_events * TEXT_LINE_BYTES))  # a piece is at least a block
+    for cols in text_chunks(path, fmt, meta, block, select=select, chunk_events=chunk_events):
+        events = cols.to_frame()
+        meta.not_kept += cols.not_kept
+        meta.events -= cols.not_kept
+        yield events, cols.field_frames(events["seq"].to_numpy()), meta
+
+
+def _head(path: str) -> tuple[bytes, str | None]:
+    """The first decoded bytes of a trace file and its compression, or a one-line error."""
+    if not os.path.exists(path):
+        raise TraceFormatError(path, None, "no such file")
+    if os.path.isdir(path):
+        raise TraceFormatError(path, None, "is a directory, not a trace file")
+    head, compression = read_head(path)
+    if not head:
+        if os.path.getsize(path) == 0:
+            raise TraceFormatError(path, None, "empty file: no trace events")
+        raise TraceFormatError(path, "byte 0", f"{compression or 'file'} stream could not be decoded")
+    return head, compression
 
 
 def trace_kind(path: str | os.PathLike[str]) -> str | None:

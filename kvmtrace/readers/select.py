@@ -13,10 +13,16 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Selection:
-    """``events`` to keep; ``fields`` maps some of them to the typed columns decoded while reading."""
+    """``events`` to keep (None: every event, without its payload); ``fields`` maps some of them
+    to the typed columns decoded while reading."""
 
-    events: frozenset[str]
+    events: frozenset[str] | None
     fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def describe(self) -> str:
-        return f"{len(self.events)} event types kept"
+        return "every event kept, fields of some" if self.events is None else f"{len(self.events)} event types kept"
+
+    def everything(self) -> "Selection":
+        """The same fields decoded, every event kept (its time, CPU, task and flags): what a
+        streamed analysis reads, so flag-bounded windows see every event as a whole load does."""
+        return Selection(None, self.fields)

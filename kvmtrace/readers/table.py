@@ -45,15 +45,16 @@ class EventColumns:
         seq = np.arange(self._seq_base, self._seq_base + len(ts), dtype=np.int64)  # position in the whole file
         self._seq_base += len(ts)
         if self.select is not None:
-            keep = pc.is_in(event, value_set=pa.array(sorted(self.select.events), event.type)).to_numpy(zero_copy_only=False)
-            self.not_kept += int((~keep).sum())
-            k = pa.array(keep)
-            idx = np.flatnonzero(keep)
-            ts, cpu, pid, seq, line = ts[idx], cpu[idx], pid[idx], seq[idx], line[idx]
-            tgid = (tgid[0][idx], tgid[1][idx])
-            comm, event, payload = comm.filter(k), event.filter(k), payload.filter(k)
-            system = system.filter(k) if system is not None else None
-            flags = {name: (v[idx], known[idx]) for name, (v, known) in flags.items()}
+            if self.select.events is not None:
+                keep = pc.is_in(event, value_set=pa.array(sorted(self.select.events), event.type)).to_numpy(zero_copy_only=False)
+                self.not_kept += int((~keep).sum())
+                k = pa.array(keep)
+                idx = np.flatnonzero(keep)
+                ts, cpu, pid, seq, line = ts[idx], cpu[idx], pid[idx], seq[idx], line[idx]
+                tgid = (tgid[0][idx], tgid[1][idx])
+                comm, event, payload = comm.filter(k), event.filter(k), payload.filter(k)
+                system = system.filter(k) if system is not None else None
+                flags = {name: (v[idx], known[idx]) for name, (v, known) in flags.items()}
             self._decode_fields(event, payload, seq)
             payload = None
         self.seq.append(seq)
@@ -92,6 +93,12 @@ class EventColumns:
             out[name] = f.iloc[order].reset_index(drop=True)
         self.fields = {}
         return out
+
+    def following(self) -> "EventColumns":
+        """Empty columns for the events after these: seq numbering goes on."""
+        nxt = EventColumns(self.select)
+        nxt._seq_base = self._seq_base
+        return nxt
 
     def clear_flag_knowledge(self, name: str) -> None:
         """Mark a flag column NA everywhere: the source cannot show it."""

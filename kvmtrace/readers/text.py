@@ -149,12 +149,23 @@ def _decode(buf: np.ndarray, final: bool, fmt: TextFormat) -> _Block:
 
 def read_text(path: str, fmt: TextFormat, meta: TraceMeta, block_size: int = 6 << 20,
               workers: int = 2, select: Selection | None = None) -> EventColumns:
-    """Parse the whole text trace at ``path`` in format ``fmt`` into event columns.
+    """Parse the whole text trace at ``path`` in format ``fmt`` into event columns."""
+    (cols,) = text_chunks(path, fmt, meta, block_size, workers, select)
+    return cols
+
+
+def text_chunks(path: str, fmt: TextFormat, meta: TraceMeta, block_size: int = 6 << 20, workers: int = 2,
+                select: Selection | None = None, chunk_events: int | None = None) -> Iterator[EventColumns]:
+    """The text trace at ``path`` as event columns of about ``chunk_events`` events each (one with None);
+    ``meta`` is complete when the last is handed out.
 
     Blocks are decoded on ``workers`` threads (numpy releases the GIL) while the
     main thread reads ahead and keeps the per-line accounting in source order.
     """
     cols = EventColumns(select)
+    # only the kernel's own text shows the BH-disabled bit; a chunk handed out before the end
+    # decides it from the header and what was seen so far
+    tracefs = fmt.name == "tracefs"
     line_base = 0
     last_ts_by_cpu: dict[int, int] = {}
     min_flen = 9
@@ -197,6 +208,11 @@ def read_text(path: str, fmt: TextFormat, meta: TraceMeta, block_size: int = 6 <
                 for c, t in zip(*_last_per_cpu(lf.cpu[ok], lf.ts_ns[ok])):
                     last_ts_by_cpu[int(c)] = int(t)
             line_base += n_lines
+            if chunk_events and len(cols) >= chunk_events:
+                if not (tracefs and (meta.kernel.get("bh_header") or bh_seen)):
+                    cols.clear_flag_knowledge("bh_off")
+                yield cols
+                cols = cols.following()
         if truncated is not None:
             meta.warnings.append(f"compressed stream ends early after line {line_base}: {truncated}; loaded what decoded")
             meta.skip("truncated-stream", 1, line_base + 1, truncated)
@@ -211,14 +227,14 @@ def read_text(path: str, fmt: TextFormat, meta: TraceMeta, block_size: int = 6 <
     else:
         meta.ts_resolution_ns = 1
     # Only the kernel's own text shows the BH-disabled bit (v5.18+ header or D/b seen)
-    meta.kernel["bh_flag"] = bool(meta.kernel.get("bh_header") or bh_seen) and fmt.name == "tracefs"
+    meta.kernel["bh_flag"] = bool(meta.kernel.get("bh_header") or bh_seen) and tracefs
     if not meta.kernel["bh_flag"]:
         cols.clear_flag_knowledge("bh_off")
     if meta.events == 0:
         first = meta.skipped_examples[0] if meta.skipped_examples else None
         where = f"line {first['line']}" if first else None
         raise TraceFormatError(path, where, f"no trace events found in {meta.lines} lines ({fmt.name} text)")
-    return cols
+    yield cols
 
 
 def _last_per_cpu(cpu: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

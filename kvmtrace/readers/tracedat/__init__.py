@@ -22,7 +22,7 @@ from . import header as hdr
 from ...model.releases import parse as parse_release
 from .formats import EventFormat, Field, FormatTable, header_page_layout
 from .records import RecordStore
-from .ringbuf import walk
+from .ringbuf import Records, walk
 from .symbols import Symbols, cmdlines, printk_strings
 from ..select import Selection
 
@@ -114,13 +114,33 @@ def _unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return present.astype(values.dtype), code[values]
 
 
-def read_dat(path: str, compression: str | None = None, select: Selection | None = None):
-    """Read a trace.dat file: (events table, meta, BinarySource).
+@dataclass
+class Opened:
+    """A mapped trace.dat with its header parsed: what reading its records needs."""
 
-    With ``select``, each CPU's records of other event types are dropped as soon as
-    that CPU is read and the kept records' bytes are copied into a compact buffer,
-    so memory follows the kept events (plus 8 bytes per record for numbering).
-    """
+    path: str
+    mm: mmap.mmap
+    dat: hdr.DatFile
+    r: hdr._Reader
+    meta: TraceMeta
+    formats: FormatTable
+    common: Mapping[str, Field]          # the common_* fields
+    ring: tuple[int, int, int]           # header_page: commit offset, commit size, data offset
+    keep_ids: np.ndarray | None          # a selective read: the event ids kept
+
+    def walk(self, data: np.ndarray, page: int) -> Records:
+        return walk(data, page, *self.ring, self.dat.big_endian)
+
+    def kept(self, data: np.ndarray, recs: Records) -> np.ndarray:
+        """Which of ``recs`` (records in ``data``) a selective read keeps (all without one)."""
+        if self.keep_ids is None:
+            return np.ones(len(recs.ts), bool)
+        one = RecordStore([data], np.zeros(len(recs.ts), np.uint16), recs.offset, recs.length, self.dat.big_endian)
+        return np.isin(one.number(np.arange(len(recs.ts)), self.common["common_type"], signed=False), self.keep_ids)
+
+
+def open_dat(path: str, compression: str | None, select: Selection | None) -> Opened:
+    """Map ``path`` and parse everything before the records: options, formats, ring-buffer layout."""
     if compression:
         raise TraceFormatError(path, "byte 0", f"{compression}-compressed trace.dat: decompress it first")
     with open(path, "rb") as fh:
@@ -145,34 +165,53 @@ def read_dat(path: str, compression: str | None = None, select: Selection | None
     if common is None:
         raise TraceFormatError(path, "event formats", "no format declares the common fields "
                                f"{', '.join(needed)}" + (" (damaged format section)" if formats else ""))
-    cf = common.fields
+    keep_ids = np.array(sorted(i for i, (name, _) in formats.names.items() if name in select.events), np.int64) \
+        if select is not None and select.events is not None else None
+    meta.clock = dat.clock
+    meta.flag_width = 5
+    meta.ts_resolution_ns = 1
+    return Opened(path, mm, dat, r, meta, formats, common.fields, (commit_off, commit_size, data_off), keep_ids)
+
+
+def page_records(o: Opened, cpu: int, data: np.ndarray, page: int, gaps: list[tuple[int, int, int | None]]) -> Records:
+    """The records of whole pages ``data`` of ``cpu``; partial and corrupt pages counted, lost-event
+    gaps (cpu, count, raw ts of the record before) appended to ``gaps``."""
+    meta = o.meta
+    if len(data) % page:
+        meta.warnings.append(f"CPU {cpu}: {len(data) % page} trailing bytes are not a whole page")
+        meta.skip("partial-page", 1)
+    recs = o.walk(data, page)
+    if recs.corrupt_pages:
+        meta.warnings.append(f"CPU {cpu}: {recs.corrupt_pages} pages with a broken event chain (corrupt data); their remaining events are skipped")
+        meta.skip("corrupt-page", recs.corrupt_pages)
+    for pg in np.flatnonzero(recs.lost != 0):  # where events were lost: after the last record before that page
+        k = int(np.searchsorted(recs.page, pg))
+        gaps.append((cpu, int(recs.lost[pg]), int(recs.ts[k - 1]) if k > 0 else None))
+    return recs
+
+
+def read_dat(path: str, compression: str | None = None, select: Selection | None = None):
+    """Read a trace.dat file: (events table, meta, BinarySource).
+
+    With ``select``, each CPU's records of other event types are dropped as soon as
+    that CPU is read and the kept records' bytes are copied into a compact buffer,
+    so memory follows the kept events (plus 8 bytes per record for numbering).
+    """
+    o = open_dat(path, compression, select)
+    dat, meta = o.dat, o.meta
     bufs: list[np.ndarray] = []
     pieces = []
     gaps: list[tuple[int, int, int | None]] = []
-    keep_ids = np.array(sorted(i for i, (name, _) in formats.names.items() if name in select.events), np.int64) \
-        if select is not None else None
     all_ts: list[np.ndarray] = []       # selective: every record's time, to number kept ones as a full read
     kept_at: list[np.ndarray] = []      # selective: index of each kept record within its CPU
     total_cpus = max(sum(len(b.cpus) for b in dat.buffers), 1)
     for b_index, buf in enumerate(dat.buffers):
         for c in buf.cpus:
             progress.step(f"reading {os.path.basename(path)}", len(pieces) / total_cpus)
-            data = _cpu_bytes(r, dat, c, mm, meta)
-            page = buf.page_size or dat.page_size
-            if len(data) % page:
-                meta.warnings.append(f"CPU {c.cpu}: {len(data) % page} trailing bytes are not a whole page")
-                meta.skip("partial-page", 1)
-            recs = walk(data, page, commit_off, commit_size, data_off, dat.big_endian)
-            if recs.corrupt_pages:
-                meta.warnings.append(f"CPU {c.cpu}: {recs.corrupt_pages} pages with a broken event chain (corrupt data); their remaining events are skipped")
-                meta.skip("corrupt-page", recs.corrupt_pages)
-            for pg in np.flatnonzero(recs.lost != 0):  # where events were lost: after the last record before that page
-                k = int(np.searchsorted(recs.page, pg))
-                gaps.append((c.cpu, int(recs.lost[pg]), int(recs.ts[k - 1]) if k > 0 else None))
-            if keep_ids is not None:
-                one = RecordStore([data], np.zeros(len(recs.ts), np.uint16), recs.offset, recs.length, dat.big_endian)
-                tid = one.number(np.arange(len(recs.ts)), cf["common_type"], signed=False)
-                m = np.isin(tid, keep_ids)
+            data = _cpu_bytes(o.r, dat, c, o.mm, meta)
+            recs = page_records(o, c.cpu, data, buf.page_size or dat.page_size, gaps)
+            if o.keep_ids is not None:
+                m = o.kept(data, recs)
                 meta.not_kept += int((~m).sum())
                 all_ts.append(recs.ts)
                 kept_at.append(np.flatnonzero(m))
@@ -180,7 +219,6 @@ def read_dat(path: str, compression: str | None = None, select: Selection | None
                 recs = _Kept(recs.ts[m], new_off, recs.length[m])
             bufs.append(data)
             pieces.append((b_index, c.cpu, len(bufs) - 1, recs))
-    n = sum(len(p[3].ts) for p in pieces)
     ts = np.concatenate([p[3].ts for p in pieces]) if pieces else np.zeros(0, np.uint64)
     cpu = np.concatenate([np.full(len(p[3].ts), p[1], np.int32) for p in pieces]) if pieces else np.zeros(0, np.int32)
     bid = np.concatenate([np.full(len(p[3].ts), p[2], np.uint16) for p in pieces]) if pieces else np.zeros(0, np.uint16)
@@ -191,13 +229,13 @@ def read_dat(path: str, compression: str | None = None, select: Selection | None
     length = np.concatenate([p[3].length for p in pieces]) if pieces else np.zeros(0, np.int32)
     del pieces
     recs = data = None  # the loop's last CPU: free its record arrays before the merge
-    ts_ns = _to_ns(ts, dat)
+    ts_ns = to_ns(ts, dat)
     # trace-cmd merges CPUs earliest first, the lower CPU on ties; pieces are in CPU order and
     # each is time-ordered, so a stable sort (a run merge) gives exactly that order
     seq_of = None
-    if keep_ids is not None:  # the kept records' positions in that merge of every record
+    if o.keep_ids is not None:  # the kept records' positions in that merge of every record
         rank = np.empty(sum(len(t) for t in all_ts), np.int64)
-        rank[np.argsort(_to_ns(np.concatenate(all_ts) if all_ts else np.zeros(0, np.uint64), dat), kind="stable")] = \
+        rank[np.argsort(to_ns(np.concatenate(all_ts) if all_ts else np.zeros(0, np.uint64), dat), kind="stable")] = \
             np.arange(len(rank))
         starts = np.cumsum([0] + [len(t) for t in all_ts[:-1]])
         seq_of = rank[np.concatenate([k + s for k, s in zip(kept_at, starts)]) if kept_at else np.zeros(0, np.int64)]
@@ -214,7 +252,30 @@ def read_dat(path: str, compression: str | None = None, select: Selection | None
     off = off[order]
     length = length[order]
     del order
-    store = RecordStore(bufs, bid, off, length, dat.big_endian)
+    seq = seq_of if seq_of is not None else np.arange(len(ts_ns), dtype=np.int64)
+    events, store, type_id, seq = table(o, RecordStore(bufs, bid, off, length, dat.big_endian), ts_ns, cpu, bufidx, seq)
+    add_gaps(o, gaps)
+    meta.events = len(events)
+    meta.lines = len(events)
+    meta.cpus = dat.cpu_count or (int(cpu.max()) + 1 if len(cpu) else None)
+    return events, meta, BinarySource(o.formats, store, type_id, dat, seq if o.keep_ids is not None else None)
+
+
+def add_gaps(o: Opened, gaps: list[tuple[int, int, int | None]]) -> None:
+    """Lost events per page → per CPU in ``meta``, with the gap's time."""
+    meta = o.meta
+    for c, count, raw_ts in gaps:
+        meta.lost_markers += 1
+        meta.lost[c] = meta.lost.get(c, 0) + max(count, 0)
+        meta.lost_gaps.append({"cpu": c, "ts": None if raw_ts is None else int(to_ns(np.array([raw_ts], np.uint64), o.dat)[0]),
+                               "count": count if count >= 0 else None})
+
+
+def table(o: Opened, store: RecordStore, ts_ns: np.ndarray, cpu: np.ndarray, bufidx: np.ndarray, seq: np.ndarray
+          ) -> tuple[pd.DataFrame, RecordStore, np.ndarray, np.ndarray]:
+    """The events table of records in ``store`` (merged order), their common fields decoded; records
+    with ids the file has no format for are counted and dropped. Returns (events, store, type ids, seq)."""
+    dat, meta, formats, cf = o.dat, o.meta, o.formats, o.common
     head = store.common(max(f.offset + f.size for f in cf.values() if f.name.startswith("common_")))
     type_id = _column(head, cf["common_type"], dat.endian + "u").astype(np.int32)
     flags = _column(head, cf["common_flags"], dat.endian + "u").astype(np.uint8, copy=False)
@@ -226,16 +287,10 @@ def read_dat(path: str, compression: str | None = None, select: Selection | None
         meta.skip("unknown-event-id", int((~known).sum()))
         meta.warnings.append(f"{int((~known).sum())} records have event ids missing from the file's formats; skipped")
         keep = known
-        ts_ns, cpu, bid, bufidx, off, length = ts_ns[keep], cpu[keep], bid[keep], bufidx[keep], off[keep], length[keep]
+        ts_ns, cpu, bufidx, seq = ts_ns[keep], cpu[keep], bufidx[keep], seq[keep]
         type_id, flags, pc, pid = type_id[keep], flags[keep], pc[keep], pid[keep]
-        store = RecordStore(bufs, bid, off, length, dat.big_endian)
-        n = len(ts_ns)
-    # lost events per page → per CPU, with the gap position
-    for c, count, raw_ts in gaps:
-        meta.lost_markers += 1
-        meta.lost[c] = meta.lost.get(c, 0) + max(count, 0)
-        meta.lost_gaps.append({"cpu": c, "ts": None if raw_ts is None else int(_to_ns(np.array([raw_ts], np.uint64), dat)[0]),
-                               "count": count if count >= 0 else None})
+        store = RecordStore(store.bufs, store.buf_id[keep], store.offset[keep], store.length[keep], dat.big_endian)
+    n = len(ts_ns)
     comms = cmdlines(dat.cmdlines)
     comms.setdefault(0, "<idle>")
     uniq_pid, inv = _unique(pid)
@@ -247,7 +302,7 @@ def read_dat(path: str, compression: str | None = None, select: Selection | None
     event = _categorical([formats.names[int(t)][0] for t in uniq_t], tinv)
     system = _categorical([formats.names[int(t)][1] for t in uniq_t], tinv)
     data: dict[str, object] = {
-        "ts": ts_ns, "seq": seq_of if seq_of is not None else np.arange(n, dtype=np.int64), "cpu": cpu, "pid": pid,
+        "ts": ts_ns, "seq": seq, "cpu": cpu, "pid": pid,
         "tgid": pd.arrays.IntegerArray(np.zeros(n, np.int32), np.ones(n, bool)),
         "comm": comm, "event": event, "system": system,
     }
@@ -272,16 +327,9 @@ def read_dat(path: str, compression: str | None = None, select: Selection | None
     # no ``payload`` or ``line`` columns: the payload is rendered on request
     # (Trace.payload) and ``seq`` is already the record's position
     if len(dat.buffers) > 1:
-        data["buffer"] = pd.Categorical(np.asarray([b.name for b in dat.buffers], dtype=object)[bufidx])
-    events = pd.DataFrame(data, copy=False)
-    meta.events = n
-    meta.lines = n
-    meta.cpus = dat.cpu_count or (int(cpu.max()) + 1 if n else None)
-    meta.clock = dat.clock
-    meta.flag_width = 5
-    meta.ts_resolution_ns = 1
-    source = BinarySource(formats, store, type_id, dat, seq_of)
-    return events, meta, source
+        data["buffer"] = pd.Categorical(np.asarray([b.name for b in dat.buffers], dtype=object)[bufidx],
+                                        categories=sorted({b.name for b in dat.buffers}))
+    return pd.DataFrame(data, copy=False), store, type_id, seq
 
 
 @dataclass
@@ -321,7 +369,7 @@ def _categorical(names: list[str], codes: np.ndarray) -> pd.Categorical:
                                      categories=pd.Index(uniq, dtype=object))
 
 
-def _to_ns(ts: np.ndarray, dat: hdr.DatFile) -> np.ndarray:
+def to_ns(ts: np.ndarray, dat: hdr.DatFile) -> np.ndarray:
     """Raw ring-buffer clock → ns: TSC2NSEC for counter clocks, then the file's OFFSET."""
     out = ts.astype(np.uint64)
     t2n = dat.options.get("tsc2nsec")

@@ -1,0 +1,185 @@
+"""A trace.dat read a window of time at a time: memory for one window, not for the file.
+
+Ring-buffer pages are independent, so each CPU's pages are walked a batch at a time. The
+records of every CPU are merged as a whole read merges them (earliest first, the lower CPU
+on ties) up to a horizon that every unfinished CPU has reached, so each window's events,
+and their seq numbers, are exactly that stretch of a whole read.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ... import progress
+from ...errors import TraceFormatError
+from ...fields.binary import binary_fields
+from ..select import Selection
+from . import BinarySource, Opened, add_gaps, open_dat, page_records, table, to_ns
+from . import header as hdr
+from .records import RecordStore
+
+#: most bytes of one CPU's pages walked at a time, and the bytes a record takes, about, for
+#: sizing batches to the chunk: a window then holds about ``chunk_events`` records
+BATCH_BYTES = 4 << 20
+RECORD_BYTES = 32
+
+
+@dataclass
+class _Batch:
+    """Walked records of one batch of a CPU's pages that are not yet handed out."""
+
+    data: np.ndarray
+    ts: np.ndarray      # ns
+    kept: np.ndarray    # bool: a selective read keeps it
+    offset: np.ndarray
+    length: np.ndarray
+
+
+class _Cpu:
+    """One CPU's records, loaded a batch of pages at a time."""
+
+    def __init__(self, o: Opened, buffer: int, c: hdr.CpuData, page: int, gaps: list, batch: int) -> None:
+        self.o, self.buffer, self.cpu, self.page, self.gaps, self.batch = o, buffer, c.cpu, page, gaps, batch
+        self.batches: list[_Batch] = []
+        self.last = np.iinfo(np.int64).min  # the latest time loaded
+        self.done = False
+        self.read = 0  # bytes of the file consumed
+        self._pages = self._page_bytes(c)
+
+    def _page_bytes(self, c: hdr.CpuData) -> Iterator[np.ndarray]:
+        """The CPU's data as batches of whole pages (decompressed chunk by chunk for v7)."""
+        o, meta, page = self.o, self.o.meta, self.page
+        step = max(self.batch // page, 1) * page
+        if not c.compressed:
+            avail = max(0, min(c.size, len(o.mm) - c.offset))
+            if avail < c.size:
+                meta.warnings.append(f"CPU {c.cpu} data truncated: {avail} of {c.size} bytes present")
+                meta.skip("truncated-cpu-data", 1)
+            # read, not mapped: mapped pages once touched count as the process's memory
+            with open(o.path, "rb") as fh:
+                for at in range(0, avail, step):
+                    n = min(step, avail - at)
+                    self.read += n
+                    yield np.frombuffer(os.pread(fh.fileno(), n, c.offset + at), dtype=np.uint8)
+            return
+        try:
+            chunks = hdr.flyrecord_chunks(o.r, o.dat.compression, c.offset, c.size, o.path)
+        except TraceFormatError as exc:
+            meta.warnings.append(f"CPU {c.cpu}: {exc.message}; no data read for it")
+            meta.skip("corrupt-cpu-data", 1)
+            return
+        held = np.zeros(0, np.uint8)
+        for off, csize, usize in chunks:
+            try:
+                got = np.frombuffer(hdr.decompress(o.r, o.dat.compression, off, csize, usize, f"CPU {c.cpu} chunk"), np.uint8)
+            except TraceFormatError as exc:
+                meta.warnings.append(f"CPU {c.cpu}: {exc.message} at byte {off}; later chunks skipped")
+                meta.skip("corrupt-chunk", 1)
+                break
+            self.read += csize
+            held = np.concatenate((held, got)) if len(held) else got
+            whole = len(held) // page * page
+            if whole >= step:
+                yield held[:whole]
+                held = held[whole:]
+        if len(held):
+            yield held
+
+    def load(self) -> int:
+        """Walk the next batch of pages; the number of records it held."""
+        data = next(self._pages, None)
+        if data is None:
+            self.done = True
+            return 0
+        recs = page_records(self.o, self.cpu, data, self.page, self.gaps)
+        if not len(recs.ts):
+            return 0
+        ts = to_ns(recs.ts, self.o.dat)
+        self.batches.append(_Batch(data, ts, self.o.kept(data, recs), recs.offset, recs.length))
+        self.last = max(self.last, int(ts.max()))
+        return len(ts)
+
+    def pending(self) -> int:
+        return sum(len(b.ts) for b in self.batches)
+
+    def take(self, horizon: int | None) -> list[_Batch]:
+        """The loaded records before ``horizon`` (all with None), removed from the CPU."""
+        out, keep = [], []
+        for b in self.batches:
+            cut = len(b.ts) if horizon is None else int(np.searchsorted(b.ts, horizon, side="left")) \
+                if (np.diff(b.ts) >= 0).all() else int(np.argmax(np.r_[b.ts >= horizon, True]))
+            if cut:
+                out.append(_Batch(b.data, b.ts[:cut], b.kept[:cut], b.offset[:cut], b.length[:cut]))
+            if cut < len(b.ts):
+                keep.append(_Batch(b.data, b.ts[cut:], b.kept[cut:], b.offset[cut:], b.length[cut:]))
+        self.batches = keep
+        return out
+
+
+def stream_dat(path: str, compression: str | None, select: Selection, chunk_events: int
+               ) -> Iterator[tuple[pd.DataFrame, dict[str, pd.DataFrame], object]]:
+    """(events, fields decoded while reading, meta) of about ``chunk_events`` records at a time.
+
+    Only ``select``'s events are kept, their ``select.fields`` decoded (the record bytes are
+    not kept past the window); seq numbers every record as a whole read does.
+    """
+    o = open_dat(path, compression, select)
+    dat, meta = o.dat, o.meta
+    gaps: list[tuple[int, int, int | None]] = []
+    n_cpus = max(sum(len(buf.cpus) for buf in dat.buffers), 1)
+    batch = min(BATCH_BYTES, chunk_events * RECORD_BYTES // n_cpus)
+    cpus = [_Cpu(o, b_index, c, buf.page_size or dat.page_size, gaps, batch)
+            for b_index, buf in enumerate(dat.buffers) for c in buf.cpus]
+    total = max(sum(c.size for buf in dat.buffers for c in buf.cpus), 1)
+    seq_base = kept_total = 0
+    while True:
+        active = [c for c in cpus if not c.done]
+        while active and sum(c.pending() for c in cpus) < chunk_events:
+            min(active, key=lambda c: c.last).load()
+            active = [c for c in active if not c.done]
+        horizon = min(c.last for c in active) if active else None
+        parts = [(c, b) for c in cpus for b in c.take(horizon)]
+        if not parts and active:
+            min(active, key=lambda c: c.last).load()  # the CPU holding the horizon back
+            continue
+        n = sum(len(b.ts) for _, b in parts)
+        ts = np.concatenate([b.ts for _, b in parts]) if parts else np.zeros(0, np.int64)
+        order = np.argsort(ts, kind="stable")  # parts are in CPU order: ties go to the lower CPU
+        seq = np.empty(n, np.int64)
+        seq[order] = np.arange(seq_base, seq_base + n)
+        seq_base += n
+        kept = np.concatenate([b.kept for _, b in parts]) if parts else np.zeros(0, bool)
+        meta.not_kept += int((~kept).sum())
+        order = order[kept[order]]
+        bufs = [b.data for _, b in parts]
+        store = RecordStore(bufs, np.concatenate([np.full(len(b.ts), i, np.uint16) for i, (_, b) in enumerate(parts)])[order]
+                            if parts else np.zeros(0, np.uint16),
+                            np.concatenate([b.offset for _, b in parts])[order] if parts else np.zeros(0, np.int64),
+                            np.concatenate([b.length for _, b in parts])[order] if parts else np.zeros(0, np.int32),
+                            dat.big_endian)
+        cpu = np.concatenate([np.full(len(b.ts), c.cpu, np.int32) for c, b in parts])[order] if parts else np.zeros(0, np.int32)
+        bufidx = np.concatenate([np.full(len(b.ts), c.buffer, np.uint16) for c, b in parts])[order] if parts else np.zeros(0, np.uint16)
+        events, store, type_id, kept_seq = table(o, store, ts[order], cpu, bufidx, seq[order])
+        kept_total += len(events)
+        src = BinarySource(o.formats, store, type_id, dat, kept_seq)
+        fields = {}
+        for name, columns in select.fields.items():
+            m = (events["event"] == name).to_numpy(bool)
+            if m.any():
+                got = binary_fields(name, kept_seq[m], src, columns)
+                got.insert(0, "seq", kept_seq[m])
+                fields[name] = got
+        add_gaps(o, gaps)  # known once their pages are walked: before the events after them are analyzed
+        gaps.clear()
+        meta.events, meta.lines = kept_total, seq_base
+        last = not active and not any(c.batches for c in cpus)
+        if last:
+            meta.cpus = dat.cpu_count or (max(c.cpu for c in cpus) + 1 if cpus else None)
+        progress.step(f"reading {os.path.basename(path)}", min(sum(c.read for c in cpus) / total, 1.0))
+        yield events, fields, meta
+        if last:
+            return
