@@ -224,7 +224,7 @@ def finish(trace: Trace, options: Options, parts: list[dict[str, Any]]) -> Analy
     res["ticks"] = ticks.finish([p["ticks"] for p in parts], whole)
     res["damage"] = damage.finish([p["damage"] for p in parts])
     for r in res.values():
-        r.findings = damage.downgrade(r.findings, res["damage"].frames["damaged"])
+        r.findings = verdict.contradicted(damage.downgrade(r.findings, res["damage"].frames["damaged"]), seen)
     proven = {r.name: int((r.findings["confidence"] == "proven").sum()) if len(r.findings) else 0 for r in res.values()}
     res["ticks"].metrics["misaccounted_proven"] = proven["ticks"]
     v = verdict.decide(seen, None if apparent is None else proven["irqsoff"], {"proven": proven["rcu"],

@@ -42,6 +42,7 @@ def collect(ctx: Context) -> Result:
     m_in = containing(tl, sp, ep, missed)
     doubtful = np.zeros(len(sp), bool)
     doubtful[m_in[m_in >= 0]] = True
+    doubtful |= np.isin(ep, missed)  # the counter at the EQS's own end says transitions inside it went untraced
     doubtful |= tl.near_gap(tl.cpu[sp], tl.ts[sp], tl.ts[ep])
     in_broken = g["broken_run"].to_numpy(bool)
     conf = np.where(doubtful[kk] | in_broken[kk], "inferred", "proven")

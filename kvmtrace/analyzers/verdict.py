@@ -136,3 +136,21 @@ def _summary(classes: dict[str, dict[str, str]], ticks: dict[str, Any]) -> str:
               "ticks are handled", "unknown": "where guest timing ends is not shown"}[t]
     parts.append(f"{timing} (ticks{rel})")
     return "; ".join(parts)
+
+
+def contradicted(findings: pd.DataFrame, seen: dict[str, Any]) -> pd.DataFrame:
+    """Apparent irqs-off findings made inferred when other runs of the same trace show the reworked
+    entry's irq_enable: one kernel runs one entry path, so a run without that irq_enable more likely
+    lost it (a deleted, dropped or cut line) than ran other code. Their proof would rest on an event's
+    absence that the trace itself contradicts."""
+    if not len(findings) or not seen.get("fixed_runs"):
+        return findings
+    hit = ((findings["kind"] == "apparent_irqsoff") & (findings["confidence"] == "proven")).to_numpy(bool)
+    if not hit.any():
+        return findings
+    out = findings.copy()
+    out.loc[hit, "confidence"] = "inferred"
+    why = (f"{seen['fixed_runs']:,} of {seen['runs']:,} runs of this trace show the reworked entry's irq_enable; "
+           "its absence here may be a lost or deleted event")
+    out.loc[hit, "why"] = [f"{w}; {why}" if w else why for w in out.loc[hit, "why"].astype(str)]
+    return out

@@ -108,7 +108,8 @@ def _many(paths: list[str], opts: Options, as_json: bool, kinds: list[str], stri
         hits += int(t.loc[t["same_buffer_as"].isna(), cols].fillna(0).to_numpy().sum())  # a buffer counts once
     if len(failed):
         click.echo(f"kvmtrace: {len(failed)} of {len(t)} traces failed: "
-                   + "; ".join(f"{r.path}: {r.error}" for r in failed.itertuples()), err=True)
+                   + "; ".join(r.error if str(r.error).startswith(r.path) else f"{r.path}: {r.error}"
+                               for r in failed.itertuples()), err=True)
         sys.exit(2)
     if hits:
         click.echo(f"kvmtrace: {hits} finding(s) of {', '.join(kinds)}", err=True)

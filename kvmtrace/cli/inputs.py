@@ -105,10 +105,12 @@ def analysis_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--irqsoff-threshold-us", type=float, default=100.0, show_default=True,
                      help="Irqs-off windows longer than this are counted per CPU."),
         click.option("--low-memory", is_flag=True,
-                     help="Keep only the events and fields the analyzers read, decoded while reading (no cache), "
-                          f"and build the model {LOW_MEMORY_CHUNK:,} events at a time."),
+                     help=f"Stream the trace: read it {LOW_MEMORY_CHUNK:,} events at a time straight into the "
+                          "analysis, keeping only the fields the analyzers read (no cache). Chosen by itself "
+                          "when a trace is too big for the memory available."),
         click.option("--chunk-events", type=click.IntRange(min=1000), metavar="N",
-                     help="Build the model N events at a time (the same result, less memory)."),
+                     help="Build the model N events at a time (the same result, less memory); "
+                          "with --low-memory, the size of the streamed pieces."),
         click.option("--kernel-release", metavar="R",
                      help="The traced kernel's release as `uname -r` printed it (overrides the trace.dat's UNAME). "
                           "x86 tick accounting depends on it: guest timing ends before the host-IRQ window "

@@ -38,6 +38,10 @@ def to_int64(arr: pa.Array, allow_hex: bool = True) -> pd.arrays.IntegerArray:
     arr = pc.utf8_trim_whitespace(arr)
     filled = pc.fill_null(arr, "")
     is_dec = pc.match_substring_regex(filled, r"^-?\d{1,19}$").to_numpy(zero_copy_only=False)
+    edge = np.flatnonzero(is_dec & pc.match_substring_regex(filled, r"\d{19}$").to_numpy(zero_copy_only=False))
+    for i in edge:  # 19 digits may not fit in 64 bits: such a value is damage, left NA
+        if not -(1 << 63) <= int(filled[int(i)].as_py()) < 1 << 63:
+            is_dec[i] = False
     is_hex = pc.match_substring_regex(filled, r"^0[xX][0-9a-fA-F]{1,16}$").to_numpy(zero_copy_only=False) \
         if allow_hex else np.zeros(len(arr), bool)
     dec = pc.if_else(pa.array(is_dec), filled, "0")

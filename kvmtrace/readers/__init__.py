@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pandas as pd
 
-from ..errors import TraceFormatError
+from ..errors import TraceFormatError, TraceTooLargeError
 from ..meta import TraceMeta
 from .compression import read_head
 from .select import Selection
@@ -23,6 +23,15 @@ def read(path: str | os.PathLike[str], select: Selection | None = None
     """Read any supported trace file into (events table, meta, binary record source or None,
     fields decoded while reading: event → seq + columns, for a selective load)."""
     path = os.fspath(path)
+    try:
+        return _read(path, select)
+    except MemoryError:
+        raise TraceTooLargeError(path, None, "ran out of memory reading it: analyze it with --low-memory "
+                                 "(kvmtrace.analyze(path, Options(low_memory=True)))") from None
+
+
+def _read(path: str, select: Selection | None
+          ) -> tuple[pd.DataFrame, TraceMeta, object | None, dict[str, pd.DataFrame]]:
     head, compression = _head(path)
     kind = sniff_binary(path, head)
     if kind == "trace.dat":
@@ -52,6 +61,15 @@ def stream(path: str | os.PathLike[str], select: Selection, chunk_events: int
     per piece, keeping only ``select``. No table of the whole trace is built; ``meta`` (one object,
     filled as reading goes) is complete after the last piece."""
     path = os.fspath(path)
+    try:
+        yield from _stream(path, select, chunk_events)
+    except MemoryError:
+        raise TraceTooLargeError(path, None, f"ran out of memory with pieces of {chunk_events:,} events: "
+                                 "try a smaller --chunk-events") from None
+
+
+def _stream(path: str, select: Selection, chunk_events: int
+            ) -> Iterator[tuple[pd.DataFrame, dict[str, pd.DataFrame], TraceMeta]]:
     head, compression = _head(path)
     if sniff_binary(path, head) == "trace.dat":
         from .tracedat.stream import stream_dat
@@ -64,7 +82,7 @@ def stream(path: str | os.PathLike[str], select: Selection, chunk_events: int
     seen: set[int] = set()
     for events, fields, meta in pieces:
         if len(events):
-            if not meta.first_ns:
+            if not seen:
                 meta.first_ns = int(events["ts"].iloc[0])
             meta.last_ns = int(events["ts"].iloc[-1])
             seen.update(int(c) for c in pd.unique(events["cpu"]))

@@ -10,13 +10,15 @@ import bz2
 import gzip
 import lzma
 import os
+import stat
+import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
 
 import zstandard
 
 from .. import progress
-from ..errors import TraceTooLargeError
+from ..errors import TraceFormatError, TraceTooLargeError
 
 MAGICS: dict[str, bytes] = {
     "gzip": b"\x1f\x8b",
@@ -85,7 +87,10 @@ def iter_blocks(path: str, block_size: int = 16 << 20) -> Iterator[bytes]:
 
 
 def read_head(path: str, n: int = 1 << 16) -> tuple[bytes, str | None]:
-    """The first ``n`` decompressed bytes and the compression name (for sniffing)."""
+    """The first ``n`` decompressed bytes and the compression name (for sniffing). Only a regular
+    file is opened: a FIFO or a device would block or never end."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise TraceFormatError(path, None, "not a regular file (a FIFO, device or socket): save the trace to a file first")
     with open(path, "rb") as raw:
         magic = raw.read(8)
         raw.seek(0)
@@ -93,5 +98,5 @@ def read_head(path: str, n: int = 1 << 16) -> tuple[bytes, str | None]:
         stream = _open_stream(raw, kind)
         try:
             return stream.read(n), kind
-        except (EOFError, OSError, lzma.LZMAError, zstandard.ZstdError):
+        except (EOFError, OSError, lzma.LZMAError, zstandard.ZstdError, zlib.error):
             return b"", kind

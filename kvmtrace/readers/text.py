@@ -38,18 +38,37 @@ _INSPECT_MAX = 1_000_000  # non-event lines looked at one by one (markers, prolo
 _DOT = ord(".")
 
 
-def _lines_of(path: str, block_size: int) -> Iterator[tuple[np.ndarray, bool]]:
-    """Yield byte blocks that end on a line boundary (the last one may not)."""
+#: a "line" longer than this is damage (a sparse or binary stretch): skipped to the next newline
+MAX_LINE = 16 << 20
+#: lines per decoded block at most: blank-line floods cost per-line arrays, not bytes
+MAX_LINES = 250_000
+
+
+def _lines_of(path: str, block_size: int, overlong: list[int]) -> Iterator[tuple[np.ndarray, bool]]:
+    """Yield byte blocks that end on a line boundary (the last one may not), of at most ``MAX_LINES``
+    lines; a stretch over ``MAX_LINE`` bytes without a newline is dropped and its byte offset
+    appended to ``overlong``."""
     carry = b""
+    skipping = False
+    at = 0  # bytes of the decompressed stream seen
     try:
         for block in iter_blocks(path, block_size):
-            data = carry + block
+            at += len(block)
+            if skipping:
+                nl = block.find(b"\n")
+                if nl < 0:
+                    continue
+                block, skipping = block[nl + 1:], False
+            data = carry + block if carry else block
             cut = data.rfind(b"\n") + 1
             if cut == 0:
                 carry = data
+                if len(carry) > MAX_LINE:
+                    overlong.append(at - len(carry))
+                    carry, skipping = b"", True
                 continue
             carry = data[cut:]
-            yield np.frombuffer(data, dtype=np.uint8, count=cut), False
+            yield from _by_lines(np.frombuffer(data, dtype=np.uint8, count=cut))
     except (EOFError, OSError, lzma.LZMAError, zstandard.ZstdError, zlib.error) as exc:
         # truncated or corrupt compressed stream: keep what decoded, say so
         if carry:
@@ -57,6 +76,20 @@ def _lines_of(path: str, block_size: int) -> Iterator[tuple[np.ndarray, bool]]:
         raise _Truncated(str(exc)) from exc
     if carry:
         yield np.frombuffer(carry, dtype=np.uint8), True
+
+
+def _by_lines(buf: np.ndarray) -> Iterator[tuple[np.ndarray, bool]]:
+    """``buf`` (whole lines) in pieces of at most ``MAX_LINES`` lines."""
+    if len(buf) < MAX_LINES:  # fewer bytes than the limit: fewer lines too
+        yield buf, False
+        return
+    ends = np.flatnonzero(buf == 10)[MAX_LINES - 1::MAX_LINES] + 1
+    start = 0
+    for end in ends:
+        yield buf[start:end], False
+        start = int(end)
+    if start < len(buf):
+        yield buf[start:], False
 
 
 class _Truncated(Exception):
@@ -174,7 +207,8 @@ def text_chunks(path: str, fmt: TextFormat, meta: TraceMeta, block_size: int = 6
     pending: deque[Future[_Block]] = deque()
     repaired = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        blocks = _unfolded(_lines_of(path, block_size), fmt, meta)
+        overlong: list[int] = []
+        blocks = _unfolded(_lines_of(path, block_size, overlong), fmt, meta)
         truncated: str | None = None
         while True:
             while len(pending) < workers and truncated is None:
@@ -217,6 +251,10 @@ def text_chunks(path: str, fmt: TextFormat, meta: TraceMeta, block_size: int = 6
             meta.warnings.append(f"compressed stream ends early after line {line_base}: {truncated}; loaded what decoded")
             meta.skip("truncated-stream", 1, line_base + 1, truncated)
     meta.lines = line_base
+    if overlong:
+        meta.warnings.append(f"{len(overlong)} stretches of over {MAX_LINE >> 20} MiB without a newline "
+                             f"(first at byte {overlong[0]}) were skipped: not text")
+        meta.skip("overlong-line", len(overlong), None, f"at byte {overlong[0]}")
     if repaired:
         meta.warnings.append(f"{repaired} bytes that are not UTF-8 were replaced by '?' (lines kept)")
         meta.kernel["non_utf8_bytes"] = repaired

@@ -84,8 +84,13 @@ def _cpu_bytes(r: hdr._Reader, dat: hdr.DatFile, c: hdr.CpuData, mm: mmap.mmap, 
         meta.warnings.append(f"CPU {c.cpu}: {exc.message}; no data read for it")
         meta.skip("corrupt-cpu-data", 1)
         return np.zeros(0, np.uint8)
+    declared = sum(u for _o, _c, u in chunks)
+    if declared > max(c.size, 1) * hdr.MAX_RATIO:
+        meta.warnings.append(f"CPU {c.cpu}: chunks declare {declared:,} bytes from {c.size:,} (a likely decompression bomb); no data read for it")
+        meta.skip("corrupt-cpu-data", 1)
+        return np.zeros(0, np.uint8)
     # decompress chunk by chunk into one preallocated buffer: one chunk in flight, not two copies
-    out = np.empty(sum(u for _o, _c, u in chunks), dtype=np.uint8)
+    out = np.empty(declared, dtype=np.uint8)
     pos = 0
     for off, csize, usize in chunks:
         try:
@@ -146,7 +151,7 @@ def open_dat(path: str, compression: str | None, select: Selection | None) -> Op
     with open(path, "rb") as fh:
         try:
             mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-        except ValueError as exc:
+        except (ValueError, OSError) as exc:  # empty, or larger than the address space allowed
             raise TraceFormatError(path, None, f"cannot map file: {exc}") from exc
     view = memoryview(mm)
     dat = hdr.parse(path, view)
@@ -160,6 +165,14 @@ def open_dat(path: str, compression: str | None, select: Selection | None) -> Op
     hp = header_page_layout(dat.header_page)
     commit_off, commit_size = hp.get("commit", (8, dat.long_size))
     data_off = hp.get("data", (16, 0))[0]
+    page = min([dat.page_size] + [b.page_size for b in dat.buffers if b.page_size])
+    if commit_size not in (4, 8) or commit_off % 4 or not 8 <= commit_off <= page - commit_size \
+            or not commit_off + commit_size <= data_off < page:
+        raise TraceFormatError(path, "header_page", f"commit at {commit_off} ({commit_size} bytes), data at {data_off}: "
+                               f"not a ring-buffer page of {page} bytes (damaged header)")
+    bad_cpu = [c.cpu for b in dat.buffers for c in b.cpus if c.cpu >= 1 << 16]
+    if bad_cpu:
+        raise TraceFormatError(path, "CPU list", f"CPU id {bad_cpu[0]} is not a CPU (damaged header)")
     needed = ("common_type", "common_flags", "common_preempt_count", "common_pid")
     common = next((f for f in (formats[i] for i in formats) if all(n in f.fields for n in needed)), None)
     if common is None:
@@ -370,11 +383,21 @@ def _categorical(names: list[str], codes: np.ndarray) -> pd.Categorical:
 
 
 def to_ns(ts: np.ndarray, dat: hdr.DatFile) -> np.ndarray:
-    """Raw ring-buffer clock → ns: TSC2NSEC for counter clocks, then the file's OFFSET."""
+    """Raw ring-buffer clock → ns: TSC2NSEC for counter clocks, then the file's OFFSET.
+    Options that would carry a time past 64 bits are damage: a one-line error naming them."""
     out = ts.astype(np.uint64)
     t2n = dat.options.get("tsc2nsec")
+    offset = dat.options.get("offset")
+    top = int(out.max()) if len(out) else 0
     if t2n and dat.clock in ("x86-tsc", "tsc", "counter"):
         mult, shift, offs = t2n
+        if shift > 63 or ((top * mult) >> shift) + offs >= 1 << 63 or offs < 0:
+            raise TraceFormatError(dat.path, "option TSC2NSEC", f"multiplier {mult}, shift {shift}, offset {offs} "
+                                   "take the trace's times past 64 bits: damaged option")
+        top = ((top * mult) >> shift) + offs
+    if isinstance(offset, int) and not -(1 << 62) < offset < 1 << 62 or isinstance(offset, int) and top + offset >= 1 << 63:
+        raise TraceFormatError(dat.path, "option OFFSET", f"offset {offset} takes the trace's times past 64 bits: damaged option")
+    if t2n and dat.clock in ("x86-tsc", "tsc", "counter"):
         out = ((out.astype(object) * mult) >> shift).astype(np.uint64) + np.uint64(offs)
     offset = dat.options.get("offset")
     if isinstance(offset, int) and offset:

@@ -153,7 +153,7 @@ class FormatTable(Mapping):
         for system, text in texts:
             name = _NAME.search(text)
             ident = _ID.search(text)
-            if name and ident:
+            if name and ident and int(ident.group(1)) < 1 << 32:  # a record's id is 16 bits: larger is damage
                 i = int(ident.group(1))
                 self._texts[i] = (system, text)
                 self.names[i] = (name.group(1), system)

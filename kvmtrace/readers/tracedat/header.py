@@ -17,7 +17,9 @@ from ...errors import TraceFormatError, TraceTooLargeError
 
 MAGIC = b"\x17\x08\x44tracing"
 MAX_META_SECTION = 1 << 30        # metadata sections (formats, kallsyms) above 1 GiB are refused
-MAX_CHUNK = 1 << 30
+#: what a CPU's compressed data may expand to, at most, times its size
+MAX_RATIO = 1000
+MAX_CHUNK = 64 << 20  # trace-cmd writes chunks of 10 pages (40 KiB); larger is damage or a bomb
 
 OPT_DONE, OPT_DATE, OPT_CPUSTAT, OPT_BUFFER, OPT_TRACECLOCK, OPT_UNAME = 0, 1, 2, 3, 4, 5
 OPT_OFFSET, OPT_CPUCOUNT, OPT_VERSION, OPT_TRACEID, OPT_TIME_SHIFT, OPT_GUEST, OPT_TSC2NSEC = 7, 8, 9, 11, 12, 13, 14
@@ -245,6 +247,8 @@ def _option(r: _Reader, dat: DatFile, opt: int, off: int, size: int) -> int | No
         clock, p = r.cstr(p, "buffer clock")
         psize = r.u(p, 4, "buffer page size")
         ncpu = r.u(p + 4, 4, "buffer cpu count")
+        if psize and (psize < 64 or psize > (1 << 24) or psize & (psize - 1)):
+            raise TraceFormatError(r.path, f"byte {p}", f"implausible buffer page size {psize}")
         if ncpu > 4096:
             raise TraceFormatError(r.path, f"byte {p + 4}", f"implausible CPU count {ncpu}")
         p += 8
