@@ -222,7 +222,7 @@ def finish(trace: Trace, options: Options, parts: list[dict[str, Any]]) -> Analy
     # without RCU events the RCU findings are exposure, kept only where the entry logic is not known fixed
     res["rcu"] = rcu.finish([p["rcu"] for p in parts], whole, verdict.entry_logic(seen, apparent))
     res["ticks"] = ticks.finish([p["ticks"] for p in parts], whole)
-    res["damage"] = damage.finish([p["damage"] for p in parts])
+    res["damage"] = damage.finish([p["damage"] for p in parts], trace.meta)
     for r in res.values():
         r.findings = verdict.contradicted(damage.downgrade(r.findings, res["damage"].frames["damaged"]), seen)
     proven = {r.name: int((r.findings["confidence"] == "proven").sum()) if len(r.findings) else 0 for r in res.values()}

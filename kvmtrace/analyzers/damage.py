@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..meta import TraceMeta
 from .base import Context, Result, by_cpu
 
 #: what each analysis reads from the payloads that can be damaged
@@ -33,12 +34,18 @@ def collect(ctx: Context) -> Result:
     return res
 
 
-def finish(parts: list[Result]) -> Result:
-    """Counts per event, and a note for each kind of payload that could not be read."""
+def finish(parts: list[Result], meta: TraceMeta) -> Result:
+    """Counts per event, and a note for each kind of payload that could not be read. Unparsable
+    lines (``meta.damaged_seq``) join the damaged events on every CPU (``cpu`` −1): which CPU
+    a garbled line was on is not known."""
     res = Result("damage")
     d = by_cpu([p.frames["damaged"] for p in parts])
-    res.frames["damaged"] = d
     counts = {str(k): int(v) for k, v in d["event"].astype(str).value_counts().items()} if len(d) else {}
+    if meta.damaged_seq:
+        lines = pd.DataFrame({"seq": np.asarray(meta.damaged_seq, np.int64), "cpu": np.int32(-1),
+                              "event": pd.array(["(unparsable line)"] * len(meta.damaged_seq), dtype=object)})
+        d = pd.concat([d, lines], ignore_index=True) if len(d) else lines
+    res.frames["damaged"] = d
     res.metrics = {"undecoded_payloads": counts}
     for event, n in counts.items():
         res.undecidable.append({"analysis": "damage", "what": f"{n:,} {event} events whose {READS.get(event, 'payload')} "
@@ -63,13 +70,13 @@ def downgrade(findings: pd.DataFrame, damaged: pd.DataFrame) -> pd.DataFrame:
     cpu = findings["cpu"].to_numpy(np.int64)
     for c, g in damaged.groupby("cpu"):
         seqs = np.sort(g["seq"].to_numpy(np.int64))
-        on = cpu == int(c)
+        on = cpu == int(c) if int(c) >= 0 else np.ones(len(cpu), bool)  # −1: a line whose CPU is unknown
         hit[on] = np.searchsorted(seqs, last[on], side="right") > np.searchsorted(seqs, first[on])
     hit &= (findings["confidence"] == "proven").to_numpy(bool)
     if not hit.any():
         return findings
     out = findings.copy()
     out.loc[hit, "confidence"] = "inferred"
-    why = "an event inside the evidence could not be decoded (cut or garbled line)"
+    why = "an event inside the evidence, or a line between its events, could not be decoded (cut or garbled line)"
     out.loc[hit, "why"] = [f"{w}; {why}" if w else why for w in out.loc[hit, "why"].astype(str)]
     return out

@@ -94,6 +94,11 @@ class EventColumns:
         self.fields = {}
         return out
 
+    @property
+    def next_seq(self) -> int:
+        """The seq the next block's first event gets."""
+        return self._seq_base
+
     def following(self) -> "EventColumns":
         """Empty columns for the events after these: seq numbering goes on."""
         nxt = EventColumns(self.select)

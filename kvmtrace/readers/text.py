@@ -227,7 +227,9 @@ def text_chunks(path: str, fmt: TextFormat, meta: TraceMeta, block_size: int = 6
             n_lines = len(blk.starts)
             if blk.final and n_lines and not lf.ok[-1] and meta.events + len(ok) > 0:
                 meta.warnings.append(f"last line ({line_base + n_lines}) is incomplete: file truncated?")
-            _skip_lines(blk.buf, blk.starts, lf, meta, line_base, last_ts_by_cpu)
+            unparsed = _skip_lines(blk.buf, blk.starts, lf, meta, line_base, last_ts_by_cpu)
+            if len(unparsed):  # the event after each, by the seq the block's events get
+                meta.damaged_seq.extend((cols.next_seq + np.searchsorted(ok, unparsed)).tolist())
             repaired += blk.repaired
             if len(ok):
                 widths += np.bincount(blk.width, minlength=6)[:6]
@@ -282,11 +284,12 @@ def _last_per_cpu(cpu: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def _skip_lines(buf: np.ndarray, starts: np.ndarray, lf: LineFields, meta: TraceMeta, line_base: int,
-                last_ts_by_cpu: dict[int, int]) -> None:
-    """Account for every non-event line: prologue, markers, comments, blanks, garbage."""
+                last_ts_by_cpu: dict[int, int]) -> np.ndarray:
+    """Account for every non-event line: prologue, markers, comments, blanks, garbage; the block
+    positions of the unparsable (garbled or cut) ones."""
     bad = np.flatnonzero(~lf.ok)
     if not len(bad):
-        return
+        return bad
     first = np.zeros(len(bad), dtype=np.uint8)
     nonblank = lf.end[bad] > lf.lstart[bad]
     # a mail-quoted line ("> # tracer: nop") is what follows its quote prefix
@@ -319,6 +322,7 @@ def _skip_lines(buf: np.ndarray, starts: np.ndarray, lf: LineFields, meta: Trace
         text = bytes(buf[starts[j]:lf.end[j]]).decode("utf-8", "replace")
         meta.skip("unparsable", 1, int(j) + line_base + 1, text)
     meta.skip("unparsable", max(len(unparsed) - MAX_EXAMPLES, 0))
+    return unparsed
 
 
 def _at(buf: np.ndarray, pos: np.ndarray) -> np.ndarray:

@@ -200,6 +200,9 @@ def page_records(o: Opened, cpu: int, data: np.ndarray, page: int, gaps: list[tu
     for pg in np.flatnonzero(recs.lost != 0):  # where events were lost: after the last record before that page
         k = int(np.searchsorted(recs.page, pg))
         gaps.append((cpu, int(recs.lost[pg]), int(recs.ts[k - 1]) if k > 0 else None))
+    for pg in recs.broken:  # a broken chain loses the rest of its page: a gap of unknown size after its last record
+        k = int(np.searchsorted(recs.page, pg, side="right"))
+        gaps.append((cpu, -1, int(recs.ts[k - 1]) if k > 0 else None))
     return recs
 
 
@@ -271,7 +274,8 @@ def read_dat(path: str, compression: str | None = None, select: Selection | None
     meta.events = len(events)
     meta.lines = len(events)
     meta.cpus = dat.cpu_count or (int(cpu.max()) + 1 if len(cpu) else None)
-    return events, meta, BinarySource(o.formats, store, type_id, dat, seq if o.keep_ids is not None else None)
+    contiguous = not len(seq) or int(seq[-1]) == len(seq) - 1  # seq is the record row unless records were left out
+    return events, meta, BinarySource(o.formats, store, type_id, dat, None if contiguous else seq)
 
 
 def add_gaps(o: Opened, gaps: list[tuple[int, int, int | None]]) -> None:
