@@ -389,3 +389,24 @@ def test_a_garbled_line_inside_a_finding_makes_it_inferred(tmp_path):
     inferred = f[f["confidence"] == "inferred"]
     assert 1 <= len(inferred) <= 20 and inferred["why"].str.contains("could not be decoded").all()
     assert (f["confidence"] == "proven").sum() >= 1667 - 20
+
+
+@pytest.mark.parametrize("name", ["real-arm64-6.1-qemu/arm64-6.1-fixed-tick.tracefs.txt.xz",
+                                  "real-x86-6.1-qemu-svm/x86-6.1-tick.tracefs.txt.xz"])
+def test_crops_of_a_fixed_trace_prove_nothing(name, tmp_path):
+    """A stretch of a fixed kernel's trace cut at line boundaries: runs, windows and EQS cut open at
+    the edges are not evidence, so no crop has a proven finding."""
+    import random
+
+    from kvmtrace.analyzers import analyze
+
+    lines = lzma.open(SHARED / name).read().splitlines(keepends=True)
+    head = [ln for ln in lines if ln.startswith(b"#")]
+    body = [ln for ln in lines if not ln.startswith(b"#")]
+    rng = random.Random(5)
+    for k in range(15):
+        a = rng.randrange(len(body))
+        path = tmp_path / f"crop{k}.txt"
+        path.write_bytes(b"".join(head + body[a:a + rng.randrange(200, 20_000)]))
+        c = analyze(kvmtrace.load(path)).counts()
+        assert all(v["proven"] == 0 for v in c.values()), (k, c)
