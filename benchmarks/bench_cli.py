@@ -3,7 +3,8 @@
     python3 benchmarks/bench_cli.py [RUNS]
 
 1. ``kvmtrace analyze --no-cache FLOOD.dat`` vs ``trace-cmd report -N FLOOD.dat`` (target >= 4x);
-2. ``kvmtrace events`` of the same file vs ``analyze`` (how much the analysis adds to the load);
+2. ``analyze --low-memory`` (streamed) vs ``analyze``, and ``kvmtrace events`` of the same file vs
+   ``analyze`` (how much the analysis adds to the load);
 3. ``kvmtrace --help`` and ``kvmtrace events --help`` (target <= 0.3 s) vs ``python3 -c pass``;
 4. a batch of synthesized traces: ``analyze DIR`` (local process pool) vs ``analyze DIR --serial``
    (never slower). ``bench_scale.py batch`` adds a dask LocalCluster of the same size.
@@ -34,6 +35,9 @@ def main() -> None:
     print(f"analyze {FLOOD.name} ({FLOOD.stat().st_size / 2**20:.1f} MB, 3.48M events): kvmtrace vs trace-cmd")
     ab([*KVMTRACE, "analyze", "--no-cache", str(FLOOD)], ["trace-cmd", "report", "-N", str(FLOOD)], runs,
        "kvmtrace analyze", "trace-cmd report -N")
+    print("streamed (--low-memory) vs whole analysis of the same file")
+    ab([*KVMTRACE, "analyze", "--no-cache", "--low-memory", str(FLOOD)], [*KVMTRACE, "analyze", "--no-cache", str(FLOOD)],
+       runs, "kvmtrace analyze --low-memory", "kvmtrace analyze")
     print("events vs analyze of the same file")
     ab([*KVMTRACE, "events", str(FLOOD)], [*KVMTRACE, "analyze", "--no-cache", str(FLOOD)], runs,
        "kvmtrace events", "kvmtrace analyze")
