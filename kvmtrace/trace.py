@@ -183,6 +183,25 @@ class Trace:
         out._names = after._names
         return out
 
+    def only(self, cpus: "tuple[int, ...] | None" = None, start_ns: int | None = None, end_ns: int | None = None) -> "Trace":
+        """The events on ``cpus`` within [start_ns, end_ns] (trace timestamps; None: no bound), as a
+        trace of their own that keeps seq numbers and decoded fields (``rows``): ``--cpu``, ``--start``,
+        ``--end``. Runs and windows cut open at the bounds are trace edges: never evidence."""
+        if cpus is None and start_ns is None and end_ns is None:
+            return self
+        ev = self.events
+        keep = np.ones(len(ev), bool)
+        if cpus is not None:
+            keep &= np.isin(ev["cpu"].to_numpy(), np.asarray(cpus, np.int64))
+        ts = ev["ts"].to_numpy(np.int64)
+        if start_ns is not None:
+            keep &= ts >= start_ns
+        if end_ns is not None:
+            keep &= ts <= end_ns
+        out = self.rows(np.flatnonzero(keep))
+        out._names = None  # the event types of what is kept
+        return out
+
     def payload(self, name: str) -> pd.Series:
         """Printable fields of event ``name``, one string per row, rendered only now.
 

@@ -264,3 +264,34 @@ def test_irqs_and_ticks_are_attributed_to_runs_or_exit_windows():
     assert runs["ticks"].sum() + runs["window_ticks"].sum() == len(ticks) == 250
     irq = tr.df("irq_handler_entry")
     assert runs["irqs"].sum() + runs["window_irqs"].sum() == int(((irq["cpu"] == 1) & (irq["ts"] > first)).sum())
+
+
+def test_cpu_and_time_window_restrict_every_command():
+    """--cpu and --start/--end (trace-cmd's timestamps): `events` counts what `trace-cmd report --cpu`
+    prints; the analysis of CPU 1 (the vCPU CPU) of the real pre-fix trace finds what the whole trace
+    finds, and a time window finds only findings inside it, each as proven as in the whole trace."""
+    from kvmtrace.analyzers import Options, analyze, load_and_analyze
+
+    path = ARM64 / "arm64-6.1-prefix-nohzfull.dat"
+    run = [sys.executable, "-m", "kvmtrace"]
+    tc = subprocess.run(["trace-cmd", "report", "-N", "--cpu", "1", str(path)], capture_output=True, text=True, check=True)
+    tc_events = sum(1 for ln in tc.stdout.splitlines() if re.match(r"^\s*\S.*\[\d+\]\s", ln))
+    got = json.loads(subprocess.run([*run, "events", "--json", "--cpu", "1", str(path)],
+                                    capture_output=True, text=True, check=True).stdout)
+    assert sum(v["total"] for v in got["events"].values()) == tc_events
+    assert all(set(v["per_cpu"]) == {"1"} for v in got["events"].values())
+    whole = analyze(kvmtrace.load(path))
+    cpu1 = load_and_analyze(str(path), Options(cpus=(1,)))
+    assert cpu1.counts() == whole.counts() and len(cpu1.runs) == len(whole.runs) == 1667
+    assert any("restricted to CPUs 1" in w for w in cpu1.trace.meta.warnings)
+    t0, t1 = int(whole.runs["entry_ts"].iloc[100]), int(whole.runs["entry_ts"].iloc[700])
+    for opts in (Options(start_ns=t0, end_ns=t1), Options(start_ns=t0, end_ns=t1, low_memory=True, chunk_events=5000)):
+        part = load_and_analyze(str(path), opts)
+        f = part.findings
+        assert len(f) and ((f["start_ns"] >= t0) & (f["end_ns"] <= t1)).all()
+        assert 550 <= len(part.runs) <= 601
+        same = lambda x: {(k, tuple(e), c) for k, e, c in zip(x["kind"], x["evidence_seq"], x["confidence"])}  # noqa: E731
+        assert same(f) <= same(whole.findings)
+    out = subprocess.run([*run, "analyze", "--findings", "0", "--cpu", "1", "--start", f"{t0 / 1e9:.6f}",
+                          "--end", f"{t1 / 1e9:.6f}", str(path)], capture_output=True, text=True)
+    assert out.returncode == 0 and "restricted to CPUs 1 and" in out.stderr + out.stdout

@@ -120,9 +120,19 @@ def load_and_analyze(path: str, options: Options | None = None, cache: bool = Fa
     if options.low_memory or streams(path):
         from .chunked import collect_stream
 
-        parts, whole = collect_stream(stream(path, selection().everything(), options.chunk_events or LOW_MEMORY_CHUNK), options)
+        pieces = stream(path, selection().everything(), options.chunk_events or LOW_MEMORY_CHUNK)
+        parts, whole = collect_stream((options.restrict(p) for p in pieces), options)
+        _say_restricted(whole, options)
         return finish(whole, options, parts)
-    return analyze(load(path, cache=cache, cache_dir=cache_dir), options)
+    tr = options.restrict(load(path, cache=cache, cache_dir=cache_dir))
+    _say_restricted(tr, options)
+    return analyze(tr, options)
+
+
+def _say_restricted(tr: Trace, options: Options) -> None:
+    said = options.restriction()
+    if said and said not in tr.meta.warnings:
+        tr.meta.warnings.append(said)
 
 
 #: peak bytes per event of a whole (unstreamed) analysis, and events per byte of file, by kind

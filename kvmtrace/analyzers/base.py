@@ -32,6 +32,23 @@ class Options:
     #: the traced kernel's release (``uname -r``): overrides the trace.dat's UNAME; x86 tick
     #: accounting is decided from it (kernel-semantics.md F)
     kernel_release: str | None = None
+    #: analyze only these CPUs, and only events within [start_ns, end_ns] (trace timestamps)
+    cpus: tuple[int, ...] | None = None
+    start_ns: int | None = None
+    end_ns: int | None = None
+
+    def restrict(self, trace: Trace) -> Trace:
+        """``trace`` as these options restrict it (``Trace.only``)."""
+        return trace.only(self.cpus, self.start_ns, self.end_ns)
+
+    def restriction(self) -> str | None:
+        """What the restriction keeps, in words for the trace's warnings; None without one."""
+        parts = [f"CPUs {', '.join(map(str, self.cpus))}"] if self.cpus is not None else []
+        if self.start_ns is not None or self.end_ns is not None:
+            lo = "start" if self.start_ns is None else f"{self.start_ns / 1e9:.6f} s"
+            hi = "end" if self.end_ns is None else f"{self.end_ns / 1e9:.6f} s"
+            parts.append(f"{lo} to {hi}")
+        return f"analysis restricted to {' and '.join(parts)} (--cpu/--start/--end)" if parts else None
 
 
 @dataclass

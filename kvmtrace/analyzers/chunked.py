@@ -86,7 +86,13 @@ def collect_stream(pieces: Iterable[Trace], options: Options) -> tuple[list[dict
     key_carried = np.zeros(0, np.int64)
     base = 0
     early = 0  # pieces analyzed before the RCU counter step was known
+    meta = None
+    empty: Trace | None = None
     for piece in pieces:
+        meta = piece.meta
+        if not len(piece.events):  # nothing to collect (a piece outside --start/--end): it decides nothing
+            empty = piece
+            continue
         for (e, c), v in piece.event_cpu_counts().items():
             counts[(str(e), int(c))] = counts.get((str(e), int(c)), 0) + int(v)
         names = _names(counts)
@@ -105,8 +111,10 @@ def collect_stream(pieces: Iterable[Trace], options: Options) -> tuple[list[dict
         meta = piece.meta
         del chunk, piece
         _give_back()
-    if carried is None:
+    if meta is None:
         raise ValueError("a stream yields at least one piece")
+    if carried is None:  # no piece had events
+        carried = empty
     carried._names = _names(counts)
     chunks.collect(carried, key_carried, last=True)
     if early and chunks.step is not None:

@@ -76,6 +76,8 @@ def analyze(traces: tuple[str, ...], as_json: bool, fail_on: str | None, strict:
         click.echo(json.dumps(a.to_json(), indent=2, sort_keys=True))
     else:
         _print(a, show)
+        for w in a.trace.meta.warnings:
+            click.echo(f"kvmtrace: warning: {w}", err=True)
     if kinds:
         f = a.findings
         hits = f[f["kind"].isin(kinds) & (True if strict else f["confidence"] == "proven")]

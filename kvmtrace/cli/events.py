@@ -5,6 +5,7 @@ import json
 
 import click
 
+from .inputs import cpu_list
 from .main import one_line_errors
 
 
@@ -15,13 +16,16 @@ def _ns(v: int | None) -> str:
 @click.command()
 @click.argument("trace")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--cpu", callback=cpu_list, metavar="LIST", help="Count only these CPUs, e.g. 1 or 0,2-3.")
+@click.option("--start", type=float, metavar="S", help="Count only events at or after S seconds.")
+@click.option("--end", type=float, metavar="S", help="Count only events at or before S seconds.")
 @one_line_errors
-def events(trace: str, as_json: bool) -> None:
+def events(trace: str, as_json: bool, cpu: tuple[int, ...] | None, start: float | None, end: float | None) -> None:
     """Show what kvmtrace read from TRACE: format, events per type and CPU, skipped and lost."""
     from ..tables import render  # here, not above: `events --help` needs neither pandas nor the readers
     from ..trace import load
 
-    tr = load(trace)
+    tr = load(trace).only(cpu, None if start is None else round(start * 1e9), None if end is None else round(end * 1e9))
     m = tr.meta
     counts = tr.counts()
     if as_json:
@@ -33,6 +37,8 @@ def events(trace: str, as_json: bool) -> None:
     click.echo(f"{tr.path}: {m.source_format}" + (f" ({m.compression})" if m.compression else ""))
     click.echo(f"  events {m.events:,}  cpus {m.cpus}  clock {m.clock}  flags {m.flag_width or 'none'}"
                f"  time {_ns(m.first_ns)} .. {_ns(m.last_ns)}")
+    if cpu is not None or start is not None or end is not None:
+        click.echo(f"  counted below: {len(tr.events):,} events (--cpu/--start/--end)")
     skipped = ", ".join(f"{k} {v:,}" for k, v in sorted(m.skipped.items())) or "none"
     click.echo(f"  lines {m.lines:,}  skipped {m.skipped_total:,} ({skipped})")
     if m.lost_markers:

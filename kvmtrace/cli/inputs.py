@@ -93,15 +93,44 @@ def batch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return _with(fn, _CLUSTER + _CACHE)
 
 
+def cpu_list(_ctx: Any, _param: Any, value: str | None) -> tuple[int, ...] | None:
+    """``--cpu 0,2-3`` → (0, 2, 3), as ``trace-cmd report --cpu`` reads it."""
+    if value is None:
+        return None
+    out: set[int] = set()
+    try:
+        for part in value.split(","):
+            lo, _, hi = part.strip().partition("-")
+            out.update(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: a CPU list is numbers and ranges, e.g. 0,2-3") from None
+    return tuple(sorted(out))
+
+
+def _ns(seconds: float | None) -> int | None:
+    return None if seconds is None else round(seconds * 1e9)
+
+
+#: the events a command looks at: CPUs and a time window, in the trace's own timestamps
+WINDOW = [
+    click.option("--cpu", callback=cpu_list, metavar="LIST", help="Only these CPUs, e.g. 1 or 0,2-3."),
+    click.option("--start", type=float, metavar="S",
+                 help="Only events at or after S seconds (the timestamps trace-cmd report prints)."),
+    click.option("--end", type=float, metavar="S", help="Only events at or before S seconds."),
+]
+
+
 def analysis_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--irqsoff-threshold-us``, ``--low-memory``, ``--chunk-events`` and ``--kernel-release``,
     handed to the command as one ready ``options`` for loading and the analyzers."""
     @functools.wraps(fn)
     def command(*args: Any, irqsoff_threshold_us: float, low_memory: bool, chunk_events: int | None,
-                kernel_release: str | None, **kw: Any) -> Any:
+                kernel_release: str | None, cpu: tuple[int, ...] | None, start: float | None, end: float | None,
+                **kw: Any) -> Any:
         return fn(*args, options=Options(irqsoff_threshold_ns=int(irqsoff_threshold_us * 1000), low_memory=low_memory,
-                                         chunk_events=chunk_events, kernel_release=kernel_release), **kw)
-    return _with(command, [
+                                         chunk_events=chunk_events, kernel_release=kernel_release,
+                                         cpus=cpu, start_ns=_ns(start), end_ns=_ns(end)), **kw)
+    return _with(command, WINDOW + [
         click.option("--irqsoff-threshold-us", type=float, default=100.0, show_default=True,
                      help="Irqs-off windows longer than this are counted per CPU."),
         click.option("--low-memory", is_flag=True,
