@@ -5,7 +5,7 @@ import json
 
 import click
 
-from .inputs import cpu_list
+from .params import cpu_list
 from .main import one_line_errors
 
 

@@ -12,6 +12,7 @@ import click
 from ..analyzers import LOW_MEMORY_CHUNK, Options
 from ..errors import TraceFormatError
 from ..readers import trace_kind
+from .params import cpu_list
 
 #: files in a folder that are never traces, skipped without sniffing
 _NOT_TRACES = (".json", ".md", ".sh", ".py", ".png", ".svg", ".parquet", ".ipynb")
@@ -91,20 +92,6 @@ def cache_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def batch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Options of commands that read many traces: where to run them and the Parquet cache."""
     return _with(fn, _CLUSTER + _CACHE)
-
-
-def cpu_list(_ctx: Any, _param: Any, value: str | None) -> tuple[int, ...] | None:
-    """``--cpu 0,2-3`` → (0, 2, 3), as ``trace-cmd report --cpu`` reads it."""
-    if value is None:
-        return None
-    out: set[int] = set()
-    try:
-        for part in value.split(","):
-            lo, _, hi = part.strip().partition("-")
-            out.update(range(int(lo), int(hi or lo) + 1))
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: a CPU list is numbers and ranges, e.g. 0,2-3") from None
-    return tuple(sorted(out))
 
 
 def _ns(seconds: float | None) -> int | None:
