@@ -37,9 +37,9 @@ class TraceMeta:
     #: where events were lost: {cpu, ts (last event before the gap), count or None}
     lost_gaps: list[dict[str, Any]] = field(default_factory=list)
     empty_cpus: list[int] = field(default_factory=list)
-    #: where unparsable lines were: the seq of the event after each (damage between two events, on an
-    #: unknown CPU), so findings spanning one are not proven
-    damaged_seq: list[int] = field(default_factory=list)
+    #: [seq, cpu] of damage the events table cannot show: an unparsable line (the seq of the event after
+    #: it, cpu −1: unknown) or an event line with bytes that were not UTF-8; findings spanning one are not proven
+    damaged: list[list[int]] = field(default_factory=list)
     kernel: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 

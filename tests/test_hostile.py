@@ -380,18 +380,25 @@ def test_deleting_lines_of_a_fixed_trace_proves_nothing(seed, tmp_path):
     assert c["apparent_irqsoff"]["inferred"] > 0 and a.verdict["verdict"] == "fixed"
 
 
-def test_a_garbled_line_inside_a_finding_makes_it_inferred(tmp_path):
-    """Unparsable lines are counted damage: a proven finding whose evidence spans one (on any CPU:
-    a garbled line's CPU is unknown) becomes inferred with the reason; the others stay proven."""
+@pytest.mark.parametrize("how", ["garbled", "non-utf8"])
+def test_a_damaged_line_inside_a_finding_makes_it_inferred(how, tmp_path):
+    """Unparsable lines and lines with bytes that are not UTF-8 are counted damage: a proven finding
+    whose evidence spans one (an unparsable line's CPU is unknown: any CPU) becomes inferred with the
+    reason; the others stay proven."""
     from kvmtrace.analyzers import analyze
 
     lines = lzma.open(ARM64 / "arm64-6.1-prefix-nohzfull.tracefs.txt.xz").read().splitlines(keepends=True)
     entries = [i for i, ln in enumerate(lines) if b" kvm_entry:" in ln]
-    garbled = {i - 1 for i in entries[100:110]}  # the line before ten guest entries: inside their apparent windows
-    path = tmp_path / "garbled.txt"
-    path.write_bytes(b"".join(b"\x07garbled\n" if i in garbled else ln for i, ln in enumerate(lines)))
+    damaged = {i - 1 for i in entries[100:110]}  # the line before ten guest entries: inside their apparent windows
+
+    def damage(ln: bytes) -> bytes:
+        return b"\x07garbled\n" if how == "garbled" else ln[:-2] + b"\xff\n"
+
+    path = tmp_path / "damaged.txt"
+    path.write_bytes(b"".join(damage(ln) if i in damaged else ln for i, ln in enumerate(lines)))
     a = analyze(kvmtrace.load(path))
-    assert a.trace.meta.skipped["unparsable"] == 10 and len(a.trace.meta.damaged_seq) == 10
+    assert len(a.trace.meta.damaged) == 10
+    assert a.trace.meta.skipped.get("unparsable", 0) == (10 if how == "garbled" else 0)
     f = a.findings[a.findings["kind"] == "apparent_irqsoff"]
     inferred = f[f["confidence"] == "inferred"]
     assert 1 <= len(inferred) <= 20 and inferred["why"].str.contains("could not be decoded").all()

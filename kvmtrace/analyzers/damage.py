@@ -35,15 +35,17 @@ def collect(ctx: Context) -> Result:
 
 
 def finish(parts: list[Result], meta: TraceMeta) -> Result:
-    """Counts per event, and a note for each kind of payload that could not be read. Unparsable
-    lines (``meta.damaged_seq``) join the damaged events on every CPU (``cpu`` −1): which CPU
-    a garbled line was on is not known."""
+    """Counts per event, and a note for each kind of payload that could not be read. What the reader
+    saw damaged (``meta.damaged``) joins them: unparsable lines on every CPU (``cpu`` −1: which CPU a
+    garbled line was on is not known), repaired event lines on their own."""
     res = Result("damage")
     d = by_cpu([p.frames["damaged"] for p in parts])
     counts = {str(k): int(v) for k, v in d["event"].astype(str).value_counts().items()} if len(d) else {}
-    if meta.damaged_seq:
-        lines = pd.DataFrame({"seq": np.asarray(meta.damaged_seq, np.int64), "cpu": np.int32(-1),
-                              "event": pd.array(["(unparsable line)"] * len(meta.damaged_seq), dtype=object)})
+    if meta.damaged:
+        at = np.asarray(meta.damaged, np.int64).reshape(-1, 2)
+        lines = pd.DataFrame({"seq": at[:, 0], "cpu": at[:, 1].astype(np.int32),
+                              "event": pd.array(np.where(at[:, 1] < 0, "(unparsable line)", "(non-UTF-8 bytes)"),
+                                                dtype=object)})
         d = pd.concat([d, lines], ignore_index=True) if len(d) else lines
     res.frames["damaged"] = d
     res.metrics = {"undecoded_payloads": counts}

@@ -145,7 +145,7 @@ class _Block:
     width: np.ndarray
     chars: np.ndarray
     pieces: dict
-    repaired: int = 0
+    repaired: np.ndarray | None = None  # positions of the bytes that were not UTF-8
 
 
 def _decode(buf: np.ndarray, final: bool, fmt: TextFormat) -> _Block:
@@ -229,8 +229,13 @@ def text_chunks(path: str, fmt: TextFormat, meta: TraceMeta, block_size: int = 6
                 meta.warnings.append(f"last line ({line_base + n_lines}) is incomplete: file truncated?")
             unparsed = _skip_lines(blk.buf, blk.starts, lf, meta, line_base, last_ts_by_cpu)
             if len(unparsed):  # the event after each, by the seq the block's events get
-                meta.damaged_seq.extend((cols.next_seq + np.searchsorted(ok, unparsed)).tolist())
-            repaired += blk.repaired
+                meta.damaged.extend([int(q), -1] for q in cols.next_seq + np.searchsorted(ok, unparsed))
+            if blk.repaired is not None and len(blk.repaired):
+                repaired += len(blk.repaired)
+                hit = np.unique(np.searchsorted(blk.starts, blk.repaired, side="right") - 1)
+                at = np.searchsorted(ok, hit)  # repaired event lines: the event itself is damaged, on its CPU
+                mine = (at < len(ok)) & (ok[np.minimum(at, len(ok) - 1)] == hit) if len(ok) else np.zeros(len(hit), bool)
+                meta.damaged.extend([int(cols.next_seq + a), int(lf.cpu[h])] for a, h in zip(at[mine], hit[mine]))
             if len(ok):
                 widths += np.bincount(blk.width, minlength=6)[:6]
                 bh_seen |= bool(np.isin(blk.chars, (ord("D"), ord("b"))).any())

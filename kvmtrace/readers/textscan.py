@@ -160,14 +160,15 @@ def gather(buf: np.ndarray, start: np.ndarray, end: np.ndarray) -> pa.LargeStrin
     return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
 
 
-def repair_utf8(buf: np.ndarray) -> tuple[np.ndarray, int]:
-    """``buf`` with every byte that is not part of valid UTF-8 replaced by ``?``, and how many.
+def repair_utf8(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``buf`` with every byte that is not part of valid UTF-8 replaced by ``?``, and their positions.
 
     Same length, so every line and field offset stays put; ASCII-only blocks (the usual
     case) cost one comparison pass.
     """
+    none = np.zeros(0, np.int64)
     if not len(buf) or int(buf.max()) < 0x80:
-        return buf, 0
+        return buf, none
     raw = buf.tobytes()
     bad: list[int] = []
 
@@ -177,10 +178,11 @@ def repair_utf8(buf: np.ndarray) -> tuple[np.ndarray, int]:
 
     try:
         raw.decode("utf-8")
-        return buf, 0
+        return buf, none
     except UnicodeDecodeError:
         codecs.register_error("kvmtrace-note", note)
         raw.decode("utf-8", errors="kvmtrace-note")
+    where = np.asarray(bad, dtype=np.int64)
     out = buf.copy()
-    out[np.asarray(bad, dtype=np.int64)] = ord("?")
-    return out, len(bad)
+    out[where] = ord("?")
+    return out, where
