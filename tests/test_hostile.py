@@ -6,6 +6,7 @@ import collections
 import gzip
 import json
 import lzma
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -380,7 +381,7 @@ def test_deleting_lines_of_a_fixed_trace_proves_nothing(seed, tmp_path):
     assert c["apparent_irqsoff"]["inferred"] > 0 and a.verdict["verdict"] == "fixed"
 
 
-@pytest.mark.parametrize("how", ["garbled", "non-utf8"])
+@pytest.mark.parametrize("how", ["garbled", "non-utf8", "absurd-cpu", "absurd-pid"])
 def test_a_damaged_line_inside_a_finding_makes_it_inferred(how, tmp_path):
     """Unparsable lines and lines with bytes that are not UTF-8 are counted damage: a proven finding
     whose evidence spans one (an unparsable line's CPU is unknown: any CPU) becomes inferred with the
@@ -392,12 +393,17 @@ def test_a_damaged_line_inside_a_finding_makes_it_inferred(how, tmp_path):
     damaged = {i - 1 for i in entries[100:110]}  # the line before ten guest entries: inside their apparent windows
 
     def damage(ln: bytes) -> bytes:
+        if how == "absurd-cpu":
+            return re.sub(rb"\[\d+\]", b"[9999]", ln, count=1)
+        if how == "absurd-pid":
+            return re.sub(rb"-(\d+)(\s+\[)", rb"-99999999\2", ln, count=1)
         return b"\x07garbled\n" if how == "garbled" else ln[:-2] + b"\xff\n"
 
     path = tmp_path / "damaged.txt"
     path.write_bytes(b"".join(damage(ln) if i in damaged else ln for i, ln in enumerate(lines)))
     a = analyze(kvmtrace.load(path))
-    assert len(a.trace.meta.damaged) == 10
+    impossible = a.results["damage"].metrics["impossible_cpu_or_pid"]
+    assert len(a.trace.meta.damaged) + impossible == 10 and (impossible == 10) == how.startswith("absurd")
     assert a.trace.meta.skipped.get("unparsable", 0) == (10 if how == "garbled" else 0)
     f = a.findings[a.findings["kind"] == "apparent_irqsoff"]
     inferred = f[f["confidence"] == "inferred"]

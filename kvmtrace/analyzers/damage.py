@@ -20,6 +20,11 @@ READS = {"irq_disable": "caller", "irq_enable": "caller", "rcu_dyntick": "polari
          "hrtimer_expire_entry": "function/now", "kvm_exit": "exit reason"}
 
 
+#: the kernel's limits (NR_CPUS at most 8192; PID_MAX_LIMIT 4M): a larger value is a damaged line
+MAX_CPUS = 8192
+PID_MAX_LIMIT = 4 * 1024 * 1024
+
+
 def collect(ctx: Context) -> Result:
     """The damaged events this part of the trace owns: seq, cpu, event."""
     res = Result("damage")
@@ -30,7 +35,14 @@ def collect(ctx: Context) -> Result:
         pos = np.union1d(pos, bad_exit)
     pos = pos[tl.owns(pos)]
     names = ctx.trace.events["event"].to_numpy()[tl.row[pos]] if len(pos) else np.zeros(0, object)
-    res.frames["damaged"] = pd.DataFrame({"seq": tl.seq[pos], "cpu": tl.cpu[pos], "event": pd.array(names, dtype=object)})
+    # a CPU or pid no kernel has: the line was damaged, and the event is missing from its real CPU
+    # (which is unknown: −1, any CPU)
+    cpus = min(ctx.trace.meta.cpus or MAX_CPUS, MAX_CPUS)
+    odd = np.flatnonzero((tl.pid < 0) | (tl.pid > PID_MAX_LIMIT) | (tl.cpu >= cpus))
+    odd = odd[tl.owns(odd)]
+    res.frames["damaged"] = pd.DataFrame({
+        "seq": np.r_[tl.seq[pos], tl.seq[odd]], "cpu": np.r_[tl.cpu[pos], np.full(len(odd), -1, tl.cpu.dtype)],
+        "event": pd.array(np.r_[names, np.full(len(odd), "(impossible CPU or pid)", object)], dtype=object)})
     return res
 
 
@@ -40,7 +52,9 @@ def finish(parts: list[Result], meta: TraceMeta) -> Result:
     garbled line was on is not known), repaired event lines on their own."""
     res = Result("damage")
     d = by_cpu([p.frames["damaged"] for p in parts])
-    counts = {str(k): int(v) for k, v in d["event"].astype(str).value_counts().items()} if len(d) else {}
+    named = d["event"].astype(str) if len(d) else pd.Series([], dtype=str)
+    counts = {str(k): int(v) for k, v in named[~named.str.startswith("(")].value_counts().items()}
+    impossible = int((named == "(impossible CPU or pid)").sum())
     if meta.damaged:
         at = np.asarray(meta.damaged, np.int64).reshape(-1, 2)
         lines = pd.DataFrame({"seq": at[:, 0], "cpu": at[:, 1].astype(np.int32),
@@ -48,7 +62,7 @@ def finish(parts: list[Result], meta: TraceMeta) -> Result:
                                                 dtype=object)})
         d = pd.concat([d, lines], ignore_index=True) if len(d) else lines
     res.frames["damaged"] = d
-    res.metrics = {"undecoded_payloads": counts}
+    res.metrics = {"undecoded_payloads": counts, "impossible_cpu_or_pid": impossible}
     for event, n in counts.items():
         res.undecidable.append({"analysis": "damage", "what": f"{n:,} {event} events whose {READS.get(event, 'payload')} "
                                 f"could not be decoded: findings spanning them are inferred",
