@@ -110,6 +110,18 @@ def findings_frame(kind: str, confidence: Any, cpu, pid, comm, start, end,
     }, columns=FINDING_COLUMNS)
 
 
+def made_inferred(findings: pd.DataFrame, hit: np.ndarray, why: str) -> pd.DataFrame:
+    """``findings`` with the proven ones where ``hit`` made inferred, ``why`` added to their reasons:
+    what every rule that takes a proof away does (damage, a contradiction in the trace)."""
+    hit = hit & (findings["confidence"] == "proven").to_numpy(bool)
+    if not hit.any():
+        return findings
+    out = findings.copy()
+    out.loc[hit, "confidence"] = "inferred"
+    out.loc[hit, "why"] = [f"{w}; {why}" if w else why for w in out.loc[hit, "why"].astype(str)]
+    return out
+
+
 class Context:
     """One trace (or one chunk of it) and the model pieces analyzers share, each built once on first use.
 

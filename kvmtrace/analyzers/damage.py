@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..meta import TraceMeta
-from .base import Context, Result, by_cpu
+from .base import Context, Result, by_cpu, made_inferred
 
 #: what each analysis reads from the payloads that can be damaged
 READS = {"irq_disable": "caller", "irq_enable": "caller", "rcu_dyntick": "polarity", "rcu_watching": "polarity",
@@ -88,11 +88,5 @@ def downgrade(findings: pd.DataFrame, damaged: pd.DataFrame) -> pd.DataFrame:
         seqs = np.sort(g["seq"].to_numpy(np.int64))
         on = cpu == int(c) if int(c) >= 0 else np.ones(len(cpu), bool)  # −1: a line whose CPU is unknown
         hit[on] = np.searchsorted(seqs, last[on], side="right") > np.searchsorted(seqs, first[on])
-    hit &= (findings["confidence"] == "proven").to_numpy(bool)
-    if not hit.any():
-        return findings
-    out = findings.copy()
-    out.loc[hit, "confidence"] = "inferred"
-    why = "an event inside the evidence, or a line between its events, could not be decoded (cut or garbled line)"
-    out.loc[hit, "why"] = [f"{w}; {why}" if w else why for w in out.loc[hit, "why"].astype(str)]
-    return out
+    return made_inferred(findings, hit, "an event inside the evidence, or a line between its events, could not "
+                                        "be decoded (cut or garbled line)")

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from ..model import ticks as tk
-from .base import Context
+from .base import Context, made_inferred
 
 #: the bug classes, by finding kind, as the verdict names them
 CLASSES = {"apparent_irqsoff": "apparent irqs-off windows", "rcu_not_watching": "IRQs without RCU watching",
@@ -145,12 +145,6 @@ def contradicted(findings: pd.DataFrame, seen: dict[str, Any]) -> pd.DataFrame:
     absence that the trace itself contradicts."""
     if not len(findings) or not seen.get("fixed_runs"):
         return findings
-    hit = ((findings["kind"] == "apparent_irqsoff") & (findings["confidence"] == "proven")).to_numpy(bool)
-    if not hit.any():
-        return findings
-    out = findings.copy()
-    out.loc[hit, "confidence"] = "inferred"
-    why = (f"{seen['fixed_runs']:,} of {seen['runs']:,} runs of this trace show the reworked entry's irq_enable; "
-           "its absence here may be a lost or deleted event")
-    out.loc[hit, "why"] = [f"{w}; {why}" if w else why for w in out.loc[hit, "why"].astype(str)]
-    return out
+    return made_inferred(findings, (findings["kind"] == "apparent_irqsoff").to_numpy(bool),
+                         f"{seen['fixed_runs']:,} of {seen['runs']:,} runs of this trace show the reworked entry's "
+                         "irq_enable; its absence here may be a lost or deleted event")

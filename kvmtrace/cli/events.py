@@ -5,7 +5,7 @@ import json
 
 import click
 
-from .params import cpu_list
+from .params import seconds_ns, window
 from .main import one_line_errors
 
 
@@ -16,16 +16,14 @@ def _ns(v: int | None) -> str:
 @click.command()
 @click.argument("trace")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--cpu", callback=cpu_list, metavar="LIST", help="Count only these CPUs, e.g. 1 or 0,2-3.")
-@click.option("--start", type=float, metavar="S", help="Count only events at or after S seconds.")
-@click.option("--end", type=float, metavar="S", help="Count only events at or before S seconds.")
+@window
 @one_line_errors
 def events(trace: str, as_json: bool, cpu: tuple[int, ...] | None, start: float | None, end: float | None) -> None:
     """Show what kvmtrace read from TRACE: format, events per type and CPU, skipped and lost."""
     from ..tables import render  # here, not above: `events --help` needs neither pandas nor the readers
     from ..trace import load
 
-    tr = load(trace).only(cpu, None if start is None else round(start * 1e9), None if end is None else round(end * 1e9))
+    tr = load(trace).only(cpu, seconds_ns(start), seconds_ns(end))
     m = tr.meta
     counts = tr.counts()
     if as_json:

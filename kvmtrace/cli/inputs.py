@@ -12,7 +12,7 @@ import click
 from ..analyzers import LOW_MEMORY_CHUNK, Options
 from ..errors import TraceFormatError
 from ..readers import trace_kind
-from .params import cpu_list
+from .params import WINDOW, seconds_ns
 
 #: files in a folder that are never traces, skipped without sniffing
 _NOT_TRACES = (".json", ".md", ".sh", ".py", ".png", ".svg", ".parquet", ".ipynb")
@@ -94,19 +94,6 @@ def batch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return _with(fn, _CLUSTER + _CACHE)
 
 
-def _ns(seconds: float | None) -> int | None:
-    return None if seconds is None else round(seconds * 1e9)
-
-
-#: the events a command looks at: CPUs and a time window, in the trace's own timestamps
-WINDOW = [
-    click.option("--cpu", callback=cpu_list, metavar="LIST", help="Only these CPUs, e.g. 1 or 0,2-3."),
-    click.option("--start", type=float, metavar="S",
-                 help="Only events at or after S seconds (the timestamps trace-cmd report prints)."),
-    click.option("--end", type=float, metavar="S", help="Only events at or before S seconds."),
-]
-
-
 def analysis_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--irqsoff-threshold-us``, ``--low-memory``, ``--chunk-events`` and ``--kernel-release``,
     handed to the command as one ready ``options`` for loading and the analyzers."""
@@ -116,7 +103,7 @@ def analysis_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                 **kw: Any) -> Any:
         return fn(*args, options=Options(irqsoff_threshold_ns=int(irqsoff_threshold_us * 1000), low_memory=low_memory,
                                          chunk_events=chunk_events, kernel_release=kernel_release,
-                                         cpus=cpu, start_ns=_ns(start), end_ns=_ns(end)), **kw)
+                                         cpus=cpu, start_ns=seconds_ns(start), end_ns=seconds_ns(end)), **kw)
     return _with(command, WINDOW + [
         click.option("--irqsoff-threshold-us", type=float, default=100.0, show_default=True,
                      help="Irqs-off windows longer than this are counted per CPU."),

@@ -18,3 +18,24 @@ def cpu_list(_ctx: Any, _param: Any, value: str | None) -> tuple[int, ...] | Non
     except ValueError:
         raise click.BadParameter(f"{value!r}: a CPU list is numbers and ranges, e.g. 0,2-3") from None
     return tuple(sorted(out))
+
+
+def seconds_ns(seconds: float | None) -> int | None:
+    """``--start``/``--end`` seconds as the trace's integer nanoseconds."""
+    return None if seconds is None else round(seconds * 1e9)
+
+
+#: the events a command looks at: CPUs and a time window, in the trace's own timestamps
+WINDOW = [
+    click.option("--cpu", callback=cpu_list, metavar="LIST", help="Only these CPUs, e.g. 1 or 0,2-3."),
+    click.option("--start", type=float, metavar="S",
+                 help="Only events at or after S seconds (the timestamps trace-cmd report prints)."),
+    click.option("--end", type=float, metavar="S", help="Only events at or before S seconds."),
+]
+
+
+def window(fn: Any) -> Any:
+    """The ``WINDOW`` options on a command."""
+    for opt in reversed(WINDOW):
+        fn = opt(fn)
+    return fn

@@ -12,7 +12,7 @@ import zlib
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -145,7 +145,7 @@ class _Block:
     width: np.ndarray
     chars: np.ndarray
     pieces: dict
-    repaired: np.ndarray | None = None  # positions of the bytes that were not UTF-8
+    repaired: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # positions of bytes not UTF-8
 
 
 def _decode(buf: np.ndarray, final: bool, fmt: TextFormat) -> _Block:
@@ -228,14 +228,8 @@ def text_chunks(path: str, fmt: TextFormat, meta: TraceMeta, block_size: int = 6
             if blk.final and n_lines and not lf.ok[-1] and meta.events + len(ok) > 0:
                 meta.warnings.append(f"last line ({line_base + n_lines}) is incomplete: file truncated?")
             unparsed = _skip_lines(blk.buf, blk.starts, lf, meta, line_base, last_ts_by_cpu)
-            if len(unparsed):  # the event after each, by the seq the block's events get
-                meta.damaged.extend([int(q), -1] for q in cols.next_seq + np.searchsorted(ok, unparsed))
-            if blk.repaired is not None and len(blk.repaired):
-                repaired += len(blk.repaired)
-                hit = np.unique(np.searchsorted(blk.starts, blk.repaired, side="right") - 1)
-                at = np.searchsorted(ok, hit)  # repaired event lines: the event itself is damaged, on its CPU
-                mine = (at < len(ok)) & (ok[np.minimum(at, len(ok) - 1)] == hit) if len(ok) else np.zeros(len(hit), bool)
-                meta.damaged.extend([int(cols.next_seq + a), int(lf.cpu[h])] for a, h in zip(at[mine], hit[mine]))
+            meta.damaged.extend(_damaged(blk, unparsed, cols.next_seq))
+            repaired += len(blk.repaired)
             if len(ok):
                 widths += np.bincount(blk.width, minlength=6)[:6]
                 bh_seen |= bool(np.isin(blk.chars, (ord("D"), ord("b"))).any())
@@ -280,6 +274,17 @@ def text_chunks(path: str, fmt: TextFormat, meta: TraceMeta, block_size: int = 6
         where = f"line {first['line']}" if first else None
         raise TraceFormatError(path, where, f"no trace events found in {meta.lines} lines ({fmt.name} text)")
     yield cols
+
+
+def _damaged(blk: _Block, unparsed: np.ndarray, seq0: int) -> list[list[int]]:
+    """[seq, cpu] of the block's damage (``seq0``: the seq of its first event): each unparsable line
+    as the event after it on an unknown CPU (−1), each event line with bytes that were not UTF-8 as
+    that event on its CPU."""
+    out = [[int(q), -1] for q in seq0 + np.searchsorted(blk.ok, unparsed)]
+    lines = np.unique(np.searchsorted(blk.starts, blk.repaired, side="right") - 1)
+    events = lines[np.isin(lines, blk.ok)]
+    out += [[int(seq0 + a), int(blk.lf.cpu[j])] for a, j in zip(np.searchsorted(blk.ok, events), events)]
+    return out
 
 
 def _last_per_cpu(cpu: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import mmap
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,37 +69,60 @@ class BinarySource:
         return self._printk
 
 
-def _cpu_bytes(r: hdr._Reader, dat: hdr.DatFile, c: hdr.CpuData, mm: mmap.mmap, meta: TraceMeta) -> np.ndarray:
+def cpu_present(mm: mmap.mmap, c: hdr.CpuData, meta: TraceMeta) -> int:
+    """Bytes of an uncompressed CPU's data that the file holds; a truncation is counted."""
+    avail = max(0, min(c.size, len(mm) - c.offset))
+    if avail < c.size:
+        meta.warnings.append(f"CPU {c.cpu} data truncated: {avail} of {c.size} bytes present")
+        meta.skip("truncated-cpu-data", 1)
+    return avail
+
+
+def cpu_chunks(r: hdr._Reader, dat: hdr.DatFile, c: hdr.CpuData, meta: TraceMeta) -> list[tuple[int, int, int]]:
+    """(offset, csize, usize) of a compressed CPU's chunks; none, with the damage counted, when the
+    list is broken or declares more than ``MAX_RATIO`` times the CPU's bytes (a likely bomb)."""
     if c.size == 0:
-        return np.zeros(0, np.uint8)
-    if not c.compressed:
-        avail = max(0, min(c.size, len(mm) - c.offset))
-        if avail < c.size:
-            meta.warnings.append(f"CPU {c.cpu} data truncated: {avail} of {c.size} bytes present")
-            meta.skip("truncated-cpu-data", 1)
-        return np.frombuffer(mm, dtype=np.uint8, count=avail, offset=c.offset) if avail else np.zeros(0, np.uint8)
+        return []
     try:
         chunks = hdr.flyrecord_chunks(r, dat.compression, c.offset, c.size, dat.path)
     except TraceFormatError as exc:
         meta.warnings.append(f"CPU {c.cpu}: {exc.message}; no data read for it")
         meta.skip("corrupt-cpu-data", 1)
-        return np.zeros(0, np.uint8)
+        return []
     declared = sum(u for _o, _c, u in chunks)
     if declared > max(c.size, 1) * hdr.MAX_RATIO:
         meta.warnings.append(f"CPU {c.cpu}: chunks declare {declared:,} bytes from {c.size:,} (a likely decompression bomb); no data read for it")
         meta.skip("corrupt-cpu-data", 1)
-        return np.zeros(0, np.uint8)
-    # decompress chunk by chunk into one preallocated buffer: one chunk in flight, not two copies
-    out = np.empty(declared, dtype=np.uint8)
-    pos = 0
+        return []
+    return chunks
+
+
+def decompressed(r: hdr._Reader, dat: hdr.DatFile, c: hdr.CpuData, chunks: list[tuple[int, int, int]],
+                 meta: TraceMeta) -> Iterator[tuple[np.ndarray, int]]:
+    """Each chunk's data and compressed size, in order, up to the first that does not decompress
+    (counted; later chunks are skipped)."""
     for off, csize, usize in chunks:
         try:
-            out[pos: pos + usize] = np.frombuffer(hdr.decompress(r, dat.compression, off, csize, usize, f"CPU {c.cpu} chunk"), np.uint8)
+            yield np.frombuffer(hdr.decompress(r, dat.compression, off, csize, usize, f"CPU {c.cpu} chunk"), np.uint8), csize
         except TraceFormatError as exc:
             meta.warnings.append(f"CPU {c.cpu}: {exc.message} at byte {off}; later chunks skipped")
             meta.skip("corrupt-chunk", 1)
-            break
-        pos += usize
+            return
+
+
+def _cpu_bytes(r: hdr._Reader, dat: hdr.DatFile, c: hdr.CpuData, mm: mmap.mmap, meta: TraceMeta) -> np.ndarray:
+    if c.size == 0:
+        return np.zeros(0, np.uint8)
+    if not c.compressed:
+        avail = cpu_present(mm, c, meta)
+        return np.frombuffer(mm, dtype=np.uint8, count=avail, offset=c.offset) if avail else np.zeros(0, np.uint8)
+    chunks = cpu_chunks(r, dat, c, meta)
+    # decompress chunk by chunk into one preallocated buffer: one chunk in flight, not two copies
+    out = np.empty(sum(u for _o, _c, u in chunks), dtype=np.uint8)
+    pos = 0
+    for got, _csize in decompressed(r, dat, c, chunks, meta):
+        out[pos: pos + len(got)] = got
+        pos += len(got)
     return out[:pos]
 
 

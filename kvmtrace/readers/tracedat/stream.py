@@ -15,10 +15,9 @@ import numpy as np
 import pandas as pd
 
 from ... import progress
-from ...errors import TraceFormatError
 from ...fields.binary import binary_fields
 from ..select import Selection
-from . import BinarySource, Opened, add_gaps, open_dat, page_records, table, to_ns
+from . import BinarySource, Opened, add_gaps, cpu_chunks, cpu_present, decompressed, open_dat, page_records, table, to_ns
 from . import header as hdr
 from .records import RecordStore
 
@@ -55,10 +54,7 @@ class _Cpu:
         o, meta, page = self.o, self.o.meta, self.page
         step = max(self.batch // page, 1) * page
         if not c.compressed:
-            avail = max(0, min(c.size, len(o.mm) - c.offset))
-            if avail < c.size:
-                meta.warnings.append(f"CPU {c.cpu} data truncated: {avail} of {c.size} bytes present")
-                meta.skip("truncated-cpu-data", 1)
+            avail = cpu_present(o.mm, c, meta)
             # read, not mapped: mapped pages once touched count as the process's memory
             with open(o.path, "rb") as fh:
                 for at in range(0, avail, step):
@@ -66,20 +62,9 @@ class _Cpu:
                     self.read += n
                     yield np.frombuffer(os.pread(fh.fileno(), n, c.offset + at), dtype=np.uint8)
             return
-        try:
-            chunks = hdr.flyrecord_chunks(o.r, o.dat.compression, c.offset, c.size, o.path)
-        except TraceFormatError as exc:
-            meta.warnings.append(f"CPU {c.cpu}: {exc.message}; no data read for it")
-            meta.skip("corrupt-cpu-data", 1)
-            return
+        chunks = cpu_chunks(o.r, o.dat, c, meta)
         held = np.zeros(0, np.uint8)
-        for off, csize, usize in chunks:
-            try:
-                got = np.frombuffer(hdr.decompress(o.r, o.dat.compression, off, csize, usize, f"CPU {c.cpu} chunk"), np.uint8)
-            except TraceFormatError as exc:
-                meta.warnings.append(f"CPU {c.cpu}: {exc.message} at byte {off}; later chunks skipped")
-                meta.skip("corrupt-chunk", 1)
-                break
+        for got, csize in decompressed(o.r, o.dat, c, chunks, meta):
             self.read += csize
             held = np.concatenate((held, got)) if len(held) else got
             whole = len(held) // page * page
