@@ -194,3 +194,24 @@ def test_low_memory_reaches_compare_report_and_batches(tmp_path):
                 if "kvmtrace report" not in line] for n in ("full", "lean")}  # all but the command line that made it
     assert text["full"] == text["lean"] and any("fixed" in line for line in text["lean"])
     assert "26,731 events over" in (tmp_path / "lean" / "report.md").read_text()  # streamed: every event, no payloads
+
+
+def test_idle_quiescent_state_spanning_the_trace_is_not_carried(tmp_path, monkeypatch):
+    """A housekeeping CPU idle in one RCU quiescent state from its first event to its last (the
+    synthesized nohz_full host) must not make every chunk carry all its events: pieces stay the
+    size asked for, and the answer (idle handlers, EQS rows, edges) equals the whole analysis."""
+    synth(Scenario(duration_ns=600_000_000, seed=3), tmp_path, name="idle", formats=("dat",))
+    path = next(tmp_path.glob("idle*.dat"))
+    sizes: list[int] = []
+    collect = chunked._Chunks.collect
+    monkeypatch.setattr(chunked._Chunks, "collect",
+                        lambda self, chunk, key, last: sizes.append(len(chunk.events)) or collect(self, chunk, key, last))
+    whole = analyzers.analyze(kvmtrace.load(path))
+    eqs = whole.results["rcu"].frames["eqs"]
+    idle_cpu = eqs.loc[eqs["idle"], "cpu"]
+    assert whole.results["rcu"].metrics["handlers_in_idle_eqs_legitimate"] > 100 and whole.results["rcu"].metrics["open_at_trace_edge"] >= 1
+    piece = 5000
+    streamed = analyzers.load_and_analyze(str(path), analyzers.Options(low_memory=True, chunk_events=piece))
+    strip = lambda a: {k: v for k, v in a.to_json().items() if k != "meta"}  # noqa: E731
+    assert json.dumps(strip(streamed), sort_keys=True, default=str) == json.dumps(strip(whole), sort_keys=True, default=str)
+    assert len(sizes) > len(whole.trace.events) // piece and max(sizes[:-1]) < piece * 1.2, (idle_cpu.unique(), sizes[-5:])

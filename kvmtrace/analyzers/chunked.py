@@ -52,6 +52,7 @@ class _Chunks:
         flags_matter = not all(chunk.has(e) for e in irqsoff.NEEDS)  # windows from the irqs-off flag
         cut = {} if last else carry.quiet_cuts(tl, k, self.start, flags_matter)
         tl.owned = (k >= carry.per_cpu(tl, self.start, -1)) & (k < carry.per_cpu(tl, cut, np.iinfo(np.int64).max))
+        tl.at_end = last
         self.parts.append(collect(ctx, report=False))
         if last:
             return np.zeros(0, np.int64)

@@ -34,8 +34,7 @@ def collect(ctx: Context) -> Result:
     kk = k[(k >= 0) & (tl.pid[handlers] != 0)]
     soft = np.flatnonzero(tl.cls == Cls.SOFTIRQ)
     soft_in = int(((containing(tl, sp, ep, soft) >= 0) & (tl.pid[soft] != 0)).sum())
-    m = q["idle"].to_numpy(bool)
-    idle_hits = int((containing(tl, q["stop_pos"].to_numpy()[m], q["start_pos"].to_numpy()[m], handlers) >= 0).sum())
+    idle_hits = int((rcu.idle_handlers(tl, handlers) & tl.owns(handlers)).sum())
     step = ctx.counter_step
     missed = rcu.missed_transitions(tl, step)
     # an EQS with missed transitions or a lost-events gap inside cannot prove anything

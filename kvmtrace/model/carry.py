@@ -1,7 +1,10 @@
 """Where a chunk of a huge trace may end on each CPU, and the state the next chunk must carry.
 
 A chunk answers for (owns) each CPU's events up to that CPU's last *quiet* point: no
-guest run, irqs-off window or RCU quiescent state open there. Everything owned
+guest run, irqs-off window or RCU quiescent state of a task open there. Idle's quiescent
+state may stay open for a whole trace (a CPU that never wakes a task), so it does not stop
+a cut: an EQS is counted where its end is owned, and what it contains (IRQ handlers taken
+from idle) is counted per handler against the CPU's last task-level RCU event, which is carried. Everything owned
 then opened and closed inside the chunk. What later events still look back at is
 carried into the next chunk as events of its own, never as copies of results:
 
@@ -51,7 +54,11 @@ def quiet_cuts(tl: Timeline, key: np.ndarray, start: dict[int, int], flags_matte
     open_ = np.zeros(n, bool)
     for opener, closer in ((Cls.ENTRY, Cls.EXIT), (Cls.IRQ_OFF, Cls.IRQ_ON), (Cls.RCU_STOP, Cls.RCU_START)):
         prev = _last_before(tl, tl.is_(opener, closer), first_of_cpu)
-        open_ |= (prev >= 0) & (tl.cls[np.maximum(prev, 0)] == opener)
+        at = np.maximum(prev, 0)
+        is_open = (prev >= 0) & (tl.cls[at] == opener)
+        if opener == Cls.RCU_STOP:  # idle's EQS may span chunks: its stop-watching event is carried
+            is_open &= tl.pid[at] != 0
+        open_ |= is_open
     if flags_matter:
         prev = _last_before(tl, ~tl.hardirq & ~tl.nmi, first_of_cpu)
         open_ |= (prev >= 0) & tl.irqs_off[np.maximum(prev, 0)]

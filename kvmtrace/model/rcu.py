@@ -12,23 +12,31 @@ import pandas as pd
 
 from ..trace import Trace
 from .kernel import RCU_ROLES
-from .timeline import Cls, Timeline, alternating
+from .timeline import Cls, Pairs, Timeline, alternating
 
 COUNTER_MOD = 0x1000  # the event prints the counter masked to 12 bits
 
 
 def quiescent_states(tl: Timeline) -> tuple[pd.DataFrame, dict[str, int]]:
-    """One row per task-level EQS: stop-watching → next start-watching on the same CPU."""
+    """One row per task-level EQS: stop-watching → next start-watching on the same CPU.
+
+    An EQS belongs to the part of the trace that owns its start-watching event: idle's EQS may
+    stay open across chunks of a huge trace (``carry.quiet_cuts``), its stop-watching event carried.
+    The last task-level event of a CPU, open, is at the trace's edge only where the trace ends.
+    """
     p = alternating(tl, Cls.RCU_STOP, Cls.RCU_START)
     stop, same = p.is_open, p.same_cpu
-    own = tl.owns(p.pos)  # an EQS belongs to the part of the trace that owns its stop-watching event
-    mine = own[p.paired]
-    s, e = p.open_pos[mine], p.close_pos[mine]
+    own = tl.owns(p.pos)
+    close = np.flatnonzero(p.paired) + 1
+    mine = own[close]
+    s, e = p.pos[close - 1][mine], p.pos[close][mine]
     rep = np.append(False, (stop[:-1] == stop[1:]) & same) if len(p.pos) > 1 else np.zeros(len(p.pos), bool)
     in_pair = p.paired.copy()
-    in_pair[np.flatnonzero(p.paired) + 1] = True
+    in_pair[close] = True
+    trailing = _trailing_open(p)
     repeated = int((rep & own).sum())
-    stats = {"eqs": int(len(s)), "unbalanced": repeated, "open_at_trace_edge": int((~in_pair & own).sum()) - repeated}
+    at_edge = (~in_pair & own & ~trailing).sum() + (trailing.sum() if tl.at_end else 0)
+    stats = {"eqs": int(len(s)), "unbalanced": repeated, "open_at_trace_edge": int(at_edge) - repeated}
     f = pd.DataFrame({
         "cpu": tl.cpu[s], "pid": tl.pid[s], "comm": tl.comm[s],
         "start_ts": tl.ts[s], "end_ts": tl.ts[e], "duration_ns": tl.ts[e] - tl.ts[s],
@@ -37,6 +45,24 @@ def quiescent_states(tl: Timeline) -> tuple[pd.DataFrame, dict[str, int]]:
     })
     f["idle"] = f["pid"] == 0
     return f, stats
+
+
+def _trailing_open(p: Pairs) -> np.ndarray:
+    """Per entry of ``p``: the CPU's last task-level RCU event, and a stop-watching one (still open)."""
+    last = np.append(~p.same_cpu, True) if len(p.pos) else np.zeros(0, bool)
+    return last & p.is_open
+
+
+def idle_handlers(tl: Timeline, handlers: np.ndarray) -> np.ndarray:
+    """Which ``handlers`` (positions) ran inside the idle task's EQS, closed or still open where the
+    timeline ends: the CPU's task-level RCU event before each is idle's stop-watching one, paired."""
+    p = alternating(tl, Cls.RCU_STOP, Cls.RCU_START)
+    if not len(p.pos) or not len(handlers):
+        return np.zeros(len(handlers), bool)
+    opens = p.is_open & (p.paired | _trailing_open(p)) & (tl.pid[p.pos] == 0)
+    i = np.searchsorted(p.pos, handlers) - 1
+    j = np.maximum(i, 0)
+    return (i >= 0) & opens[j] & (tl.cpu[p.pos[j]] == tl.cpu[handlers])
 
 
 def counter_step(tl: Timeline) -> int | None:

@@ -97,6 +97,8 @@ class Timeline:
     #: positions this timeline answers for; None = all. A chunk of a huge trace also holds events
     #: carried from before it (open intervals, each CPU's last event of each kind) as context only
     owned: np.ndarray | None = None
+    #: the timeline reaches the trace's last event (False for every chunk but the last)
+    at_end: bool = True
 
     def __len__(self) -> int:
         return len(self.ts)
