@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from .. import progress
 from ..model.kernel import MODEL_EVENTS
 from ..readers.select import Selection
+from ..schema import concat
 from ..trace import Trace
 from . import damage, exits, irqsoff, rcu, ticks, verdict
 from .base import FINDING_COLUMNS, FINDING_KINDS, Context, Options, Result, Whole, by_cpu
@@ -222,17 +223,20 @@ def collect(ctx: Context, report: bool = True) -> dict[str, Any]:
 
 
 def finish(trace: Trace, options: Options, parts: list[dict[str, Any]]) -> Analysis:
-    """One analysis from the parts of a trace: runs numbered, counts summed, whole-trace decisions."""
-    res = {"exits": exits.finish([p["exits"] for p in parts], trace)}
+    """One analysis from the parts of a trace: runs numbered, counts summed, whole-trace decisions.
+
+    ``parts`` is consumed: each analyzer's parts are dropped once its whole result exists, so a huge
+    trace's parts and result are not all in memory at once."""
+    res = {"exits": exits.finish(_taken(parts, "exits"), trace)}
     whole = Whole(trace, options, res["exits"].frames.get("runs", pd.DataFrame(columns=["run", "entry_seq"])),
                   by_cpu([p["rcu"].frames.get("guest_eqs") for p in parts]))
-    res["irqsoff"] = irqsoff.finish([p["irqsoff"] for p in parts], whole)
+    res["irqsoff"] = irqsoff.finish(_taken(parts, "irqsoff"), whole)
     apparent = res["irqsoff"].metrics.get("runs_in_apparent_windows")
-    seen = verdict.merge([p["verdict"] for p in parts])
+    seen = verdict.merge(_taken(parts, "verdict"))
     # without RCU events the RCU findings are exposure, kept only where the entry logic is not known fixed
-    res["rcu"] = rcu.finish([p["rcu"] for p in parts], whole, verdict.entry_logic(seen, apparent))
-    res["ticks"] = ticks.finish([p["ticks"] for p in parts], whole)
-    res["damage"] = damage.finish([p["damage"] for p in parts], trace.meta)
+    res["rcu"] = rcu.finish(_taken(parts, "rcu"), whole, verdict.entry_logic(seen, apparent))
+    res["ticks"] = ticks.finish(_taken(parts, "ticks"), whole)
+    res["damage"] = damage.finish(_taken(parts, "damage"), trace.meta)
     for r in res.values():
         r.findings = verdict.contradicted(damage.downgrade(r.findings, res["damage"].frames["damaged"]), seen)
     proven = {r.name: int((r.findings["confidence"] == "proven").sum()) if len(r.findings) else 0 for r in res.values()}
@@ -241,7 +245,7 @@ def finish(trace: Trace, options: Options, parts: list[dict[str, Any]]) -> Analy
                        "metrics": res["rcu"].metrics}, res["ticks"].metrics,
                        int(res["irqsoff"].metrics.get("unresolved_callers") or 0))
     found = [r.findings for r in res.values() if len(r.findings)]
-    findings = pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=FINDING_COLUMNS)
+    findings = concat(found) if found else pd.DataFrame(columns=FINDING_COLUMNS)
     if len(findings):  # a total order: chunks find the same things in another order
         ev = pa.array(findings["evidence_seq"].array)
         order = pd.DataFrame({"start": findings["start_ns"].to_numpy(), "kind": findings["kind"].astype(str).to_numpy(),
@@ -250,6 +254,11 @@ def finish(trace: Trace, options: Options, parts: list[dict[str, Any]]) -> Analy
         findings = findings.iloc[order.sort_values(["start", "kind", "cpu", "e0", "e1"], kind="stable").index].reset_index(drop=True)
     undecidable = [u for r in res.values() for u in r.undecidable]
     return Analysis(trace, v, res, findings, undecidable)
+
+
+def _taken(parts: list[dict[str, Any]], name: str) -> list[Any]:
+    """Every part's result of one analyzer, removed from the parts (see ``finish``)."""
+    return [p.pop(name) for p in parts]
 
 
 def plain(x: Any) -> Any:

@@ -18,6 +18,9 @@ from ..trace import Trace
 
 FINDING_KINDS = ("apparent_irqsoff", "rcu_not_watching", "misaccounted_tick")
 FINDING_COLUMNS = ["kind", "confidence", "cpu", "pid", "comm", "start_ns", "end_ns", "evidence_seq", "detail", "why"]
+#: a finding's kind and confidence: fixed categories, so every part's findings concatenate as one
+KIND = pd.CategoricalDtype(list(FINDING_KINDS))
+CONFIDENCE = pd.CategoricalDtype(["proven", "inferred"])
 
 
 @dataclass
@@ -97,17 +100,23 @@ def findings_frame(kind: str, confidence: Any, cpu, pid, comm, start, end,
     seqs = pa.FixedSizeListArray.from_arrays(pa.array(ev.ravel()), width).cast(pa.list_(pa.int64())) if width \
         else pa.array([[]] * n, pa.list_(pa.int64()))
 
-    def col(x: Any) -> pd.arrays.ArrowStringArray:
-        return pd.arrays.ArrowStringArray(_strings(x, n).cast(pa.large_string()))
-
     return pd.DataFrame({
-        "kind": col(kind), "confidence": col(confidence),
+        "kind": labels(kind, n, KIND), "confidence": labels(confidence, n, CONFIDENCE),
         "cpu": np.asarray(cpu, dtype=np.int64), "pid": np.asarray(pid, dtype=np.int64),
         "comm": comm if isinstance(comm, pd.Categorical) else np.asarray(comm, dtype=object),
         "start_ns": np.asarray(start, dtype=np.int64), "end_ns": np.asarray(end, dtype=np.int64),
         "evidence_seq": pd.arrays.ArrowExtensionArray(seqs),
-        "detail": col(detail), "why": col(why),
+        "detail": labels(detail, n), "why": labels(why, n),
     }, columns=FINDING_COLUMNS)
+
+
+def labels(x: Any, n: int, dtype: pd.CategoricalDtype | None = None) -> pd.Categorical:
+    """A per-finding text column as a categorical: a million findings share a handful of texts,
+    and one Python or Arrow string per row would be most of a huge trace's result."""
+    codes = _strings(x, n).dictionary_encode()
+    cats = codes.dictionary.to_pylist()
+    out = pd.Categorical.from_codes(codes.indices.to_numpy(zero_copy_only=False).astype(np.int32), cats)
+    return out.set_categories(dtype.categories) if dtype is not None else out
 
 
 def made_inferred(findings: pd.DataFrame, hit: np.ndarray, why: str) -> pd.DataFrame:
@@ -117,8 +126,16 @@ def made_inferred(findings: pd.DataFrame, hit: np.ndarray, why: str) -> pd.DataF
     if not hit.any():
         return findings
     out = findings.copy()
-    out.loc[hit, "confidence"] = "inferred"
-    out.loc[hit, "why"] = [f"{w}; {why}" if w else why for w in out.loc[hit, "why"].astype(str)]
+    conf = out["confidence"].astype(CONFIDENCE).cat.codes.to_numpy().copy()
+    conf[hit] = CONFIDENCE.categories.get_loc("inferred")
+    out["confidence"] = pd.Categorical.from_codes(conf, dtype=CONFIDENCE)
+    old = pd.Categorical(out["why"])
+    cats = list(old.categories) + [f"{w}; {why}" if w else why for w in old.categories]
+    unique = list(dict.fromkeys(cats))
+    where = np.array([unique.index(c) for c in cats], np.int32)  # each category's place among the unique ones
+    codes = old.codes.astype(np.int32)
+    codes[hit] += len(old.categories)
+    out["why"] = pd.Categorical.from_codes(where[codes], unique)
     return out
 
 

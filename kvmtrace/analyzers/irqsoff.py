@@ -81,8 +81,8 @@ def collect(ctx: Context) -> Result:
         wa = w.iloc[wi[a]]
         ev = np.column_stack([wa["open_seq"].to_numpy(), tl.seq[r.entry_pos[a]], tl.seq[r.return_pos[a]],
                               wa["close_seq"].to_numpy()])
-        detail = text("irqs-off window opened by ", wa["caller"].array, " spans the guest run entered at seq ",
-                      tl.seq[r.entry_pos[a]], " (no irq_enable between kvm_entry and the guest's return)")
+        detail = text("irqs-off window opened by ", wa["caller"].array, " spans a guest run: no irq_enable between "
+                      "kvm_entry and the guest's return (evidence: the window's opening, kvm_entry, the return, its close)")
         # the entry logic is read from callers: a raw address could be the reworked entry's irq_enable
         unresolved = np.cumsum(tl.unresolved)
         blind = tl.unresolved[wa["open_pos"].to_numpy()] | \

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..model import rcu
 from ..model.timeline import Cls, containing
-from .base import Context, Result, Whole, by_cpu, concat, findings_frame, first_undecidable, summed, text
+from .base import Context, Result, Whole, by_cpu, concat, findings_frame, first_undecidable, labels, summed
 
 NEEDS_ANY_RCU = ("rcu_dyntick", "rcu_watching")
 HANDLER_CLASSES = (Cls.HANDLER,)
@@ -50,8 +50,8 @@ def collect(ctx: Context) -> Result:
     ev = np.column_stack([tl.seq[sp[kk]], tl.seq[hit], tl.seq[ep[kk]]])
     res.findings = findings_frame(
         "rcu_not_watching", conf, tl.cpu[hit], tl.pid[hit], tl.comm[hit], tl.ts[sp[kk]], tl.ts[ep[kk]], ev,
-        text("IRQ handler ran inside the vCPU thread's guest quiescent state (guest run entered at seq ",
-             g["run"].to_numpy()[kk], ")"),
+        "IRQ handler ran inside the vCPU thread's guest quiescent state, which it entered during a guest run "
+        "(evidence: stop-watching, the handler, start-watching)",
         why)
     res.frames["guest_eqs"] = g.drop(columns=["stop_pos", "start_pos"])
     res.frames["eqs"] = q.drop(columns=["stop_pos", "start_pos"])
@@ -76,8 +76,7 @@ def finish(parts: list[Result], whole: Whole, verdict: str) -> Result:
         keep = (verdict != "fixed") & f["cpu"].isin(list(cpus)).to_numpy(bool) if len(f) else np.zeros(0, bool)
         res.findings = f[keep].reset_index(drop=True)
         if len(res.findings):
-            res.findings["why"] = pd.array([f"no RCU events; entry logic {verdict}: exposure, not proof"] * len(res.findings),
-                                           dtype=f["why"].dtype)
+            res.findings["why"] = labels(f"no RCU events; entry logic {verdict}: exposure, not proof", len(res.findings))
         res.metrics = {"source": None, "nohz_full_cpus": nohz, "entry_logic": verdict,
                        "exposed_handlers": int(len(res.findings))}
         return res

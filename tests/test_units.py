@@ -1,0 +1,21 @@
+"""Unit tests of the primitives the layers share: what each promises, on small hand-made inputs."""
+from __future__ import annotations
+
+import pandas as pd
+
+from kvmtrace.schema import concat
+
+
+def test_concat_unites_categories_by_value_not_by_code():
+    """Parts whose categories are the same set in another order (equal dtypes, for pandas) or other
+    sets, and a part with no values at all, concatenate to the values they hold."""
+    a = pd.DataFrame({"x": pd.Categorical(["b", "a", "b"], categories=["a", "b"]), "n": [1, 2, 3]})
+    b = pd.DataFrame({"x": pd.Categorical(["a", "b"], categories=["b", "a"]), "n": [4, 5]})
+    c = pd.DataFrame({"x": pd.Categorical(["c", None]), "n": [6, 7]})
+    d = pd.DataFrame({"x": [None], "n": [8]})
+    out = concat([a, b, None, c, d])
+    assert out["x"].tolist()[:6] == ["b", "a", "b", "a", "b", "c"] and out["x"].isna().tolist()[6:] == [True, True]
+    assert isinstance(out["x"].dtype, pd.CategoricalDtype) and list(out["x"].cat.categories) == ["a", "b", "c"]
+    assert out["n"].tolist() == list(range(1, 9)) and list(out.columns) == ["x", "n"]
+    same = concat([a, a])
+    assert same["x"].dtype == a["x"].dtype and same["x"].tolist() == ["b", "a", "b"] * 2
