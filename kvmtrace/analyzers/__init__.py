@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import progress
+from ..memory import give_back
 from ..model.kernel import MODEL_EVENTS
 from ..readers.select import Selection
 from ..schema import concat
@@ -257,7 +258,9 @@ def finish(trace: Trace, options: Options, parts: list[dict[str, Any]]) -> Analy
 
 
 def _taken(parts: list[dict[str, Any]], name: str) -> list[Any]:
-    """Every part's result of one analyzer, removed from the parts (see ``finish``)."""
+    """Every part's result of one analyzer, removed from the parts (see ``finish``); the heap the
+    previous analyzer's parts held is given back first."""
+    give_back()
     return [p.pop(name) for p in parts]
 
 

@@ -226,9 +226,21 @@ def nohz_full_cpus(guest_eqs: pd.DataFrame, trace: Trace) -> dict[int, str]:
 
 def by_cpu(frames: list[pd.DataFrame | None]) -> pd.DataFrame:
     """Parts' rows as one frame in the model's order: each part owns consecutive stretches of
-    every CPU, so a stable sort by cpu puts them back in (cpu, trace order)."""
-    f = concat(frames)
-    return f.sort_values("cpu", kind="stable").reset_index(drop=True) if "cpu" in f.columns else f
+    every CPU, so each CPU's stretches in part order put them back in (cpu, trace order).
+
+    The stretches are concatenated once, not concatenated and then sorted: a huge trace's frames
+    exist twice at most (parts and result), not three times."""
+    parts = [f for f in frames if f is not None and len(f)]
+    if not parts or "cpu" not in parts[0].columns:
+        return concat(frames)
+    runs = []  # (cpu, part, start, end) of every stretch of one CPU in one part
+    for i, f in enumerate(parts):
+        cpu = f["cpu"].to_numpy()
+        start = np.flatnonzero(np.r_[True, cpu[1:] != cpu[:-1]])
+        end = np.append(start[1:], len(cpu))
+        runs += [(int(cpu[s]), i, int(s), int(e)) for s, e in zip(start, end)]
+    runs.sort()
+    return concat([parts[i].iloc[s:e] for _, i, s, e in runs])
 
 
 def summed(parts: list[Result], same: tuple[str, ...] = ()) -> dict[str, Any]:

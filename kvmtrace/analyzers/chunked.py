@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .. import progress
+from ..memory import give_back
 from ..model import carry
 from ..model import rcu as rcu_model
 from ..schema import concat
@@ -111,7 +112,7 @@ def collect_stream(pieces: Iterable[Trace], options: Options) -> tuple[list[dict
         carried = chunk.rows(np.searchsorted(key, key_carried))
         meta = piece.meta
         del chunk, piece
-        _give_back()
+        give_back()
     if meta is None:
         raise ValueError("a stream yields at least one piece")
     if carried is None:  # no piece had events
@@ -131,27 +132,6 @@ def collect_stream(pieces: Iterable[Trace], options: Options) -> tuple[list[dict
     whole._names = _names(counts)
     meta.kernel["streamed"] = True
     return chunks.parts, whole
-
-
-def _give_back() -> None:
-    """Return the freed heap of a finished piece to the system. glibc keeps it otherwise (its mmap
-    threshold grows with each big free), and RSS would grow with the trace, not with the piece."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
-def _libc() -> Any:
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc if hasattr(libc, "malloc_trim") else None
-    except OSError:  # not glibc (musl, macOS): nothing to give back this way
-        return None
-
-
-_LIBC = _libc()
 
 
 def _names(counts: dict[tuple[str, int], int]) -> list[str]:

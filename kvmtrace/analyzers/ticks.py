@@ -153,7 +153,7 @@ def finish(parts: list[Result], whole: Whole) -> Result:
         "charged_guest_ticks": int((t["charged"] == "guest").sum()) if preemptirq else None,
         "misaccounted_ticks": int(t["misaccounted"].sum()),
         "host_time_charged_to_guest": int(t["host_charged_to_guest"].sum()),
-        "host_time_charged_to_guest_by_exit": {str(k): int(v) for k, v in by_exit["reason"].value_counts().items()},
+        "host_time_charged_to_guest_by_exit": {str(k): int(v) for k, v in by_exit["reason"].value_counts().items() if v},
         "kernel_release": release.text if release else release_text,
         "kvm_exit_undecoded": undecoded,
         "path": path, "path_evidence": evidence,

@@ -93,6 +93,9 @@ def _exit_reason(tr: Trace, seq: np.ndarray) -> pd.DataFrame:
         out["reason"] = None
         out["arch"] = "unknown"
     out["reason"] = out["reason"].where(out["reason"].notna(), "?").astype(str)
+    for c in ("exit_type", "reason", "arch"):  # a handful of values over a huge trace's runs
+        if c in out.columns:
+            out[c] = out[c].astype("category")
     return out
 
 
