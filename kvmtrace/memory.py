@@ -13,6 +13,19 @@ def give_back() -> None:
         libc.malloc_trim(0)
 
 
+#: glibc mallopt parameter: allocations at least this big are mapped, and unmapped when freed
+_M_MMAP_THRESHOLD = -3
+
+
+def map_big_allocations(threshold: int = 1 << 20) -> None:
+    """Have glibc map every allocation of ``threshold`` bytes or more, for the rest of the process.
+    Its default threshold grows with each big free (to 32 MB), so a streamed analysis's freed
+    piece-sized arrays stay in the heap, and RSS grows with the trace instead of the piece."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "mallopt"):
+        libc.mallopt(_M_MMAP_THRESHOLD, threshold)
+
+
 @cache
 def _libc() -> Any:
     import ctypes

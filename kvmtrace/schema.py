@@ -26,27 +26,78 @@ def string_array(arr: pa.ChunkedArray | pa.Array) -> pd.api.extensions.Extension
 def concat(frames: "list[pd.DataFrame | None]") -> pd.DataFrame:
     """Frames as one, categorical columns kept categorical (their categories united, sorted, when the
     parts' differ): codes are remapped, never expanded to one Python object per row."""
-    frames = [f for f in frames if f is not None]
-    if not frames:
+    kept = [f for f in frames if f is not None]
+    if not kept:
         return pd.DataFrame()
-    frames = [f for f in frames if len(f)] or frames[:1]
-    if len(frames) == 1:
-        return frames[0].reset_index(drop=True)
+    kept = [f for f in kept if len(f)] or kept[:1]
+    return placed(kept, [(i, 0, len(f)) for i, f in enumerate(kept)])
+
+
+def placed(frames: "list[pd.DataFrame]", pieces: "list[tuple[int, int, int]]") -> pd.DataFrame:
+    """One frame of the row ranges ``pieces`` ((frame, start, end), in output order) of ``frames``.
+
+    ``frames`` is consumed: each frame is dropped from the list once its rows are copied into
+    the preallocated columns, so with no other reference to them, a huge trace's parts and
+    their result are not in memory twice."""
+    if len(frames) == 1 and pieces == [(0, 0, len(frames[0]))]:
+        return frames.pop().reset_index(drop=True)
     columns = frames[0].columns
-    cats = [c for c in columns if isinstance(frames[0][c].dtype, pd.CategoricalDtype)]
-    out = pd.concat([f.drop(columns=cats) for f in frames], ignore_index=True)
-    for c in cats:
-        out[c] = united([f[c] for f in frames])
-    return out[columns]
+    if any(not f.columns.equals(columns) for f in frames):  # parts that differ in layout: pandas aligns them
+        out = pd.concat([frames[i].iloc[a:b] for i, a, b in pieces], ignore_index=True)
+        frames.clear()
+        return out
+    at: dict[int, list[tuple[int, int, int]]] = {}  # frame → (start, end, output position)
+    total = 0
+    for i, a, b in pieces:
+        at.setdefault(i, []).append((a, b, total))
+        total += b - a
+    out: dict[str, object] = {}
+    later: dict[str, list[tuple[int, object]]] = {}  # columns of other dtypes: slices joined at the end
+    cats: dict[str, tuple[pd.Index, list[np.ndarray]]] = {}
+    for c in columns:
+        col = [f[c] for f in frames]
+        if isinstance(col[0].dtype, pd.CategoricalDtype):
+            allcats, lut = _union([x.array if isinstance(x.dtype, pd.CategoricalDtype) else pd.Categorical(x.astype(object))
+                                   for x in col])
+            cats[c] = (allcats, lut)
+            out[c] = np.empty(total, np.int32)
+        elif all(isinstance(x.dtype, np.dtype) for x in col):
+            out[c] = np.empty(total, np.result_type(*(x.dtype for x in col)))
+        else:
+            later[c] = []
+    del col  # a column holds its frame's whole block: no part may stay referenced from here
+    for i in range(len(frames)):
+        f = frames[i]
+        for c in columns:
+            x = f[c]
+            if c in cats:
+                codes = (x.array if isinstance(x.dtype, pd.CategoricalDtype) else pd.Categorical(x.astype(object))).codes
+                lut = cats[c][1][i]
+                codes = np.where(codes >= 0, lut[codes], -1) if len(lut) else np.full(len(codes), -1)
+            elif c in later:
+                later[c] += [(pos, x.iloc[a:b]) for a, b, pos in at.get(i, [])]
+                continue
+            values = codes if c in cats else x.to_numpy()
+            for a, b, pos in at.get(i, []):
+                out[c][pos:pos + b - a] = values[a:b]  # type: ignore[index]
+        frames[i] = None  # type: ignore[call-overload]
+        del f, x
+    frames.clear()
+    for c, (allcats, _) in cats.items():
+        out[c] = pd.Categorical.from_codes(out[c], categories=allcats)  # type: ignore[arg-type]
+    for c, got in later.items():
+        got.sort(key=lambda t: t[0])
+        out[c] = pd.concat([x for _, x in got], ignore_index=True).array if got else pd.array([])
+    return pd.DataFrame({c: out[c] for c in columns}, copy=False)
 
 
-def united(columns: "list[pd.Series]") -> pd.Categorical:
-    """Columns of one categorical meaning as one Categorical (a part may hold none of the column's
-    values: all NA, not categorical)."""
-    parts = [c.array if isinstance(c.dtype, pd.CategoricalDtype) else pd.Categorical(c.astype(object)) for c in columns]
-    first = parts[0].dtype
-    if all(p.categories.equals(first.categories) for p in parts):  # (dtype equality ignores the order)
-        return pd.Categorical.from_codes(np.concatenate([p.codes for p in parts]), dtype=first)
+def _union(parts: "list[pd.Categorical]") -> "tuple[pd.Index, list[np.ndarray]]":
+    """The categories of several categoricals of one meaning (each part's own when all agree, in
+    their order; else united and sorted) and, per part, where each of its categories went."""
+    first = parts[0].categories
+    if all(p.categories.equals(first) for p in parts):  # (dtype equality would ignore the order)
+        same = np.arange(len(first))
+        return first, [same] * len(parts)
     same_kind = len({p.categories.dtype for p in parts}) == 1
     names = [p.categories if same_kind else p.categories.astype(object) for p in parts]
     allcats = names[0].append(names[1:]).unique()
@@ -54,6 +105,4 @@ def united(columns: "list[pd.Series]") -> pd.Categorical:
         allcats = allcats.sort_values()
     except TypeError:  # mixed kinds of values: first seen first
         pass
-    codes = [np.where(p.codes >= 0, allcats.get_indexer(n)[p.codes], -1) if len(n) else np.full(len(p), -1)
-             for p, n in zip(parts, names)]
-    return pd.Categorical.from_codes(np.concatenate(codes), categories=allcats)
+    return allcats, [allcats.get_indexer(n) for n in names]

@@ -230,7 +230,7 @@ def finish(trace: Trace, options: Options, parts: list[dict[str, Any]]) -> Analy
     trace's parts and result are not all in memory at once."""
     res = {"exits": exits.finish(_taken(parts, "exits"), trace)}
     whole = Whole(trace, options, res["exits"].frames.get("runs", pd.DataFrame(columns=["run", "entry_seq"])),
-                  by_cpu([p["rcu"].frames.get("guest_eqs") for p in parts]))
+                  by_cpu([p["rcu"].frames.pop("guest_eqs", None) for p in parts]))
     res["irqsoff"] = irqsoff.finish(_taken(parts, "irqsoff"), whole)
     apparent = res["irqsoff"].metrics.get("runs_in_apparent_windows")
     seen = verdict.merge(_taken(parts, "verdict"))

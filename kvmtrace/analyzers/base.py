@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 
 from ..model import irqsoff, rcu, runs, timeline
 from ..model.kernel import RECORD_EVENTS
-from ..schema import concat
+from ..schema import concat, placed
 from ..seqindex import SeqIndex
 from ..trace import Trace
 
@@ -228,19 +228,21 @@ def by_cpu(frames: list[pd.DataFrame | None]) -> pd.DataFrame:
     """Parts' rows as one frame in the model's order: each part owns consecutive stretches of
     every CPU, so each CPU's stretches in part order put them back in (cpu, trace order).
 
-    The stretches are concatenated once, not concatenated and then sorted: a huge trace's frames
-    exist twice at most (parts and result), not three times."""
+    ``frames`` is consumed (``schema.placed``): pass the parts' frames popped from them, and a huge
+    trace's frame is never in memory twice."""
     parts = [f for f in frames if f is not None and len(f)]
     if not parts or "cpu" not in parts[0].columns:
         return concat(frames)
-    runs = []  # (cpu, part, start, end) of every stretch of one CPU in one part
+    frames.clear()
+    pieces = []  # (cpu, part, start, end) of every stretch of one CPU in one part
     for i, f in enumerate(parts):
         cpu = f["cpu"].to_numpy()
         start = np.flatnonzero(np.r_[True, cpu[1:] != cpu[:-1]])
         end = np.append(start[1:], len(cpu))
-        runs += [(int(cpu[s]), i, int(s), int(e)) for s, e in zip(start, end)]
-    runs.sort()
-    return concat([parts[i].iloc[s:e] for _, i, s, e in runs])
+        pieces += [(int(cpu[s]), i, int(s), int(e)) for s, e in zip(start, end)]
+    del f, cpu
+    pieces.sort()
+    return placed(parts, [(i, s, e) for _, i, s, e in pieces])
 
 
 def summed(parts: list[Result], same: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -51,7 +51,7 @@ def finish(parts: list[Result], meta: TraceMeta) -> Result:
     saw damaged (``meta.damaged``) joins them: unparsable lines on every CPU (``cpu`` −1: which CPU a
     garbled line was on is not known), repaired event lines on their own."""
     res = Result("damage")
-    d = by_cpu([p.frames["damaged"] for p in parts])
+    d = by_cpu([p.frames.pop("damaged") for p in parts])
     named = d["event"].astype(str) if len(d) else pd.Series([], dtype=str)
     counts = {str(k): int(v) for k, v in named[~named.str.startswith("(")].value_counts().items()}
     impossible = int((named == "(impossible CPU or pid)").sum())

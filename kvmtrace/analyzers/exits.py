@@ -30,7 +30,7 @@ def finish(parts: list[Result], tr) -> Result:
     res = Result("exits")
     if first_undecidable(parts, res):
         return res
-    f = by_cpu([p.frames["runs"] for p in parts])
+    f = by_cpu([p.frames.pop("runs") for p in parts])
     deltas = concat([p.frames["window_deltas"] for p in parts])
     if len(deltas) and len(f):
         add = deltas.groupby("entry_seq")[WINDOW_COUNTS].sum()

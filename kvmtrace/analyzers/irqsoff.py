@@ -106,12 +106,12 @@ def finish(parts: list[Result], whole: Whole) -> Result:
     first_undecidable(parts, res)
     res.findings = concat([p.findings for p in parts])
     if "flag_windows" in parts[0].frames:
-        fw = by_cpu([p.frames["flag_windows"] for p in parts])
+        fw = by_cpu([p.frames.pop("flag_windows") for p in parts])
         res.frames["flag_windows"] = fw
         res.metrics = {"source": parts[0].metrics["source"], "flag_windows": int(len(fw)),
                        "flag_max_us": float(fw["duration_ns"].max() / 1e3) if len(fw) else None}
         return res
-    w = by_cpu([p.frames["windows"] for p in parts])
+    w = by_cpu([p.frames.pop("windows") for p in parts])
     w["run"] = whole.run_of(w["run"].to_numpy())
     stats = summed(parts, same=("source",))
     res.frames["windows"] = w

@@ -71,7 +71,7 @@ def finish(parts: list[Result], whole: Whole, verdict: str) -> Result:
     res.findings = concat([p.findings for p in parts])
     cpus = whole.nohz_full_cpus
     nohz = {str(c): w for c, w in cpus.items()}
-    if "guest_eqs" not in parts[0].frames:  # no RCU events: exposure only
+    if "eqs" not in parts[0].frames:  # no RCU events: exposure only
         f = res.findings
         keep = (verdict != "fixed") & f["cpu"].isin(list(cpus)).to_numpy(bool) if len(f) else np.zeros(0, bool)
         res.findings = f[keep].reset_index(drop=True)
@@ -81,7 +81,7 @@ def finish(parts: list[Result], whole: Whole, verdict: str) -> Result:
                        "exposed_handlers": int(len(res.findings))}
         return res
     res.frames["guest_eqs"] = whole.guest_eqs.assign(run=whole.run_of(whole.guest_eqs["run"].to_numpy()))
-    res.frames["eqs"] = by_cpu([p.frames["eqs"] for p in parts])
+    res.frames["eqs"] = by_cpu([p.frames.pop("eqs") for p in parts])
     res.metrics = summed(parts, same=("source", "counter_step"))
     res.metrics["nohz_full_cpus"] = nohz
     return res
