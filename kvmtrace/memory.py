@@ -17,7 +17,7 @@ def give_back() -> None:
 _M_MMAP_THRESHOLD = -3
 
 
-def map_big_allocations(threshold: int = 1 << 20) -> None:
+def map_big_allocations(threshold: int = 256 << 10) -> None:
     """Have glibc map every allocation of ``threshold`` bytes or more, for the rest of the process.
     Its default threshold grows with each big free (to 32 MB), so a streamed analysis's freed
     piece-sized arrays stay in the heap, and RSS grows with the trace instead of the piece."""

@@ -248,13 +248,23 @@ def finish(trace: Trace, options: Options, parts: list[dict[str, Any]]) -> Analy
     found = [r.findings for r in res.values() if len(r.findings)]
     findings = concat(found) if found else pd.DataFrame(columns=FINDING_COLUMNS)
     if len(findings):  # a total order: chunks find the same things in another order
-        ev = pa.array(findings["evidence_seq"].array)
-        order = pd.DataFrame({"start": findings["start_ns"].to_numpy(), "kind": findings["kind"].astype(str).to_numpy(),
-                              "cpu": findings["cpu"].to_numpy(), "e0": pc.list_element(ev, 0).to_numpy(zero_copy_only=False),
-                              "e1": pc.list_element(ev, 1).to_numpy(zero_copy_only=False)})
-        findings = findings.iloc[order.sort_values(["start", "kind", "cpu", "e0", "e1"], kind="stable").index].reset_index(drop=True)
+        _put_in_order(findings)
     undecidable = [u for r in res.values() for u in r.undecidable]
     return Analysis(trace, v, res, findings, undecidable)
+
+
+def _put_in_order(findings: pd.DataFrame) -> None:
+    """Sort ``findings`` in place by (start, kind, CPU, first two evidence seqs), one column at a
+    time: a huge trace's findings are not copied whole while the analyzers' own are still held."""
+    ev = pa.array(findings["evidence_seq"].array)
+    kind = pd.Categorical(findings["kind"])
+    rank = np.argsort(np.argsort(np.asarray(kind.categories, dtype=str)))  # kinds in name order
+    order = np.lexsort((pc.list_element(ev, 1).to_numpy(zero_copy_only=False),
+                        pc.list_element(ev, 0).to_numpy(zero_copy_only=False),
+                        findings["cpu"].to_numpy(), rank[kind.codes], findings["start_ns"].to_numpy()))
+    del ev, kind
+    for c in findings.columns:
+        findings[c] = findings[c].array.take(order)
 
 
 def _taken(parts: list[dict[str, Any]], name: str) -> list[Any]:
