@@ -120,6 +120,14 @@ def timeline(a: Analysis, cpu: int | list[int] | None = None, window: tuple[int,
     cpus = cpus or sorted({int(c) for k in ("windows", "irqs", "ticks") for c in items[k]["cpu"]})[:8] or [0]
     fig = fig or new_figure(height=2.4 + 0.9 * len(cpus))
     ax = fig.add_subplot(1, 1, 1)
+    draw(ax, items, cpus, start, end)
+    ax.set_title(title_for(a, f"timeline: {w.why}"), fontsize=10)
+    legend_below(fig, [ax])
+    return fig
+
+
+def draw(ax, items: dict[str, pd.DataFrame], cpus: list[int], start: int, end: int) -> None:
+    """Draw ``items`` (``_items``) of ``cpus`` in [start, end] on ``ax``, every lane named, time in µs."""
     row = {c: 4.0 * i for i, c in enumerate(reversed(cpus))}
     us = lambda t: (np.asarray(t, dtype=np.int64) - start) / 1e3  # noqa: E731
     for c in cpus:
@@ -155,11 +163,15 @@ def timeline(a: Analysis, cpu: int | list[int] | None = None, window: tuple[int,
     ax.set_xlim(0, (end - start) / 1e3)
     ax.set_ylim(-0.5, 4.0 * len(cpus) - 0.7)
     ax.set_xlabel(f"time since {start / 1e9:.6f} s (µs)")
-    ax.set_title(title_for(a, f"timeline: {w.why}"), fontsize=10)
-    handles, labels = ax.get_legend_handles_labels()
-    uniq = dict(zip(labels, handles))
     ax.grid(axis="x", alpha=0.3)
+
+
+def legend_below(fig: Figure, axes: list) -> None:
+    """One legend of every label drawn on ``axes``, under them."""
+    uniq: dict = {}
+    for ax in axes:
+        handles, labels = ax.get_legend_handles_labels()
+        uniq.update(zip(labels, handles))
     rows_of_legend = (len(uniq) + 2) // 3
     fig.legend(uniq.values(), uniq.keys(), loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, (0.22 * rows_of_legend + 0.05) / fig.get_figheight(), 1, 1))
-    return fig

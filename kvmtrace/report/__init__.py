@@ -60,6 +60,13 @@ def write_report(a: Analysis, out_dir: str | os.PathLike[str], baseline: Analysi
         wb = plot.worst_window(baseline)
         figs["timeline-baseline"] = plot.timeline(baseline)
         captions["timeline-baseline"] = f"the baseline {os.path.basename(baseline.trace.path)}, zoomed on its {wb.why}"
+    from ..plot.evidence import TITLES, present
+
+    for kind in present(sides):
+        figs[f"evidence-{kind}"] = plot.evidence(sides, kind)
+        captions[f"evidence-{kind}"] = (f"{TITLES[kind]}: " + (
+            "the before-kernel's first proven finding above the after-kernel's run of the same kind"
+            if baseline is not None else "the trace's first proven finding") + ", every row on one time scale")
     written: list[Path] = []
     for name, fig in figs.items():
         written += _save(fig, out, name)

@@ -49,6 +49,11 @@ def document(a: Analysis, figures: dict[str, str], cmp: Comparison | None, basel
     out += ["## Findings", ""] + _findings(a)
     if cmp is not None:
         out += ["## Before vs after", "", cmp.to_markdown(), ""]
+    shown = [n for n in figures if n.startswith("evidence-")]
+    if shown:
+        out += ["## The runs that prove each bug class", ""]
+        for n in shown:
+            out += _figure(n, f"proving run: {n.removeprefix('evidence-')}", figures[n])
     if "timeline" in figures:
         out += ["## Timeline", ""] + _figure("timeline", "per-CPU timeline", figures["timeline"])
     if "timeline-baseline" in figures:
