@@ -10,6 +10,8 @@ renders fields only when asked.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -43,23 +45,23 @@ def placed(frames: "list[pd.DataFrame]", pieces: "list[tuple[int, int, int]]") -
         return frames.pop().reset_index(drop=True)
     columns = frames[0].columns
     if any(not f.columns.equals(columns) for f in frames):  # parts that differ in layout: pandas aligns them
-        out = pd.concat([frames[i].iloc[a:b] for i, a, b in pieces], ignore_index=True)
+        joined = pd.concat([frames[i].iloc[a:b] for i, a, b in pieces], ignore_index=True)
         frames.clear()
-        return out
+        return joined
     at: dict[int, list[tuple[int, int, int]]] = {}  # frame → (start, end, output position)
     total = 0
     for i, a, b in pieces:
         at.setdefault(i, []).append((a, b, total))
         total += b - a
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     later: dict[str, list[tuple[int, object]]] = {}  # columns of other dtypes: slices joined at the end
     cats: dict[str, tuple[pd.Index, list[np.ndarray]]] = {}
     for c in columns:
         col = [f[c] for f in frames]
         if isinstance(col[0].dtype, pd.CategoricalDtype):
-            allcats, lut = _union([x.array if isinstance(x.dtype, pd.CategoricalDtype) else pd.Categorical(x.astype(object))
+            allcats, luts = _union([x.array if isinstance(x.dtype, pd.CategoricalDtype) else pd.Categorical(x.astype(object))
                                    for x in col])
-            cats[c] = (allcats, lut)
+            cats[c] = (allcats, luts)
             out[c] = np.empty(total, np.int32)
         elif all(isinstance(x.dtype, np.dtype) for x in col):
             out[c] = np.empty(total, np.result_type(*(x.dtype for x in col)))
@@ -79,12 +81,12 @@ def placed(frames: "list[pd.DataFrame]", pieces: "list[tuple[int, int, int]]") -
                 continue
             values = codes if c in cats else x.to_numpy()
             for a, b, pos in at.get(i, []):
-                out[c][pos:pos + b - a] = values[a:b]  # type: ignore[index]
-        frames[i] = None  # type: ignore[call-overload]
+                out[c][pos:pos + b - a] = values[a:b]
+        frames[i] = None  # dropped: its memory goes now
         del f, x
     frames.clear()
     for c, (allcats, _) in cats.items():
-        out[c] = pd.Categorical.from_codes(out[c], categories=allcats)  # type: ignore[arg-type]
+        out[c] = pd.Categorical.from_codes(out[c], categories=allcats)
     for c, got in later.items():
         got.sort(key=lambda t: t[0])
         out[c] = pd.concat([x for _, x in got], ignore_index=True).array if got else pd.array([])

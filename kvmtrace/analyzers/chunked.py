@@ -114,10 +114,9 @@ def collect_stream(pieces: Iterable[Trace], options: Options) -> tuple[list[dict
         meta = piece.meta
         del chunk, piece
         give_back()
-    if meta is None:
+    carried = carried if carried is not None else empty  # no piece had events: the last empty one
+    if meta is None or carried is None:
         raise ValueError("a stream yields at least one piece")
-    if carried is None:  # no piece had events
-        carried = empty
     carried._names = _names(counts)
     chunks.collect(carried, key_carried, last=True)
     if early and chunks.step is not None:

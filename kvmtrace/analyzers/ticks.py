@@ -129,8 +129,8 @@ def finish(parts: list[Result], whole: Whole) -> Result:
     release_text = whole.options.kernel_release or whole.trace.meta.kernel.get("uname")
     release = releases.parse(release_text)
     x86_guest, x86_why = releases.x86_window_is_guest_time(release)
-    arch = np.where(run_of >= 0, runs["arch"].to_numpy(object)[np.maximum(run_of, 0)], None) if len(runs) \
-        else np.full(len(t), None, object)
+    arch = runs["arch"].to_numpy(object)[np.maximum(run_of, 0)] if len(runs) else np.full(len(t), None, object)
+    arch[run_of < 0] = None  # a tick outside every run
     preemptirq = any(n in whole.trace.event_names() for n in ("irq_disable", "irq_enable"))
     t["charged"] = _charged(t, arch, x86_guest) if preemptirq else "unknown"
     t.loc[t["cpu_mode"] == "nohz_full", "charged"] = "vtime"

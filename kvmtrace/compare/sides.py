@@ -67,8 +67,8 @@ def extract(a: Analysis) -> Part:
         for kind, analyzer in ANALYZER_OF.items():
             if u["analysis"] == analyzer:
                 cannot[kind] = f"needs {', '.join(u['missing'])}" if u["missing"] else u["what"]
-    w = a.results["irqsoff"].frames.get("windows")
-    has_w = w is not None and len(w) > 0
+    w = a.results["irqsoff"].frames.get("windows", pd.DataFrame())
+    has_w = len(w) > 0
     r = a.runs
     exits = pd.DataFrame({"reason": r["reason"].astype(str).to_numpy(), "host_ns": r["host_ns"].array,
                           "guest_ns": r["guest_ns"].to_numpy(np.int64)}) if len(r) else _no_exits()
@@ -86,7 +86,9 @@ def extract(a: Analysis) -> Part:
 
 def side(label: str, items: list[Analysis | Part]) -> Side:
     """Pool the traces of one kernel (analyses, or parts extracted from them) into a Side."""
-    parts, same, seen = [], {}, {}
+    parts: list[Part] = []
+    same: dict[str, str] = {}
+    seen: dict[str, str] = {}
     for p in (x if isinstance(x, Part) else extract(x) for x in items):
         if p.fingerprint in seen:  # the same buffer in another format: pooled once
             same[p.path] = seen[p.fingerprint]

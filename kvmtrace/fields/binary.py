@@ -78,7 +78,7 @@ class _Rows:
             raise MissingField(f"{self.fmt.name}: no field {'/'.join(names)}")
         return self.src.store.number(self.rows, f)
 
-    def str(self, name: str) -> pa.Array:
+    def string(self, name: str) -> pa.Array:
         return self.src.store.string(self.rows, self.fmt.fields[name])
 
     def symbolic(self, name: str, values: np.ndarray | None = None, table: int = 0) -> pd.Categorical:
@@ -189,9 +189,9 @@ def _sched_switch(r: _Rows) -> Cols:
         s = int(s)
         bits = [flags[v] for v in flags if s & ((top - 1) if top else ~0) & v]
         letters.append(("|".join(bits) if bits else "R") + ("+" if top and s & top else ""))
-    return {"prev_comm": _cat(r.str("prev_comm")), "prev_pid": _int(r.num("prev_pid")),
+    return {"prev_comm": _cat(r.string("prev_comm")), "prev_pid": _int(r.num("prev_pid")),
             "prev_prio": _int(r.num("prev_prio")), "prev_state": _cat(letters),
-            "next_comm": _cat(r.str("next_comm")), "next_pid": _int(r.num("next_pid")),
+            "next_comm": _cat(r.string("next_comm")), "next_pid": _int(r.num("next_pid")),
             "next_prio": _int(r.num("next_prio"))}
 
 
@@ -203,7 +203,7 @@ def _print_flags(fmt: str) -> dict[int, str]:
 
 
 def _wakeup(r: _Rows) -> Cols:
-    out: Cols = {"wakee_comm": _cat(r.str("comm")), "wakee_pid": _int(r.num("pid")), "prio": _int(r.num("prio"))}
+    out: Cols = {"wakee_comm": _cat(r.string("comm")), "wakee_pid": _int(r.num("pid")), "prio": _int(r.num("prio"))}
     if r.has("success"):
         out["success"] = _int(r.num("success"))
     out["target_cpu"] = _int(r.num("target_cpu"))
@@ -218,7 +218,7 @@ ADAPTERS: dict[str, Callable[[_Rows], Cols]] = {
     "preempt_disable": _preemptirq, "preempt_enable": _preemptirq,
     "rcu_dyntick": _rcu_nesting, "rcu_watching": _rcu_nesting,
     "rcu_utilization": lambda r: {"s": _cat(r.printk("s"))},
-    "irq_handler_entry": lambda r: {"irq": _int(r.num("irq")), "name": _cat(r.str("name"))},
+    "irq_handler_entry": lambda r: {"irq": _int(r.num("irq")), "name": _cat(r.string("name"))},
     "irq_handler_exit": lambda r: {"irq": _int(r.num("irq")),
                                    "ret": _cat("handled" if v else "unhandled" for v in r.num("ret"))},
     "softirq_entry": lambda r: {"vec": _int(r.num("vec")), "action": _cat(r.symbolic("vec"))},
@@ -248,7 +248,7 @@ def _generic(r: _Rows) -> Cols:
         if f.name.startswith("common_"):
             continue
         if f.is_string:
-            out[f.name] = _cat(r.str(f.name))
+            out[f.name] = _cat(r.string(f.name))
         elif f.data_loc or f.rel_loc or (f.array_len and f.size > 8):
             continue
         elif f.size <= 8:

@@ -70,7 +70,7 @@ def _by_patterns(spec: EventSpec, payload: pa.Array, columns: tuple[str, ...] | 
     """Per column, the value from the first pattern each row matches."""
     n = len(payload)
     chosen = np.full(n, -1, dtype=np.int64)
-    results = []
+    results: list[pa.StructArray | None] = []
     for k, pat in enumerate(spec.patterns):
         todo = chosen < 0
         if not todo.any():

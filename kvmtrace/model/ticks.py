@@ -10,6 +10,7 @@ offset, estimated as the minimum of ``ts − now`` over all tick expiries
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -123,7 +124,8 @@ def run_loop_mask(tl: Timeline) -> np.ndarray:
     return lut[tl.caller.codes]
 
 
-def _first_from(sorted_pos: np.ndarray, at: np.ndarray, limit: np.ndarray, side: str = "left") -> np.ndarray:
+def _first_from(sorted_pos: np.ndarray, at: np.ndarray, limit: np.ndarray,
+                side: Literal["left", "right"] = "left") -> np.ndarray:
     """First of ``sorted_pos`` at (``side="left"``) or after ``at`` and before ``limit``, else −1."""
     if not len(sorted_pos):
         return np.full(len(at), -1, np.int64)

@@ -6,6 +6,7 @@ All events of a trace, ordered by (cpu, seq), as numpy arrays. Every later step
 from __future__ import annotations
 
 import re
+from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -52,6 +53,7 @@ class Coded:
 
     def __init__(self, codes: np.ndarray, names: list) -> None:
         names = [str(n) for n in names]
+        uniq: Any
         if len(set(names)) == len(names):  # the usual case: codes already index distinct names
             uniq, self.codes = names, codes.astype(np.int32, copy=False)
         else:
@@ -198,7 +200,7 @@ def build(tr: Trace) -> Timeline:
         "rcu_utilization": Cls.RCU_UTIL, "softirq_entry": Cls.SOFTIRQ, "ipi_entry": Cls.IPI,
         **{h: Cls.HANDLER for h in HANDLER_EVENTS},
     }
-    lut = np.array([by_name.get(c, Cls.OTHER) for c in cats] or [0], dtype=np.int8)
+    lut = np.array([int(by_name.get(c, Cls.OTHER)) for c in cats] or [0], dtype=np.int8)
     codes = names.cat.codes.to_numpy()
     cls_by_row = np.where(codes >= 0, lut[np.maximum(codes, 0)], Cls.OTHER).astype(np.int8)
     leave_by_row = np.array([c in HANDLER_EXIT_EVENTS for c in cats] + [False], dtype=bool)[codes]  # code −1: last

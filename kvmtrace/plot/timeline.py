@@ -34,8 +34,8 @@ def worst_window(a: Analysis, pad_ns: int = 50_000) -> Window:
     """Where to look first, always with a guest run in view when the trace has one: the longest apparent
     irqs-off window, else the longest window opened in the guest entry (the fixed kernel's run of the
     same kind), else the longest guest run; a host-only trace: its longest irqs-off window."""
-    w = a.results["irqsoff"].frames.get("windows")
-    kind = w["kind"].astype(str) if w is not None and len(w) else None
+    w = a.results["irqsoff"].frames.get("windows", pd.DataFrame())
+    kind = w["kind"].astype(str) if len(w) else None
     for pick_kind, why in (("apparent", "longest apparent irqs-off window"),
                            ("guest-entry", "longest irqs-off window opened in the guest entry")):
         pick = w[(kind == pick_kind).to_numpy(bool)] if kind is not None else None

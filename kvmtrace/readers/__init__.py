@@ -71,6 +71,7 @@ def stream(path: str | os.PathLike[str], select: Selection, chunk_events: int
 def _stream(path: str, select: Selection, chunk_events: int
             ) -> Iterator[tuple[pd.DataFrame, dict[str, pd.DataFrame], TraceMeta]]:
     head, compression = _head(path)
+    pieces: Iterator[tuple[pd.DataFrame, dict[str, pd.DataFrame], TraceMeta]]
     if sniff_binary(path, head) == "trace.dat":
         from .tracedat.stream import stream_dat
 

@@ -52,7 +52,7 @@ def _open_stream(raw: BinaryIO, kind: str | None) -> BinaryIO:
         return lzma.LZMAFile(raw)  # type: ignore[return-value]
     if kind == "bzip2":
         return bz2.BZ2File(raw)  # type: ignore[return-value]
-    return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[return-value]
+    return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
 
 
 def iter_blocks(path: str, block_size: int = 16 << 20) -> Iterator[bytes]:

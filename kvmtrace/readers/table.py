@@ -147,7 +147,7 @@ class EventColumns:
         data["event"] = cat(self.event)
         self.comm, self.event = [], []
         if self.system and all(s is not None for s in self.system):
-            data["system"] = cat(self.system)  # type: ignore[arg-type]
+            data["system"] = cat(self.system)
         else:
             data["system"] = pd.Categorical([None] * n, categories=[])
         for name in FLAG_COLUMNS:

@@ -123,11 +123,11 @@ def _unfolded(blocks: Iterator[tuple[np.ndarray, bool]], fmt: TextFormat, meta: 
         carry = np.zeros(0, np.uint8)
         raise
     finally:
-        if joined:
+        if joined and fold is not None:
             meta.warnings.append(f"{joined:,} wrapped line pieces (folded at {fold.width} columns"
                                  f"{', quoted' if fold and fold.quoted else ''}) were rejoined to their event lines")
             meta.kernel["rejoined_pieces"] = joined
-    if len(carry):
+    if len(carry) and fold is not None:  # (a carry exists only while rejoining)
         out, n, _ = unfold.rejoin(carry, fold, fmt, True)
         meta.kernel["rejoined_pieces"] = meta.kernel.get("rejoined_pieces", 0) + n
         yield out, True

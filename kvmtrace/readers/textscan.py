@@ -172,7 +172,8 @@ def repair_utf8(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     raw = buf.tobytes()
     bad: list[int] = []
 
-    def note(exc: UnicodeDecodeError) -> tuple[str, int]:
+    def note(exc: UnicodeError) -> tuple[str, int]:
+        assert isinstance(exc, UnicodeDecodeError)  # registered for decoding only
         bad.extend(range(exc.start, exc.end))
         return "", exc.end
 

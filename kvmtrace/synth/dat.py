@@ -135,7 +135,10 @@ class DatWriter:
             text = v["format"]
             if name == "rcu_dyntick" and sc.rcu_event == "rcu_watching":
                 name, text = "rcu_watching", text.replace("name: rcu_dyntick", "name: rcu_watching")
-            self.formats[name] = (v["system"], text, parse_format(text, v["system"]))
+            fmt = parse_format(text, v["system"])
+            if fmt is None:
+                raise ValueError(f"{name}: a shipped format file without a name or ID")
+            self.formats[name] = (v["system"], text, fmt)
         self.names = _Names(0xFFFFFFC008000000 if sc.arch == "arm64" else 0xFFFFFFFF81000000)
         self.pages = [_CpuPages() for _ in range(cpus)]
         self.comms: dict[int, str] = {}

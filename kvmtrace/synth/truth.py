@@ -23,9 +23,8 @@ KINDS = ("apparent_irqsoff", "rcu_not_watching", "misaccounted_tick")
 
 def _seqs(evs: list[Event | None]) -> list[int] | None:
     """Evidence seq numbers, or None when an evidence event was not recorded."""
-    if any(e is None or e.seq < 0 for e in evs):
-        return None
-    return [e.seq for e in evs]
+    seqs = [e.seq if e is not None else -1 for e in evs]
+    return None if any(s < 0 for s in seqs) else seqs
 
 
 class TruthSink:
@@ -37,7 +36,7 @@ class TruthSink:
         self.n = {k: 0 for k in self.files}
         self.counts = {k: 0 for k in KINDS}
         self.counts_inferred = {k: 0 for k in KINDS}
-        self.per_cpu = {str(c): {"mode": "nohz_full" if c in sc.nohz_full else "tick", "ticks": 0,
+        self.per_cpu: dict[str, dict[str, Any]] = {str(c): {"mode": "nohz_full" if c in sc.nohz_full else "tick", "ticks": 0,
                                  "expected_guest_ticks": 0, "charged_guest_ticks": 0} for c in sc.vcpu_cpus}
 
     def _put(self, section: str, rec: dict[str, Any]) -> None:

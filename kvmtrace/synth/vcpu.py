@@ -137,13 +137,13 @@ class VcpuLoop:
         if sc.arch == "x86":
             enter = "svm_vcpu_enter_exit+0xc/0x30" if sc.fixed else names["enter"]
             c.pi("irq_enable", enter, "0x0", bracketed=False)   # guest_state_enter / kvm_guest_enter_irqoff
-            run["eqs_start"] = c.rcu_stop() if self.nohz else c.rcu_util("context switch")
+            run["eqs_start"] = self._guest_eqs(c)
         elif sc.fixed:
             c.pi("irq_enable", "kvm_arm_vcpu_enter_exit+0x18/0xf0", "kvm_arch_vcpu_ioctl_run+0x16c/0x750", bracketed=False)
-            run["eqs_start"] = c.rcu_stop() if self.nohz else c.rcu_util("context switch")
+            run["eqs_start"] = self._guest_eqs(c)
             c.pi("irq_disable", "__kvm_vcpu_run+0x20/0x254", "kvm_arm_vcpu_enter_exit+0x70/0xf0")
         else:
-            run["eqs_start"] = c.rcu_stop() if self.nohz else c.rcu_util("context switch")
+            run["eqs_start"] = self._guest_eqs(c)
         # the guest runs until a host interrupt becomes pending or it traps
         start = c.t
         g_end = start + self._us(*sc.guest_run_us)
@@ -167,6 +167,14 @@ class VcpuLoop:
         else:
             self._arm64_prefix_exit(run, names, irq_exit, opened)
         self.truth.runs.append(run)
+
+    def _guest_eqs(self, c: Cpu) -> Event | None:
+        """Into the guest: a nohz_full CPU's vCPU thread enters an RCU quiescent state (its stop
+        event returned); elsewhere RCU notes a context switch and nothing is entered."""
+        if self.nohz:
+            return c.rcu_stop()
+        c.rcu_util("context switch")
+        return None
 
     def _requeue_after(self, g_end: int) -> None:
         """Interrupt sources keep their schedule past the guest's end."""

@@ -239,7 +239,7 @@ def read_dat(path: str, compression: str | None = None, select: Selection | None
     o = open_dat(path, compression, select)
     dat, meta = o.dat, o.meta
     bufs: list[np.ndarray] = []
-    pieces = []
+    pieces: list[tuple[int, int, int, Records | _Kept]] = []
     gaps: list[tuple[int, int, int | None]] = []
     all_ts: list[np.ndarray] = []       # selective: every record's time, to number kept ones as a full read
     kept_at: list[np.ndarray] = []      # selective: index of each kept record within its CPU
@@ -249,15 +249,16 @@ def read_dat(path: str, compression: str | None = None, select: Selection | None
             progress.step(f"reading {os.path.basename(path)}", len(pieces) / total_cpus)
             data = _cpu_bytes(o.r, dat, c, o.mm, meta)
             recs = page_records(o, c.cpu, data, buf.page_size or dat.page_size, gaps)
+            piece: Records | _Kept = recs
             if o.keep_ids is not None:
                 m = o.kept(data, recs)
                 meta.not_kept += int((~m).sum())
                 all_ts.append(recs.ts)
                 kept_at.append(np.flatnonzero(m))
                 data, new_off = _compact(data, recs.offset[m], recs.length[m])
-                recs = _Kept(recs.ts[m], new_off, recs.length[m])
+                piece = _Kept(recs.ts[m], new_off, recs.length[m])
             bufs.append(data)
-            pieces.append((b_index, c.cpu, len(bufs) - 1, recs))
+            pieces.append((b_index, c.cpu, len(bufs) - 1, piece))
     ts = np.concatenate([p[3].ts for p in pieces]) if pieces else np.zeros(0, np.uint64)
     cpu = np.concatenate([np.full(len(p[3].ts), p[1], np.int32) for p in pieces]) if pieces else np.zeros(0, np.int32)
     bid = np.concatenate([np.full(len(p[3].ts), p[2], np.uint16) for p in pieces]) if pieces else np.zeros(0, np.uint16)
@@ -267,7 +268,7 @@ def read_dat(path: str, compression: str | None = None, select: Selection | None
     off = np.concatenate([p[3].offset.astype(off_type) for p in pieces]) if pieces else np.zeros(0, off_type)
     length = np.concatenate([p[3].length for p in pieces]) if pieces else np.zeros(0, np.int32)
     del pieces
-    recs = data = None  # the loop's last CPU: free its record arrays before the merge
+    recs = piece = data = None  # type: ignore[assignment]  # the loop's last CPU (if any): its arrays go before the merge
     ts_ns = to_ns(ts, dat)
     # trace-cmd merges CPUs earliest first, the lower CPU on ties; pieces are in CPU order and
     # each is time-ordered, so a stable sort (a run merge) gives exactly that order

@@ -97,7 +97,7 @@ class EventFormat:
                 depth -= c == ")"
                 i += 1
             body = self.print_fmt[m.end(): i]
-            table = {}
+            table: dict[int, str] = {}
             for v, name in _PAIR.findall(body):
                 name = "".join(re.findall(r'"([^"]*)"', name))
                 val = _value(v)
@@ -163,7 +163,10 @@ class FormatTable(Mapping):
         ev = self._parsed.get(ident)
         if ev is None:
             system, text = self._texts[ident]
-            ev = self._parsed[ident] = parse_format(text, system)  # type: ignore[assignment]
+            parsed = parse_format(text, system)
+            if parsed is None:  # not reached: only texts with a name and an ID are kept
+                raise KeyError(ident)
+            ev = self._parsed[ident] = parsed
         return ev
 
     def __iter__(self) -> Iterator[int]:

@@ -8,6 +8,7 @@ file before anything is read or allocated; decompression is bounded.
 from __future__ import annotations
 
 import struct
+from typing import Any
 import zlib
 from dataclasses import dataclass, field
 
@@ -65,7 +66,7 @@ class DatFile:
     cpu_count: int = 0
     clock: str = "local"
     buffers: list[Buffer] = field(default_factory=list)
-    options: dict[str, object] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def endian(self) -> str:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ... import progress
 from ...fields.binary import binary_fields
+from ...meta import TraceMeta
 from ..select import Selection
 from . import BinarySource, Opened, add_gaps, cpu_chunks, cpu_present, decompressed, open_dat, page_records, table, to_ns
 from . import header as hdr
@@ -106,7 +107,7 @@ class _Cpu:
 
 
 def stream_dat(path: str, compression: str | None, select: Selection, chunk_events: int
-               ) -> Iterator[tuple[pd.DataFrame, dict[str, pd.DataFrame], object]]:
+               ) -> Iterator[tuple[pd.DataFrame, dict[str, pd.DataFrame], TraceMeta]]:
     """(events, fields decoded while reading, meta) of about ``chunk_events`` records at a time.
 
     Only ``select``'s events are kept, their ``select.fields`` decoded (the record bytes are
