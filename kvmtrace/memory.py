@@ -19,8 +19,8 @@ _M_MMAP_THRESHOLD = -3
 
 def map_big_allocations(threshold: int = 256 << 10) -> None:
     """Have glibc map every allocation of ``threshold`` bytes or more, for the rest of the process.
-    Its default threshold grows with each big free (to 32 MB), so a streamed analysis's freed
-    piece-sized arrays stay in the heap, and RSS grows with the trace instead of the piece."""
+    Its default threshold grows with each big free (to 32 MB), so a huge streamed analysis's freed
+    piece-sized arrays stay in the heap until trimmed, and RSS grows with the trace."""
     libc = _libc()
     if libc is not None and hasattr(libc, "mallopt"):
         libc.mallopt(_M_MMAP_THRESHOLD, threshold)

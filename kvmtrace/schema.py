@@ -16,7 +16,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from .memory import give_back
+
 STRING_DTYPE = pd.ArrowDtype(pa.large_string())
+#: results at least this long give each part's heap back as it is consumed (``placed``)
+GIVE_BACK_ROWS = 1_000_000
 
 
 def string_array(arr: pa.ChunkedArray | pa.Array) -> pd.api.extensions.ExtensionArray:
@@ -84,6 +88,8 @@ def placed(frames: "list[pd.DataFrame]", pieces: "list[tuple[int, int, int]]") -
                 out[c][pos:pos + b - a] = values[a:b]
         frames[i] = None  # dropped: its memory goes now
         del f, x
+        if total >= GIVE_BACK_ROWS:
+            give_back()  # a huge result: the heap the part held goes back before the next part is copied
     frames.clear()
     for c, (allcats, _) in cats.items():
         out[c] = pd.Categorical.from_codes(out[c], categories=allcats)

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import progress
-from ..memory import give_back
+from ..memory import give_back, map_big_allocations
 from ..model.kernel import MODEL_EVENTS
 from ..readers.select import Selection
 from ..schema import concat
@@ -106,6 +106,9 @@ def selection() -> Selection:
 
 #: events per chunk when ``Options.low_memory`` names no size: the model of 1M events takes ~0.3 GB
 LOW_MEMORY_CHUNK = 1_000_000
+#: a streamed trace of about this many events or more has glibc map its pieces' arrays, so each goes
+#: back to the system when freed: ~12% less peak at 100M events, for ~1.3x the time (1.5x at 3.5M)
+MAPPED_FROM_EVENTS = 30_000_000
 
 
 def load_and_analyze(path: str, options: Options | None = None, cache: bool = False,
@@ -122,6 +125,8 @@ def load_and_analyze(path: str, options: Options | None = None, cache: bool = Fa
     if options.low_memory or streams(path):
         from .chunked import collect_stream
 
+        if estimated_events(path) >= MAPPED_FROM_EVENTS:
+            map_big_allocations()
         pieces = stream(path, selection().everything(), options.chunk_events or LOW_MEMORY_CHUNK)
         parts, whole = collect_stream((options.restrict(p) for p in pieces), options)
         _say_restricted(whole, options)
@@ -146,6 +151,13 @@ _COMPRESSION_RATIO = 8  # a compressed file's events per byte is taken this many
 def streams(path: str, available: int | None = None) -> bool:
     """Whether a whole analysis of ``path`` would likely not fit in half the memory available, so the
     trace is streamed instead (an estimate from the file size; ``--low-memory`` forces it)."""
+    available = available if available is not None else _available_memory()
+    return available is not None and estimated_events(path) * _PEAK_PER_EVENT > available // 2
+
+
+def estimated_events(path: str) -> float:
+    """About how many events ``path`` holds, from its size and kind (0 when it cannot be sniffed:
+    the reader reports that, with its reason)."""
     import os
 
     from ..readers.compression import read_head
@@ -155,13 +167,12 @@ def streams(path: str, available: int | None = None) -> bool:
         size = os.path.getsize(path)
         head, compression = read_head(path)
         kind = "trace.dat" if sniff_binary(path, head) == "trace.dat" else "text"
-    except Exception:  # a file that cannot be sniffed is reported by the reader, with its reason
-        return False
+    except Exception:
+        return 0.0
     per_byte = 1 / _FILE_BYTES_PER_EVENT[kind]
     if compression or _v7_compressed(head):
         per_byte *= _COMPRESSION_RATIO
-    available = available if available is not None else _available_memory()
-    return available is not None and size * per_byte * _PEAK_PER_EVENT > available // 2
+    return size * per_byte
 
 
 def _v7_compressed(head: bytes) -> bool:

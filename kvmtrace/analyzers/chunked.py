@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .. import progress
-from ..memory import give_back, map_big_allocations
+from ..memory import give_back
 from ..model import carry
 from ..model import rcu as rcu_model
 from ..schema import concat
@@ -81,7 +81,6 @@ def collect_chunks(trace: Trace, options: Options, chunk_events: int) -> list[di
 def collect_stream(pieces: Iterable[Trace], options: Options) -> tuple[list[dict[str, Any]], Trace]:
     """Every chunk's part of the analysis of a trace read piece by piece (``trace.stream``), and
     the trace ``finish`` reads: the whole trace's meta, event counts and ``FINISH_EVENTS``."""
-    map_big_allocations()
     chunks = _Chunks(options, None)
     counts: dict[tuple[str, int], int] = {}
     kept: list[Trace] = []
