@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import TraceError, TraceFormatError
+from .errors import KvmtraceError, TraceError, TraceFormatError
 from .meta import TraceMeta
 
 #: what ``import kvmtrace`` offers without importing pandas until it is first used (the CLI's
@@ -43,4 +43,4 @@ if TYPE_CHECKING:
     from .trace import Trace, load
 
 __version__ = "0.1.0"
-__all__ = ["analyze", "Analysis", "Options", "Trace", "TraceError", "TraceFormatError", "TraceMeta", "load", "__version__"]
+__all__ = ["analyze", "Analysis", "Options", "Trace", "KvmtraceError", "TraceError", "TraceFormatError", "TraceMeta", "load", "__version__"]

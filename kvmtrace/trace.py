@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from .errors import MissingEventsError
 from .fields import BASE_COLUMNS as _BASE
 from .fields import decode_event, decode_fields
 from .meta import TraceMeta
@@ -94,7 +95,7 @@ class Trace:
                 base = rows[_BASE].reset_index(drop=True)
                 self._typed[key] = pd.concat([base, fields], axis=1) if len(fields.columns) else base
             elif "payload" not in self.events.columns and not self.has_binary:
-                raise KeyError(f"{name}: its fields were not kept by the selective load ({self.meta.selection})")
+                raise MissingEventsError(f"{name}: its fields were not kept by the selective load ({self.meta.selection})")
             elif self.has_binary:
                 from .fields.binary import decode_binary
 
@@ -110,7 +111,7 @@ class Trace:
 
             close = difflib.get_close_matches(name, self.event_names(), n=3, cutoff=0.5)
             hint = f"; closest: {', '.join(close)}" if close else f"; it has {len(self.event_names())} event types (Trace.counts())"
-            raise KeyError(f"{self.name}: no {name!r} events{hint}")
+            raise MissingEventsError(f"{self.name}: no {name!r} events{hint}")
 
     def fields(self, name: str, columns: list[str] | tuple[str, ...], base: tuple[str, ...] = ()) -> pd.DataFrame:
         """``seq``, the ``base`` columns asked for and the named fields of event ``name``.

@@ -19,3 +19,24 @@ def test_concat_unites_categories_by_value_not_by_code():
     assert out["n"].tolist() == list(range(1, 9)) and list(out.columns) == ["x", "n"]
     same = concat([a, a])
     assert same["x"].dtype == a["x"].dtype and same["x"].tolist() == ["b", "a", "b"] * 2
+
+
+def test_every_error_kvmtrace_explains_is_one_kvmtrace_error():
+    """One base to catch, the old bases kept (a missing event is still a KeyError), and one
+    unquoted line."""
+    import pytest
+
+    import kvmtrace
+    from kvmtrace.compare import compare
+    from kvmtrace.errors import OutputError, TraceFormatError
+    from conftest import ARM64
+
+    assert issubclass(TraceFormatError, kvmtrace.KvmtraceError) and issubclass(OutputError, kvmtrace.KvmtraceError)
+    tr = kvmtrace.load(ARM64 / "arm64-6.1-fixed-tick.dat")
+    with pytest.raises(KeyError) as got:
+        tr.df("sched_no_such_event")
+    assert isinstance(got.value, kvmtrace.KvmtraceError)
+    assert str(got.value).startswith("arm64-6.1-fixed-tick.dat: no 'sched_no_such_event' events")
+    with pytest.raises(ValueError) as bad:
+        compare([], [])
+    assert isinstance(bad.value, kvmtrace.KvmtraceError) and "at least one trace" in str(bad.value)

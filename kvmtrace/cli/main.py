@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from ..errors import OutputError, TraceError
+from ..errors import KvmtraceError
 
 EXIT_BAD_INPUT = 2
 
@@ -27,7 +27,7 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(0)
         except click.ClickException:  # usage errors: click prints them and exits 2
             raise
-        except (TraceError, OutputError) as exc:
+        except KvmtraceError as exc:
             click.echo(f"kvmtrace: error: {exc}", err=True)
             sys.exit(EXIT_BAD_INPUT)
         except (OSError, MemoryError) as exc:

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from ..analyzers import FINDING_KINDS, Analysis, Options, plain
+from ..errors import CompareError
 from ..tables import markdown, render
 from . import metrics, verdicts
 from .sides import Part, Side, extract, side
@@ -111,7 +112,7 @@ def compare(before: Any, after: Any, alpha: float = DEFAULT_ALPHA, options: Opti
     bl = _items(before if isinstance(before, (list, tuple)) else [before], options)
     al = _items(after if isinstance(after, (list, tuple)) else [after], options)
     if not bl or not al:
-        raise ValueError("each side of a comparison needs at least one trace")
+        raise CompareError("each side of a comparison needs at least one trace")
     b, a = side("before", bl), side("after", al)
     # typed columns (Float64, Int64, string, boolean), NA where a row has no value
     table = pd.DataFrame(metrics.rows(b, a, alpha), columns=metrics.COLUMNS).convert_dtypes()
