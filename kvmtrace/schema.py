@@ -48,10 +48,9 @@ def placed(frames: "list[pd.DataFrame]", pieces: "list[tuple[int, int, int]]") -
     if len(frames) == 1 and pieces == [(0, 0, len(frames[0]))]:
         return frames.pop().reset_index(drop=True)
     columns = frames[0].columns
-    if any(not f.columns.equals(columns) for f in frames):  # parts that differ in layout: pandas aligns them
-        joined = pd.concat([frames[i].iloc[a:b] for i, a, b in pieces], ignore_index=True)
-        frames.clear()
-        return joined
+    if any(not f.columns.equals(columns) for f in frames):  # parts that differ in layout: every column in each,
+        columns = pd.Index(dict.fromkeys(c for f in frames for c in f.columns))  # NA where a part has none
+        frames[:] = [f.reindex(columns=columns) for f in frames]
     at: dict[int, list[tuple[int, int, int]]] = {}  # frame → (start, end, output position)
     total = 0
     for i, a, b in pieces:
@@ -63,8 +62,7 @@ def placed(frames: "list[pd.DataFrame]", pieces: "list[tuple[int, int, int]]") -
     for c in columns:
         col = [f[c] for f in frames]
         if isinstance(col[0].dtype, pd.CategoricalDtype):
-            allcats, luts = _union([x.array if isinstance(x.dtype, pd.CategoricalDtype) else pd.Categorical(x.astype(object))
-                                   for x in col])
+            allcats, luts = _union([_categorical(x) for x in col])
             cats[c] = (allcats, luts)
             out[c] = np.empty(total, np.int32)
         elif all(isinstance(x.dtype, np.dtype) for x in col):
@@ -77,7 +75,7 @@ def placed(frames: "list[pd.DataFrame]", pieces: "list[tuple[int, int, int]]") -
         for c in columns:
             x = f[c]
             if c in cats:
-                codes = (x.array if isinstance(x.dtype, pd.CategoricalDtype) else pd.Categorical(x.astype(object))).codes
+                codes = _categorical(x).codes
                 lut = cats[c][1][i]
                 codes = np.where(codes >= 0, lut[codes], -1) if len(lut) else np.full(len(codes), -1)
             elif c in later:
@@ -97,6 +95,12 @@ def placed(frames: "list[pd.DataFrame]", pieces: "list[tuple[int, int, int]]") -
         got.sort(key=lambda t: t[0])
         out[c] = pd.concat([x for _, x in got], ignore_index=True).array if got else pd.array([])
     return pd.DataFrame({c: out[c] for c in columns}, copy=False)
+
+
+def _categorical(column: pd.Series) -> pd.Categorical:
+    """A column of a categorical meaning as a Categorical (a part may hold none of its values: all
+    NA, not categorical)."""
+    return column.array if isinstance(column.dtype, pd.CategoricalDtype) else pd.Categorical(column.astype(object))
 
 
 def _union(parts: "list[pd.Categorical]") -> "tuple[pd.Index, list[np.ndarray]]":
