@@ -19,6 +19,21 @@ def test_concat_unites_categories_by_value_not_by_code():
     assert out["n"].tolist() == list(range(1, 9)) and list(out.columns) == ["x", "n"]
     same = concat([a, a])
     assert same["x"].dtype == a["x"].dtype and same["x"].tolist() == ["b", "a", "b"] * 2
+    other = concat([a, pd.DataFrame({"x": pd.Categorical(["c"]), "m": [0.5]})])  # another layout: every column
+    assert list(other.columns) == ["x", "n", "m"] and other["x"].tolist() == ["b", "a", "b", "c"]
+    assert isinstance(other["x"].dtype, pd.CategoricalDtype) and other["n"].isna().tolist() == [False] * 3 + [True]
+
+
+def test_finding_labels_refuse_values_outside_their_categories():
+    """A confidence or kind outside the fixed categories would become NA without a word."""
+    import numpy as np
+    import pytest
+
+    from kvmtrace.analyzers.base import CONFIDENCE, labels
+
+    assert labels(np.array(["inferred", "proven"]), 2, CONFIDENCE).tolist() == ["inferred", "proven"]
+    with pytest.raises(ValueError, match="certain"):
+        labels(np.array(["proven", "certain"]), 2, CONFIDENCE)
 
 
 def test_every_error_kvmtrace_explains_is_one_kvmtrace_error():

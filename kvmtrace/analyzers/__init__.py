@@ -122,10 +122,11 @@ def load_and_analyze(path: str, options: Options | None = None, cache: bool = Fa
     from ..trace import load, stream
 
     options = options or Options()
-    if options.low_memory or streams(path):
+    events = estimated_events(path)
+    if options.low_memory or _beyond_memory(events):
         from .chunked import collect_stream
 
-        if estimated_events(path) >= MAPPED_FROM_EVENTS:
+        if events >= MAPPED_FROM_EVENTS:
             map_big_allocations()
         pieces = stream(path, selection().everything(), options.chunk_events or LOW_MEMORY_CHUNK)
         parts, whole = collect_stream((options.restrict(p) for p in pieces), options)
@@ -151,8 +152,14 @@ _COMPRESSION_RATIO = 8  # a compressed file's events per byte is taken this many
 def streams(path: str, available: int | None = None) -> bool:
     """Whether a whole analysis of ``path`` would likely not fit in half the memory available, so the
     trace is streamed instead (an estimate from the file size; ``--low-memory`` forces it)."""
+    return _beyond_memory(estimated_events(path), available)
+
+
+def _beyond_memory(events: float, available: int | None = None) -> bool:
+    """Whether a whole analysis of about ``events`` events would need more than half of ``available``
+    (default: MemAvailable)."""
     available = available if available is not None else _available_memory()
-    return available is not None and estimated_events(path) * _PEAK_PER_EVENT > available // 2
+    return available is not None and events * _PEAK_PER_EVENT > available // 2
 
 
 def estimated_events(path: str) -> float:

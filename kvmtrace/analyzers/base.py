@@ -116,7 +116,12 @@ def labels(x: Any, n: int, dtype: pd.CategoricalDtype | None = None) -> pd.Categ
     codes = _strings(x, n).dictionary_encode()
     cats = codes.dictionary.to_pylist()
     out = pd.Categorical.from_codes(codes.indices.to_numpy(zero_copy_only=False).astype(np.int32), cats)
-    return out.set_categories(dtype.categories) if dtype is not None else out
+    if dtype is None:
+        return out
+    unknown = set(cats) - set(dtype.categories)
+    if unknown:  # set_categories would turn them into NA without a word
+        raise ValueError(f"not one of {list(dtype.categories)}: {sorted(unknown)}")
+    return out.set_categories(dtype.categories)
 
 
 def made_inferred(findings: pd.DataFrame, hit: np.ndarray, why: str) -> pd.DataFrame:
@@ -131,8 +136,9 @@ def made_inferred(findings: pd.DataFrame, hit: np.ndarray, why: str) -> pd.DataF
     out["confidence"] = pd.Categorical.from_codes(conf, dtype=CONFIDENCE)
     old = pd.Categorical(out["why"])
     cats = list(old.categories) + [f"{w}; {why}" if w else why for w in old.categories]
-    unique = list(dict.fromkeys(cats))
-    where = np.array([unique.index(c) for c in cats], np.int32)  # each category's place among the unique ones
+    place = {c: i for i, c in enumerate(dict.fromkeys(cats))}  # each text's place among the unique ones
+    unique = list(place)
+    where = np.array([place[c] for c in cats], np.int32)
     codes = old.codes.astype(np.int32)
     codes[hit] += len(old.categories)
     out["why"] = pd.Categorical.from_codes(where[codes], unique)
@@ -237,9 +243,7 @@ def by_cpu(frames: list[pd.DataFrame | None]) -> pd.DataFrame:
     pieces = []  # (cpu, part, start, end) of every stretch of one CPU in one part
     for i, f in enumerate(parts):
         cpu = f["cpu"].to_numpy()
-        start = np.flatnonzero(np.r_[True, cpu[1:] != cpu[:-1]])
-        end = np.append(start[1:], len(cpu))
-        pieces += [(int(cpu[s]), i, int(s), int(e)) for s, e in zip(start, end)]
+        pieces += [(int(cpu[s]), i, int(s), int(e)) for s, e in zip(*timeline.stretches(cpu))]
     del f, cpu
     pieces.sort()
     return placed(parts, [(i, s, e) for _, i, s, e in pieces])

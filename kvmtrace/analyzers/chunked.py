@@ -110,7 +110,6 @@ def collect_stream(pieces: Iterable[Trace], options: Options) -> tuple[list[dict
         chunk = carried.joined(piece) if carried is not None else piece
         key_carried = chunks.collect(chunk, key, last=False)
         carried = chunk.rows(np.searchsorted(key, key_carried))
-        meta = piece.meta
         del chunk, piece
         give_back()
     carried = carried if carried is not None else empty  # no piece had events: the last empty one

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..model import irqsoff
-from ..model.timeline import containing
+from ..model.timeline import containing, stretches
 from .base import Context, Result, Whole, by_cpu, concat, findings_frame, first_undecidable, summed, text
 
 NEEDS = ("irq_disable", "irq_enable")
@@ -28,10 +28,8 @@ def _per_cpu(w: pd.DataFrame, threshold: int) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     cpu, d = w["cpu"].to_numpy(), w["duration_ns"].to_numpy(np.int64)
     apparent = (w["kind"] == "apparent").to_numpy(bool)
-    start = np.flatnonzero(np.r_[True, cpu[1:] != cpu[:-1]])
-    end = np.append(start[1:], len(cpu))
     rows = [(int(cpu[a]), b - a, int((d[a:b] > threshold).sum()), d[a:b].max() / 1e3, np.quantile(d[a:b], 0.99) / 1e3,
-             int(apparent[a:b].sum()), d[a:b][apparent[a:b]].sum() / 1e3) for a, b in zip(start, end)]
+             int(apparent[a:b].sum()), d[a:b][apparent[a:b]].sum() / 1e3) for a, b in zip(*stretches(cpu))]
     return pd.DataFrame(rows, columns=columns).astype({"cpu": np.int32, "max_us": float, "p99_us": float, "apparent_total_us": float})
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..trace import Trace
 from .kernel import RCU_ROLES
-from .timeline import Cls, Pairs, Timeline, alternating
+from .timeline import Cls, Pairs, Timeline
 
 COUNTER_MOD = 0x1000  # the event prints the counter masked to 12 bits
 
@@ -24,7 +24,7 @@ def quiescent_states(tl: Timeline) -> tuple[pd.DataFrame, dict[str, int]]:
     stay open across chunks of a huge trace (``carry.quiet_cuts``), its stop-watching event carried.
     The last task-level event of a CPU, open, is at the trace's edge only where the trace ends.
     """
-    p = alternating(tl, Cls.RCU_STOP, Cls.RCU_START)
+    p = tl.task_rcu
     stop, same = p.is_open, p.same_cpu
     own = tl.owns(p.pos)
     close = np.flatnonzero(p.paired) + 1
@@ -56,7 +56,7 @@ def _trailing_open(p: Pairs) -> np.ndarray:
 def idle_handlers(tl: Timeline, handlers: np.ndarray) -> np.ndarray:
     """Which ``handlers`` (positions) ran inside the idle task's EQS, closed or still open where the
     timeline ends: the CPU's task-level RCU event before each is idle's stop-watching one, paired."""
-    p = alternating(tl, Cls.RCU_STOP, Cls.RCU_START)
+    p = tl.task_rcu
     if not len(p.pos) or not len(handlers):
         return np.zeros(len(handlers), bool)
     opens = p.is_open & (p.paired | _trailing_open(p)) & (tl.pid[p.pos] == 0)

@@ -126,6 +126,11 @@ class Timeline:
         return self.is_(Cls.IRQ_OFF, Cls.IRQ_ON) & lut[self.caller.codes]
 
     @cached_property
+    def task_rcu(self) -> "Pairs":
+        """Task-level RCU stop/start-watching events paired per CPU (quiescent states and what they hold)."""
+        return alternating(self, Cls.RCU_STOP, Cls.RCU_START)
+
+    @cached_property
     def rcu_pos(self) -> np.ndarray:
         """Positions of the RCU events that carry a counter."""
         return np.flatnonzero(self.rcu_counter >= 0)
@@ -142,9 +147,8 @@ class Timeline:
     @cached_property
     def cpu_bounds(self) -> dict[int, tuple[int, int]]:
         """cpu → [start, end) positions (the timeline is sorted by cpu)."""
-        first = np.flatnonzero(np.r_[True, self.cpu[1:] != self.cpu[:-1]]) if len(self.cpu) else np.zeros(0, np.int64)
-        cpus, ends = self.cpu[first], np.append(first[1:], len(self.cpu))
-        return {int(c): (int(s), int(e)) for c, s, e in zip(cpus, first, ends)}
+        first, ends = stretches(self.cpu)
+        return {int(c): (int(s), int(e)) for c, s, e in zip(self.cpu[first], first, ends)}
 
     def near_gap(self, cpu: np.ndarray, start_ts: np.ndarray, end_ts: np.ndarray) -> np.ndarray:
         """True where a lost-events gap on ``cpu`` falls in [start_ts, end_ts] (see ``near_gap``)."""
@@ -275,10 +279,17 @@ def _hardirq(ev: pd.DataFrame, order: np.ndarray, cls: np.ndarray, leave: np.nda
     step = (cls == Cls.HANDLER).astype(np.int64) - leave
     cpu = ev["cpu"].to_numpy(np.int32)[order]
     depth = np.cumsum(step)
-    first = np.flatnonzero(np.r_[True, cpu[1:] != cpu[:-1]]) if len(cpu) else np.zeros(0, np.int64)
-    base = np.repeat(depth[first] - step[first], np.diff(np.append(first, len(cpu))))  # each CPU from 0
+    first, end = stretches(cpu)
+    base = np.repeat(depth[first] - step[first], end - first)  # each CPU from 0
     depth = np.maximum(depth - base, 0)
     return (depth > 0) | leave  # the exit event itself is still in the handler
+
+
+def stretches(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[start, end) of every run of equal consecutive ``values``: each CPU's stretch of an array in
+    CPU order."""
+    start = np.flatnonzero(np.r_[True, values[1:] != values[:-1]]) if len(values) else np.zeros(0, np.int64)
+    return start, np.append(start[1:], len(values))
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """One figure per bug class: the guest run that proves it, above the other kernel's run of the same
 kind, on one time scale, so a reviewer sees the difference rather than reads it.
 
-- apparent irqs-off (bug 2 of the patch): the irqs-off window spanning the guest; on a fixed kernel,
-  the window opened inside the guest entry, which closes before the guest;
+- apparent irqs-off: the irqs-off window opened before kvm_entry and still open when the guest
+  returns; on a fixed kernel, the window opened inside the guest entry itself, after kvm_entry;
 - IRQs without RCU watching: the IRQ handler inside the vCPU thread's quiescent state; fixed: a guest
   quiescent state with no handler inside;
 - misaccounted tick: the tick's due time against where it was handled and charged; fixed: a tick that
@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pandas as pd
 from matplotlib.figure import Figure
 
 from ..analyzers import Analysis
 from .style import COLORS, new_figure, say_empty, side_label
-from .timeline import _items, draw, legend_below
+from .timeline import draw, drawn_items, legend_below
 
 #: what each bug class's figure is called
 TITLES = {"apparent_irqsoff": "apparent irqs-off window spanning the guest",
@@ -76,7 +77,7 @@ def same_kind(a: Analysis, kind: str) -> Shown | None:
             r = ok.iloc[0]
             run = a.runs[a.runs["run"] == r["run_of"]]
             start = int(run["entry_ts"].iloc[0]) if len(run) else int(r["ts"])
-            due = int(r["due_ts"]) if r["due_ts"] == r["due_ts"] else None
+            due = int(r["due_ts"]) if pd.notna(r["due_ts"]) else None
             return Shown(int(r["cpu"]), start, int(r["ts"]), "tick charged to the guest", due)
     runs = a.runs
     if len(runs) and "exit_ts" in runs.columns:
@@ -101,7 +102,7 @@ def evidence(sides: dict[str, Analysis], kind: str) -> Figure:
             say_empty(ax, f"{side_label(label, a)}: no guest runs in this trace")
             continue
         start = (s.start + s.end) // 2 - width // 2
-        draw(ax, _items(a, start, start + width), [s.cpu], start, start + width)
+        draw(ax, drawn_items(a, start, start + width), [s.cpu], start, start + width)
         if s.due is not None:
             ax.axvline((s.due - start) / 1e3, color=COLORS["tick"], linestyle="--", linewidth=1, label="tick due")
         ax.set_title(f"{side_label(label, a)} — {s.what}", fontsize=9)

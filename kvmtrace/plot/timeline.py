@@ -73,7 +73,7 @@ def _handlers(a: Analysis, start: int, end: int) -> pd.DataFrame:
     return near.loc[near["event"].astype(str).isin(HANDLER_EVENTS).to_numpy(bool), ["ts", "cpu"]]
 
 
-def _items(a: Analysis, start: int, end: int) -> dict[str, pd.DataFrame]:
+def drawn_items(a: Analysis, start: int, end: int) -> dict[str, pd.DataFrame]:
     """Everything drawn, restricted to [start, end]."""
     def clip(f: pd.DataFrame | None, s: str, e: str, *more: str) -> pd.DataFrame:
         if f is None or not len(f):
@@ -109,11 +109,11 @@ def timeline(a: Analysis, cpu: int | list[int] | None = None, window: tuple[int,
     else:
         w = Window(int(window[0]), int(window[1]), None, "requested window")
     start, end = w.start, w.end
-    items = _items(a, start, end)
+    items = drawn_items(a, start, end)
     while _count(items) > max_items and end - start > 1_000:  # zoom in on the centre until it reads
         mid, half = (start + end) // 2, (end - start) // 4
         start, end = mid - half, mid + half
-        items = _items(a, start, end)
+        items = drawn_items(a, start, end)
     cpus = sorted({int(c) for c in items["runs"]["cpu"]} | ({w.cpu} if w.cpu is not None else set()))
     if cpu is not None:
         cpus = [cpu] if isinstance(cpu, int) else list(cpu)
@@ -127,7 +127,7 @@ def timeline(a: Analysis, cpu: int | list[int] | None = None, window: tuple[int,
 
 
 def draw(ax, items: dict[str, pd.DataFrame], cpus: list[int], start: int, end: int) -> None:
-    """Draw ``items`` (``_items``) of ``cpus`` in [start, end] on ``ax``, every lane named, time in µs."""
+    """Draw ``items`` (``drawn_items``) of ``cpus`` in [start, end] on ``ax``, every lane named, time in µs."""
     row = {c: 4.0 * i for i, c in enumerate(reversed(cpus))}
     us = lambda t: (np.asarray(t, dtype=np.int64) - start) / 1e3  # noqa: E731
     for c in cpus:
