@@ -18,15 +18,29 @@ import pyarrow as pa
 
 from .memory import give_back
 
-STRING_DTYPE = pd.ArrowDtype(pa.large_string())
+#: the one dtype of free text (the text readers' ``payload``): pandas' Arrow-backed string, NA for
+#: missing. Text that labels rows (names, reasons, modes) is categorical instead.
+STRING_DTYPE = pd.StringDtype("pyarrow")
 #: results at least this long give each part's heap back as it is consumed (``placed``)
 GIVE_BACK_ROWS = 1_000_000
 
 
 def string_array(arr: pa.ChunkedArray | pa.Array) -> pd.api.extensions.ExtensionArray:
-    """A pandas string column backed by arrow (no per-row Python objects)."""
-    return pd.array(arr, dtype=STRING_DTYPE) if not isinstance(arr, pa.ChunkedArray) else \
-        pd.arrays.ArrowExtensionArray(arr)
+    """A pandas string column backed by arrow (no per-row Python objects; the buffers are shared)."""
+    chunked = arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr])
+    return pd.arrays.ArrowStringArray(chunked.cast(pa.large_string()))
+
+
+def na_below_zero(values: Any) -> pd.arrays.IntegerArray:
+    """An int64 column whose −1 (the model's "none": no run, not decided) is NA, as every frame
+    kvmtrace returns marks a missing value."""
+    v = np.asarray(values, dtype=np.int64)
+    return pd.arrays.IntegerArray(v, v < 0)
+
+
+def empty_frame(dtypes: dict[str, Any]) -> pd.DataFrame:
+    """A frame of no rows whose columns still have their types (not pandas' object default)."""
+    return pd.DataFrame({c: pd.Series(dtype=d) for c, d in dtypes.items()})
 
 
 def concat(frames: "list[pd.DataFrame | None]") -> pd.DataFrame:

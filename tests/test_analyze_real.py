@@ -97,7 +97,7 @@ def test_findings_point_at_their_evidence():
 def test_guest_runs_pair_with_exit_reasons():
     a = analysis(str(ARM64 / "arm64-6.1-prefix-nohzfull.dat"))
     runs = a.runs
-    assert (runs["entry_ts"] <= runs["return_ts"]).all() and (runs["return_ts"] <= runs["exit_ts"]).all()
+    assert (runs["entry_ns"] <= runs["return_ns"]).all() and (runs["return_ns"] <= runs["exit_ns"]).all()
     tr = kvmtrace.load(ARM64 / "arm64-6.1-prefix-nohzfull.dat")
     exits = tr.df("kvm_exit")
     want = exits.assign(r=np.where(exits["exit_type"] == "TRAP", exits["esr_ec_class"].astype(object), exits["exit_type"].astype(object)))
@@ -228,19 +228,19 @@ def test_unpaired_and_lost_events_are_counted_never_mispaired():
     a = kvmtrace.analyze(cut)
     m = a.results["exits"].metrics
     assert m["runs"] == 1666 and m["entries_without_exit"] == 1 and m["exits_without_entry"] == 0
-    assert (a.runs["exit_ts"] > a.runs["entry_ts"]).all()
+    assert (a.runs["exit_ns"] > a.runs["entry_ns"]).all()
     assert not ((a.runs["entry_seq"].to_numpy()[1:]) < a.runs["exit_seq"].to_numpy()[:-1]).any()
     # a lost-events gap inside run 200: that run is not paired and its findings are gone
     import copy
     meta = copy.deepcopy(tr.meta)
     full = kvmtrace.analyze(tr)
     r = full.runs.iloc[200]
-    meta.lost_gaps = [{"cpu": int(r["cpu"]), "ts": int(r["entry_ts"]) + 1, "count": 10}]
+    meta.lost_gaps = [{"cpu": int(r["cpu"]), "ts": int(r["entry_ns"]) + 1, "count": 10}]
     b = kvmtrace.analyze(kvmtrace.Trace(ev, meta, tr._binary))
     assert b.results["exits"].metrics["runs_broken_by_lost_events"] == 1 and len(b.runs) == 1666
     assert b.counts()["apparent_irqsoff"]["proven"] == 1666  # the window around the gap is not trusted
     rcu_gap = b.findings[(b.findings["kind"] == "rcu_not_watching")]
-    inside = rcu_gap[(rcu_gap["start_ns"] <= r["entry_ts"] + 1) & (rcu_gap["end_ns"] >= r["entry_ts"] + 1)]
+    inside = rcu_gap[(rcu_gap["start_ns"] <= r["entry_ns"] + 1) & (rcu_gap["end_ns"] >= r["entry_ns"] + 1)]
     assert (inside["confidence"] != "proven").all()
 
 
@@ -250,7 +250,7 @@ def test_flag_windows_without_preemptirq():
     io = a.results["irqsoff"]
     fw = io.frames["flag_windows"]
     assert io.metrics["source"] == "irqs-off flags" and len(fw) > 100
-    assert (fw["duration_ns"] >= 0).all() and (fw["end_ts"] >= fw["start_ts"]).all()
+    assert (fw["duration_ns"] >= 0).all() and (fw["end_ns"] >= fw["start_ns"]).all()
     assert a.counts()["apparent_irqsoff"] == {"proven": 0, "inferred": 0}
 
 
@@ -259,7 +259,7 @@ def test_irqs_and_ticks_are_attributed_to_runs_or_exit_windows():
     a = kvmtrace.analyze(tr)
     runs = a.runs
     h = tr.df("hrtimer_expire_entry")
-    first = runs["entry_ts"].min()
+    first = runs["entry_ns"].min()
     ticks = h[(h["cpu"] == 1) & (h["function"] == "tick_sched_timer") & (h["ts"] > first)]
     assert runs["ticks"].sum() + runs["window_ticks"].sum() == len(ticks) == 250
     irq = tr.df("irq_handler_entry")
@@ -284,7 +284,7 @@ def test_cpu_and_time_window_restrict_every_command():
     cpu1 = load_and_analyze(str(path), Options(cpus=(1,)))
     assert cpu1.counts() == whole.counts() and len(cpu1.runs) == len(whole.runs) == 1667
     assert any("restricted to CPUs 1" in w for w in cpu1.trace.meta.warnings)
-    t0, t1 = int(whole.runs["entry_ts"].iloc[100]), int(whole.runs["entry_ts"].iloc[700])
+    t0, t1 = int(whole.runs["entry_ns"].iloc[100]), int(whole.runs["entry_ns"].iloc[700])
     for opts in (Options(start_ns=t0, end_ns=t1), Options(start_ns=t0, end_ns=t1, low_memory=True, chunk_events=5000)):
         part = load_and_analyze(str(path), opts)
         f = part.findings

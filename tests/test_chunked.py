@@ -169,7 +169,7 @@ def test_shuffled_text_gives_the_runs_of_the_original(tmp_path, owned):
     (tmp_path / "shuffled.txt").write_text("".join(head + body))
     orig = analyzers.analyze(kvmtrace.load(tmp_path / "in-order.txt"))
     a = _check(kvmtrace.load(tmp_path / "shuffled.txt"), owned, 2000)
-    cols = ["cpu", "pid", "entry_ts", "return_ts", "exit_ts", "reason", "irqs", "ticks"]
+    cols = ["cpu", "pid", "entry_ns", "return_ns", "exit_ns", "reason", "irqs", "ticks"]
     assert len(a.runs) > 100 and a.runs[cols].astype(str).equals(orig.runs[cols].astype(str))
 
 

@@ -59,7 +59,7 @@ def test_the_timeline_of_a_fixed_kernel_shows_a_guest_run():
     w = kplot.worst_window(a)
     runs = a.runs
     assert "guest entry" in w.why
-    assert ((runs["entry_ts"] < w.end) & (runs["return_ts"] > w.start)).any()
+    assert ((runs["entry_ns"] < w.end) & (runs["return_ns"] > w.start)).any()
     assert any("guest running" in t.get_text() for t in kplot.timeline(a).legends[0].get_texts())
 
 

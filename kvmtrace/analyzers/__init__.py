@@ -25,7 +25,7 @@ from ..readers.select import Selection
 from ..schema import concat
 from ..trace import Trace
 from . import damage, exits, irqsoff, rcu, ticks, verdict
-from .base import FINDING_COLUMNS, FINDING_KINDS, Context, Options, Result, Whole, by_cpu
+from .base import FINDING_KINDS, Context, Options, Result, Whole, by_cpu, no_findings
 
 SCHEMA_VERSION = 1
 __all__ = ["Analysis", "Options", "analyze", "load_and_analyze", "FINDING_KINDS"]
@@ -264,7 +264,7 @@ def finish(trace: Trace, options: Options, parts: list[dict[str, Any]]) -> Analy
                        "metrics": res["rcu"].metrics}, res["ticks"].metrics,
                        int(res["irqsoff"].metrics.get("unresolved_callers") or 0))
     found = [r.findings for r in res.values() if len(r.findings)]
-    findings = concat(found) if found else pd.DataFrame(columns=FINDING_COLUMNS)
+    findings = concat(found) if found else no_findings()
     if len(findings):  # a total order: chunks find the same things in another order
         _put_in_order(findings)
     undecidable = [u for r in res.values() for u in r.undecidable]

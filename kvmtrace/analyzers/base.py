@@ -61,7 +61,7 @@ class Result:
     name: str
     frames: dict[str, pd.DataFrame] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
-    findings: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=FINDING_COLUMNS))
+    findings: pd.DataFrame = field(default_factory=lambda: no_findings())
     undecidable: list[dict[str, Any]] = field(default_factory=list)
 
     def cannot_decide(self, what: str, missing: list[str], groups: list[str], record: str | None = None) -> None:
@@ -108,6 +108,12 @@ def findings_frame(kind: str, confidence: Any, cpu, pid, comm, start, end,
         "evidence_seq": pd.arrays.ArrowExtensionArray(seqs),
         "detail": labels(detail, n), "why": labels(why, n),
     }, columns=FINDING_COLUMNS)
+
+
+def no_findings() -> pd.DataFrame:
+    """The findings frame of no findings, with the columns' types."""
+    none = np.zeros(0, np.int64)
+    return findings_frame(FINDING_KINDS[0], "proven", none, none, pd.Categorical([]), none, none, np.zeros((0, 0)), "", "")
 
 
 def labels(x: Any, n: int, dtype: pd.CategoricalDtype | None = None) -> pd.Categorical:

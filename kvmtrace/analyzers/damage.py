@@ -48,7 +48,7 @@ def collect(ctx: Context) -> Result:
 
 def finish(parts: list[Result], meta: TraceMeta) -> Result:
     """Counts per event, and a note for each kind of payload that could not be read. What the reader
-    saw damaged (``meta.damaged``) joins them: unparsable lines on every CPU (``cpu`` −1: which CPU a
+    saw damaged (``meta.damaged``) joins them: unparsable lines on every CPU (``cpu`` NA: which CPU a
     garbled line was on is not known), repaired event lines on their own."""
     res = Result("damage")
     d = by_cpu([p.frames.pop("damaged") for p in parts])
@@ -61,7 +61,9 @@ def finish(parts: list[Result], meta: TraceMeta) -> Result:
                               "event": pd.array(np.where(at[:, 1] < 0, "(unparsable line)", "(non-UTF-8 bytes)"),
                                                 dtype=object)})
         d = pd.concat([d, lines], ignore_index=True) if len(d) else lines
-    res.frames["damaged"] = d
+    cpu = d["cpu"].to_numpy(np.int32)
+    res.frames["damaged"] = d.assign(cpu=pd.arrays.IntegerArray(cpu, cpu < 0),  # NA: which CPU is not known
+                                     event=pd.Categorical(d["event"].astype(str)))
     res.metrics = {"undecoded_payloads": counts, "impossible_cpu_or_pid": impossible}
     for event, n in counts.items():
         res.undecidable.append({"analysis": "damage", "what": f"{n:,} {event} events whose {READS.get(event, 'payload')} "
@@ -84,9 +86,9 @@ def downgrade(findings: pd.DataFrame, damaged: pd.DataFrame) -> pd.DataFrame:
     np.maximum.at(last, parent[known], flat[known])
     hit = np.zeros(len(findings), bool)
     cpu = findings["cpu"].to_numpy(np.int64)
-    for c, g in damaged.groupby("cpu"):
+    for c, g in damaged.groupby("cpu", dropna=False):
         seqs = np.sort(g["seq"].to_numpy(np.int64))
-        on = cpu == int(c) if int(c) >= 0 else np.ones(len(cpu), bool)  # −1: a line whose CPU is unknown
+        on = np.ones(len(cpu), bool) if pd.isna(c) else cpu == int(c)  # NA: a line whose CPU is unknown
         hit[on] = np.searchsorted(seqs, last[on], side="right") > np.searchsorted(seqs, first[on])
     return made_inferred(findings, hit, "an event inside the evidence, or a line between its events, could not "
                                         "be decoded (cut or garbled line)")

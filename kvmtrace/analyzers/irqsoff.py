@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..model import irqsoff
 from ..model.timeline import containing, stretches
+from ..schema import empty_frame, na_below_zero
 from .base import Context, Result, Whole, by_cpu, concat, findings_frame, first_undecidable, summed, text
 
 NEEDS = ("irq_disable", "irq_enable")
@@ -25,7 +26,8 @@ def _per_cpu(w: pd.DataFrame, threshold: int) -> pd.DataFrame:
     slice (no group-by copies of a huge trace's windows)."""
     columns = ["cpu", "windows", "over_threshold", "max_us", "p99_us", "apparent", "apparent_total_us"]
     if not len(w):
-        return pd.DataFrame(columns=columns)
+        return empty_frame({"cpu": np.int32, "windows": np.int64, "over_threshold": np.int64, "max_us": float,
+                            "p99_us": float, "apparent": np.int64, "apparent_total_us": float})
     cpu, d = w["cpu"].to_numpy(), w["duration_ns"].to_numpy(np.int64)
     apparent = (w["kind"] == "apparent").to_numpy(bool)
     rows = [(int(cpu[a]), b - a, int((d[a:b] > threshold).sum()), d[a:b].max() / 1e3, np.quantile(d[a:b], 0.99) / 1e3,
@@ -85,7 +87,7 @@ def collect(ctx: Context) -> Result:
             (unresolved[r.return_pos[a]] - unresolved[r.entry_pos[a]] > 0)
         res.findings = findings_frame(
             "apparent_irqsoff", np.where(blind, "inferred", "proven"), wa["cpu"], wa["pid"], wa["comm"].array,
-            wa["start_ts"], wa["end_ts"], ev, detail,
+            wa["start_ns"], wa["end_ns"], ev, detail,
             np.where(blind, "an irq_disable/irq_enable caller here is not resolved to a kernel function (no kallsyms?): "
                             "the reworked entry's irq_enable cannot be recognized", ""))
         res.findings = pd.concat([res.findings, _near_gaps(ctx, lost)], ignore_index=True) \
@@ -110,14 +112,14 @@ def finish(parts: list[Result], whole: Whole) -> Result:
                        "flag_max_us": float(fw["duration_ns"].max() / 1e3) if len(fw) else None}
         return res
     w = by_cpu([p.frames.pop("windows") for p in parts])
-    w["run"] = whole.run_of(w["run"].to_numpy())
+    w["run"] = na_below_zero(whole.run_of(w["run"].to_numpy()))  # NA: a window in no guest run
     stats = summed(parts, same=("source",))
     res.frames["windows"] = w
     res.frames["per_cpu"] = _per_cpu(w, whole.options.irqsoff_threshold_ns)
     inner = w[w["kind"] == "guest-entry"]
     res.frames["guest_entry_windows"] = inner.groupby("caller", observed=True).agg(
         runs=("run", "size"), max_us=("duration_ns", lambda s: s.max() / 1e3)).reset_index() if len(inner) else \
-        pd.DataFrame(columns=["caller", "runs", "max_us"])
+        pd.DataFrame({"caller": pd.Categorical([]), "runs": np.zeros(0, np.int64), "max_us": np.zeros(0)})
     res.metrics = {
         "source": "preemptirq", "windows": int(len(w)), **stats,
         "threshold_us": whole.options.irqsoff_threshold_ns / 1e3,

@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..model import rcu
 from ..model.timeline import Cls, containing
+from ..schema import na_below_zero
 from .base import Context, Result, Whole, by_cpu, concat, findings_frame, first_undecidable, labels, summed
 
 NEEDS_ANY_RCU = ("rcu_dyntick", "rcu_watching")
@@ -80,7 +81,8 @@ def finish(parts: list[Result], whole: Whole, verdict: str) -> Result:
         res.metrics = {"source": None, "nohz_full_cpus": nohz, "entry_logic": verdict,
                        "exposed_handlers": int(len(res.findings))}
         return res
-    res.frames["guest_eqs"] = whole.guest_eqs.assign(run=whole.run_of(whole.guest_eqs["run"].to_numpy()))
+    # NA: the run a lost-events gap broke (``broken_run``)
+    res.frames["guest_eqs"] = whole.guest_eqs.assign(run=na_below_zero(whole.run_of(whole.guest_eqs["run"].to_numpy())))
     res.frames["eqs"] = by_cpu([p.frames.pop("eqs") for p in parts])
     res.metrics = summed(parts, same=("source", "counter_step"))
     res.metrics["nohz_full_cpus"] = nohz

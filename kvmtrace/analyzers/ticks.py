@@ -23,6 +23,7 @@ import pandas as pd
 from ..model import releases
 from ..model import ticks as tk
 from ..model.kernel import IRQ_EXIT_REASONS
+from ..schema import empty_frame, na_below_zero
 from .base import Context, Result, Whole, concat, findings_frame, first_undecidable
 
 NEEDS = ("kvm_entry", "kvm_exit", "hrtimer_expire_entry")
@@ -86,7 +87,7 @@ def collect(ctx: Context) -> Result:
     t["place"] = place
     t["caused_exit"], t["after_non_irq_exit"] = caused, left
     t["reworked_entry"], t["path_seen"] = reworked & (run >= 0), seen & (run >= 0)
-    t["handler_ts"] = np.where(h >= 0, tl.ts[np.maximum(h, 0)], -1) if len(tl) else h
+    t["handler_ns"] = np.where(h >= 0, tl.ts[np.maximum(h, 0)], -1) if len(tl) else h
     res.frames["ticks"] = t
     own_runs = tl.owns(r.entry_pos)
     res.metrics = {"kvm_exit_undecoded": int(((r.frame["reason"] == "?").to_numpy() & own_runs).sum())
@@ -116,12 +117,12 @@ def finish(parts: list[Result], whole: Whole) -> Result:
         else:
             res.cannot_decide(f"tick due times: {why}", ["hrtimer_expire_entry"], ["timer"])
         return res
-    due = tk.due_ts(clock, t["now"].to_numpy(np.int64))
-    delivery = tk.delivery_ns(t["handler_ts"].to_numpy(np.int64), due)
+    due = tk.due_ns(clock, t["now"].to_numpy(np.int64))
+    delivery = tk.delivery_ns(t["handler_ns"].to_numpy(np.int64), due)
     run_of = whole.run_of(t["run_of"].to_numpy())
-    t = t.drop(columns=["handler_ts"])
-    t["due_ts"] = due
-    t["pending_ts"] = due + delivery  # best estimate of when its IRQ became pending
+    t = t.drop(columns=["handler_ns"])
+    t["due_ns"] = due
+    t["pending_ns"] = due + delivery  # best estimate of when its IRQ became pending
     t["run_of"] = run_of
     t["pending"] = _pending(runs, t)
     nohz = whole.nohz_full_cpus
@@ -141,7 +142,6 @@ def finish(parts: list[Result], whole: Whole) -> Result:
         res.cannot_decide("which ticks were charged to the guest (needs the KVM_RUN loop's irq toggles)",
                           ["irq_disable", "irq_enable"], ["preemptirq"])
     res.findings = _findings(t, runs, arch, x86_why)
-    res.frames["ticks"] = t
     res.frames["per_cpu"] = _per_cpu(t)
     path, evidence = _path(t, arch, x86_guest, x86_why, preemptirq)
     by_exit = t[t["host_charged_to_guest"]].merge(runs[["run", "reason"]], left_on="run_of", right_on="run", how="left")
@@ -160,7 +160,18 @@ def finish(parts: list[Result], whole: Whole) -> Result:
         "nohz_full_cpus_excluded": sorted(int(c) for c in nohz),
         "per_cpu": res.frames["per_cpu"].to_dict(orient="records"),
     }
+    res.frames["ticks"] = _typed(t)
     return res
+
+
+#: the tick frame's label columns (what each tick's pending time, charging, CPU and place are)
+LABELS = ("pending", "charged", "cpu_mode", "place")
+
+
+def _typed(t: pd.DataFrame) -> pd.DataFrame:
+    """The tick frame as notebooks get it: labels categorical, ``run_of`` NA outside every run."""
+    return t.assign(run_of=na_below_zero(t["run_of"].to_numpy()),
+                    **{c: pd.Categorical(t[c]) for c in LABELS if c in t.columns})
 
 
 def _pending(runs: pd.DataFrame, t: pd.DataFrame) -> np.ndarray:
@@ -171,10 +182,10 @@ def _pending(runs: pd.DataFrame, t: pd.DataFrame) -> np.ndarray:
     rest = np.flatnonzero(how == DUE_HOST)
     if not len(rest) or not len(runs):
         return how
-    ent, ret = runs["entry_ts"].to_numpy(np.int64), runs["return_ts"].to_numpy(np.int64)
+    ent, ret = runs["entry_ns"].to_numpy(np.int64), runs["return_ns"].to_numpy(np.int64)
     # a run that ended by a non-IRQ exit had no host IRQ pending: an estimate inside it is wrong
     irq_exit = runs["reason"].isin(list(IRQ_EXIT_REASONS) + ["?"]).to_numpy()
-    cpu, pend, tcpu = runs["cpu"].to_numpy(), t["pending_ts"].to_numpy(), t["cpu"].to_numpy()
+    cpu, pend, tcpu = runs["cpu"].to_numpy(), t["pending_ns"].to_numpy(), t["cpu"].to_numpy()
     for c in np.unique(tcpu[rest]):
         on = np.flatnonzero(cpu == c)
         m = rest[tcpu[rest] == c]
@@ -226,7 +237,7 @@ def _findings(t: pd.DataFrame, runs: pd.DataFrame, arch: np.ndarray, x86_why: st
               if c == "host" else f"tick that hit the guest ({p}) handled {w}: charged to the guest or the host"
               for p, w, c in zip(how, place, charged)]
     return findings_frame("misaccounted_tick", np.where(proven, "proven", "inferred"), bad["cpu"], bad["pid"],
-                          bad["comm"].array, bad["pending_ts"], bad["ts"], ev, detail, why)
+                          bad["comm"].array, bad["pending_ns"], bad["ts"], ev, detail, why)
 
 
 def _path(t: pd.DataFrame, arch: np.ndarray, x86_guest: bool | None, x86_why: str,
@@ -255,14 +266,15 @@ def _path(t: pd.DataFrame, arch: np.ndarray, x86_guest: bool | None, x86_why: st
 
 
 def _per_cpu(t: pd.DataFrame) -> pd.DataFrame:
+    """Per CPU: its mode, ticks, those that hit the guest, charged to it (NA where undecided), misaccounted."""
     cols = ["cpu", "mode", "ticks", "expected_guest", "charged_guest", "misaccounted", "host_charged_to_guest"]
     if not len(t):
-        return pd.DataFrame(columns=cols)
+        return empty_frame({"cpu": np.int32, "mode": "category", **{c: np.int64 for c in cols[2:]}, "charged_guest": "Int64"})
     g = t.assign(hit=t["pending"].isin(HIT_GUEST) & (t["cpu_mode"] == "tick"), guest=t["charged"] == "guest",
                  known=t["charged"] != "unknown").groupby("cpu")
     out = pd.DataFrame({
-        "mode": g["cpu_mode"].first(), "ticks": g.size(), "expected_guest": g["hit"].sum(),
-        "charged_guest": pd.Series(g["guest"].sum().astype(object)).where(g["known"].all(), None),
+        "mode": pd.Categorical(g["cpu_mode"].first()), "ticks": g.size(), "expected_guest": g["hit"].sum(),
+        "charged_guest": g["guest"].sum().astype("Int64").where(g["known"].all(), pd.NA),
         "misaccounted": g["misaccounted"].sum(), "host_charged_to_guest": g["host_charged_to_guest"].sum(),
     }).reset_index()
     return out[cols]
@@ -275,5 +287,5 @@ TICK_HEADER = ["cpu", "mode", "ticks", "hit the guest", "charged guest", "misacc
 def tick_rows(per_cpu: pd.DataFrame) -> list[list]:
     """Rows of ``TICK_HEADER`` from the ``per_cpu`` frame (charged guest is blank where undecided)."""
     return [[int(r.cpu), r.mode, int(r.ticks), int(r.expected_guest),
-             None if r.charged_guest is None or r.charged_guest != r.charged_guest else int(r.charged_guest),
+             None if pd.isna(r.charged_guest) else int(r.charged_guest),
              int(r.misaccounted), int(r.host_charged_to_guest)] for r in per_cpu.itertuples()]

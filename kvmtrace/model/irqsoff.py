@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..schema import empty_frame
 from .timeline import Cls, Timeline, alternating, containing
 
 
@@ -35,7 +36,7 @@ def windows(tl: Timeline) -> tuple[pd.DataFrame, dict[str, int], pd.DataFrame]:
     o, c = o[~broken & mine], c[~broken & mine]
     f = pd.DataFrame({
         "cpu": tl.cpu[o], "pid": tl.pid[o], "comm": tl.comm[o],
-        "start_ts": tl.ts[o], "end_ts": tl.ts[c], "duration_ns": tl.ts[c] - tl.ts[o],
+        "start_ns": tl.ts[o], "end_ns": tl.ts[c], "duration_ns": tl.ts[c] - tl.ts[o],
         "open_seq": tl.seq[o], "close_seq": tl.seq[c],
         "caller": tl.caller[o], "closer": tl.caller[c],
         "open_pos": o, "close_pos": c,  # positions in the model's timeline, for joins with other model frames
@@ -58,7 +59,7 @@ def flag_windows(tl: Timeline) -> pd.DataFrame:
     next unflagged one; hardirq-context events are skipped (they are always ``d``).
     """
     if not tl.flags_known:
-        return pd.DataFrame(columns=["cpu", "start_ts", "end_ts", "duration_ns"])
+        return empty_frame({"cpu": np.int32, "start_ns": np.int64, "end_ns": np.int64, "duration_ns": np.int64})
     task = np.flatnonzero(~tl.hardirq & ~tl.nmi)
     d = tl.irqs_off[task]
     cpu = tl.cpu[task]
@@ -72,4 +73,4 @@ def flag_windows(tl: Timeline) -> pd.DataFrame:
     ok &= cpu[e] == cpu[s] if len(undone) else ok
     s, e = task[s[ok]], task[e[ok]]
     s, e = s[tl.owns(s)], e[tl.owns(s)]
-    return pd.DataFrame({"cpu": tl.cpu[s], "start_ts": tl.ts[s], "end_ts": tl.ts[e], "duration_ns": tl.ts[e] - tl.ts[s]})
+    return pd.DataFrame({"cpu": tl.cpu[s], "start_ns": tl.ts[s], "end_ns": tl.ts[e], "duration_ns": tl.ts[e] - tl.ts[s]})

@@ -39,7 +39,7 @@ def quiescent_states(tl: Timeline) -> tuple[pd.DataFrame, dict[str, int]]:
     stats = {"eqs": int(len(s)), "unbalanced": repeated, "open_at_trace_edge": int(at_edge) - repeated}
     f = pd.DataFrame({
         "cpu": tl.cpu[s], "pid": tl.pid[s], "comm": tl.comm[s],
-        "start_ts": tl.ts[s], "end_ts": tl.ts[e], "duration_ns": tl.ts[e] - tl.ts[s],
+        "start_ns": tl.ts[s], "end_ns": tl.ts[e], "duration_ns": tl.ts[e] - tl.ts[s],
         "stop_seq": tl.seq[s], "start_seq": tl.seq[e],
         "stop_pos": s, "start_pos": e,  # positions in the model's timeline
     })

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..trace import Trace
+from ..schema import empty_frame
 from ..seqindex import SeqIndex
 from .timeline import Cls, Timeline, alternating, near_gap
 
@@ -83,7 +84,7 @@ def _exit_reason(tr: Trace, seq: np.ndarray) -> pd.DataFrame:
         typ = d["exit_type"].astype(object)
         ec = d["esr_ec_class"].astype(object) if "esr_ec_class" in d.columns else pd.Series(None, index=d.index)
         out["exit_type"] = typ.to_numpy()
-        out["esr_ec"] = d["esr_ec"].to_numpy() if "esr_ec" in d.columns else None
+        out["esr_ec"] = d["esr_ec"].array if "esr_ec" in d.columns else pd.array([pd.NA] * len(d), dtype="Int64")
         out["reason"] = np.where(typ.to_numpy() == "TRAP", ec.to_numpy(), typ.to_numpy())
         out["arch"] = "arm64"
     elif "reason" in d.columns:  # x86
@@ -118,12 +119,12 @@ def pair(tr: Trace, tl: Timeline) -> Runs:
     ret = _guest_return(tl, entry, exit_)
     f = pd.DataFrame({
         "run": np.arange(len(entry)), "cpu": tl.cpu[entry], "pid": tl.pid[entry], "comm": tl.comm[entry],
-        "entry_ts": tl.ts[entry], "return_ts": tl.ts[ret], "exit_ts": tl.ts[exit_],
+        "entry_ns": tl.ts[entry], "return_ns": tl.ts[ret], "exit_ns": tl.ts[exit_],
         "entry_seq": tl.seq[entry], "return_seq": tl.seq[ret], "exit_seq": tl.seq[exit_],
     })
-    f = pd.concat([f, _exit_reason(tr, tl.seq[exit_])], axis=1) if len(f) else f.assign(reason=pd.Series(dtype=str), arch="unknown")
-    f["guest_ns"] = f["return_ts"] - f["entry_ts"]
-    f["entry_to_exit_ns"] = f["exit_ts"] - f["entry_ts"]
+    f = pd.concat([f, _exit_reason(tr, tl.seq[exit_])], axis=1) if len(f) else f.assign(reason=pd.Categorical([]), arch=pd.Categorical([]))
+    f["guest_ns"] = f["return_ns"] - f["entry_ns"]
+    f["entry_to_exit_ns"] = f["exit_ns"] - f["entry_ns"]
     window_end = _attribute(tl, f, entry, exit_)
     return Runs(f, entry, ret, exit_, unpaired, window_end, broken_entry, broken_exit)
 
@@ -160,25 +161,24 @@ def exit_windows(f: pd.DataFrame, gaps: list[tuple[int, int | None]]) -> None:
     n = len(f)
     next_entry, host, ok = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, bool)
     if n:
-        o = f.sort_values(["pid", "entry_ts"], kind="stable").index.to_numpy()
+        o = f.sort_values(["pid", "entry_ns"], kind="stable").index.to_numpy()
         pid = f["pid"].to_numpy()[o]
         same = np.append(pid[1:] == pid[:-1], False)
-        nxt_entry = np.append(f["entry_ts"].to_numpy()[o][1:], 0)
-        exit_ts = f["exit_ts"].to_numpy()[o]
+        nxt_entry = np.append(f["entry_ns"].to_numpy()[o][1:], 0)
+        exit_ns = f["exit_ns"].to_numpy()[o]
         cpu = f["cpu"].to_numpy()[o]
-        good = same & ~near_gap(gaps, cpu, exit_ts, np.where(same, nxt_entry, exit_ts))
+        good = same & ~near_gap(gaps, cpu, exit_ns, np.where(same, nxt_entry, exit_ns))
         ok[o] = good
         next_entry[o] = np.where(good, nxt_entry, 0)
-        host[o] = np.where(good, nxt_entry - exit_ts, 0)
-    f["next_entry_ts"] = pd.arrays.IntegerArray(next_entry, ~ok)
+        host[o] = np.where(good, nxt_entry - exit_ns, 0)
+    f["next_entry_ns"] = pd.arrays.IntegerArray(next_entry, ~ok)
     f["host_ns"] = pd.arrays.IntegerArray(host, ~ok)
 
 
 def exit_stats(f: pd.DataFrame) -> pd.DataFrame:
     """Per exit reason: count, share, host handling and guest run percentiles (µs), like perf kvm stat."""
     if not len(f):
-        return pd.DataFrame(columns=["reason", "count", "share", "host_p50_us", "host_p90_us", "host_p99_us",
-                                     "host_max_us", "guest_p50_us", "guest_p99_us", "guest_max_us"])
+        return empty_frame({"reason": "category", "count": np.int64, **{c: float for c in STAT_COLUMNS}})
     rows = []
     # only the columns read: a group-by of the whole runs frame would copy all of it
     for reason, g in f[["reason", "host_ns", "guest_ns"]].groupby("reason", sort=False, observed=True):
@@ -191,4 +191,11 @@ def exit_stats(f: pd.DataFrame) -> pd.DataFrame:
                      "host_p50_us": q(host, 50), "host_p90_us": q(host, 90), "host_p99_us": q(host, 99),
                      "host_max_us": float(host.max()) if len(host) else float("nan"),
                      "guest_p50_us": q(guest, 50), "guest_p99_us": q(guest, 99), "guest_max_us": float(guest.max())})
-    return pd.DataFrame(rows).sort_values("count", ascending=False, kind="stable").reset_index(drop=True)
+    out = pd.DataFrame(rows).sort_values("count", ascending=False, kind="stable").reset_index(drop=True)
+    out["reason"] = pd.Categorical(out["reason"].astype(str))
+    return out
+
+
+#: the per-reason statistics after reason and count
+STAT_COLUMNS = ("share", "host_p50_us", "host_p90_us", "host_p99_us", "host_max_us", "guest_p50_us", "guest_p99_us",
+                "guest_max_us")

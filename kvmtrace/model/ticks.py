@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from ..schema import empty_frame
 from ..trace import Trace
 from .kernel import RUN_LOOP_CALLERS, TICK_FUNCTIONS, TICK_PERIODS_NS
 from .timeline import Cls, Timeline
@@ -30,13 +31,16 @@ class TickClock:
     uncertainty_ns: int   # spread of the handler latency the offset estimate absorbs
 
 
+NO_TICKS = empty_frame({"seq": np.int64, "cpu": np.int32, "ts": np.int64, "now": np.int64})
+
+
 def tick_frame(tr: Trace) -> pd.DataFrame:
     """Tick expiries: seq, cpu, ts, now."""
     if not tr.has("hrtimer_expire_entry"):
-        return pd.DataFrame(columns=["seq", "cpu", "ts", "now"])
+        return NO_TICKS.copy()
     h = tr.fields("hrtimer_expire_entry", ["function", "now"], base=("cpu", "ts"))
     if "function" not in h.columns or "now" not in h.columns:
-        return pd.DataFrame(columns=["seq", "cpu", "ts", "now"])
+        return NO_TICKS.copy()
     h = h[h["function"].astype(object).isin(TICK_FUNCTIONS) & h["now"].notna()]
     return pd.DataFrame({"seq": h["seq"].to_numpy(np.int64), "cpu": h["cpu"].to_numpy(np.int32),
                          "ts": h["ts"].to_numpy(np.int64), "now": h["now"].to_numpy(np.int64)})
@@ -77,7 +81,7 @@ def estimate_clock(ticks: pd.DataFrame, expires: np.ndarray) -> TickClock | None
     return TickClock(best, phase, off, max(int(np.percentile(lat, 50)) - off, 1_000))
 
 
-def due_ts(clock: TickClock, now: np.ndarray) -> np.ndarray:
+def due_ns(clock: TickClock, now: np.ndarray) -> np.ndarray:
     """Trace-clock time each tick fell due: the grid point at or before ``now``."""
     due_mono = (now - clock.phase_ns) // clock.period_ns * clock.period_ns + clock.phase_ns
     return due_mono + clock.offset_ns
@@ -93,11 +97,11 @@ def handler_before(tl: Timeline, pos: np.ndarray) -> np.ndarray:
     return np.where(ok, h[np.maximum(i, 0)], -1)
 
 
-def delivery_ns(handler_ts: np.ndarray, due: np.ndarray) -> int:
-    """Fastest delay from a tick's due time to the start of its IRQ handler (``handler_ts``, −1 where
+def delivery_ns(handler_ns: np.ndarray, due: np.ndarray) -> int:
+    """Fastest delay from a tick's due time to the start of its IRQ handler (``handler_ns``, −1 where
     no handler precedes the tick), in this trace."""
-    ok = handler_ts >= 0
-    return max(0, int((handler_ts[ok] - due[ok]).min())) if ok.any() else 0
+    ok = handler_ns >= 0
+    return max(0, int((handler_ns[ok] - due[ok]).min())) if ok.any() else 0
 
 
 @dataclass

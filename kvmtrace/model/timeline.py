@@ -150,9 +150,9 @@ class Timeline:
         first, ends = stretches(self.cpu)
         return {int(c): (int(s), int(e)) for c, s, e in zip(self.cpu[first], first, ends)}
 
-    def near_gap(self, cpu: np.ndarray, start_ts: np.ndarray, end_ts: np.ndarray) -> np.ndarray:
-        """True where a lost-events gap on ``cpu`` falls in [start_ts, end_ts] (see ``near_gap``)."""
-        return near_gap(self.gaps, cpu, start_ts, end_ts)
+    def near_gap(self, cpu: np.ndarray, start_ns: np.ndarray, end_ns: np.ndarray) -> np.ndarray:
+        """True where a lost-events gap on ``cpu`` falls in [start_ns, end_ns] (see ``near_gap``)."""
+        return near_gap(self.gaps, cpu, start_ns, end_ns)
 
 
 def gaps_of(tr: Trace) -> list[tuple[int, int | None]]:
@@ -160,8 +160,8 @@ def gaps_of(tr: Trace) -> list[tuple[int, int | None]]:
     return [(int(g["cpu"]), None if g.get("ts") is None else int(g["ts"])) for g in tr.meta.lost_gaps]
 
 
-def near_gap(gaps: list[tuple[int, int | None]], cpu: np.ndarray, start_ts: np.ndarray, end_ts: np.ndarray) -> np.ndarray:
-    """True where a lost-events gap on ``cpu`` falls in [start_ts, end_ts].
+def near_gap(gaps: list[tuple[int, int | None]], cpu: np.ndarray, start_ns: np.ndarray, end_ns: np.ndarray) -> np.ndarray:
+    """True where a lost-events gap on ``cpu`` falls in [start_ns, end_ns].
 
     A gap without a timestamp (events lost before the first one) counts
     for everything on its CPU before the first event seen there.
@@ -169,7 +169,7 @@ def near_gap(gaps: list[tuple[int, int | None]], cpu: np.ndarray, start_ts: np.n
     out = np.zeros(len(cpu), dtype=bool)
     for c, t in gaps:
         on = cpu == c
-        out |= on & ((start_ts <= t) & (t <= end_ts) if t is not None else True)
+        out |= on & ((start_ns <= t) & (t <= end_ns) if t is not None else True)
     return out
 
 

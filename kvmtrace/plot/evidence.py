@@ -49,7 +49,7 @@ def proving(a: Analysis, kind: str) -> Shown | None:
         t = a.results["ticks"].frames.get("ticks")
         hit = t[(t["cpu"] == r["cpu"]) & (t["ts"] >= r["start_ns"]) & (t["ts"] <= r["end_ns"]) & t["misaccounted"]] \
             if t is not None and len(t) else None
-        due = int(hit["due_ts"].iloc[0]) if hit is not None and len(hit) and hit["due_ts"].notna().iloc[0] else None
+        due = int(hit["due_ns"].iloc[0]) if hit is not None and len(hit) and hit["due_ns"].notna().iloc[0] else None
     return Shown(int(r["cpu"]), int(r["start_ns"]), int(r["end_ns"]), "first proven finding", due)
 
 
@@ -62,13 +62,13 @@ def same_kind(a: Analysis, kind: str) -> Shown | None:
             r = g.iloc[0]
             runs = a.runs
             run = runs[runs["run"] == r["run"]] if len(runs) else runs
-            end = int(run["exit_ts"].iloc[0]) if len(run) else int(r["end_ts"])
-            return Shown(int(r["cpu"]), int(r["start_ts"]), end, "irqs-off window opened in the guest entry")
+            end = int(run["exit_ns"].iloc[0]) if len(run) else int(r["end_ns"])
+            return Shown(int(r["cpu"]), int(r["start_ns"]), end, "irqs-off window opened in the guest entry")
     elif kind == "rcu_not_watching":
         g = a.results["rcu"].frames.get("guest_eqs")
         if g is not None and len(g):
             r = g.iloc[0]
-            return Shown(int(r["cpu"]), int(r["start_ts"]), int(r["end_ts"]), "guest quiescent state")
+            return Shown(int(r["cpu"]), int(r["start_ns"]), int(r["end_ns"]), "guest quiescent state")
     elif kind == "misaccounted_tick":
         t = a.results["ticks"].frames.get("ticks")
         ok = t[(t["charged"] == "guest") & (t["pending"] == "caused the IRQ exit") & (t["run_of"] >= 0)] \
@@ -76,13 +76,13 @@ def same_kind(a: Analysis, kind: str) -> Shown | None:
         if ok is not None and len(ok):
             r = ok.iloc[0]
             run = a.runs[a.runs["run"] == r["run_of"]]
-            start = int(run["entry_ts"].iloc[0]) if len(run) else int(r["ts"])
-            due = int(r["due_ts"]) if pd.notna(r["due_ts"]) else None
+            start = int(run["entry_ns"].iloc[0]) if len(run) else int(r["ts"])
+            due = int(r["due_ns"]) if pd.notna(r["due_ns"]) else None
             return Shown(int(r["cpu"]), start, int(r["ts"]), "tick charged to the guest", due)
     runs = a.runs
-    if len(runs) and "exit_ts" in runs.columns:
+    if len(runs) and "exit_ns" in runs.columns:
         r = runs.iloc[0]
-        return Shown(int(r["cpu"]), int(r["entry_ts"]), int(r["exit_ts"]), "first guest run")
+        return Shown(int(r["cpu"]), int(r["entry_ns"]), int(r["exit_ns"]), "first guest run")
     return None
 
 

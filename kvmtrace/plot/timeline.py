@@ -42,16 +42,16 @@ def worst_window(a: Analysis, pad_ns: int = 50_000) -> Window:
         if pick is not None and len(pick):
             r = pick.loc[pick["duration_ns"].idxmax()]
             pad = max(int(r["duration_ns"]) // 2, pad_ns)
-            return Window(int(r["start_ts"]) - pad, int(r["end_ts"]) + pad, int(r["cpu"]), why)
+            return Window(int(r["start_ns"]) - pad, int(r["end_ns"]) + pad, int(r["cpu"]), why)
     runs = a.runs
-    if len(runs) and "exit_ts" in runs.columns:
-        r = runs.loc[(runs["exit_ts"] - runs["entry_ts"]).idxmax()]
-        pad = max(int(r["exit_ts"] - r["entry_ts"]) // 2, pad_ns)
-        return Window(int(r["entry_ts"]) - pad, int(r["exit_ts"]) + pad, int(r["cpu"]), "longest guest run")
+    if len(runs) and "exit_ns" in runs.columns:
+        r = runs.loc[(runs["exit_ns"] - runs["entry_ns"]).idxmax()]
+        pad = max(int(r["exit_ns"] - r["entry_ns"]) // 2, pad_ns)
+        return Window(int(r["entry_ns"]) - pad, int(r["exit_ns"]) + pad, int(r["cpu"]), "longest guest run")
     if kind is not None:
         r = w.loc[w["duration_ns"].idxmax()]
         pad = max(int(r["duration_ns"]) // 2, pad_ns)
-        return Window(int(r["start_ts"]) - pad, int(r["end_ts"]) + pad, int(r["cpu"]), "longest irqs-off window")
+        return Window(int(r["start_ns"]) - pad, int(r["end_ns"]) + pad, int(r["cpu"]), "longest irqs-off window")
     t0 = a.trace.meta.first_ns or 0
     return Window(t0, t0 + 1_000_000, None, "start of the trace")
 
@@ -82,11 +82,11 @@ def drawn_items(a: Analysis, start: int, end: int) -> dict[str, pd.DataFrame]:
 
     irqs = _handlers(a, start, end)
     ticks = a.results["ticks"].frames.get("ticks")
-    runs = a.runs if {"entry_ts", "return_ts", "exit_ts"} <= set(a.runs.columns) else None
+    runs = a.runs if {"entry_ns", "return_ns", "exit_ns"} <= set(a.runs.columns) else None
     return {
-        "runs": clip(runs, "entry_ts", "exit_ts", "return_ts"),
-        "windows": clip(a.results["irqsoff"].frames.get("windows"), "start_ts", "end_ts", "kind"),
-        "eqs": clip(a.results["rcu"].frames.get("guest_eqs"), "start_ts", "end_ts"),
+        "runs": clip(runs, "entry_ns", "exit_ns", "return_ns"),
+        "windows": clip(a.results["irqsoff"].frames.get("windows"), "start_ns", "end_ns", "kind"),
+        "eqs": clip(a.results["rcu"].frames.get("guest_eqs"), "start_ns", "end_ns"),
         "irqs": irqs,
         "ticks": ticks[((ticks["ts"] >= start) & (ticks["ts"] <= end)).to_numpy(bool)] if ticks is not None and len(ticks)
         else pd.DataFrame(columns=["ts", "cpu", "misaccounted"]),
@@ -133,7 +133,7 @@ def draw(ax, items: dict[str, pd.DataFrame], cpus: list[int], start: int, end: i
     for c in cpus:
         y = row[c]
         r = items["runs"][items["runs"]["cpu"] == c]
-        ax.broken_barh(list(zip(us(r["entry_ts"]), us(r["return_ts"]) - us(r["entry_ts"]))), (y + LANES["guest"], 0.8),
+        ax.broken_barh(list(zip(us(r["entry_ns"]), us(r["return_ns"]) - us(r["entry_ns"]))), (y + LANES["guest"], 0.8),
                        color=COLORS["guest"], label="guest running" if len(r) else None)
         win = items["windows"][items["windows"]["cpu"] == c]
         for kind, color, label in (("other", COLORS["irqsoff"], "irqs-off window"),
@@ -141,11 +141,11 @@ def draw(ax, items: dict[str, pd.DataFrame], cpus: list[int], start: int, end: i
                                    ("apparent", COLORS["apparent"], "apparent irqs-off (spans guest)")):
             k = win[(win["kind"] == kind).to_numpy(bool)] if "kind" in win else win.iloc[0:0]
             if len(k):
-                ax.broken_barh(list(zip(us(k["start_ts"]), us(k["end_ts"]) - us(k["start_ts"]))),
+                ax.broken_barh(list(zip(us(k["start_ns"]), us(k["end_ns"]) - us(k["start_ns"]))),
                                (y + LANES["irqsoff"], 0.8), color=color, label=label)
         e = items["eqs"][items["eqs"]["cpu"] == c]
         if len(e):
-            ax.broken_barh(list(zip(us(e["start_ts"]), us(e["end_ts"]) - us(e["start_ts"]))), (y, 0.8),
+            ax.broken_barh(list(zip(us(e["start_ns"]), us(e["end_ns"]) - us(e["start_ns"]))), (y, 0.8),
                            color=COLORS["eqs"], label="RCU not watching (guest quiescent state)")
         q = items["irqs"][items["irqs"]["cpu"] == c]
         ax.vlines(us(q["ts"]), y + 0.05, y + 0.75, color=COLORS["irq"], linewidth=1,
