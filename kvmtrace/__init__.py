@@ -5,10 +5,11 @@ from typing import TYPE_CHECKING
 
 from .errors import KvmtraceError, TraceError, TraceFormatError
 from .meta import TraceMeta
+from .version import __version__
 
 #: what ``import kvmtrace`` offers without importing pandas until it is first used (the CLI's
 #: ``--help`` imports this package and nothing else)
-_LAZY = {"Trace": "trace", "load": "trace", "Options": "analyzers", "Analysis": "analyzers", "analyzers": "analyzers", "compare": "compare", "synth": "synth",
+_LAZY = {"Trace": "trace", "Options": "analyzers", "Analysis": "analyzers", "analyzers": "analyzers", "compare": "compare", "synth": "synth",
          "batch": "batch", "plot": "plot", "report": "report", "model": "model", "readers": "readers",
          "fields": "fields"}
 
@@ -31,16 +32,30 @@ def analyze(trace: Trace | str, options: "Options | None" = None, chunk_events: 
     from dataclasses import replace
 
     from .analyzers import Options as _Options, analyze as _analyze
-    from .trace import Trace, load
+    from .trace import Trace
 
     if kernel_release is not None:
         options = replace(options or _Options(), kernel_release=kernel_release)
     return _analyze(trace if isinstance(trace, Trace) else load(trace), options, chunk_events)
 
 
-if TYPE_CHECKING:
-    from .analyzers import Analysis, Options
-    from .trace import Trace, load
+def load(path: "str | os.PathLike[str]", cache: bool = False, cache_dir: "str | os.PathLike[str] | None" = None,
+         select: "Selection | None" = None) -> "Trace":
+    """Load a trace file of any supported format (sniffed from its content). ``cache``: keep a
+    Parquet copy (in ``cache_dir``, default ``~/.cache/kvmtrace``) with the typed fields the
+    analyzers read, used while the file is unchanged; ``select``: keep only those events and fields
+    (``kvmtrace.analyzers.selection()``)."""
+    from .analyzers.registry import decoded
+    from .loading import load as _load
 
-__version__ = "0.1.0"
+    return _load(path, cache, cache_dir, select, cache_fields=tuple(decoded()))
+
+
+if TYPE_CHECKING:
+    import os
+
+    from .analyzers import Analysis, Options
+    from .readers.select import Selection
+    from .trace import Trace
+
 __all__ = ["analyze", "Analysis", "Options", "Trace", "KvmtraceError", "TraceError", "TraceFormatError", "TraceMeta", "load", "__version__"]

@@ -62,7 +62,7 @@ def summarize(path: str, options: Options | None = None, cache: bool = False,
            "duration_s": (m.last_ns - m.first_ns) / 1e9 if m.first_ns is not None and m.last_ns is not None else None,
            "lost": m.lost_total, "skipped": m.skipped_total, "verdict": a.verdict["verdict"], "guest_runs": len(a.runs),
            "undecidable": "; ".join(sorted({u["analysis"] for u in a.undecidable})) or None,
-           "cache": m.kernel.get("cache"), "seconds": round(time.perf_counter() - t0, 3), "error": None,
+           "cache": m.cache, "seconds": round(time.perf_counter() - t0, 3), "error": None,
            "fingerprint": a.fingerprint, "same_buffer_as": None}
     for k in FINDING_KINDS:
         row[f"{k}_proven"], row[f"{k}_inferred"] = c[k]["proven"], c[k]["inferred"]

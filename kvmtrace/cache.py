@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,8 @@ import pandas as pd
 from .errors import OutputError
 from .fields import BASE_COLUMNS
 from .meta import TraceMeta
-from .model.kernel import ANALYSIS_EVENTS
 from .trace import Trace
+from .version import __version__
 
 #: bump when the events table, the typed frames or meta change shape
 CACHE_FORMAT = 1
@@ -41,8 +42,6 @@ def default_dir() -> Path:
 
 def key(path: str | os.PathLike[str]) -> str:
     """The cache key of the file at ``path`` as it is now."""
-    from . import __version__
-
     st = os.stat(path)
     ident = f"{os.path.realpath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{CACHE_FORMAT}\0{__version__}"
     return hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()[:32]
@@ -84,20 +83,19 @@ def read(path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None 
     except (OSError, ValueError, KeyError, TypeError):
         return None  # a damaged entry is a miss; the caller reads the file and rewrites it
     meta.path = os.fspath(path)
-    tr = Trace(events, meta, None, reopen=os.fspath(path) if doc["binary"] else None)
-    tr._cached.update(fields)
-    return tr
+    return Trace(events, meta, None, reopen=os.fspath(path) if doc["binary"] else None, fields=fields)
 
 
-def write(tr: Trace, cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Store ``tr`` (just loaded from its file) under its key; return the entry folder."""
+def write(tr: Trace, cache_dir: str | os.PathLike[str] | None = None, fields: Sequence[str] = ()) -> Path:
+    """Store ``tr`` (just loaded from its file) under its key, with the typed fields of the events in
+    ``fields`` when they come from trace.dat records (text keeps its payload); return the entry folder."""
     root = Path(cache_dir or default_dir())
     try:
         root.mkdir(parents=True, exist_ok=True)
         d = _entry(tr.path, root)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
         binary = tr.has_binary
-        names = [n for n in ANALYSIS_EVENTS if tr.has(n)] if binary else []
+        names = [n for n in fields if tr.has(n)] if binary else []
         tr.events.to_parquet(tmp / "events.parquet", index=False, compression="zstd")  # smaller and faster to read than snappy
         kinds = {"events": _category_types(tr.events)}
         for i, name in enumerate(names):  # seq and the fields: the base columns are in events.parquet

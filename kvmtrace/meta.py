@@ -42,6 +42,8 @@ class TraceMeta:
     damaged: list[list[int]] = field(default_factory=list)
     kernel: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: the Parquet cache: "hit" (loaded from it), "written" (read from the file and stored), None (not used)
+    cache: str | None = None
 
     @property
     def events_read(self) -> int:

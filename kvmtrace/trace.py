@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -15,9 +13,6 @@ from .meta import TraceMeta
 from .schema import concat
 from .seqindex import SeqIndex
 
-if TYPE_CHECKING:
-    from .readers.select import Selection
-
 
 class Trace:
     """A loaded trace. ``events`` holds every event; ``df(name)`` one event type, typed.
@@ -27,12 +22,14 @@ class Trace:
     """
 
     def __init__(self, events: pd.DataFrame, meta: TraceMeta, binary: object | None = None,
-                 reopen: str | None = None) -> None:
+                 reopen: str | None = None, fields: dict[str, pd.DataFrame] | None = None) -> None:
+        """``binary``: a trace.dat's records; ``reopen``: the trace.dat to re-read should a field be
+        wanted that ``fields`` (decoded already: event → seq + columns, in table order) lacks."""
         self.events = events
         self.meta = meta
         self._binary = binary  # trace.dat records, for decoding fields without text
         self._reopen = reopen  # a cached trace.dat: re-read the file only if a field is not cached
-        self._cached: dict[str, pd.DataFrame] = {}  # cached trace.dat: field columns per event, in table order
+        self._cached: dict[str, pd.DataFrame] = dict(fields or {})  # field columns per event, in table order
         self._typed: dict[str, pd.DataFrame] = {}
         self._fields: dict[str, tuple[np.ndarray, pd.DataFrame]] = {}  # (events-table rows, fields)
         self._names: list[str] | None = None
@@ -56,7 +53,7 @@ class Trace:
         if self._binary is None and self._reopen is not None:
             from .readers import read
 
-            self._binary = read(self._reopen)[2]  # seq is the record index in a full read
+            self._binary = read(self._reopen).binary  # seq is the record index in a full read
         return self._binary
 
     def event_names(self) -> list[str]:
@@ -237,43 +234,3 @@ class Trace:
         m = self.meta
         return (f"<Trace {self.name}: {m.events} events, {m.source_format}, cpus={m.cpus}, "
                 f"skipped={m.skipped_total}, lost={m.lost_total}>")
-
-
-def stream(path: str | os.PathLike[str], select: "Selection", chunk_events: int) -> Iterator[Trace]:
-    """``path`` as traces of about ``chunk_events`` events each, keeping only ``select`` (see
-    ``readers.stream``): what a streamed analysis reads. Their ``meta`` is one object, complete
-    once the last piece is out."""
-    from .readers import stream as read_stream
-
-    for events, fields, meta in read_stream(path, select, chunk_events):
-        tr = Trace(events, meta)
-        tr._cached.update(fields)
-        yield tr
-
-
-def load(path: str | os.PathLike[str], cache: bool = False, cache_dir: str | os.PathLike[str] | None = None,
-         select: "Selection | None" = None) -> Trace:
-    """Load a trace file of any supported format (sniffed from its content).
-
-    With ``cache``, a Parquet copy is kept in ``cache_dir`` (default: ``cache.default_dir()``)
-    and used while the file is unchanged. With ``select`` (see ``readers.select``), only
-    those events and fields are kept: memory for what is kept, not for the file.
-    """
-    from .readers import read
-
-    if cache and select is None and os.path.isfile(path):
-        from . import cache as _cache
-
-        hit = _cache.read(path, cache_dir)
-        if hit is not None:
-            hit.meta.kernel["cache"] = "hit"
-            return hit
-    events, meta, binary, fields = read(path, select)
-    tr = Trace(events, meta, binary)
-    tr._cached.update(fields)
-    if cache and select is None:
-        from . import cache as _cache
-
-        _cache.write(tr, cache_dir)
-        tr.meta.kernel["cache"] = "written"
-    return tr

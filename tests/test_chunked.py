@@ -35,12 +35,12 @@ def _assert_same(whole: analyzers.Analysis, chunked: analyzers.Analysis) -> None
 def owned(monkeypatch) -> list[np.ndarray]:
     """The seq numbers each chunk's timeline owned."""
     seen: list[np.ndarray] = []
-    collect = analyzers.collect
+    collect = analyzers.pipeline.collect
 
     def spy(ctx, report=True):
         seen.append(ctx.tl.seq[ctx.tl.owns(np.arange(len(ctx.tl)))])
         return collect(ctx, report)
-    monkeypatch.setattr(analyzers, "collect", spy)
+    monkeypatch.setattr(analyzers.pipeline, "collect", spy)
     return seen
 
 

@@ -69,9 +69,9 @@ def test_cache_is_used_on_the_second_load_and_ignored_after_the_file_changes(tmp
     shutil.copy(SAMPLES / "arm64-6.1-synth-prefix-tick.v7.dat", src)
     cdir = tmp_path / "cache"
     first = kvmtrace.load(src, cache=True, cache_dir=cdir)
-    assert first.meta.kernel["cache"] == "written" and len(list(cdir.iterdir())) == 1
+    assert first.meta.cache == "written" and len(list(cdir.iterdir())) == 1
     second = kvmtrace.load(src, cache=True, cache_dir=cdir)
-    assert second.meta.kernel["cache"] == "hit" and second.path == str(src)
+    assert second.meta.cache == "hit" and second.path == str(src)
     pd.testing.assert_frame_equal(first.events, second.events)
     assert _essence(kvmtrace.analyze(second)) == _essence(kvmtrace.analyze(first))
     assert second.df("sched_switch").equals(first.df("sched_switch"))  # not cached: read from the file again
@@ -80,22 +80,23 @@ def test_cache_is_used_on_the_second_load_and_ignored_after_the_file_changes(tmp
     src.write_bytes(bytes(data))
     os.utime(src, ns=(time.time_ns(), time.time_ns() + 5_000_000_000))
     third = kvmtrace.load(src, cache=True, cache_dir=cdir)
-    assert third.meta.kernel["cache"] == "written"
+    assert third.meta.cache == "written"
     # a damaged entry is a miss, not an error
     for f in (cdir / cache.key(src)).glob("*.parquet"):
         f.write_bytes(b"garbage")
-    assert kvmtrace.load(src, cache=True, cache_dir=cdir).meta.kernel["cache"] == "written"
+    assert kvmtrace.load(src, cache=True, cache_dir=cdir).meta.cache == "written"
 
 
 @pytest.mark.parametrize("name", ["arm64-6.1-prefix-nohzfull.tracefs.txt.xz", "arm64-6.1-synth-prefix-tick.v7.dat"])
 def test_cache_round_trip_is_exact(tmp_path, name):
     a = kvmtrace.load(SAMPLES / name, cache=True, cache_dir=tmp_path)
     b = kvmtrace.load(SAMPLES / name, cache=True, cache_dir=tmp_path)
-    assert b.meta.kernel["cache"] == "hit"
+    assert b.meta.cache == "hit"
     pd.testing.assert_frame_equal(a.events, b.events)
     for ev in ("kvm_exit", "rcu_dyntick", "irq_disable", "hrtimer_expire_entry"):
         pd.testing.assert_frame_equal(a.df(ev), b.df(ev))
-    assert {k: v for k, v in vars(a.meta).items() if k != "kernel"} == {k: v for k, v in vars(b.meta).items() if k != "kernel"}
+    assert a.meta.cache == "written"  # the only difference: where the second copy came from
+    assert {k: v for k, v in vars(a.meta).items() if k != "cache"} == {k: v for k, v in vars(b.meta).items() if k != "cache"}
 
 
 def test_cli_cache_options(tmp_path):

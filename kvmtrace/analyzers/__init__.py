@@ -1,107 +1,35 @@
 """Analyzers: findings, metrics and DataFrames from a loaded trace.
 
-``analyze(trace)`` runs them all on one shared model (``base.Context``): each
-analyzer ``collect``s from the model of the trace (or of each chunk of a huge one)
-and ``finish``es from the parts. Each analyzer module declares the events it needs
-and, when they are missing, says what it could not decide and the ``trace-cmd
+``analyze(trace)`` runs every analyzer in ``registry.REGISTRY`` on one shared model
+(``base.Context``): each ``collect``s from the model of the trace (or of each chunk of a huge
+one) and ``finish``es from the parts (``pipeline``). Each analyzer declares the events and fields
+it reads and, when events are missing, says what it could not decide and the ``trace-cmd
 record`` line that would capture them.
 """
 from __future__ import annotations
 
-import hashlib
-import math
-from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-
-from .. import progress
-from ..memory import give_back, map_big_allocations
-from ..model.kernel import MODEL_EVENTS
+from ..fields import selection as field_selection
+from ..memory import map_big_allocations
 from ..readers.select import Selection
-from ..schema import concat
 from ..trace import Trace
-from . import damage, exits, irqsoff, rcu, ticks, verdict
-from .base import FINDING_KINDS, Context, Options, Result, Whole, by_cpu, no_findings
+from . import chunked, pipeline
+from .analysis import SCHEMA_VERSION, Analysis, plain
+from .base import FINDING_KINDS, Context, Options
+from .registry import REGISTRY, decoded, reads
 
-SCHEMA_VERSION = 1
-__all__ = ["Analysis", "Options", "analyze", "load_and_analyze", "FINDING_KINDS"]
-
-
-@dataclass(repr=False)
-class Analysis:
-    """Everything ``kvmtrace analyze`` reports for one trace."""
-
-    trace: Trace
-    verdict: dict[str, Any]
-    results: dict[str, Result]
-    findings: pd.DataFrame
-    undecidable: list[dict[str, Any]] = field(default_factory=list)
-
-    def __repr__(self) -> str:
-        found = ", ".join(f"{k} {c['proven']:,}/{c['inferred']:,}" for k, c in self.counts().items())
-        return (f"<Analysis {self.trace.name}: verdict {self.verdict['verdict']} ({self.verdict['summary']}); "
-                f"{len(self.runs):,} guest runs; findings proven/inferred: {found}>")
-
-    @property
-    def fingerprint(self) -> str:
-        """What the same buffer gives in every format (trace.dat, any text rendering) and load (whole,
-        selective, streamed): the events the analyses read, per type and CPU, and the guest runs. (Not
-        timestamps: the kernel's text rounds them to µs, trace-cmd's truncates.) Batches and compare
-        count a buffer seen twice once."""
-        counts = self.trace.event_cpu_counts()
-        key = repr(sorted((str(e), int(c), int(n)) for (e, c), n in counts.items() if e in MODEL_EVENTS))
-        return f"{self.trace.meta.events_read}:{len(self.runs)}:{hashlib.sha1(key.encode()).hexdigest()[:16]}"
-
-    def frame(self, analyzer: str, name: str) -> pd.DataFrame:
-        """One analyzer's DataFrame, e.g. ``frame("exits", "runs")``."""
-        return self.results[analyzer].frames[name]
-
-    @property
-    def runs(self) -> pd.DataFrame:
-        return self.results["exits"].frames.get("runs", pd.DataFrame())
-
-    def counts(self) -> dict[str, dict[str, int]]:
-        """Findings per kind and confidence."""
-        out = {k: {"proven": 0, "inferred": 0} for k in FINDING_KINDS}
-        for (k, c), n in self.findings.groupby(["kind", "confidence"]).size().items():
-            out[k][c] = int(n)
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        """The documented, stable ``--json`` schema (see README, "analyze --json")."""
-        f = self.findings
-        return {
-            "schema": SCHEMA_VERSION,
-            "trace": self.trace.path,
-            "verdict": self.verdict["verdict"],
-            "verdict_evidence": self.verdict["evidence"],
-            "verdict_summary": self.verdict["summary"],
-            "verdict_classes": self.verdict["classes"],
-            "counts": self.counts(),
-            "findings": [plain(r) for r in f.to_dict(orient="records")],
-            "metrics": {name: plain(res.metrics) for name, res in self.results.items()},
-            "undecidable": self.undecidable,
-            "meta": plain(self.trace.meta.to_dict()),
-        }
+__all__ = ["Analysis", "Options", "analyze", "load_and_analyze", "selection", "FINDING_KINDS", "REGISTRY",
+           "SCHEMA_VERSION", "plain"]
 
 
 def selection() -> Selection:
-    """What the analyzers read: load a huge trace with ``kvmtrace.load(path, select=selection())``.
+    """What the analyzers read (the union of their declared needs): load a huge trace with
+    ``kvmtrace.load(path, select=selection())``.
 
     The guest's return is then the first *kept* host event after the entry path:
     the same as a full load whenever preemptirq or rcu events are recorded (they
     are the first host events after the guest on every kernel we know).
     """
-    from ..model.timeline import NEEDED
-
-    fields = {**{k: tuple(v) for k, v in NEEDED.items()},
-              "kvm_exit": ("exit_type", "esr_ec", "esr_ec_class", "reason"), "hrtimer_start": ("function", "expires"),
-              "tick_stop": ()}
-    return Selection(MODEL_EVENTS, fields)
+    return field_selection(frozenset(reads()), decoded())
 
 
 #: events per chunk when ``Options.low_memory`` names no size: the model of 1M events takes ~0.3 GB
@@ -119,20 +47,18 @@ def load_and_analyze(path: str, options: Options | None = None, cache: bool = Fa
     chunk at a time straight into the chunked analysis, keeping only what the analyzers read,
     so memory stays flat in trace size (``chunked.collect_stream``). The result is the same.
     """
-    from ..trace import load, stream
+    from ..loading import load, stream
 
     options = options or Options()
     events = estimated_events(path)
     if options.low_memory or _beyond_memory(events):
-        from .chunked import collect_stream
-
         if events >= MAPPED_FROM_EVENTS:
             map_big_allocations()
         pieces = stream(path, selection().everything(), options.chunk_events or LOW_MEMORY_CHUNK)
-        parts, whole = collect_stream((options.restrict(p) for p in pieces), options)
+        parts, whole = chunked.collect_stream((options.restrict(p) for p in pieces), options)
         _say_restricted(whole, options)
-        return finish(whole, options, parts)
-    tr = options.restrict(load(path, cache=cache, cache_dir=cache_dir))
+        return pipeline.finish(whole, options, parts)
+    tr = options.restrict(load(path, cache=cache, cache_dir=cache_dir, cache_fields=tuple(decoded())))
     _say_restricted(tr, options)
     return analyze(tr, options)
 
@@ -211,95 +137,7 @@ def analyze(trace: Trace, options: Options | None = None, chunk_events: int | No
     options = options or Options()
     chunk_events = chunk_events or options.chunk_events or (LOW_MEMORY_CHUNK if options.low_memory else None)
     if chunk_events:
-        from .chunked import collect_chunks
-
-        parts = collect_chunks(trace, options, chunk_events)
+        parts = chunked.collect_chunks(trace, options, chunk_events)
     else:
-        parts = [collect(Context(trace, options))]
-    return finish(trace, options, parts)
-
-
-def collect(ctx: Context, report: bool = True) -> dict[str, Any]:
-    """Every analyzer's part of one trace or one chunk of it (what ``finish`` puts together);
-    ``report``: progress steps (a chunked analysis reports per chunk instead)."""
-    stage = f"analyzing {ctx.trace.name}"
-
-    def step(x: float) -> None:
-        if report:
-            progress.step(stage, x)
-    step(0.0)
-    out: dict[str, Any] = {"exits": exits.collect(ctx)}  # builds the timeline and the guest runs: most of the work
-    step(0.6)
-    out["irqsoff"] = irqsoff.collect(ctx)
-    step(0.75)
-    out["rcu"] = rcu.collect(ctx)
-    step(0.9)
-    out["ticks"] = ticks.collect(ctx)
-    out["verdict"] = verdict.collect(ctx)
-    out["damage"] = damage.collect(ctx)
-    step(1.0)
-    return out
-
-
-def finish(trace: Trace, options: Options, parts: list[dict[str, Any]]) -> Analysis:
-    """One analysis from the parts of a trace: runs numbered, counts summed, whole-trace decisions.
-
-    ``parts`` is consumed: each analyzer's parts are dropped once its whole result exists, so a huge
-    trace's parts and result are not all in memory at once."""
-    res = {"exits": exits.finish(_taken(parts, "exits"), trace)}
-    whole = Whole(trace, options, res["exits"].frames.get("runs", pd.DataFrame(columns=["run", "entry_seq"])),
-                  by_cpu([p["rcu"].frames.pop("guest_eqs", None) for p in parts]))
-    res["irqsoff"] = irqsoff.finish(_taken(parts, "irqsoff"), whole)
-    apparent = res["irqsoff"].metrics.get("runs_in_apparent_windows")
-    seen = verdict.merge(_taken(parts, "verdict"))
-    # without RCU events the RCU findings are exposure, kept only where the entry logic is not known fixed
-    res["rcu"] = rcu.finish(_taken(parts, "rcu"), whole, verdict.entry_logic(seen, apparent))
-    res["ticks"] = ticks.finish(_taken(parts, "ticks"), whole)
-    res["damage"] = damage.finish(_taken(parts, "damage"), trace.meta)
-    for r in res.values():
-        r.findings = verdict.contradicted(damage.downgrade(r.findings, res["damage"].frames["damaged"]), seen)
-    proven = {r.name: int((r.findings["confidence"] == "proven").sum()) if len(r.findings) else 0 for r in res.values()}
-    res["ticks"].metrics["misaccounted_proven"] = proven["ticks"]
-    v = verdict.decide(seen, None if apparent is None else proven["irqsoff"], {"proven": proven["rcu"],
-                       "metrics": res["rcu"].metrics}, res["ticks"].metrics,
-                       int(res["irqsoff"].metrics.get("unresolved_callers") or 0))
-    found = [r.findings for r in res.values() if len(r.findings)]
-    findings = concat(found) if found else no_findings()
-    if len(findings):  # a total order: chunks find the same things in another order
-        _put_in_order(findings)
-    undecidable = [u for r in res.values() for u in r.undecidable]
-    return Analysis(trace, v, res, findings, undecidable)
-
-
-def _put_in_order(findings: pd.DataFrame) -> None:
-    """Sort ``findings`` in place by (start, kind, CPU, first two evidence seqs), one column at a
-    time: a huge trace's findings are not copied whole while the analyzers' own are still held."""
-    ev = pa.array(findings["evidence_seq"].array)
-    kind = pd.Categorical(findings["kind"])
-    rank = np.argsort(np.argsort(np.asarray(kind.categories, dtype=str)))  # kinds in name order
-    order = np.lexsort((pc.list_element(ev, 1).to_numpy(zero_copy_only=False),
-                        pc.list_element(ev, 0).to_numpy(zero_copy_only=False),
-                        findings["cpu"].to_numpy(), rank[kind.codes], findings["start_ns"].to_numpy()))
-    del ev, kind
-    for c in findings.columns:
-        findings[c] = findings[c].array.take(order)
-
-
-def _taken(parts: list[dict[str, Any]], name: str) -> list[Any]:
-    """Every part's result of one analyzer, removed from the parts (see ``finish``); the heap the
-    previous analyzer's parts held is given back first."""
-    give_back()
-    return [p.pop(name) for p in parts]
-
-
-def plain(x: Any) -> Any:
-    """JSON-safe copy: numpy scalars → Python, NaN/NA → None."""
-    if isinstance(x, dict):
-        return {str(k): plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple, np.ndarray)):
-        return [plain(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if x is pd.NA or x is None or (isinstance(x, float) and math.isnan(x)):
-        return None
-    return x
+        parts = [pipeline.collect(Context(trace, options))]
+    return pipeline.finish(trace, options, parts)

@@ -1,6 +1,8 @@
-"""What every analyzer returns, and the shared, lazily built model of one trace."""
+"""The analyzer protocol: what every analyzer declares and returns, and the shared, lazily built
+model of one trace (``Context``) and of the whole trace when finishing (``Whole``)."""
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -151,6 +153,46 @@ def made_inferred(findings: pd.DataFrame, hit: np.ndarray, why: str) -> pd.DataF
     return out
 
 
+#: event → the fields of it that are decoded (empty: the event alone)
+Needs = Mapping[str, tuple[str, ...]]
+
+
+def needs(*parts: Needs) -> dict[str, tuple[str, ...]]:
+    """The union of several declarations of what is read (the fields of an event united)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for part in parts:
+        for event, fields in part.items():
+            out[event] = tuple(dict.fromkeys((*out.get(event, ()), *fields)))
+    return out
+
+
+#: what the shared model reads for every analyzer: the timeline and the guest runs
+MODEL_NEEDS = needs(timeline.READS, runs.READS)
+#: what finishing reads of the whole trace: where busy tasks stop the tick (``nohz_full_cpus``)
+NOHZ_NEEDS: Needs = {"tick_stop": ()}
+
+
+@dataclass(frozen=True)
+class Analyzer:
+    """One analysis, as the registry (``analyzers/registry.py``) lists it.
+
+    ``collect`` runs on the model of the trace or of each chunk of it (None: nothing to collect);
+    ``finish`` puts the parts together once the analyzers named in ``after`` have finished (their
+    results are in ``whole.results``). ``needs``: every event and field it reads, the model's
+    included; a selective or streamed load keeps exactly the union of these. ``reported``: its
+    result is one of ``Analysis.results`` and its metrics are in ``--json``; ``cost``: its share of
+    a collect's progress."""
+
+    name: str
+    description: str
+    needs: Needs
+    finish: Callable[[list["Result"], "Whole"], "Result"]
+    collect: Callable[["Context"], "Result"] | None = None
+    after: tuple[str, ...] = ()
+    reported: bool = True
+    cost: float = 1.0
+
+
 class Context:
     """One trace (or one chunk of it) and the model pieces analyzers share, each built once on first use.
 
@@ -205,16 +247,25 @@ class Context:
 
 @dataclass
 class Whole:
-    """What finishing an analysis needs from the whole trace once every part is collected."""
+    """What finishing an analysis needs from the whole trace once every part is collected: the
+    trace (its meta, and the events streamed whole for finishing), and the results of the
+    analyzers finished so far."""
 
     trace: Trace
     options: Options
-    runs: pd.DataFrame       # every guest run, ``run`` numbered in (cpu, entry) order
-    guest_eqs: pd.DataFrame  # every guest quiescent state (``by_cpu``), ``run`` still a key
+    results: dict[str, Result] = field(default_factory=dict)
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        """Every guest run, ``run`` numbered in (cpu, entry) order (the exits analyzer's)."""
+        got = self.results["exits"].frames.get("runs")
+        return got if got is not None else pd.DataFrame({"run": np.zeros(0, np.int64), "entry_seq": np.zeros(0, np.int64)})
 
     @cached_property
     def nohz_full_cpus(self) -> dict[int, str]:
-        return nohz_full_cpus(self.guest_eqs, self.trace)
+        """CPUs with context tracking for guests (from the RCU analyzer's guest quiescent states)."""
+        eqs = self.results["rcu"].frames.get("guest_eqs")
+        return nohz_full_cpus(eqs if eqs is not None else pd.DataFrame({"cpu": np.zeros(0, np.int32)}), self.trace)
 
     @cached_property
     def _run_by_key(self) -> SeqIndex:

@@ -4,7 +4,7 @@ Each chunk is a ``Trace`` of its own: about ``chunk_events`` new events plus wha
 ``model.carry`` says the previous chunk left open or later events look back at. Its
 timeline owns each CPU's events from where the previous chunk's ownership ended to the
 CPU's last quiet point; analyzers count and report only owned things, and
-``analyzers.finish`` puts the parts together.
+``pipeline.finish`` puts the parts together.
 
 The chunks come either from a loaded events table (``collect_chunks``: rows of it) or
 straight from the reader (``collect_stream``: no table of the whole trace is ever built,
@@ -26,11 +26,11 @@ from ..model import carry
 from ..model import rcu as rcu_model
 from ..schema import concat
 from ..trace import Trace
-from . import irqsoff
-from .base import Context, Options
+from . import irqsoff, pipeline
+from .base import NOHZ_NEEDS, Context, Options
 
 #: events a streamed analysis keeps whole for ``finish`` (few, and read from the whole trace)
-FINISH_EVENTS = ("tick_stop",)
+FINISH_EVENTS = tuple(NOHZ_NEEDS)
 
 
 class _Chunks:
@@ -45,16 +45,14 @@ class _Chunks:
     def collect(self, chunk: Trace, key: np.ndarray, last: bool) -> np.ndarray:
         """Collect ``chunk`` (``key``: each event's row in the whole trace, ascending); the keys of
         the events the next chunk carries."""
-        from . import collect
-
         ctx = Context(chunk, self.options, counter_step=self.step)
         tl = ctx.tl
         k = key[tl.row]  # an event's key is its row in the whole table: the order the timeline keeps per CPU
-        flags_matter = not all(chunk.has(e) for e in irqsoff.NEEDS)  # windows from the irqs-off flag
+        flags_matter = not all(chunk.has(e) for e in irqsoff.REQUIRED)  # windows from the irqs-off flag
         cut = {} if last else carry.quiet_cuts(tl, k, self.start, flags_matter)
         tl.owned = (k >= carry.per_cpu(tl, self.start, -1)) & (k < carry.per_cpu(tl, cut, np.iinfo(np.int64).max))
         tl.at_end = last
-        self.parts.append(collect(ctx, report=False))
+        self.parts.append(pipeline.collect(ctx, report=False))
         if last:
             return np.zeros(0, np.int64)
         r = ctx.runs
@@ -79,7 +77,7 @@ def collect_chunks(trace: Trace, options: Options, chunk_events: int) -> list[di
 
 
 def collect_stream(pieces: Iterable[Trace], options: Options) -> tuple[list[dict[str, Any]], Trace]:
-    """Every chunk's part of the analysis of a trace read piece by piece (``trace.stream``), and
+    """Every chunk's part of the analysis of a trace read piece by piece (``loading.stream``), and
     the trace ``finish`` reads: the whole trace's meta, event counts and ``FINISH_EVENTS``."""
     chunks = _Chunks(options, None)
     counts: dict[tuple[str, int], int] = {}
@@ -120,11 +118,9 @@ def collect_stream(pieces: Iterable[Trace], options: Options) -> tuple[list[dict
     if early and chunks.step is not None:
         meta.warnings.append(f"{early} streamed pieces were analyzed before the RCU counter step was known "
                              "(missed-transition checks there used none)")
-    whole = Trace(concat([k.events for k in kept]) if kept else carried.events.iloc[:0], meta)
-    for name in FINISH_EVENTS:
-        frames = [k._cached[name] for k in kept if name in k._cached]
-        if frames:
-            whole._cached[name] = concat(frames)
+    finishing = {name: [k._cached[name] for k in kept if name in k._cached] for name in FINISH_EVENTS}
+    whole = Trace(concat([k.events for k in kept]) if kept else carried.events.iloc[:0], meta,
+                  fields={name: concat(frames) for name, frames in finishing.items() if frames})
     whole._counts = pd.Series(counts, dtype=np.int64).rename_axis(["event", "cpu"]) if counts else \
         pd.Series([], dtype=np.int64)
     whole._names = _names(counts)

@@ -12,8 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..meta import TraceMeta
-from .base import Context, Result, by_cpu, made_inferred
+from .base import MODEL_NEEDS, Analyzer, Context, Result, Whole, by_cpu, made_inferred
 
 #: what each analysis reads from the payloads that can be damaged
 READS = {"irq_disable": "caller", "irq_enable": "caller", "rcu_dyntick": "polarity", "rcu_watching": "polarity",
@@ -46,11 +45,12 @@ def collect(ctx: Context) -> Result:
     return res
 
 
-def finish(parts: list[Result], meta: TraceMeta) -> Result:
+def finish(parts: list[Result], whole: Whole) -> Result:
     """Counts per event, and a note for each kind of payload that could not be read. What the reader
     saw damaged (``meta.damaged``) joins them: unparsable lines on every CPU (``cpu`` NA: which CPU a
     garbled line was on is not known), repaired event lines on their own."""
     res = Result("damage")
+    meta = whole.trace.meta
     d = by_cpu([p.frames.pop("damaged") for p in parts])
     named = d["event"].astype(str) if len(d) else pd.Series([], dtype=str)
     counts = {str(k): int(v) for k, v in named[~named.str.startswith("(")].value_counts().items()}
@@ -92,3 +92,7 @@ def downgrade(findings: pd.DataFrame, damaged: pd.DataFrame) -> pd.DataFrame:
         hit[on] = np.searchsorted(seqs, last[on], side="right") > np.searchsorted(seqs, first[on])
     return made_inferred(findings, hit, "an event inside the evidence, or a line between its events, could not "
                                         "be decoded (cut or garbled line)")
+
+
+ANALYZER = Analyzer("damage", "events whose payload the analyses read could not be decoded; findings spanning them "
+                    "are made inferred", MODEL_NEEDS, finish, collect)

@@ -5,17 +5,18 @@ import numpy as np
 
 from ..model.runs import exit_stats, exit_windows
 from ..model.timeline import gaps_of
-from .base import Context, Result, by_cpu, concat, first_undecidable, summed
+from .base import MODEL_NEEDS, Analyzer, Context, Result, Whole, by_cpu, concat, first_undecidable, summed
 
-NEEDS = ("kvm_entry", "kvm_exit")
+#: without these the guest runs cannot be paired
+REQUIRED = ("kvm_entry", "kvm_exit")
 WINDOW_COUNTS = ["window_irqs", "window_softirqs", "window_ticks"]
 
 
 def collect(ctx: Context) -> Result:
     """The runs this part of the trace owns, and window counts it adds to runs owned elsewhere."""
     res = Result("exits")
-    if not all(ctx.has_any(n) for n in NEEDS):
-        res.cannot_decide("guest runs and exit reasons", [n for n in NEEDS if not ctx.has_any(n)], ["kvm"])
+    if not all(ctx.has_any(n) for n in REQUIRED):
+        res.cannot_decide("guest runs and exit reasons", [n for n in REQUIRED if not ctx.has_any(n)], ["kvm"])
         return res
     r = ctx.runs
     own = ctx.tl.owns(r.entry_pos)
@@ -25,7 +26,7 @@ def collect(ctx: Context) -> Result:
     return res
 
 
-def finish(parts: list[Result], tr) -> Result:
+def finish(parts: list[Result], whole: Whole) -> Result:
     """All runs numbered in (cpu, kvm_entry) order, exit windows across CPUs, per-reason stats."""
     res = Result("exits")
     if first_undecidable(parts, res):
@@ -37,7 +38,7 @@ def finish(parts: list[Result], tr) -> Result:
         at = add.reindex(f["entry_seq"].to_numpy()).fillna(0).to_numpy(np.int64)
         f[WINDOW_COUNTS] = f[WINDOW_COUNTS].to_numpy(np.int64) + at
     f["run"] = np.arange(len(f))
-    exit_windows(f, gaps_of(tr))
+    exit_windows(f, gaps_of(whole.trace))
     res.frames["runs"] = f
     res.frames["exit_reasons"] = exit_stats(f)
     unpaired = summed(parts)
@@ -55,3 +56,6 @@ def finish(parts: list[Result], tr) -> Result:
     }
     return res
 
+
+ANALYZER = Analyzer("exits", "guest runs paired, exit reasons and their handling times (perf kvm stat's view)",
+                    MODEL_NEEDS, finish, collect, cost=6)

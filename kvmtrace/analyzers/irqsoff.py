@@ -13,9 +13,10 @@ import pandas as pd
 from ..model import irqsoff
 from ..model.timeline import containing, stretches
 from ..schema import empty_frame, na_below_zero
-from .base import Context, Result, Whole, by_cpu, concat, findings_frame, first_undecidable, summed, text
+from .base import MODEL_NEEDS, Analyzer, Context, Result, Whole, by_cpu, concat, findings_frame, first_undecidable, summed, text
 
-NEEDS = ("irq_disable", "irq_enable")
+#: without these only the irqs-off flag bounds windows (it is the same on buggy and fixed kernels)
+REQUIRED = ("irq_disable", "irq_enable")
 #: what a traced window is to the guest: spans no guest run / spans one, opened before kvm_entry
 #: (bug 2) / spans one, opened inside the guest entry itself
 KINDS = ["other", "apparent", "guest-entry"]
@@ -56,12 +57,12 @@ def collect(ctx: Context) -> Result:
     """The windows this part of the trace owns, each classified against the guest runs, and findings."""
     res = Result("irqsoff")
     tl = ctx.tl
-    if not all(ctx.has_any(n) for n in NEEDS):
+    if not all(ctx.has_any(n) for n in REQUIRED):
         res.frames["flag_windows"] = irqsoff.flag_windows(tl)
         res.metrics = {"source": "irqs-off flags" if tl.flags_known else "none"}
         res.cannot_decide("apparent irqs-off windows (bug 2): the hardware irqs-off flag is the same on buggy and "
                           "fixed kernels; only preemptirq events show what tracing believed",
-                          [n for n in NEEDS if not ctx.has_any(n)], ["preemptirq"])
+                          [n for n in REQUIRED if not ctx.has_any(n)], ["preemptirq"])
         return res
     w, stats, lost = ctx.windows
     w = w.copy()
@@ -129,3 +130,7 @@ def finish(parts: list[Result], whole: Whole) -> Result:
         "per_cpu": res.frames["per_cpu"].to_dict(orient="records"),
     }
     return res
+
+
+ANALYZER = Analyzer("irqsoff", "irqs-off windows; those spanning a guest run are apparent (bug 2)", MODEL_NEEDS, finish,
+                    collect, after=("exits", "damage", "entry"), cost=1.5)

@@ -14,7 +14,9 @@ import pandas as pd
 from ..model import rcu
 from ..model.timeline import Cls, containing
 from ..schema import na_below_zero
-from .base import Context, Result, Whole, by_cpu, concat, findings_frame, first_undecidable, labels, summed
+from .base import (MODEL_NEEDS, NOHZ_NEEDS, Analyzer, Context, Result, Whole, by_cpu, concat, findings_frame,
+                   first_undecidable, labels, needs, nohz_full_cpus, summed)
+from .verdict import entry_logic
 
 NEEDS_ANY_RCU = ("rcu_dyntick", "rcu_watching")
 HANDLER_CLASSES = (Cls.HANDLER,)
@@ -65,12 +67,15 @@ def collect(ctx: Context) -> Result:
     return res
 
 
-def finish(parts: list[Result], whole: Whole, verdict: str) -> Result:
-    """Counts over the whole trace; without RCU events, exposure where the entry logic is not known fixed."""
+def finish(parts: list[Result], whole: Whole) -> Result:
+    """Counts over the whole trace; without RCU events, exposure where the entry logic is not known fixed
+    (from its own signatures: ``verdict.entry_logic``)."""
     res = Result("rcu")
     first_undecidable(parts, res)
     res.findings = concat([p.findings for p in parts])
-    cpus = whole.nohz_full_cpus
+    guest = by_cpu([p.frames.pop("guest_eqs", None) for p in parts])
+    cpus = nohz_full_cpus(guest, whole.trace)
+    verdict = entry_logic(whole.results["entry"].metrics, whole.results["irqsoff"].metrics.get("runs_in_apparent_windows"))
     nohz = {str(c): w for c, w in cpus.items()}
     if "eqs" not in parts[0].frames:  # no RCU events: exposure only
         f = res.findings
@@ -82,7 +87,7 @@ def finish(parts: list[Result], whole: Whole, verdict: str) -> Result:
                        "exposed_handlers": int(len(res.findings))}
         return res
     # NA: the run a lost-events gap broke (``broken_run``)
-    res.frames["guest_eqs"] = whole.guest_eqs.assign(run=na_below_zero(whole.run_of(whole.guest_eqs["run"].to_numpy())))
+    res.frames["guest_eqs"] = guest.assign(run=na_below_zero(whole.run_of(guest["run"].to_numpy())))
     res.frames["eqs"] = by_cpu([p.frames.pop("eqs") for p in parts])
     res.metrics = summed(parts, same=("source", "counter_step"))
     res.metrics["nohz_full_cpus"] = nohz
@@ -108,3 +113,7 @@ def _exposure(ctx: Context, res: Result, handlers: np.ndarray) -> Result:
         "rcu_not_watching", "inferred", tl.cpu[h], tl.pid[h], tl.comm[h], tl.ts[r.entry_pos[run]], tl.ts[r.exit_pos[run]],
         ev, "IRQ handled between kvm_entry and kvm_exit on a nohz_full CPU", "no RCU events: exposure, not proof")
     return res
+
+
+ANALYZER = Analyzer("rcu", "IRQ handlers inside the vCPU thread's guest RCU quiescent state (bug 1)",
+                    needs(MODEL_NEEDS, NOHZ_NEEDS), finish, collect, after=("exits", "irqsoff", "damage", "entry"))

@@ -20,13 +20,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .. import uname
 from ..model import releases
 from ..model import ticks as tk
 from ..model.kernel import IRQ_EXIT_REASONS
 from ..schema import empty_frame, na_below_zero
-from .base import Context, Result, Whole, concat, findings_frame, first_undecidable
+from .base import (MODEL_NEEDS, NOHZ_NEEDS, Analyzer, Context, Result, Whole, concat, findings_frame,
+                   first_undecidable, needs)
 
-NEEDS = ("kvm_entry", "kvm_exit", "hrtimer_expire_entry")
+#: without these no tick can be placed against the guest runs
+REQUIRED = ("kvm_entry", "kvm_exit", "hrtimer_expire_entry")
 
 # where a tick's handler ran, relative to its guest run
 IN_GUEST, WINDOW, AFTER_WINDOW, NO_WINDOW, HOST = "in the guest run", "in the host-IRQ window", \
@@ -48,7 +51,7 @@ def collect(ctx: Context) -> Result:
     caused that run's IRQ exit. Due times, charging and findings need the whole trace (``finish``)."""
     res = Result("ticks")
     tr, tl, r = ctx.trace, ctx.tl, ctx.runs
-    missing = [n for n in NEEDS if not ctx.has_any(n)]
+    missing = [n for n in REQUIRED if not ctx.has_any(n)]
     if missing:
         res.cannot_decide("expected and charged guest ticks", missing, ["kvm", "timer"])
         return res
@@ -128,7 +131,7 @@ def finish(parts: list[Result], whole: Whole) -> Result:
     nohz = whole.nohz_full_cpus
     t["cpu_mode"] = np.where(t["cpu"].isin(list(nohz)), "nohz_full", "tick")
     release_text = whole.options.kernel_release or whole.trace.meta.kernel.get("uname")
-    release = releases.parse(release_text)
+    release = uname.parse(release_text)
     x86_guest, x86_why = releases.x86_window_is_guest_time(release)
     arch = runs["arch"].to_numpy(object)[np.maximum(run_of, 0)] if len(runs) else np.full(len(t), None, object)
     arch[run_of < 0] = None  # a tick outside every run
@@ -289,3 +292,8 @@ def tick_rows(per_cpu: pd.DataFrame) -> list[list]:
     return [[int(r.cpu), r.mode, int(r.ticks), int(r.expected_guest),
              None if pd.isna(r.charged_guest) else int(r.charged_guest),
              int(r.misaccounted), int(r.host_charged_to_guest)] for r in per_cpu.itertuples()]
+
+
+ANALYZER = Analyzer("ticks", "each tick on a vCPU CPU placed against the guest runs: charged to the guest or the host "
+                    "(bug 3)", needs(MODEL_NEEDS, tk.READS, NOHZ_NEEDS), finish, collect,
+                    after=("exits", "rcu", "damage", "entry"), cost=1.5)

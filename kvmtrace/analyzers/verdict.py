@@ -15,30 +15,44 @@ from typing import Any
 import pandas as pd
 
 from ..model import ticks as tk
-from .base import Context, made_inferred
+from .base import MODEL_NEEDS, Analyzer, Context, Result, Whole, made_inferred
 
 #: the bug classes, by finding kind, as the verdict names them
 CLASSES = {"apparent_irqsoff": "apparent irqs-off windows", "rcu_not_watching": "IRQs without RCU watching",
            "misaccounted_tick": "guest tick accounting"}
 
 
-def collect(ctx: Context) -> dict[str, Any]:
+def collect(ctx: Context) -> Result:
     """Runs this part of the trace owns, and those that show the reworked entry (with the helper's names)."""
     r, tl = ctx.runs, ctx.tl
     own = tl.owns(r.entry_pos)
-    out: dict[str, Any] = {"runs": int(own.sum()), "fixed_runs": 0, "callers": set()}
+    seen: dict[str, Any] = {"runs": int(own.sum()), "fixed_runs": 0, "callers": set()}
     if len(r.entry_pos) and ctx.has_any("irq_enable"):
         helper = tk.reworked_entry(tl, r.entry_pos, r.return_pos)
         fixed = (helper >= 0) & own
-        out["fixed_runs"] = int(fixed.sum())
-        out["callers"] = {str(c) for c in pd.unique(tl.caller[helper[fixed]].astype(object))} if fixed.any() else set()
-    return out
+        seen["fixed_runs"] = int(fixed.sum())
+        seen["callers"] = {str(c) for c in pd.unique(tl.caller[helper[fixed]].astype(object))} if fixed.any() else set()
+    return Result("entry", metrics=seen)
 
 
-def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """One trace's evidence from its parts."""
-    return {"runs": sum(p["runs"] for p in parts), "fixed_runs": sum(p["fixed_runs"] for p in parts),
-            "callers": set().union(*(p["callers"] for p in parts))}
+def merge(parts: list[Result], whole: Whole) -> Result:
+    """One trace's entry evidence from its parts."""
+    seen = [p.metrics for p in parts]
+    return Result("entry", metrics={"runs": sum(p["runs"] for p in seen), "fixed_runs": sum(p["fixed_runs"] for p in seen),
+                                    "callers": set().union(*(p["callers"] for p in seen))})
+
+
+def finish(parts: list[Result], whole: Whole) -> Result:
+    """The verdicts (``metrics``: ``decide``'s document) from the other analyzers' settled results;
+    the tick metrics get the proven count they were decided from."""
+    got = whole.results
+    apparent = got["irqsoff"].metrics.get("runs_in_apparent_windows")
+    proven = {name: int((got[name].findings["confidence"] == "proven").sum()) for name in ("irqsoff", "rcu", "ticks")}
+    got["ticks"].metrics["misaccounted_proven"] = proven["ticks"]
+    return Result("verdict", metrics=decide(
+        got["entry"].metrics, None if apparent is None else proven["irqsoff"],
+        {"proven": proven["rcu"], "metrics": got["rcu"].metrics}, got["ticks"].metrics,
+        int(got["irqsoff"].metrics.get("unresolved_callers") or 0)))
 
 
 def entry_logic(seen: dict[str, Any], apparent_runs: int | None) -> str:
@@ -148,3 +162,10 @@ def contradicted(findings: pd.DataFrame, seen: dict[str, Any]) -> pd.DataFrame:
     return made_inferred(findings, (findings["kind"] == "apparent_irqsoff").to_numpy(bool),
                          f"{seen['fixed_runs']:,} of {seen['runs']:,} runs of this trace show the reworked entry's "
                          "irq_enable; its absence here may be a lost or deleted event")
+
+
+#: the entry logic each run shows, which settles apparent irqs-off findings (``contradicted``)
+ENTRY = Analyzer("entry", "guest runs showing the reworked entry's irq_enable", MODEL_NEEDS, merge, collect,
+                 reported=False)
+VERDICT = Analyzer("verdict", "pre-fix, fixed or unknown per bug class, and overall", {}, finish,
+                   after=("irqsoff", "rcu", "ticks", "entry"), reported=False)

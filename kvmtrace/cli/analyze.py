@@ -11,7 +11,7 @@ import pandas as pd
 from ..analyzers import FINDING_KINDS, Analysis, Options, load_and_analyze, plain
 from ..batch import analyze_many
 from .inputs import analysis_options, batch_options, expand, is_many, say_skipped
-from .main import one_line_errors
+from .contract import one_line_errors
 from .progress import terminal_progress
 from ..tables import render
 from ..analyzers.ticks import TICK_HEADER, tick_rows

@@ -11,7 +11,7 @@ from ..analyzers import Options
 from ..batch import Each, compare_part, run
 from ..compare import DEFAULT_ALPHA, compare as run_compare
 from .inputs import analysis_options, batch_options, expand, say_skipped
-from .main import one_line_errors
+from .contract import one_line_errors
 from .progress import terminal_progress
 
 

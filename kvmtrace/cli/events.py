@@ -6,7 +6,7 @@ import json
 import click
 
 from .params import seconds_ns, window
-from .main import one_line_errors
+from .contract import one_line_errors
 
 
 def _ns(v: int | None) -> str:
@@ -21,7 +21,7 @@ def _ns(v: int | None) -> str:
 def events(trace: str, as_json: bool, cpu: tuple[int, ...] | None, start: float | None, end: float | None) -> None:
     """Show what kvmtrace read from TRACE: format, events per type and CPU, skipped and lost."""
     from ..tables import render  # here, not above: `events --help` needs neither pandas nor the readers
-    from ..trace import load
+    from ..loading import load
 
     tr = load(trace).only(cpu, seconds_ns(start), seconds_ns(end))
     m = tr.meta

@@ -1,47 +1,9 @@
-"""Entry point and the error contract shared by every command."""
+"""Entry point: the ``kvmtrace`` group, whose commands are imported only when they run."""
 from __future__ import annotations
 
-import functools
 import importlib
-import os
-import sys
-from collections.abc import Callable
-from typing import Any
 
 import click
-
-from ..errors import KvmtraceError
-
-EXIT_BAD_INPUT = 2
-
-
-def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn trace errors (and any unexpected failure) into one stderr line and exit 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except BrokenPipeError:  # `kvmtrace analyze ... | head`: the reader left, nothing to report
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(0)
-        except click.ClickException:  # usage errors: click prints them and exits 2
-            raise
-        except KvmtraceError as exc:
-            click.echo(f"kvmtrace: error: {exc}", err=True)
-            sys.exit(EXIT_BAD_INPUT)
-        except (OSError, MemoryError) as exc:
-            click.echo(f"kvmtrace: error: {exc}", err=True)
-            sys.exit(EXIT_BAD_INPUT)
-        except Exception as exc:  # noqa: BLE001 - the contract is: never a traceback
-            if os.environ.get("KVMTRACE_DEBUG"):
-                raise
-            click.echo(f"kvmtrace: internal error: {type(exc).__name__}: {exc} "
-                       "(set KVMTRACE_DEBUG=1 for a traceback)", err=True)
-            sys.exit(EXIT_BAD_INPUT)
-
-    return wrapper
-
 
 #: command → (module under kvmtrace.cli, one-line help): a command's module, and the pandas,
 #: scipy or matplotlib it needs, are imported only when that command runs

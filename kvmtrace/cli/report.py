@@ -9,7 +9,7 @@ from ..analyzers import Options, load_and_analyze
 from ..compare import DEFAULT_ALPHA
 from ..report import write_report
 from .inputs import analysis_options, cache_options
-from .main import one_line_errors
+from .contract import one_line_errors
 from .progress import terminal_progress
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from ..synth import FORMATS, Scenario, synth as run_synth
-from .main import one_line_errors
+from .contract import one_line_errors
 
 
 def _cpus(value: str) -> tuple[int, ...]:

@@ -6,15 +6,17 @@ a side of several traces is pooled. The verdict per bug class is one of
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from ..analyzers import FINDING_KINDS, Analysis, Options, plain
+from ..analyzers import FINDING_KINDS, Analysis, Options, analyze, load_and_analyze, plain
 from ..errors import CompareError
 from ..tables import markdown, render
+from ..trace import Trace
 from . import metrics, verdicts
 from .sides import Part, Side, extract, side
 from .stats import format_p
@@ -102,9 +104,9 @@ METRIC_HEADER = ["group", "metric", "before", "after", "delta", "change", "95% i
 
 
 def _items(side_in: Sequence[Any], options: Options | None) -> list[Analysis | Part]:
-    from .. import analyze
-
-    return [x if isinstance(x, (Analysis, Part)) else analyze(x, options) for x in side_in]
+    """Each item as an Analysis (or a batch's Part): a Trace analyzed, a path loaded and analyzed."""
+    return [x if isinstance(x, (Analysis, Part)) else analyze(x, options) if isinstance(x, Trace)
+            else load_and_analyze(os.fspath(x), options) for x in side_in]
 
 
 def compare(before: Any, after: Any, alpha: float = DEFAULT_ALPHA, options: Options | None = None) -> Comparison:

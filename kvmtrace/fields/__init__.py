@@ -9,11 +9,19 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow as pa
 
-from ..readers.flags import FLAG_COLUMNS
+from ..readers.select import Selection
+from .binary import binary_fields
 from .decode import decode_payload
+from .specs import BASE_COLUMNS
 
-#: Columns every typed frame starts with (those every reader fills identically).
-BASE_COLUMNS = ["ts", "seq", "cpu", "pid", "comm", *FLAG_COLUMNS]
+__all__ = ["BASE_COLUMNS", "decode_event", "decode_fields", "selection"]
+
+
+def selection(events: frozenset[str] | None, fields: dict[str, tuple[str, ...]]) -> Selection:
+    """A load keeping ``events`` and decoding ``fields`` of some while reading, with this package's
+    decoders for text payloads and trace.dat records."""
+    return Selection(events, fields, decode_text=lambda name, payload, columns: decode_payload(name, payload, columns)[0],
+                     decode_binary=binary_fields)
 
 
 def decode_fields(name: str, payload, columns: tuple[str, ...]) -> pd.DataFrame:

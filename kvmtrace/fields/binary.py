@@ -17,6 +17,7 @@ import pyarrow as pa
 from ..readers.tracedat import BinarySource
 from ..readers.tracedat.formats import EventFormat, constant
 from ..readers.tracedat.records import field_of
+from .specs import BASE_COLUMNS
 from .convert import to_category
 
 Cols = dict[str, object]
@@ -282,8 +283,6 @@ def binary_fields(name: str, seq: np.ndarray, src: BinarySource, want: tuple[str
 
 def decode_binary(name: str, rows: pd.DataFrame, src: BinarySource) -> pd.DataFrame:
     """Typed frame for event ``name`` from its binary records."""
-    from . import BASE_COLUMNS
-
     base = rows[BASE_COLUMNS].reset_index(drop=True)
     fields = binary_fields(name, rows["seq"].to_numpy(np.int64), src)
     out = pd.concat([base, fields], axis=1) if len(fields.columns) else base

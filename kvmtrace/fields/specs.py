@@ -16,6 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..readers.flags import FLAG_COLUMNS
+
+#: Columns every typed frame starts with (those every reader fills identically).
+BASE_COLUMNS = ["ts", "seq", "cpu", "pid", "comm", *FLAG_COLUMNS]
+
 _HEX = r"[0-9a-fA-F]+"
 _SYMOFF = r"\S+"
 #: what trace-cmd's x86 kvm plugin prints before the normal text when it runs on another

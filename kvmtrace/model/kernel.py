@@ -56,11 +56,3 @@ RECORD_EVENTS = {
 #: exit reasons that mean "a host interrupt made the guest exit" (arm64 type, SVM, VMX)
 IRQ_EXIT_REASONS = frozenset({"IRQ", "interrupt", "EXTERNAL_INTERRUPT", "EXIT_INTR"})  # EXIT_INTR: trace-cmd kvm plugin
 
-#: events whose typed fields the model reads (a cache of a trace.dat keeps their frames)
-ANALYSIS_EVENTS = ("kvm_entry", "kvm_exit", "irq_disable", "irq_enable", "rcu_dyntick", "rcu_watching",
-                   "hrtimer_expire_entry", "hrtimer_start", "tick_stop")
-
-#: every event the model looks at: what a selective load for the analyzers keeps
-MODEL_EVENTS = frozenset({"kvm_entry", "kvm_exit", "irq_disable", "irq_enable", "rcu_dyntick", "rcu_watching",
-                          "rcu_utilization", "softirq_entry", "ipi_entry", "hrtimer_expire_entry", "hrtimer_start",
-                          "tick_stop", *HANDLER_EVENTS})

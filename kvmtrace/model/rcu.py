@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..trace import Trace
 from .kernel import RCU_ROLES
-from .timeline import Cls, Pairs, Timeline
+from .timeline import READS, Cls, Pairs, Timeline
 
 COUNTER_MOD = 0x1000  # the event prints the counter masked to 12 bits
 
@@ -73,12 +73,11 @@ def counter_step(tl: Timeline) -> int | None:
 
 def trace_counter_step(tr: Trace) -> int | None:
     """``counter_step`` of a whole trace without its timeline: chunks of a huge trace share it."""
-    from .timeline import NEEDED
 
     name = next((e for e in ("rcu_dyntick", "rcu_watching") if tr.has(e)), None)
     if name is None:
         return None
-    d = tr.fields(name, NEEDED[name], base=("cpu",))
+    d = tr.fields(name, list(READS[name]), base=("cpu",))
     if "counter" not in d.columns or "polarity" not in d.columns:
         return None
     counter = d["counter"].fillna(-1).to_numpy(np.int64)

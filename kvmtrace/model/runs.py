@@ -36,7 +36,7 @@ class Runs:
 
     def key(self, run: np.ndarray) -> np.ndarray:
         """A run's name that holds across chunks of a trace: the seq of its kvm_entry (−1 stays −1).
-        Analyzers refer to runs by key; ``analyzers.finish`` turns keys into run numbers."""
+        Analyzers refer to runs by key; ``pipeline.finish`` turns keys into run numbers."""
         run = np.asarray(run, dtype=np.int64)
         seq = self.frame["entry_seq"].to_numpy(np.int64) if len(self.frame) else np.zeros(1, np.int64)
         return np.where(run >= 0, seq[np.maximum(run, 0)], -1) if len(run) else np.zeros(0, np.int64)
@@ -73,9 +73,14 @@ def _guest_return(tl: Timeline, entry: np.ndarray, exit_: np.ndarray) -> np.ndar
     return np.minimum(ret, exit_)
 
 
+#: what the guest runs read besides the timeline: each exit's reason (arm64 type and exception
+#: class, x86 reason)
+READS: dict[str, tuple[str, ...]] = {"kvm_exit": ("exit_type", "esr_ec", "esr_ec_class", "reason")}
+
+
 def _exit_reason(tr: Trace, seq: np.ndarray) -> pd.DataFrame:
     """Exit reason per kvm_exit seq: arm64 exception class (TRAP) or type; x86 reason."""
-    got = tr.fields("kvm_exit", ["exit_type", "esr_ec", "esr_ec_class", "reason"])
+    got = tr.fields("kvm_exit", list(READS["kvm_exit"]))
     # fields come in table order, which is seq order unless the text was out of time order
     at = SeqIndex(got["seq"].to_numpy(np.int64), np.arange(len(got)))[seq]
     d = got.iloc[np.maximum(at, 0)].reset_index(drop=True) if len(got) else got.reindex(range(len(seq)))

@@ -31,6 +31,9 @@ class TickClock:
     uncertainty_ns: int   # spread of the handler latency the offset estimate absorbs
 
 
+#: what the tick model reads: each tick expiry's timer function and clock, and the tick timer's
+#: starts (their expiry times give the tick grid's phase)
+READS: dict[str, tuple[str, ...]] = {"hrtimer_expire_entry": ("function", "now"), "hrtimer_start": ("function", "expires")}
 NO_TICKS = empty_frame({"seq": np.int64, "cpu": np.int32, "ts": np.int64, "now": np.int64})
 
 
@@ -38,7 +41,7 @@ def tick_frame(tr: Trace) -> pd.DataFrame:
     """Tick expiries: seq, cpu, ts, now."""
     if not tr.has("hrtimer_expire_entry"):
         return NO_TICKS.copy()
-    h = tr.fields("hrtimer_expire_entry", ["function", "now"], base=("cpu", "ts"))
+    h = tr.fields("hrtimer_expire_entry", list(READS["hrtimer_expire_entry"]), base=("cpu", "ts"))
     if "function" not in h.columns or "now" not in h.columns:
         return NO_TICKS.copy()
     h = h[h["function"].astype(object).isin(TICK_FUNCTIONS) & h["now"].notna()]
@@ -51,7 +54,7 @@ def tick_starts(tr: Trace) -> pd.DataFrame:
     none = pd.DataFrame({"seq": np.zeros(0, np.int64), "expires": np.zeros(0, np.int64)})
     if not tr.has("hrtimer_start"):
         return none
-    s = tr.fields("hrtimer_start", ["function", "expires"])
+    s = tr.fields("hrtimer_start", list(READS["hrtimer_start"]))
     if not {"function", "expires"} <= set(s.columns):
         return none
     s = s[s["function"].astype(object).isin(TICK_FUNCTIONS) & s["expires"].notna()]

@@ -174,13 +174,19 @@ def near_gap(gaps: list[tuple[int, int | None]], cpu: np.ndarray, start_ns: np.n
 
 
 #: the fields the model reads per event, asked for together so each event is decoded once
-NEEDED = {"irq_disable": ["caller"], "irq_enable": ["caller"], "rcu_dyntick": ["polarity", "counter"],
-          "rcu_watching": ["polarity", "counter"], "hrtimer_expire_entry": ["function", "now"]}
+#: every event the timeline classifies, with the fields it decodes: the one declaration of what the
+#: model reads besides the guest runs' exit reasons (``runs.READS``)
+READS: dict[str, tuple[str, ...]] = {
+    "kvm_entry": (), "kvm_exit": (), "irq_disable": ("caller",), "irq_enable": ("caller",),
+    "rcu_dyntick": ("polarity", "counter"), "rcu_watching": ("polarity", "counter"), "rcu_utilization": (),
+    "softirq_entry": (), "ipi_entry": (), "hrtimer_expire_entry": ("function", "now"),
+    **{h: () for h in sorted(HANDLER_EVENTS | HANDLER_EXIT_EVENTS)},
+}
 
 
 def _read(tr: Trace, name: str) -> pd.DataFrame | None:
-    """seq and the NEEDED fields of event ``name``, or None when the trace lacks it."""
-    return tr.fields(name, NEEDED[name]) if tr.has(name) else None
+    """seq and the fields of event ``name`` the timeline reads, or None when the trace lacks it."""
+    return tr.fields(name, list(READS[name])) if tr.has(name) else None
 
 
 def _coded(d: pd.DataFrame | None, column: str) -> tuple[np.ndarray, np.ndarray, list[str]]:

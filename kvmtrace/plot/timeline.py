@@ -61,7 +61,7 @@ def _handlers(a: Analysis, start: int, end: int) -> pd.DataFrame:
     file, piece by piece, when the analysis streamed it (its events were not kept)."""
     if a.trace.meta.kernel.get("streamed"):
         from ..readers.select import Selection
-        from ..trace import stream
+        from ..loading import stream
 
         near = [p.events.loc[((p.events["ts"] >= start) & (p.events["ts"] <= end)).to_numpy(bool), ["ts", "cpu"]]
                 for p in stream(a.trace.path, Selection(frozenset(HANDLER_EVENTS)), 1_000_000)]

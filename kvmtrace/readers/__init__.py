@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -18,10 +19,20 @@ from .sniff import event_share, sniff_binary, sniff_text
 from .text import read_text, text_chunks
 
 
-def read(path: str | os.PathLike[str], select: Selection | None = None
-         ) -> tuple[pd.DataFrame, TraceMeta, object | None, dict[str, pd.DataFrame]]:
-    """Read any supported trace file into (events table, meta, binary record source or None,
-    fields decoded while reading: event → seq + columns, for a selective load)."""
+@dataclass
+class ReadResult:
+    """What a reader gives back for a file or a piece of one."""
+
+    events: pd.DataFrame
+    meta: TraceMeta
+    #: a trace.dat's records (``tracedat.BinarySource``), for decoding fields on demand; None for text
+    binary: object | None = None
+    #: fields decoded while reading (a selective load): event → seq + columns, in table order
+    fields: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+def read(path: str | os.PathLike[str], select: Selection | None = None) -> ReadResult:
+    """Read any supported trace file (its format sniffed from its content)."""
     path = os.fspath(path)
     try:
         return _read(path, select)
@@ -30,8 +41,7 @@ def read(path: str | os.PathLike[str], select: Selection | None = None
                                  "(kvmtrace.analyze(path, Options(low_memory=True)))") from None
 
 
-def _read(path: str, select: Selection | None
-          ) -> tuple[pd.DataFrame, TraceMeta, object | None, dict[str, pd.DataFrame]]:
+def _read(path: str, select: Selection | None) -> ReadResult:
     head, compression = _head(path)
     kind = sniff_binary(path, head)
     if kind == "trace.dat":
@@ -39,7 +49,7 @@ def _read(path: str, select: Selection | None
 
         events, meta, source = read_dat(path, compression, select)
         _finish_meta(events, meta, select)
-        return events, meta, source, {}
+        return ReadResult(events, meta, source)
     fmt = sniff_text(path, head)
     meta = TraceMeta(path=path, source_format=fmt.name, compression=compression)
     cols = read_text(path, fmt, meta, select=select)
@@ -48,17 +58,16 @@ def _read(path: str, select: Selection | None
     meta.events -= cols.not_kept
     fields = cols.field_frames(events["seq"].to_numpy()) if select is not None else {}
     _finish_meta(events, meta, select)
-    return events, meta, None, fields
+    return ReadResult(events, meta, None, fields)
 
 
 #: bytes of an event line, about: sizes a streamed text's blocks to its pieces
 TEXT_LINE_BYTES = 100
 
 
-def stream(path: str | os.PathLike[str], select: Selection, chunk_events: int
-           ) -> Iterator[tuple[pd.DataFrame, dict[str, pd.DataFrame], TraceMeta]]:
-    """Read a trace about ``chunk_events`` events at a time: (events, fields decoded while reading, meta)
-    per piece, keeping only ``select``. No table of the whole trace is built; ``meta`` (one object,
+def stream(path: str | os.PathLike[str], select: Selection, chunk_events: int) -> Iterator[ReadResult]:
+    """Read a trace about ``chunk_events`` events at a time, keeping only ``select``: one result per
+    piece, its fields decoded while reading. No table of the whole trace is built; ``meta`` (one object,
     filled as reading goes) is complete after the last piece."""
     path = os.fspath(path)
     try:
@@ -68,8 +77,7 @@ def stream(path: str | os.PathLike[str], select: Selection, chunk_events: int
                                  "try a smaller --chunk-events") from None
 
 
-def _stream(path: str, select: Selection, chunk_events: int
-            ) -> Iterator[tuple[pd.DataFrame, dict[str, pd.DataFrame], TraceMeta]]:
+def _stream(path: str, select: Selection, chunk_events: int) -> Iterator[ReadResult]:
     head, compression = _head(path)
     pieces: Iterator[tuple[pd.DataFrame, dict[str, pd.DataFrame], TraceMeta]]
     if sniff_binary(path, head) == "trace.dat":
@@ -88,7 +96,7 @@ def _stream(path: str, select: Selection, chunk_events: int
             meta.last_ns = int(events["ts"].iloc[-1])
             seen.update(int(c) for c in pd.unique(events["cpu"]))
             meta.cpus_seen = sorted(seen)
-        yield events, fields, meta
+        yield ReadResult(events, meta, None, fields)
     _finish_meta(events.iloc[:0], meta, select)
 
 

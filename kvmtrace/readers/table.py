@@ -72,13 +72,12 @@ class EventColumns:
 
     def _decode_fields(self, event: pa.Array, payload: pa.Array, seq: np.ndarray) -> None:
         """The selected typed fields of this block's events, so their payloads need not be kept."""
-        from ..fields.decode import decode_payload
-
+        decode = self.select.decoder("text")  # type: ignore[union-attr]
         for name, columns in self.select.fields.items():  # type: ignore[union-attr]
             m = pc.equal(event, name).to_numpy(zero_copy_only=False)
             if not m.any():
                 continue
-            got, _unparsed = decode_payload(name, payload.filter(pa.array(m)).cast(pa.large_string()), columns)
+            got = decode(name, payload.filter(pa.array(m)).cast(pa.large_string()), columns)
             got.insert(0, "seq", seq[m])
             self.fields.setdefault(name, []).append(got)
 

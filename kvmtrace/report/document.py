@@ -5,7 +5,7 @@ import os
 import shlex
 from typing import Any
 
-from .. import __version__
+from ..version import __version__
 from ..analyzers import FINDING_KINDS, Analysis
 from ..analyzers.ticks import TICK_HEADER, tick_rows
 from ..compare import Comparison

@@ -13,7 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..model.releases import parse, x86_window_is_guest_time
+from ..model.releases import x86_window_is_guest_time
+from ..uname import parse
 from .emit import Event
 from .scenario import Scenario
 from .vcpu import Truth

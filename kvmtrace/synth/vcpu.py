@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..model.releases import parse, x86_window_is_guest_time
+from ..model.releases import x86_window_is_guest_time
+from ..uname import parse
 from .emit import Cpu, Event
 from .irqs import Irq, take
 from .scenario import Scenario

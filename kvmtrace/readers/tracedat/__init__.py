@@ -17,9 +17,9 @@ import pandas as pd
 from ... import progress
 from ...errors import TraceFormatError
 from ...meta import TraceMeta
+from ...uname import parse as parse_release
 from ..flags import FLAG_COLUMNS, masked
 from . import header as hdr
-from ...model.releases import parse as parse_release
 from .formats import EventFormat, Field, FormatTable, header_page_layout
 from .records import RecordStore
 from .ringbuf import Records, walk

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from ... import progress
-from ...fields.binary import binary_fields
 from ...meta import TraceMeta
 from ..select import Selection
 from . import BinarySource, Opened, add_gaps, cpu_chunks, cpu_present, decompressed, open_dat, page_records, table, to_ns
@@ -156,7 +155,7 @@ def stream_dat(path: str, compression: str | None, select: Selection, chunk_even
         for name, columns in select.fields.items():
             m = (events["event"] == name).to_numpy(bool)
             if m.any():
-                got = binary_fields(name, kept_seq[m], src, columns)
+                got = select.decoder("binary")(name, kept_seq[m], src, columns)
                 got.insert(0, "seq", kept_seq[m])
                 fields[name] = got
         add_gaps(o, gaps)  # known once their pages are walked: before the events after them are analyzed

@@ -1,0 +1,88 @@
+"""``Analysis``: what ``kvmtrace analyze`` reports for one trace, and its ``--json`` document."""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..trace import Trace
+from .base import FINDING_KINDS, Result
+from . import registry
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(repr=False)
+class Analysis:
+    """Everything ``kvmtrace analyze`` reports for one trace."""
+
+    trace: Trace
+    verdict: dict[str, Any]
+    results: dict[str, Result]
+    findings: pd.DataFrame
+    undecidable: list[dict[str, Any]] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        found = ", ".join(f"{k} {c['proven']:,}/{c['inferred']:,}" for k, c in self.counts().items())
+        return (f"<Analysis {self.trace.name}: verdict {self.verdict['verdict']} ({self.verdict['summary']}); "
+                f"{len(self.runs):,} guest runs; findings proven/inferred: {found}>")
+
+    @property
+    def fingerprint(self) -> str:
+        """What the same buffer gives in every format (trace.dat, any text rendering) and load (whole,
+        selective, streamed): the events the analyses read, per type and CPU, and the guest runs. (Not
+        timestamps: the kernel's text rounds them to µs, trace-cmd's truncates.) Batches and compare
+        count a buffer seen twice once."""
+        counts = self.trace.event_cpu_counts()
+        read = registry.reads()
+        key = repr(sorted((str(e), int(c), int(n)) for (e, c), n in counts.items() if e in read))
+        return f"{self.trace.meta.events_read}:{len(self.runs)}:{hashlib.sha1(key.encode()).hexdigest()[:16]}"
+
+    def frame(self, analyzer: str, name: str) -> pd.DataFrame:
+        """One analyzer's DataFrame, e.g. ``frame("exits", "runs")``."""
+        return self.results[analyzer].frames[name]
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        return self.results["exits"].frames.get("runs", pd.DataFrame())
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Findings per kind and confidence."""
+        out = {k: {"proven": 0, "inferred": 0} for k in FINDING_KINDS}
+        for (k, c), n in self.findings.groupby(["kind", "confidence"]).size().items():
+            out[k][c] = int(n)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented, stable ``--json`` schema (see README, "analyze --json")."""
+        f = self.findings
+        return {
+            "schema": SCHEMA_VERSION,
+            "trace": self.trace.path,
+            "verdict": self.verdict["verdict"],
+            "verdict_evidence": self.verdict["evidence"],
+            "verdict_summary": self.verdict["summary"],
+            "verdict_classes": self.verdict["classes"],
+            "counts": self.counts(),
+            "findings": [plain(r) for r in f.to_dict(orient="records")],
+            "metrics": {name: plain(res.metrics) for name, res in self.results.items()},
+            "undecidable": self.undecidable,
+            "meta": plain(self.trace.meta.to_dict()),
+        }
+
+
+def plain(x: Any) -> Any:
+    """JSON-safe copy: numpy scalars → Python, NaN/NA → None."""
+    if isinstance(x, dict):
+        return {str(k): plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return [plain(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if x is pd.NA or x is None or (isinstance(x, float) and math.isnan(x)):
+        return None
+    return x

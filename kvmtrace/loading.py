@@ -1,0 +1,45 @@
+"""Loading a trace file: the reader, the Parquet cache, and the ``Trace`` they make.
+
+Above ``trace.py`` and ``cache.py``: a ``Trace`` knows nothing of where it was loaded from,
+and the cache is told which events' typed fields to keep.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+
+from . import cache as trace_cache
+from .readers import read, stream as read_stream
+from .readers.select import Selection
+from .trace import Trace
+
+
+def load(path: str | os.PathLike[str], cache: bool = False, cache_dir: str | os.PathLike[str] | None = None,
+         select: Selection | None = None, cache_fields: Sequence[str] = ()) -> Trace:
+    """Load a trace file of any supported format (sniffed from its content).
+
+    With ``cache``, a Parquet copy is kept in ``cache_dir`` (default: ``cache.default_dir()``), with
+    the typed fields of ``cache_fields`` (a trace.dat's: text keeps its payload), and used while the
+    file is unchanged; ``meta.cache`` says "hit" or "written". With ``select`` (see
+    ``readers.select``), only those events and fields are kept: memory for what is kept, not for
+    the file.
+    """
+    if cache and select is None and os.path.isfile(path):
+        hit = trace_cache.read(path, cache_dir)
+        if hit is not None:
+            hit.meta.cache = "hit"
+            return hit
+    got = read(path, select)
+    tr = Trace(got.events, got.meta, got.binary, fields=got.fields)
+    if cache and select is None:
+        trace_cache.write(tr, cache_dir, cache_fields)
+        tr.meta.cache = "written"
+    return tr
+
+
+def stream(path: str | os.PathLike[str], select: Selection, chunk_events: int) -> Iterator[Trace]:
+    """``path`` as traces of about ``chunk_events`` events each, keeping only ``select`` (see
+    ``readers.stream``): what a streamed analysis reads. Their ``meta`` is one object, complete
+    once the last piece is out."""
+    for piece in read_stream(path, select, chunk_events):
+        yield Trace(piece.events, piece.meta, fields=piece.fields)
