@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,45 @@ from .schema import concat
 from .seqindex import SeqIndex
 
 
+#: a ``df`` frame's key: the event, and the columns asked for (None: all of them, or every column
+#: decoded at once, as from trace.dat records)
+TypedKey = tuple[str, "tuple[str, ...] | None"]
+
+
+@dataclass
+class FieldCache:
+    """The typed fields a Trace has decoded, so each is decoded once."""
+
+    #: decoded while reading, or from the cache: event → seq + columns, rows in table order
+    read: dict[str, pd.DataFrame] = field(default_factory=dict)
+    #: ``df`` frames (base columns + fields) by (event, columns)
+    typed: dict[TypedKey, pd.DataFrame] = field(default_factory=dict)
+    #: ``fields`` answers by (event, columns): (events-table rows, the field columns)
+    picked: dict[tuple[str, tuple[str, ...]], tuple[np.ndarray, pd.DataFrame]] = field(default_factory=dict)
+    #: the ``read`` frames' rows by seq, for taking a chunk's rows
+    by_seq: dict[str, SeqIndex] = field(default_factory=dict)
+
+
+class Records:
+    """A trace.dat's records, for decoding fields on demand: read from the file on first use when the
+    trace came from the cache (``reopen``). One object is shared by a trace and its chunks, so the
+    file is re-read at most once."""
+
+    def __init__(self, binary: object | None, reopen: str | None) -> None:
+        self._binary, self.reopen = binary, reopen
+
+    @property
+    def present(self) -> bool:
+        return self._binary is not None or self.reopen is not None
+
+    def get(self) -> object:
+        if self._binary is None and self.reopen is not None:
+            from .readers import read
+
+            self._binary = read(self.reopen).binary  # seq is the record index in a full read
+        return self._binary
+
+
 class Trace:
     """A loaded trace. ``events`` holds every event; ``df(name)`` one event type, typed.
 
@@ -22,18 +62,16 @@ class Trace:
     """
 
     def __init__(self, events: pd.DataFrame, meta: TraceMeta, binary: object | None = None,
-                 reopen: str | None = None, fields: dict[str, pd.DataFrame] | None = None) -> None:
+                 reopen: str | None = None, fields: dict[str, pd.DataFrame] | None = None,
+                 records: Records | None = None) -> None:
         """``binary``: a trace.dat's records; ``reopen``: the trace.dat to re-read should a field be
-        wanted that ``fields`` (decoded already: event → seq + columns, in table order) lacks."""
+        wanted that ``fields`` (decoded already: event → seq + columns, in table order) lacks;
+        ``records``: both, shared with the trace this one is a part of."""
         self.events = events
         self.meta = meta
-        self._binary = binary  # trace.dat records, for decoding fields without text
-        self._reopen = reopen  # a cached trace.dat: re-read the file only if a field is not cached
-        self._cached: dict[str, pd.DataFrame] = dict(fields or {})  # field columns per event, in table order
-        self._typed: dict[str, pd.DataFrame] = {}
-        self._fields: dict[str, tuple[np.ndarray, pd.DataFrame]] = {}  # (events-table rows, fields)
+        self._records = records or Records(binary, reopen)
+        self._decoded = FieldCache(read=dict(fields or {}))
         self._names: list[str] | None = None
-        self._by_seq: dict[str, SeqIndex] = {}  # for rows(): cached fields' rows by seq
         self._counts: pd.Series | None = None  # events per (event, cpu)
 
     @property
@@ -47,14 +85,25 @@ class Trace:
     @property
     def has_binary(self) -> bool:
         """Typed fields come from trace.dat records (there is no printed payload)."""
-        return self._binary is not None or self._reopen is not None
+        return self._records.present
 
-    def _records(self) -> object:
-        if self._binary is None and self._reopen is not None:
-            from .readers import read
+    @property
+    def binary(self) -> object:
+        """The trace.dat's records (``readers.tracedat.BinarySource``), read now if the trace came
+        from the cache; None for text."""
+        return self._records.get()
 
-            self._binary = read(self._reopen).binary  # seq is the record index in a full read
-        return self._binary
+    @property
+    def decoded(self) -> dict[str, pd.DataFrame]:
+        """Fields decoded while reading (or from the cache): event → seq + columns, in table order."""
+        return self._decoded.read
+
+    def count_as(self, counts: pd.Series) -> None:
+        """Answer ``event_cpu_counts``, ``event_names`` and ``has`` with ``counts`` (events per (event,
+        cpu)): those of the whole trace, when this is a piece of it, so what is missing is decided
+        from the whole trace, not the piece."""
+        self._counts = counts
+        self._names = None
 
     def event_names(self) -> list[str]:
         """Event types present, most frequent first (counted once per Trace)."""
@@ -81,25 +130,26 @@ class Trace:
         Raises ``KeyError`` naming the closest event names when the trace has no ``name`` events.
         """
         self._require(name)
-        if name in self._typed:
-            full = self._typed[name]
+        typed = self._decoded.typed
+        if (name, None) in typed:
+            full = typed[(name, None)]
             return full if columns is None else full[[*_BASE, *(c for c in columns if c in full.columns)]]
-        key = name if columns is None or self.has_binary else f"{name}\0{','.join(sorted(columns))}"
-        if key not in self._typed:
+        key: TypedKey = (name, None if columns is None or self.has_binary else tuple(sorted(columns)))
+        if key not in typed:
             rows = self.events[self.events["event"] == name]
-            if name in self._cached:
-                fields = self._cached[name].drop(columns="seq")
+            if name in self._decoded.read:
+                fields = self._decoded.read[name].drop(columns="seq")
                 base = rows[_BASE].reset_index(drop=True)
-                self._typed[key] = pd.concat([base, fields], axis=1) if len(fields.columns) else base
+                typed[key] = pd.concat([base, fields], axis=1) if len(fields.columns) else base
             elif "payload" not in self.events.columns and not self.has_binary:
                 raise MissingEventsError(f"{name}: its fields were not kept by the selective load ({self.meta.selection})")
             elif self.has_binary:
                 from .fields.binary import decode_binary
 
-                self._typed[key] = decode_binary(name, rows, self._records())  # type: ignore[arg-type]
+                typed[key] = decode_binary(name, rows, self.binary)  # type: ignore[arg-type]
             else:
-                self._typed[key] = decode_event(name, rows, None if columns is None else tuple(columns))
-        out = self._typed[key]
+                typed[key] = decode_event(name, rows, None if columns is None else tuple(columns))
+        out = typed[key]
         return out if columns is None else out[[*_BASE, *(c for c in columns if c in out.columns)]]
 
     def _require(self, name: str) -> None:
@@ -116,10 +166,11 @@ class Trace:
         What the model reads: for a million rcu events, copying every base column
         costs more than decoding the two fields it needs.
         """
-        key = f"{name}\0fields\0{','.join(sorted(columns))}"
-        if key not in self._fields:
+        key = (name, tuple(sorted(columns)))
+        picked = self._decoded.picked
+        if key not in picked:
             rows = np.flatnonzero((self.events["event"] == name).to_numpy(bool))
-            known = self._cached.get(name, self._typed.get(name))
+            known = self._decoded.read.get(name, self._decoded.typed.get((name, None)))
             if known is not None:
                 got = known[[c for c in columns if c in known.columns]]
             elif "payload" not in self.events.columns and not self.has_binary:
@@ -127,12 +178,12 @@ class Trace:
             elif self.has_binary:
                 from .fields.binary import binary_fields
 
-                got = binary_fields(name, self.events["seq"].to_numpy(np.int64)[rows], self._records(),  # type: ignore[arg-type]
+                got = binary_fields(name, self.events["seq"].to_numpy(np.int64)[rows], self.binary,  # type: ignore[arg-type]
                                     tuple(columns))
             else:
                 got = decode_fields(name, self.events["payload"].array[rows], tuple(columns))
-            self._fields[key] = (rows, got)
-        rows, got = self._fields[key]
+            picked[key] = (rows, got)
+        rows, got = picked[key]
         out = pd.DataFrame({c: self.events[c].to_numpy()[rows] for c in ("seq", *base)})
         for c in columns:
             if c in got.columns:
@@ -145,8 +196,8 @@ class Trace:
         Answers "what could be decided without preemptirq/rcu events?" on a real trace.
         """
         keep = ~self.events["event"].astype(object).isin(names)
-        out = Trace(self.events[keep.to_numpy()], self.meta, self._binary, self._reopen)
-        out._typed = {k: v for k, v in self._typed.items() if "\0" not in k and k not in names}
+        out = Trace(self.events[keep.to_numpy()], self.meta, records=self._records)
+        out._decoded.typed = {k: v for k, v in self._decoded.typed.items() if k[1] is None and k[0] not in names}
         return out
 
     def rows(self, rows: np.ndarray) -> "Trace":
@@ -157,28 +208,27 @@ class Trace:
         decoded for those rows.
         """
         rows = np.asarray(rows, dtype=np.int64)
-        out = Trace(self.events.iloc[rows].reset_index(drop=True), self.meta, self._binary, self._reopen)
-        if self._reopen is not None and self._binary is None:  # a cached trace.dat is re-read once, not per chunk
-            out._records = self._records  # type: ignore[method-assign]
+        out = Trace(self.events.iloc[rows].reset_index(drop=True), self.meta, records=self._records)
         out._names = self.event_names()
-        for name, f in self._cached.items():
-            if name not in self._by_seq:  # the cached fields' rows by seq, once per trace
-                self._by_seq[name] = SeqIndex(f["seq"].to_numpy(np.int64), np.arange(len(f)))
+        mine = self._decoded
+        for name, f in mine.read.items():
+            if name not in mine.by_seq:  # the decoded fields' rows by seq, once per trace
+                mine.by_seq[name] = SeqIndex(f["seq"].to_numpy(np.int64), np.arange(len(f)))
             want = out.events["seq"].to_numpy(np.int64)[(out.events["event"] == name).to_numpy(bool)]
-            out._cached[name] = f.iloc[self._by_seq[name][want]].reset_index(drop=True)
-        for key, (have, got) in self._fields.items():
+            out._decoded.read[name] = f.iloc[mine.by_seq[name][want]].reset_index(drop=True)
+        for key, (have, got) in mine.picked.items():
             i = np.minimum(np.searchsorted(rows, have), max(len(rows) - 1, 0))
             keep = (rows[i] == have) if len(rows) else np.zeros(len(have), bool)
-            out._fields[key] = (i[keep], got[keep].reset_index(drop=True))
+            out._decoded.picked[key] = (i[keep], got[keep].reset_index(drop=True))
         return out
 
     def joined(self, after: "Trace") -> "Trace":
         """These events, then the events of ``after`` (a later piece of the same stream), as one trace
         with both pieces' decoded fields; meta and event names are ``after``'s."""
-        out = Trace(concat([self.events, after.events]), after.meta)
-        for name in set(self._cached) | set(after._cached):
-            out._cached[name] = concat([self._cached.get(name), after._cached.get(name)])
-        out._names = after._names
+        mine, theirs = self._decoded.read, after._decoded.read
+        out = Trace(concat([self.events, after.events]), after.meta,
+                    fields={name: concat([mine.get(name), theirs.get(name)]) for name in set(mine) | set(theirs)})
+        out._names = after.event_names()
         return out
 
     def only(self, cpus: "tuple[int, ...] | None" = None, start_ns: int | None = None, end_ns: int | None = None) -> "Trace":

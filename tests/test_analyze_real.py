@@ -224,7 +224,7 @@ def test_unpaired_and_lost_events_are_counted_never_mispaired():
     ev = tr.events
     exits = ev.index[ev["event"] == "kvm_exit"]
     # drop one kvm_exit in the middle: its entry must stay unpaired, not pair with the next exit
-    cut = kvmtrace.Trace(ev.drop(index=exits[100]), tr.meta, tr._binary)
+    cut = kvmtrace.Trace(ev.drop(index=exits[100]), tr.meta, tr.binary)
     a = kvmtrace.analyze(cut)
     m = a.results["exits"].metrics
     assert m["runs"] == 1666 and m["entries_without_exit"] == 1 and m["exits_without_entry"] == 0
@@ -236,7 +236,7 @@ def test_unpaired_and_lost_events_are_counted_never_mispaired():
     full = kvmtrace.analyze(tr)
     r = full.runs.iloc[200]
     meta.lost_gaps = [{"cpu": int(r["cpu"]), "ts": int(r["entry_ns"]) + 1, "count": 10}]
-    b = kvmtrace.analyze(kvmtrace.Trace(ev, meta, tr._binary))
+    b = kvmtrace.analyze(kvmtrace.Trace(ev, meta, tr.binary))
     assert b.results["exits"].metrics["runs_broken_by_lost_events"] == 1 and len(b.runs) == 1666
     assert b.counts()["apparent_irqsoff"]["proven"] == 1666  # the window around the gap is not trusted
     rcu_gap = b.findings[(b.findings["kind"] == "rcu_not_watching")]

@@ -3,6 +3,8 @@
 frames without rows still typed."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -61,3 +63,24 @@ def test_a_trace_without_guests_has_typed_empty_frames():
     assert a.findings["start_ns"].dtype == np.int64 and isinstance(a.findings["kind"].dtype, pd.CategoricalDtype)
     for name, f in frames(a).items():
         check(name, f)
+
+
+def test_results_are_typed_attributes_and_the_presentation_reads_them():
+    a = kvmtrace.analyze(kvmtrace.load(ARM64 / "arm64-6.1-prefix-nohzfull.dat", cache=False))
+    assert a.exits.runs is a.frame("exits", "runs") and len(a.exits.runs) == 1667
+    assert a.exits.reasons is a.frame("exits", "exit_reasons")
+    assert a.irqsoff.windows is a.frame("irqsoff", "windows")
+    assert a.irqsoff.runs_in_apparent_windows == a.results["irqsoff"].metrics["runs_in_apparent_windows"] == 1667
+    assert a.rcu.guest_quiescent_states == a.results["rcu"].metrics["guest_eqs"] > 0
+    assert a.rcu.handlers_in_guest_eqs == 835
+    assert a.ticks.path == a.results["ticks"].metrics["path"]
+    assert a.irqsoff.flag_windows is None  # preemptirq windows here: no flag-bounded ones
+    host = kvmtrace.analyze(kvmtrace.load(X86_618 / "host-idle.v7-zstd.dat", cache=False))
+    assert host.exits.runs is None and host.exits.cpus == [] and host.ticks.host_time_charged_to_guest_by_exit == {}
+    host.exits.cpus.append(9)  # a default is a fresh copy, never shared
+    assert host.exits.cpus == []
+    # the CLI, the report, compare and the figures read attributes, never results["name"]
+    root = Path(kvmtrace.__file__).parent
+    by_name = [str(p.relative_to(root)) for d in ("cli", "report", "compare", "plot") for p in (root / d).rglob("*.py")
+               if 'results["' in p.read_text()]
+    assert not by_name, by_name

@@ -191,7 +191,7 @@ def test_missing_cpu_data_and_unpaired_entries_add_no_proven_findings():
     mid = ev["ts"].quantile(0.5)
     cut_cpu = (ev["cpu"] == 1).to_numpy() & (ev["ts"] > mid).to_numpy()  # CPU 1's buffer ends half-way
     exits = (ev["event"] == "kvm_exit").to_numpy() & (rng.random(len(ev)) < 0.03)  # 3% of exits unrecorded
-    damaged = kvmtrace.Trace(ev[~(cut_cpu | exits)].reset_index(drop=True), tr.meta, tr._binary)
+    damaged = kvmtrace.Trace(ev[~(cut_cpu | exits)].reset_index(drop=True), tr.meta, tr.binary)
     a = kvmtrace.analyze(damaged)
     m = a.results["exits"].metrics
     assert m["entries_without_exit"] > 0 and len(a.runs) < len(full.runs)
@@ -234,7 +234,7 @@ def test_lost_symbols_never_select_the_pre_fix_path(damage):
 
     for path in (ARM64 / "arm64-6.1-fixed-tick.dat", SHARED / "real-x86-6.1-qemu-svm" / "x86-6.1-tick.dat"):
         tr = kvmtrace.load(path)
-        src = tr._records()
+        src = tr.binary
         k = src._kallsyms
         if damage == "no-printk":
             src._printk_text = ""

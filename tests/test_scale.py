@@ -56,8 +56,8 @@ def test_selective_load_keeps_less_and_analyzes_exactly_like_a_full_load(path):
 def test_selective_trace_dat_compacts_records_and_fields_still_decode():
     path = ARM64 / "arm64-6.1-prefix-tick.dat"
     full, lean = kvmtrace.load(path), kvmtrace.load(path, select=selection())
-    kept = sum(len(b) for b in lean._binary.store.bufs)
-    assert kept < sum(len(b) for b in full._binary.store.bufs)
+    kept = sum(len(b) for b in lean.binary.store.bufs)
+    assert kept < sum(len(b) for b in full.binary.store.bufs)
     a, b = full.df("kvm_exit"), lean.df("kvm_exit")
     assert a.drop(columns="seq").equals(b.drop(columns="seq")) and (a["seq"].to_numpy() == b["seq"].to_numpy()).all()
     with pytest.raises(KeyError):

@@ -4,13 +4,18 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
 from ..trace import Trace
 from .base import FINDING_KINDS, Result
+from .damage import Damage
+from .exits import Exits
+from .irqsoff import IrqsOff
+from .rcu import Rcu
+from .ticks import Ticks
 from . import registry
 
 SCHEMA_VERSION = 1
@@ -43,12 +48,39 @@ class Analysis:
         return f"{self.trace.meta.events_read}:{len(self.runs)}:{hashlib.sha1(key.encode()).hexdigest()[:16]}"
 
     def frame(self, analyzer: str, name: str) -> pd.DataFrame:
-        """One analyzer's DataFrame, e.g. ``frame("exits", "runs")``."""
+        """One analyzer's DataFrame by name, e.g. ``frame("exits", "runs")`` (``a.exits.runs``)."""
         return self.results[analyzer].frames[name]
 
     @property
+    def exits(self) -> Exits:
+        """Guest runs and exit reasons (``Exits``)."""
+        return cast(Exits, self.results["exits"])
+
+    @property
+    def irqsoff(self) -> IrqsOff:
+        """Irqs-off windows, apparent ones included (``IrqsOff``)."""
+        return cast(IrqsOff, self.results["irqsoff"])
+
+    @property
+    def rcu(self) -> Rcu:
+        """RCU quiescent states and the handlers inside guest ones (``Rcu``)."""
+        return cast(Rcu, self.results["rcu"])
+
+    @property
+    def ticks(self) -> Ticks:
+        """Ticks on the vCPU CPUs and where they were charged (``Ticks``)."""
+        return cast(Ticks, self.results["ticks"])
+
+    @property
+    def damage(self) -> Damage:
+        """What could not be read (``Damage``)."""
+        return cast(Damage, self.results["damage"])
+
+    @property
     def runs(self) -> pd.DataFrame:
-        return self.results["exits"].frames.get("runs", pd.DataFrame())
+        """Every guest run (``a.exits.runs``; an empty frame without kvm events)."""
+        runs = self.exits.runs
+        return runs if runs is not None else pd.DataFrame()
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Findings per kind and confidence."""

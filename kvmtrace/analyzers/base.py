@@ -2,10 +2,11 @@
 model of one trace (``Context``) and of the whole trace when finishing (``Whole``)."""
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -71,6 +72,39 @@ class Result:
         (or, where the events are there but too few, ``record``: what would help instead)."""
         self.undecidable.append({"analysis": self.name, "what": what, "missing": missing,
                                  "record": record or "trace-cmd record " + " ".join(RECORD_EVENTS[g] for g in groups)})
+
+
+T = TypeVar("T")
+
+
+class Metric(Generic[T]):
+    """One of a result's metrics read as a typed attribute (``metrics`` stays the ``--json``
+    document); ``default`` where the analysis could not compute it."""
+
+    def __init__(self, default: T, key: str | None = None) -> None:
+        self.default, self.key = default, key
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = self.key or name
+
+    def __get__(self, result: Result | None, owner: type | None = None) -> T:
+        if result is None or self.key not in result.metrics:
+            return copy.copy(self.default)  # a list or dict default is never shared
+        return result.metrics[self.key]
+
+
+class Frame:
+    """One of a result's frames read as an attribute: None where the analysis could not make it
+    (the events it needs are missing)."""
+
+    def __init__(self, key: str | None = None) -> None:
+        self.key = key
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = self.key or name
+
+    def __get__(self, result: Result | None, owner: type | None = None) -> pd.DataFrame | None:
+        return None if result is None else result.frames.get(self.key)  # type: ignore[arg-type]
 
 
 def _strings(part: Any, n: int) -> pa.Array:

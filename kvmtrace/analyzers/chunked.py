@@ -95,8 +95,8 @@ def collect_stream(pieces: Iterable[Trace], options: Options) -> tuple[list[dict
             continue
         for (e, c), v in piece.event_cpu_counts().items():
             counts[(str(e), int(c))] = counts.get((str(e), int(c)), 0) + int(v)
-        names = _names(counts)
-        piece._names = names
+        piece.count_as(_series(counts))  # the events seen so far decide what is missing
+        names = piece.event_names()
         if chunks.step is None:
             chunks.step = rcu_model.trace_counter_step(piece)
             early += chunks.step is None and any(n in names for n in ("rcu_dyntick", "rcu_watching"))
@@ -113,24 +113,21 @@ def collect_stream(pieces: Iterable[Trace], options: Options) -> tuple[list[dict
     carried = carried if carried is not None else empty  # no piece had events: the last empty one
     if meta is None or carried is None:
         raise ValueError("a stream yields at least one piece")
-    carried._names = _names(counts)
+    carried.count_as(_series(counts))
     chunks.collect(carried, key_carried, last=True)
     if early and chunks.step is not None:
         meta.warnings.append(f"{early} streamed pieces were analyzed before the RCU counter step was known "
                              "(missed-transition checks there used none)")
-    finishing = {name: [k._cached[name] for k in kept if name in k._cached] for name in FINISH_EVENTS}
+    finishing = {name: [k.decoded[name] for k in kept if name in k.decoded] for name in FINISH_EVENTS}
     whole = Trace(concat([k.events for k in kept]) if kept else carried.events.iloc[:0], meta,
                   fields={name: concat(frames) for name, frames in finishing.items() if frames})
-    whole._counts = pd.Series(counts, dtype=np.int64).rename_axis(["event", "cpu"]) if counts else \
-        pd.Series([], dtype=np.int64)
-    whole._names = _names(counts)
+    whole.count_as(_series(counts))
     meta.kernel["streamed"] = True
     return chunks.parts, whole
 
 
-def _names(counts: dict[tuple[str, int], int]) -> list[str]:
-    """Event names by count, most frequent first, from (event, cpu) counts."""
-    total: dict[str, int] = {}
-    for (e, _), v in counts.items():
-        total[e] = total.get(e, 0) + v
-    return [e for e, v in sorted(total.items(), key=lambda kv: -kv[1]) if v > 0]
+def _series(counts: dict[tuple[str, int], int]) -> pd.Series:
+    """Events per (event, cpu) as ``Trace.event_cpu_counts`` gives them."""
+    if not counts:
+        return pd.Series([], dtype=np.int64)
+    return pd.Series(counts, dtype=np.int64).rename_axis(["event", "cpu"])

@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .base import MODEL_NEEDS, Analyzer, Context, Result, Whole, by_cpu, made_inferred
+from .base import MODEL_NEEDS, Analyzer, Context, Frame, Metric, Result, Whole, by_cpu, made_inferred
 
 #: what each analysis reads from the payloads that can be damaged
 READS = {"irq_disable": "caller", "irq_enable": "caller", "rcu_dyntick": "polarity", "rcu_watching": "polarity",
@@ -22,6 +22,15 @@ READS = {"irq_disable": "caller", "irq_enable": "caller", "rcu_dyntick": "polari
 #: the kernel's limits (NR_CPUS at most 8192; PID_MAX_LIMIT 4M): a larger value is a damaged line
 MAX_CPUS = 8192
 PID_MAX_LIMIT = 4 * 1024 * 1024
+
+
+class Damage(Result):
+    """Damage the analyses saw. ``damaged``: ``seq``, ``cpu`` (NA: unknown, a garbled line) and
+    ``event`` (the event, or what kind of line) of every event or line that could not be read."""
+
+    damaged = Frame()
+    undecoded_payloads = Metric[dict[str, int]]({})
+    impossible_cpu_or_pid = Metric(0)
 
 
 def collect(ctx: Context) -> Result:
@@ -49,7 +58,7 @@ def finish(parts: list[Result], whole: Whole) -> Result:
     """Counts per event, and a note for each kind of payload that could not be read. What the reader
     saw damaged (``meta.damaged``) joins them: unparsable lines on every CPU (``cpu`` NA: which CPU a
     garbled line was on is not known), repaired event lines on their own."""
-    res = Result("damage")
+    res = Damage("damage")
     meta = whole.trace.meta
     d = by_cpu([p.frames.pop("damaged") for p in parts])
     named = d["event"].astype(str) if len(d) else pd.Series([], dtype=str)

@@ -5,11 +5,33 @@ import numpy as np
 
 from ..model.runs import exit_stats, exit_windows
 from ..model.timeline import gaps_of
-from .base import MODEL_NEEDS, Analyzer, Context, Result, Whole, by_cpu, concat, first_undecidable, summed
+from .base import MODEL_NEEDS, Analyzer, Context, Frame, Metric, Result, Whole, by_cpu, concat, first_undecidable, summed
 
 #: without these the guest runs cannot be paired
 REQUIRED = ("kvm_entry", "kvm_exit")
 WINDOW_COUNTS = ["window_irqs", "window_softirqs", "window_ticks"]
+
+
+class Exits(Result):
+    """Guest runs and exits.
+
+    ``runs``: one row per guest run, numbered ``run`` in (cpu, kvm_entry) order: ``cpu``, ``pid``,
+    ``comm``; ``entry_ns``/``return_ns``/``exit_ns`` and their ``*_seq`` (kvm_entry, the guest's
+    return to the host, kvm_exit); ``exit_type``, ``esr_ec`` (arm64), ``reason``, ``arch``;
+    ``guest_ns`` (entry to return), ``entry_to_exit_ns``; ``irqs``, ``softirqs``, ``ticks`` in the
+    run and ``window_*`` in its exit window; ``next_entry_ns`` and ``host_ns`` (exit to the next
+    entry; NA for the CPU's last run). ``reasons``: per exit reason ``count``, ``share`` and host /
+    guest time percentiles in µs (``host_p50_us`` … ``guest_max_us``), like ``perf kvm stat``.
+    """
+
+    runs = Frame()
+    reasons = Frame("exit_reasons")
+    cpus = Metric[list[int]]([])
+    vcpu_threads = Metric(0)
+    arch = Metric("unknown")
+    entries_without_exit = Metric(0)
+    exits_without_entry = Metric(0)
+    runs_broken_by_lost_events = Metric(0)
 
 
 def collect(ctx: Context) -> Result:
@@ -28,7 +50,7 @@ def collect(ctx: Context) -> Result:
 
 def finish(parts: list[Result], whole: Whole) -> Result:
     """All runs numbered in (cpu, kvm_entry) order, exit windows across CPUs, per-reason stats."""
-    res = Result("exits")
+    res = Exits("exits")
     if first_undecidable(parts, res):
         return res
     f = by_cpu([p.frames.pop("runs") for p in parts])

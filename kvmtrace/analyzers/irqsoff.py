@@ -13,13 +13,35 @@ import pandas as pd
 from ..model import irqsoff
 from ..model.timeline import containing, stretches
 from ..schema import empty_frame, na_below_zero
-from .base import MODEL_NEEDS, Analyzer, Context, Result, Whole, by_cpu, concat, findings_frame, first_undecidable, summed, text
+from .base import MODEL_NEEDS, Analyzer, Context, Frame, Metric, Result, Whole, by_cpu, concat, findings_frame, first_undecidable, summed, text
 
 #: without these only the irqs-off flag bounds windows (it is the same on buggy and fixed kernels)
 REQUIRED = ("irq_disable", "irq_enable")
 #: what a traced window is to the guest: spans no guest run / spans one, opened before kvm_entry
 #: (bug 2) / spans one, opened inside the guest entry itself
 KINDS = ["other", "apparent", "guest-entry"]
+
+
+class IrqsOff(Result):
+    """Irqs-off windows.
+
+    ``windows`` (preemptirq: irq_disable to irq_enable per CPU): ``cpu``, ``pid``, ``comm``,
+    ``start_ns``, ``end_ns``, ``duration_ns``, ``open_seq``, ``close_seq``, ``caller`` and
+    ``closer`` (the callers that opened and closed it), ``kind`` (``apparent``: opened before
+    kvm_entry and spanning the guest, bug 2; ``guest-entry``: opened inside the guest entry;
+    ``other``), ``run`` (the guest run it spans; NA for none). ``per_cpu``: ``windows``,
+    ``over_threshold``, ``max_us``, ``p99_us``, ``apparent``, ``apparent_total_us`` per CPU.
+    ``guest_entry_windows``: per ``caller``, ``runs`` and ``max_us``. Without preemptirq events:
+    ``flag_windows`` (``cpu``, ``start_ns``, ``end_ns``, ``duration_ns``) from the irqs-off flag.
+    """
+
+    windows = Frame()
+    per_cpu = Frame()
+    guest_entry_windows = Frame()
+    flag_windows = Frame()
+    threshold_us = Metric(0.0)
+    runs_in_apparent_windows = Metric[int | None](None)
+    runs_in_guest_entry_windows = Metric[dict[str, int]]({})
 
 
 def _per_cpu(w: pd.DataFrame, threshold: int) -> pd.DataFrame:
@@ -103,7 +125,7 @@ def collect(ctx: Context) -> Result:
 
 def finish(parts: list[Result], whole: Whole) -> Result:
     """Windows of the whole trace with run numbers, per-CPU statistics and metrics."""
-    res = Result("irqsoff")
+    res = IrqsOff("irqsoff")
     first_undecidable(parts, res)
     res.findings = concat([p.findings for p in parts])
     if "flag_windows" in parts[0].frames:

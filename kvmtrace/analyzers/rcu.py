@@ -14,12 +14,33 @@ import pandas as pd
 from ..model import rcu
 from ..model.timeline import Cls, containing
 from ..schema import na_below_zero
-from .base import (MODEL_NEEDS, NOHZ_NEEDS, Analyzer, Context, Result, Whole, by_cpu, concat, findings_frame,
+from .base import (MODEL_NEEDS, NOHZ_NEEDS, Analyzer, Context, Frame, Metric, Result, Whole, by_cpu, concat, findings_frame,
                    first_undecidable, labels, needs, nohz_full_cpus, summed)
 from .verdict import entry_logic
 
 NEEDS_ANY_RCU = ("rcu_dyntick", "rcu_watching")
 HANDLER_CLASSES = (Cls.HANDLER,)
+
+
+class Rcu(Result):
+    """Task-level RCU extended quiescent states (EQS).
+
+    ``eqs``: every one: ``cpu``, ``pid``, ``comm``, ``start_ns``/``end_ns`` (RCU stopped and
+    started watching), ``duration_ns``, ``stop_seq``, ``start_seq``, ``idle``. ``guest_eqs``: those
+    a vCPU thread entered during a guest run, with ``run`` (NA: a run lost events broke,
+    ``broken_run``). The metrics count handlers inside them (bug 1) and what the counters show.
+    """
+
+    eqs = Frame()
+    guest_eqs = Frame()
+    source = Metric[str | None](None)
+    guest_quiescent_states = Metric(0, key="guest_eqs")
+    handlers_in_guest_eqs = Metric(0)
+    softirqs_in_guest_eqs = Metric(0)
+    handlers_in_idle_eqs_legitimate = Metric(0)
+    missed_transitions = Metric(0)
+    counter_step = Metric[int | None](None)
+    nohz_full_cpus = Metric[dict[str, str]]({})
 
 
 def collect(ctx: Context) -> Result:
@@ -70,7 +91,7 @@ def collect(ctx: Context) -> Result:
 def finish(parts: list[Result], whole: Whole) -> Result:
     """Counts over the whole trace; without RCU events, exposure where the entry logic is not known fixed
     (from its own signatures: ``verdict.entry_logic``)."""
-    res = Result("rcu")
+    res = Rcu("rcu")
     first_undecidable(parts, res)
     res.findings = concat([p.findings for p in parts])
     guest = by_cpu([p.frames.pop("guest_eqs", None) for p in parts])

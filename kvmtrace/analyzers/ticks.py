@@ -25,7 +25,7 @@ from ..model import releases
 from ..model import ticks as tk
 from ..model.kernel import IRQ_EXIT_REASONS
 from ..schema import empty_frame, na_below_zero
-from .base import (MODEL_NEEDS, NOHZ_NEEDS, Analyzer, Context, Result, Whole, concat, findings_frame,
+from .base import (MODEL_NEEDS, NOHZ_NEEDS, Analyzer, Context, Frame, Metric, Result, Whole, concat, findings_frame,
                    first_undecidable, needs)
 
 #: without these no tick can be placed against the guest runs
@@ -44,6 +44,33 @@ WHY_GUARANTEED = ("the host-IRQ window after this exit takes every IRQ pending a
                   "sti on x86); a tick handled after it became pending later or was delivered late")
 WHY_UNSEEN = "the KVM_RUN loop's irq toggles after this run were not seen (callers unresolved or events missing)"
 WHY_REASON = "the exit reason could not be decoded"
+
+
+class Ticks(Result):
+    """Ticks on the vCPU CPUs and where each was charged (bug 3).
+
+    ``ticks``: one row per tick expiry: ``seq``, ``cpu``, ``ts``, ``now`` (its hrtimer clock),
+    ``pid``, ``comm``, ``run_of`` (the guest run it belongs to; NA: none), ``place`` (where its
+    handler ran against that run), ``caused_exit``, ``after_non_irq_exit``, ``reworked_entry``,
+    ``path_seen``, ``due_ns`` and ``pending_ns`` (estimated in trace time), ``pending`` (when its
+    IRQ was pending), ``cpu_mode`` (``tick`` or ``nohz_full``), ``charged`` (``guest``, ``host``,
+    ``vtime``, ``unknown``), ``misaccounted``, ``host_charged_to_guest``. ``per_cpu``: ``mode``,
+    ``ticks``, ``expected_guest``, ``charged_guest`` (NA: undecided), ``misaccounted``,
+    ``host_charged_to_guest`` per CPU.
+    """
+
+    ticks = Frame()
+    per_cpu = Frame()
+    ticks_on_vcpu_cpus = Metric(0)
+    charged_guest_ticks = Metric[int | None](None)
+    misaccounted_ticks = Metric(0)
+    tick_period_ns = Metric(0)
+    clock_offset_ns = Metric(0)
+    due_uncertainty_ns = Metric(0)
+    path = Metric("unknown")
+    path_evidence = Metric("")
+    host_time_charged_to_guest = Metric(0)
+    host_time_charged_to_guest_by_exit = Metric[dict[str, int]]({})
 
 
 def collect(ctx: Context) -> Result:
@@ -100,7 +127,7 @@ def collect(ctx: Context) -> Result:
 
 def finish(parts: list[Result], whole: Whole) -> Result:
     """Due times, charging and findings of every tick on a vCPU CPU."""
-    res = Result("ticks")
+    res = Ticks("ticks")
     if first_undecidable(parts, res):
         return res
     runs = whole.runs

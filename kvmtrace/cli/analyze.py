@@ -139,43 +139,41 @@ def _print(a: Analysis, show: int) -> None:
     for k in FINDING_KINDS:
         if c[k]["proven"] or c[k]["inferred"]:
             click.echo(f"  {k}: {EXPLAIN[k]}")
-    ex = a.results["exits"]
-    if ex.metrics:
-        mm = ex.metrics
-        click.echo(f"\nguest runs: {mm['runs']:,} on CPUs {mm['cpus']} ({mm['vcpu_threads']} vCPU thread(s), {mm['arch']});"
-                   f" unpaired: {mm['entries_without_exit']} entries, {mm['exits_without_entry']} exits,"
-                   f" {mm['runs_broken_by_lost_events']} broken by lost events")
-        er = ex.frames["exit_reasons"]
+    ex = a.exits
+    if ex.runs is not None and ex.reasons is not None:
+        click.echo(f"\nguest runs: {len(ex.runs):,} on CPUs {ex.cpus} ({ex.vcpu_threads} vCPU thread(s), {ex.arch});"
+                   f" unpaired: {ex.entries_without_exit} entries, {ex.exits_without_entry} exits,"
+                   f" {ex.runs_broken_by_lost_events} broken by lost events")
+        er = ex.reasons
         click.echo(render(["exit reason", "count", "share", "host p50 us", "p90", "p99", "max", "guest p50 us", "p99"],
                           [[r.reason, int(r.count), f"{r.share:.1%}", r.host_p50_us, r.host_p90_us, r.host_p99_us,
                             r.host_max_us, r.guest_p50_us, r.guest_p99_us] for r in er.itertuples()]))
-    io = a.results["irqsoff"]
-    if "per_cpu" in io.frames:
-        click.echo(f"\nirqs-off windows (preemptirq), threshold {io.metrics['threshold_us']:g} us:")
+    io = a.irqsoff
+    if io.per_cpu is not None:
+        click.echo(f"\nirqs-off windows (preemptirq), threshold {io.threshold_us:g} us:")
         click.echo(render(["cpu", "windows", "over threshold", "max us", "p99 us", "apparent", "apparent total us"],
                           [[int(r.cpu), int(r.windows), int(r.over_threshold), r.max_us, r.p99_us, int(r.apparent),
-                            r.apparent_total_us] for r in io.frames["per_cpu"].itertuples()]))
-        for caller, n in io.metrics["runs_in_guest_entry_windows"].items():
+                            r.apparent_total_us] for r in io.per_cpu.itertuples()]))
+        for caller, n in io.runs_in_guest_entry_windows.items():
             click.echo(f"  {n:,} guest runs inside a window opened in the guest entry by {caller} "
                        "(spans the guest, not the entry-logic bug)")
-    rc = a.results["rcu"].metrics
-    if rc.get("source"):
-        click.echo(f"\nRCU ({rc['source']}): {rc['guest_eqs']:,} guest quiescent states, {rc['handlers_in_guest_eqs']:,} "
-                   f"IRQ handlers and {rc['softirqs_in_guest_eqs']:,} softirqs inside them; "
-                   f"{rc['handlers_in_idle_eqs_legitimate']:,} IRQs from idle (legitimate); "
-                   f"{rc['missed_transitions']} missed transitions (counter step {rc['counter_step']})")
-    if rc.get("nohz_full_cpus"):
-        click.echo("  nohz_full CPUs: " + "; ".join(f"{c} ({w})" for c, w in rc["nohz_full_cpus"].items()))
-    tk = a.results["ticks"]
-    if "per_cpu" in tk.frames:
-        tm = tk.metrics
-        click.echo(f"\nticks on vCPU CPUs (period {tm['tick_period_ns'] / 1e6:g} ms, trace clock − monotonic "
-                   f"{tm['clock_offset_ns']:,} ns ± {tm['due_uncertainty_ns']:,}):")
-        click.echo(render(TICK_HEADER, tick_rows(tk.frames["per_cpu"])))
-        click.echo(f"  guest timing: {tm['path']}: {tm['path_evidence']}")
-        if tm["host_time_charged_to_guest"]:
+    rc = a.rcu
+    if rc.source:
+        click.echo(f"\nRCU ({rc.source}): {rc.guest_quiescent_states:,} guest quiescent states, {rc.handlers_in_guest_eqs:,} "
+                   f"IRQ handlers and {rc.softirqs_in_guest_eqs:,} softirqs inside them; "
+                   f"{rc.handlers_in_idle_eqs_legitimate:,} IRQs from idle (legitimate); "
+                   f"{rc.missed_transitions} missed transitions (counter step {rc.counter_step})")
+    if rc.nohz_full_cpus:
+        click.echo("  nohz_full CPUs: " + "; ".join(f"{c} ({w})" for c, w in rc.nohz_full_cpus.items()))
+    tk = a.ticks
+    if tk.per_cpu is not None:
+        click.echo(f"\nticks on vCPU CPUs (period {tk.tick_period_ns / 1e6:g} ms, trace clock − monotonic "
+                   f"{tk.clock_offset_ns:,} ns ± {tk.due_uncertainty_ns:,}):")
+        click.echo(render(TICK_HEADER, tick_rows(tk.per_cpu)))
+        click.echo(f"  guest timing: {tk.path}: {tk.path_evidence}")
+        if tk.host_time_charged_to_guest:
             click.echo("  host time charged to the guest by design (ticks due after the guest left), per exit: "
-                       + ", ".join(f"{k} {v:,}" for k, v in tm["host_time_charged_to_guest_by_exit"].items()))
+                       + ", ".join(f"{k} {v:,}" for k, v in tk.host_time_charged_to_guest_by_exit.items()))
     for u in a.undecidable:
         missing = f"; missing {', '.join(u['missing'])}" if u["missing"] else ""
         click.echo(f"\nundecidable: {u['what']}{missing}\n  {'capture with' if u['record'].startswith('trace-cmd') else 'needs'}: "

@@ -67,20 +67,20 @@ def extract(a: Analysis) -> Part:
         for kind, analyzer in ANALYZER_OF.items():
             if u["analysis"] == analyzer:
                 cannot[kind] = f"needs {', '.join(u['missing'])}" if u["missing"] else u["what"]
-    w = a.results["irqsoff"].frames.get("windows", pd.DataFrame())
-    has_w = len(w) > 0
+    w = a.irqsoff.windows
+    has_w = w is not None and len(w) > 0
     r = a.runs
     exits = pd.DataFrame({"reason": r["reason"].astype(str).to_numpy(), "host_ns": r["host_ns"].array,
                           "guest_ns": r["guest_ns"].to_numpy(np.int64)}) if len(r) else _no_exits()
-    t = a.results["ticks"].frames.get("per_cpu")
+    t = a.ticks.per_cpu
     return Part(
         path=a.trace.path, entry_logic=a.verdict["verdict"], runs=len(r),
-        ticks=int(a.results["ticks"].metrics.get("ticks_on_vcpu_cpus") or 0), counts=a.counts(), cannot=cannot,
-        irqsoff_ns=w["duration_ns"].to_numpy(np.int64) if has_w else np.zeros(0, np.int64),
-        apparent_ns=w.loc[(w["kind"] == "apparent").to_numpy(bool), "duration_ns"].to_numpy(np.int64) if has_w
+        ticks=int(a.ticks.ticks_on_vcpu_cpus or 0), counts=a.counts(), cannot=cannot,
+        irqsoff_ns=w["duration_ns"].to_numpy(np.int64) if w is not None and has_w else np.zeros(0, np.int64),
+        apparent_ns=w.loc[(w["kind"] == "apparent").to_numpy(bool), "duration_ns"].to_numpy(np.int64) if w is not None and has_w
         else np.zeros(0, np.int64),
         exits=exits, tick_rows=t.assign(trace=a.trace.name) if t is not None and len(t) else pd.DataFrame(),
-        host_to_guest=dict(a.results["ticks"].metrics.get("host_time_charged_to_guest_by_exit") or {}),
+        host_to_guest=dict(a.ticks.host_time_charged_to_guest_by_exit),
         fingerprint=a.fingerprint)
 
 

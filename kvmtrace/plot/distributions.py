@@ -32,7 +32,7 @@ def irqsoff_cdf(sides: Analysis | Sides, fig: Figure | None = None) -> Figure:
     ax = fig.add_subplot(1, 1, 1)
     q = np.linspace(0, 1, CDF_POINTS)
     for i, (label, a) in enumerate(s.items()):
-        w = a.results["irqsoff"].frames.get("windows")
+        w = a.irqsoff.windows
         if w is None or not len(w):
             continue
         d = np.maximum(w["duration_ns"].to_numpy(np.int64), 1) / 1e3
@@ -124,7 +124,7 @@ def ticks_per_cpu(sides: Analysis | Sides, fig: Figure | None = None) -> Figure:
     s = _sides(sides)
     fig = fig or new_figure(3.6)
     ax = fig.add_subplot(1, 1, 1)
-    frames = {label: a.results["ticks"].frames.get("per_cpu") for label, a in s.items()}
+    frames = {label: a.ticks.per_cpu for label, a in s.items()}
     cpus = sorted({int(c) for f in frames.values() if f is not None and len(f) for c in f["cpu"]})
     k, width = len(s), min(0.8 / max(len(s), 1), 0.3)
     top = 0.0

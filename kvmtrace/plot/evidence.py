@@ -46,7 +46,7 @@ def proving(a: Analysis, kind: str) -> Shown | None:
     r = p.iloc[0]
     due = None
     if kind == "misaccounted_tick":
-        t = a.results["ticks"].frames.get("ticks")
+        t = a.ticks.ticks
         hit = t[(t["cpu"] == r["cpu"]) & (t["ts"] >= r["start_ns"]) & (t["ts"] <= r["end_ns"]) & t["misaccounted"]] \
             if t is not None and len(t) else None
         due = int(hit["due_ns"].iloc[0]) if hit is not None and len(hit) and hit["due_ns"].notna().iloc[0] else None
@@ -56,7 +56,7 @@ def proving(a: Analysis, kind: str) -> Shown | None:
 def same_kind(a: Analysis, kind: str) -> Shown | None:
     """The run a kernel without the bug shows in its place (see the module docstring), or None."""
     if kind == "apparent_irqsoff":
-        w = a.results["irqsoff"].frames.get("windows")
+        w = a.irqsoff.windows
         g = w[(w["kind"] == "guest-entry").to_numpy(bool)] if w is not None and len(w) else None
         if g is not None and len(g):
             r = g.iloc[0]
@@ -65,13 +65,13 @@ def same_kind(a: Analysis, kind: str) -> Shown | None:
             end = int(run["exit_ns"].iloc[0]) if len(run) else int(r["end_ns"])
             return Shown(int(r["cpu"]), int(r["start_ns"]), end, "irqs-off window opened in the guest entry")
     elif kind == "rcu_not_watching":
-        g = a.results["rcu"].frames.get("guest_eqs")
+        g = a.rcu.guest_eqs
         if g is not None and len(g):
             r = g.iloc[0]
             return Shown(int(r["cpu"]), int(r["start_ns"]), int(r["end_ns"]), "guest quiescent state")
     elif kind == "misaccounted_tick":
-        t = a.results["ticks"].frames.get("ticks")
-        ok = t[(t["charged"] == "guest") & (t["pending"] == "caused the IRQ exit") & (t["run_of"] >= 0)] \
+        t = a.ticks.ticks
+        ok = t[(t["charged"] == "guest") & (t["pending"] == "caused the IRQ exit") & t["run_of"].notna().to_numpy(bool)] \
             if t is not None and len(t) else None
         if ok is not None and len(ok):
             r = ok.iloc[0]

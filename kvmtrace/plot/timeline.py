@@ -34,7 +34,7 @@ def worst_window(a: Analysis, pad_ns: int = 50_000) -> Window:
     """Where to look first, always with a guest run in view when the trace has one: the longest apparent
     irqs-off window, else the longest window opened in the guest entry (the fixed kernel's run of the
     same kind), else the longest guest run; a host-only trace: its longest irqs-off window."""
-    w = a.results["irqsoff"].frames.get("windows", pd.DataFrame())
+    w = a.irqsoff.windows if a.irqsoff.windows is not None else pd.DataFrame()
     kind = w["kind"].astype(str) if len(w) else None
     for pick_kind, why in (("apparent", "longest apparent irqs-off window"),
                            ("guest-entry", "longest irqs-off window opened in the guest entry")):
@@ -81,12 +81,12 @@ def drawn_items(a: Analysis, start: int, end: int) -> dict[str, pd.DataFrame]:
         return f[((f[e] >= start) & (f[s] <= end)).to_numpy(bool)]
 
     irqs = _handlers(a, start, end)
-    ticks = a.results["ticks"].frames.get("ticks")
+    ticks = a.ticks.ticks
     runs = a.runs if {"entry_ns", "return_ns", "exit_ns"} <= set(a.runs.columns) else None
     return {
         "runs": clip(runs, "entry_ns", "exit_ns", "return_ns"),
-        "windows": clip(a.results["irqsoff"].frames.get("windows"), "start_ns", "end_ns", "kind"),
-        "eqs": clip(a.results["rcu"].frames.get("guest_eqs"), "start_ns", "end_ns"),
+        "windows": clip(a.irqsoff.windows, "start_ns", "end_ns", "kind"),
+        "eqs": clip(a.rcu.guest_eqs, "start_ns", "end_ns"),
         "irqs": irqs,
         "ticks": ticks[((ticks["ts"] >= start) & (ticks["ts"] <= end)).to_numpy(bool)] if ticks is not None and len(ticks)
         else pd.DataFrame(columns=["ts", "cpu", "misaccounted"]),

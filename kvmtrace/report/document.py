@@ -59,25 +59,24 @@ def document(a: Analysis, figures: dict[str, str], cmp: Comparison | None, basel
     if "timeline-baseline" in figures:
         out += _figure("timeline-baseline", "per-CPU timeline of the baseline", figures["timeline-baseline"])
     out += ["## Irqs-off windows", ""]
-    io = a.results["irqsoff"]
-    if "per_cpu" in io.frames:
-        out += [markdown(["CPU", "windows", f"over {io.metrics['threshold_us']:g} µs", "max µs", "p99 µs", "apparent",
+    io = a.irqsoff
+    if io.per_cpu is not None:
+        out += [markdown(["CPU", "windows", f"over {io.threshold_us:g} µs", "max µs", "p99 µs", "apparent",
                           "apparent total µs"],
                          [[int(r.cpu), int(r.windows), int(r.over_threshold), float(r.max_us), float(r.p99_us),
-                           int(r.apparent), float(r.apparent_total_us)] for r in io.frames["per_cpu"].itertuples()]), ""]
+                           int(r.apparent), float(r.apparent_total_us)] for r in io.per_cpu.itertuples()]), ""]
     out += _figure("irqsoff-cdf", "irqs-off duration CDF", figures["irqsoff-cdf"])
     out += ["## Exits", ""]
-    er = a.results["exits"].frames.get("exit_reasons")
+    er = a.exits.reasons
     if er is not None and len(er):
         out += [markdown(["exit reason", "count", "share", "host p50 µs", "p99 µs", "max µs", "guest p50 µs"],
                          [[r.reason, int(r.count), f"{r.share:.1%}", _f(r.host_p50_us), _f(r.host_p99_us),
                            _f(r.host_max_us), _f(r.guest_p50_us)] for r in er.itertuples()]), ""]
     out += _figure("exit-handling", "host handling per exit reason", figures["exit-handling"])
     out += ["## Guest ticks", ""]
-    tk = a.results["ticks"]
-    if "per_cpu" in tk.frames and len(tk.frames["per_cpu"]):
-        out += [markdown(TICK_HEADER, tick_rows(tk.frames["per_cpu"])), "",
-                f"Guest timing: {tk.metrics['path']}: {tk.metrics['path_evidence']}", ""]
+    tk = a.ticks
+    if tk.per_cpu is not None and len(tk.per_cpu):
+        out += [markdown(TICK_HEADER, tick_rows(tk.per_cpu)), "", f"Guest timing: {tk.path}: {tk.path_evidence}", ""]
     out += _figure("ticks-per-cpu", "misaccounted ticks per CPU", figures["ticks-per-cpu"])
     if a.undecidable:
         out += ["## Could not decide", ""]
