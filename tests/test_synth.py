@@ -65,7 +65,7 @@ def test_x86_sequences_match_the_real_kernel(variant, nohz, out):
 
 
 def test_code_path_order_per_variant(out):
-    """The kernel's order (kernel-semantics.md C.2/C.3), asserted on each path's callers."""
+    """The kernel's order (docs/kernel.md C.2/C.3), asserted on each path's callers."""
     def callers(r: dict, reason: str) -> list[str]:
         tr = kvmtrace.load(r["paths"]["report-tl"])
         a = kvmtrace.analyze(tr)

@@ -1,4 +1,4 @@
-"""Every text format variant, built from the exact kernel/tool format strings (kernel-semantics.md A, B)."""
+"""Every text format variant, built from the exact kernel/tool format strings (docs/kernel.md A, B)."""
 from __future__ import annotations
 
 import gzip

@@ -16,7 +16,7 @@ DATS = [X86_618 / "host-idle.v6.dat", X86_618 / "host-idle.v7-zstd.dat",
         *(PUBLIC / n for n in ("lisa_tests_assets_sched_load_trace.dat", "trappy_tests_raw_trace.dat",
                                "trappy_tests_trace.dat", "trappy_tests_trace_idle.dat"))]
 
-# kernel-semantics.md section A events
+# docs/kernel.md section A events
 SECTION_A = {"kvm_entry", "kvm_exit", "kvm_userspace_exit", "irq_disable", "irq_enable", "preempt_disable",
              "preempt_enable", "rcu_dyntick", "rcu_watching", "rcu_utilization", "irq_handler_entry",
              "irq_handler_exit", "softirq_entry", "softirq_exit", "softirq_raise", "hrtimer_start",

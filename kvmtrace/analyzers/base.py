@@ -36,7 +36,7 @@ class Options:
     #: build the model this many events at a time (same result; default 1M with ``low_memory``)
     chunk_events: int | None = None
     #: the traced kernel's release (``uname -r``): overrides the trace.dat's UNAME; x86 tick
-    #: accounting is decided from it (kernel-semantics.md F)
+    #: accounting is decided from it (docs/kernel.md F)
     kernel_release: str | None = None
     #: analyze only these CPUs, and only events within [start_ns, end_ns] (trace timestamps)
     cpus: tuple[int, ...] | None = None

@@ -116,7 +116,7 @@ def finish(parts: list[Result], whole: Whole) -> Result:
 
 
 def _exposure(ctx: Context, res: Result, handlers: np.ndarray) -> Result:
-    """No RCU events: IRQs between kvm_entry and kvm_exit on arm64 (kernel-semantics.md C.4: exposure,
+    """No RCU events: IRQs between kvm_entry and kvm_exit on arm64 (docs/kernel.md C.4: exposure,
     never proof). Which CPUs are nohz_full and whether the entry logic is fixed are known only for
     the whole trace: ``finish`` keeps those findings."""
     tl = ctx.tl

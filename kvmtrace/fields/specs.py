@@ -24,7 +24,7 @@ BASE_COLUMNS = ["ts", "seq", "cpu", "pid", "comm", *FLAG_COLUMNS]
 _HEX = r"[0-9a-fA-F]+"
 _SYMOFF = r"\S+"
 #: what trace-cmd's x86 kvm plugin prints before the normal text when it runs on another
-#: architecture's kvm events (kernel-semantics.md B.3): "<CANT FIND FIELD exit_reason>TRAP: ..."
+#: architecture's kvm events (docs/kernel.md B.3): "<CANT FIND FIELD exit_reason>TRAP: ..."
 _PLUGIN_MISS = r"(?:<CANT FIND FIELD \w+>|CAN'T FIND FIELD \"\w+\")*"
 
 

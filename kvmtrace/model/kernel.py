@@ -1,4 +1,4 @@
-"""Names the kernel prints that the model keys on (kernel-semantics.md A, C, E).
+"""Names the kernel prints that the model keys on (docs/kernel.md A, C, E).
 
 Kept in one place so a new kernel version or vendor tree is one edit here.
 """
@@ -44,7 +44,7 @@ HANDLER_EVENTS = frozenset({"irq_handler_entry", "local_timer_entry", "call_func
 #: format prints no flags column
 HANDLER_EXIT_EVENTS = frozenset({e[:-len("entry")] + "exit" for e in HANDLER_EVENTS})
 
-#: `trace-cmd record -e` groups per analysis (kernel-semantics.md D)
+#: `trace-cmd record -e` groups per analysis (docs/kernel.md D)
 RECORD_EVENTS = {
     "kvm": "-e kvm:kvm_entry -e kvm:kvm_exit",
     "preemptirq": "-e preemptirq:irq_disable -e preemptirq:irq_enable",

@@ -2,7 +2,7 @@
 
 Only task-level words open and close an EQS (≤6.11 ``Start``/``End``, swapped in
 ``rcu_watching``); irq-level brackets and ``++=``/``--=`` nesting are fired around
-tracepoints inside or outside an EQS and do not end it (kernel-semantics.md E.1).
+tracepoints inside or outside an EQS and do not end it (docs/kernel.md E.1).
 Counter deltas between consecutive RCU events expose transitions the trace missed.
 """
 from __future__ import annotations

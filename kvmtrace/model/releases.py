@@ -1,7 +1,7 @@
 """Kernel releases, where the trace cannot show the code path itself.
 
 On x86 the two placements of the end of guest timing emit the same events
-(kernel-semantics.md F): only the release tells whether the host-IRQ window after
+(docs/kernel.md F): only the release tells whether the host-IRQ window after
 a VM-exit was still guest time. The release comes from ``--kernel-release`` (as
 ``uname -r`` prints it) or from the trace.dat's UNAME option.
 """

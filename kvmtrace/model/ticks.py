@@ -5,7 +5,7 @@ periodic tick was due at the last tick-period grid point at or before it (the
 grid phase comes from the tick timer's ``hrtimer_start expires=``). The trace
 clock (``local`` by default) differs from CLOCK_MONOTONIC by a near-constant
 offset, estimated as the minimum of ``ts − now`` over all tick expiries
-(kernel-semantics.md E.6); its spread is the uncertainty of every due time.
+(docs/kernel.md E.6); its spread is the uncertainty of every due time.
 """
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ def delivery_ns(handler_ns: np.ndarray, due: np.ndarray) -> int:
 @dataclass
 class ExitPath:
     """Per guest run, the KVM_RUN loop's steps between the guest's return and ``limit`` (the CPU's
-    next kvm_entry), found by caller name (kernel-semantics.md C.2, C.3, F).
+    next kvm_entry), found by caller name (docs/kernel.md C.2, C.3, F).
 
     The host-IRQ window is the loop's first ``irq_enable`` at or after the return (on the pre-fix
     arm64 path that enable *is* the return) up to the loop's next ``irq_disable``; it exists only

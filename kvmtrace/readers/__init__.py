@@ -147,11 +147,6 @@ def trace_kind(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
-def is_trace(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` looks like a trace kvmtrace reads (by content)."""
-    return trace_kind(path) is None
-
-
 def _finish_meta(events: pd.DataFrame, meta: TraceMeta, select: Selection | None = None) -> None:
     """Fill the fields every reader derives the same way from the table."""
     if select is not None:

@@ -1,4 +1,4 @@
-"""Decode the latency flag columns (kernel-semantics.md B.2) into typed columns.
+"""Decode the latency flag columns (docs/kernel.md B.2) into typed columns.
 
 Column 1 irqs-off (``d``/``D`` masked, ``b``/``D`` BH off, ``X`` unknown),
 2 need-resched, 3 hardirq/softirq/NMI, 4 preempt depth (hex), 5 migrate-disable

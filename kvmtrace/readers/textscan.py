@@ -21,7 +21,6 @@ def lut(chars: str | bytes) -> np.ndarray:
 
 
 DIGIT = lut("0123456789")
-NOT_SPACE = ~lut(" \t\r\n")
 
 _HEXVAL = np.zeros(256, dtype=np.uint64)
 for _i, _c in enumerate(b"0123456789"):

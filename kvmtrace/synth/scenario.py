@@ -42,7 +42,7 @@ class Scenario:
 
     @property
     def unrecorded(self) -> set[str]:
-        """Events the usual recording leaves out (kernel-semantics.md D: x86 records only the timer vectors)."""
+        """Events the usual recording leaves out (docs/kernel.md D: x86 records only the timer vectors)."""
         return {"reschedule_entry", "reschedule_exit"} if self.arch == "x86" else set()
 
     @property

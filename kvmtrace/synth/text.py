@@ -1,6 +1,6 @@
 """Text writers: the kernel's tracefs ``trace`` file and ``trace-cmd report -N`` (with -l, -t).
 
-Line layouts follow kernel-semantics.md B.1/B.3: the kernel pads the pid to 7
+Line layouts follow docs/kernel.md B.1/B.3: the kernel pads the pid to 7
 (5 before 5.10), prints 4 or 5 flag columns and µs timestamps; trace-cmd pads the
 pid to 5, shows flags only with ``-l`` (CPU number glued to them) and ns with ``-t``.
 """

@@ -107,7 +107,7 @@ class TruthSink:
 
     def _verdict(self) -> str:
         """What a trace-only analysis should conclude (given the release on x86): pre-fix entry logic on
-        arm64; on x86 the entry was traced with IRQs on before 5.17 already (kernel-semantics.md C.3), and
+        arm64; on x86 the entry was traced with IRQs on before 5.17 already (docs/kernel.md C.3), and
         only the tick placement of 5.9-5.12 shows a pre-fix path, on tick-accounted vCPU CPUs."""
         sc = self.sc
         if sc.arch == "arm64":
@@ -120,7 +120,7 @@ class TruthSink:
         head = {"synthetic": True, "generator": "kvmtrace.synth", "scenario": self.sc.to_dict(),
                 "entry_logic": "fixed" if self.sc.fixed else "pre-fix",
                 # what a trace-only analysis should conclude: x86 before 5.17 already entered the guest
-                # with IRQs traced on and never showed bugs 1 and 2 (kernel-semantics.md C.3)
+                # with IRQs traced on and never showed bugs 1 and 2 (docs/kernel.md C.3)
                 "verdict": self._verdict(), "events": events, "counts": self.counts,
                 "counts_inferred": self.counts_inferred, "kernel_release": self.sc.release,
                 "per_cpu": self.per_cpu, "lost": lost}

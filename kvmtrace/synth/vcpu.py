@@ -1,4 +1,4 @@
-"""A vCPU thread's KVM_RUN loop on one CPU, along the real code paths (kernel-semantics.md C).
+"""A vCPU thread's KVM_RUN loop on one CPU, along the real code paths (docs/kernel.md C).
 
 Each guest run: ``local_irq_disable``, ``kvm_entry``, the entry path, the guest
 (host interrupts arriving meanwhile force an IRQ exit; otherwise the guest traps),
