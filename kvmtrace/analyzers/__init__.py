@@ -16,9 +16,10 @@ from . import chunked, pipeline
 from .analysis import SCHEMA_VERSION, Analysis, plain
 from .base import FINDING_KINDS, Context, Options
 from .registry import REGISTRY, decoded, reads
+from .states import Confidence, Verdict
 
-__all__ = ["Analysis", "Options", "analyze", "load_and_analyze", "selection", "FINDING_KINDS", "REGISTRY",
-           "SCHEMA_VERSION", "plain"]
+__all__ = ["Analysis", "Confidence", "Options", "Verdict", "analyze", "load_and_analyze", "selection", "FINDING_KINDS",
+           "REGISTRY", "SCHEMA_VERSION", "plain"]
 
 
 def selection() -> Selection:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..trace import Trace
 from .base import FINDING_KINDS, Result
+from .states import Confidence
 from .damage import Damage
 from .exits import Exits
 from .irqsoff import IrqsOff
@@ -84,7 +85,7 @@ class Analysis:
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Findings per kind and confidence."""
-        out = {k: {"proven": 0, "inferred": 0} for k in FINDING_KINDS}
+        out = {k: {str(c): 0 for c in Confidence} for k in FINDING_KINDS}
         for (k, c), n in self.findings.groupby(["kind", "confidence"]).size().items():
             out[k][c] = int(n)
         return out

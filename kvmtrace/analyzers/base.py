@@ -18,12 +18,13 @@ from ..model.kernel import RECORD_EVENTS
 from ..schema import concat, placed
 from ..seqindex import SeqIndex
 from ..trace import Trace
+from .states import Confidence
 
 FINDING_KINDS = ("apparent_irqsoff", "rcu_not_watching", "misaccounted_tick")
 FINDING_COLUMNS = ["kind", "confidence", "cpu", "pid", "comm", "start_ns", "end_ns", "evidence_seq", "detail", "why"]
 #: a finding's kind and confidence: fixed categories, so every part's findings concatenate as one
 KIND = pd.CategoricalDtype(list(FINDING_KINDS))
-CONFIDENCE = pd.CategoricalDtype(["proven", "inferred"])
+CONFIDENCE = pd.CategoricalDtype([str(c) for c in Confidence])
 
 
 @dataclass
@@ -149,7 +150,7 @@ def findings_frame(kind: str, confidence: Any, cpu, pid, comm, start, end,
 def no_findings() -> pd.DataFrame:
     """The findings frame of no findings, with the columns' types."""
     none = np.zeros(0, np.int64)
-    return findings_frame(FINDING_KINDS[0], "proven", none, none, pd.Categorical([]), none, none, np.zeros((0, 0)), "", "")
+    return findings_frame(FINDING_KINDS[0], Confidence.PROVEN, none, none, pd.Categorical([]), none, none, np.zeros((0, 0)), "", "")
 
 
 def labels(x: Any, n: int, dtype: pd.CategoricalDtype | None = None) -> pd.Categorical:
@@ -169,12 +170,12 @@ def labels(x: Any, n: int, dtype: pd.CategoricalDtype | None = None) -> pd.Categ
 def made_inferred(findings: pd.DataFrame, hit: np.ndarray, why: str) -> pd.DataFrame:
     """``findings`` with the proven ones where ``hit`` made inferred, ``why`` added to their reasons:
     what every rule that takes a proof away does (damage, a contradiction in the trace)."""
-    hit = hit & (findings["confidence"] == "proven").to_numpy(bool)
+    hit = hit & (findings["confidence"] == Confidence.PROVEN).to_numpy(bool)
     if not hit.any():
         return findings
     out = findings.copy()
     conf = out["confidence"].astype(CONFIDENCE).cat.codes.to_numpy().copy()
-    conf[hit] = CONFIDENCE.categories.get_loc("inferred")
+    conf[hit] = CONFIDENCE.categories.get_loc(Confidence.INFERRED)
     out["confidence"] = pd.Categorical.from_codes(conf, dtype=CONFIDENCE)
     old = pd.Categorical(out["why"])
     cats = list(old.categories) + [f"{w}; {why}" if w else why for w in old.categories]
@@ -230,13 +231,15 @@ class Analyzer:
 class Context:
     """One trace (or one chunk of it) and the model pieces analyzers share, each built once on first use.
 
-    ``counter_step``: the RCU counter step of the whole trace when this is a chunk of it.
+    ``whole_step``: when this is a chunk of a trace, the RCU counter step of the whole trace (as a
+    1-tuple: ``(None,)`` when the whole trace shows none); else the chunk's own is used.
     """
 
-    def __init__(self, trace: Trace, options: Options | None = None, counter_step: int | None | str = "own") -> None:
+    def __init__(self, trace: Trace, options: Options | None = None,
+                 whole_step: tuple[int | None] | None = None) -> None:
         self.trace = trace
         self.options = options or Options()
-        self._step = counter_step
+        self._whole_step = whole_step
 
     def has_any(self, *names: str) -> bool:
         return any(n in self.tl.present for n in names)
@@ -260,7 +263,7 @@ class Context:
 
     @cached_property
     def counter_step(self) -> int | None:
-        return rcu.counter_step(self.tl) if self._step == "own" else self._step  # type: ignore[return-value]
+        return rcu.counter_step(self.tl) if self._whole_step is None else self._whole_step[0]
 
     @cached_property
     def guest_eqs(self) -> pd.DataFrame:

@@ -45,7 +45,7 @@ class _Chunks:
     def collect(self, chunk: Trace, key: np.ndarray, last: bool) -> np.ndarray:
         """Collect ``chunk`` (``key``: each event's row in the whole trace, ascending); the keys of
         the events the next chunk carries."""
-        ctx = Context(chunk, self.options, counter_step=self.step)
+        ctx = Context(chunk, self.options, whole_step=(self.step,))
         tl = ctx.tl
         k = key[tl.row]  # an event's key is its row in the whole table: the order the timeline keeps per CPU
         flags_matter = not all(chunk.has(e) for e in irqsoff.REQUIRED)  # windows from the irqs-off flag

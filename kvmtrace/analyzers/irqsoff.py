@@ -13,6 +13,7 @@ import pandas as pd
 from ..model import irqsoff
 from ..model.timeline import containing, stretches
 from ..schema import empty_frame, na_below_zero
+from .states import Confidence
 from .base import MODEL_NEEDS, Analyzer, Context, Frame, Metric, Result, Whole, by_cpu, concat, findings_frame, first_undecidable, summed, text
 
 #: without these only the irqs-off flag bounds windows (it is the same on buggy and fixed kernels)
@@ -69,7 +70,7 @@ def _near_gaps(ctx: Context, lost: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     wo, wc, e, x = o[k[hit]], c[k[hit]], r.broken_entry_pos[hit], r.broken_exit_pos[hit]
     return findings_frame(
-        "apparent_irqsoff", "inferred", tl.cpu[wo], tl.pid[wo], tl.comm[wo], tl.ts[wo], tl.ts[wc],
+        "apparent_irqsoff", Confidence.INFERRED, tl.cpu[wo], tl.pid[wo], tl.comm[wo], tl.ts[wo], tl.ts[wc],
         np.column_stack([tl.seq[wo], tl.seq[e], tl.seq[x], tl.seq[wc]]),
         text("irqs-off window opened by ", tl.caller[wo], " before kvm_entry spans a guest run"),
         "lost events inside this guest run: an irq_enable may be among them")
@@ -109,7 +110,7 @@ def collect(ctx: Context) -> Result:
         blind = tl.unresolved[wa["open_pos"].to_numpy()] | \
             (unresolved[r.return_pos[a]] - unresolved[r.entry_pos[a]] > 0)
         res.findings = findings_frame(
-            "apparent_irqsoff", np.where(blind, "inferred", "proven"), wa["cpu"], wa["pid"], wa["comm"].array,
+            "apparent_irqsoff", np.where(blind, Confidence.INFERRED, Confidence.PROVEN), wa["cpu"], wa["pid"], wa["comm"].array,
             wa["start_ns"], wa["end_ns"], ev, detail,
             np.where(blind, "an irq_disable/irq_enable caller here is not resolved to a kernel function (no kallsyms?): "
                             "the reworked entry's irq_enable cannot be recognized", ""))

@@ -16,6 +16,7 @@ from ..model.timeline import Cls, containing
 from ..schema import na_below_zero
 from .base import (MODEL_NEEDS, NOHZ_NEEDS, Analyzer, Context, Frame, Metric, Result, Whole, by_cpu, concat, findings_frame,
                    first_undecidable, labels, needs, nohz_full_cpus, summed)
+from .states import Confidence, Verdict
 from .verdict import entry_logic
 
 NEEDS_ANY_RCU = ("rcu_dyntick", "rcu_watching")
@@ -68,7 +69,7 @@ def collect(ctx: Context) -> Result:
     doubtful |= np.isin(ep, missed)  # the counter at the EQS's own end says transitions inside it went untraced
     doubtful |= tl.near_gap(tl.cpu[sp], tl.ts[sp], tl.ts[ep])
     in_broken = g["broken_run"].to_numpy(bool)
-    conf = np.where(doubtful[kk] | in_broken[kk], "inferred", "proven")
+    conf = np.where(doubtful[kk] | in_broken[kk], Confidence.INFERRED, Confidence.PROVEN)
     why = np.where(in_broken[kk], "lost events inside this guest run: the run is not fully traced",
                    np.where(doubtful[kk], "missed RCU transitions or lost events inside this quiescent state", ""))
     ev = np.column_stack([tl.seq[sp[kk]], tl.seq[hit], tl.seq[ep[kk]]])
@@ -100,7 +101,7 @@ def finish(parts: list[Result], whole: Whole) -> Result:
     nohz = {str(c): w for c, w in cpus.items()}
     if "eqs" not in parts[0].frames:  # no RCU events: exposure only
         f = res.findings
-        keep = (verdict != "fixed") & f["cpu"].isin(list(cpus)).to_numpy(bool) if len(f) else np.zeros(0, bool)
+        keep = (verdict != Verdict.FIXED) & f["cpu"].isin(list(cpus)).to_numpy(bool) if len(f) else np.zeros(0, bool)
         res.findings = f[keep].reset_index(drop=True)
         if len(res.findings):
             res.findings["why"] = labels(f"no RCU events; entry logic {verdict}: exposure, not proof", len(res.findings))
@@ -131,7 +132,7 @@ def _exposure(ctx: Context, res: Result, handlers: np.ndarray) -> Result:
     h, run = handlers[ok], i[ok]
     ev = np.column_stack([tl.seq[r.entry_pos[run]], tl.seq[h], tl.seq[r.exit_pos[run]]])
     res.findings = findings_frame(
-        "rcu_not_watching", "inferred", tl.cpu[h], tl.pid[h], tl.comm[h], tl.ts[r.entry_pos[run]], tl.ts[r.exit_pos[run]],
+        "rcu_not_watching", Confidence.INFERRED, tl.cpu[h], tl.pid[h], tl.comm[h], tl.ts[r.entry_pos[run]], tl.ts[r.exit_pos[run]],
         ev, "IRQ handled between kvm_entry and kvm_exit on a nohz_full CPU", "no RCU events: exposure, not proof")
     return res
 

@@ -17,6 +17,8 @@ reported as findings. Tick-accounted CPUs only: nohz_full CPUs account guest tim
 """
 from __future__ import annotations
 
+from enum import StrEnum
+
 import numpy as np
 import pandas as pd
 
@@ -25,19 +27,45 @@ from ..model import releases
 from ..model import ticks as tk
 from ..model.kernel import IRQ_EXIT_REASONS
 from ..schema import empty_frame, na_below_zero
+from .states import Confidence, Verdict
 from .base import (MODEL_NEEDS, NOHZ_NEEDS, Analyzer, Context, Frame, Metric, Result, Whole, concat, findings_frame,
                    first_undecidable, needs)
 
 #: without these no tick can be placed against the guest runs
 REQUIRED = ("kvm_entry", "kvm_exit", "hrtimer_expire_entry")
 
-# where a tick's handler ran, relative to its guest run
-IN_GUEST, WINDOW, AFTER_WINDOW, NO_WINDOW, HOST = "in the guest run", "in the host-IRQ window", \
-    "after the host-IRQ window", "after the guest returned, no window", "host code"
-# when its IRQ was pending
-CAUSED, LEFT, DUE_GUEST, DUE_HOST = "caused the IRQ exit", "after the guest left (non-IRQ exit)", \
-    "due in the guest (estimate)", "due after the guest returned (estimate)"
-HIT_GUEST = (CAUSED, DUE_GUEST)
+
+
+class Place(StrEnum):
+    """Where a tick's handler ran, against its guest run (the tick frame's ``place``)."""
+
+    IN_GUEST = "in the guest run"
+    WINDOW = "in the host-IRQ window"
+    AFTER_WINDOW = "after the host-IRQ window"
+    NO_WINDOW = "after the guest returned, no window"
+    HOST = "host code"
+
+
+class Pending(StrEnum):
+    """When a tick's IRQ was pending (``pending``): exact from the trace's order, or estimated."""
+
+    CAUSED = "caused the IRQ exit"
+    LEFT = "after the guest left (non-IRQ exit)"
+    DUE_GUEST = "due in the guest (estimate)"
+    DUE_HOST = "due after the guest returned (estimate)"
+
+
+class Charged(StrEnum):
+    """What a tick was charged to (``charged``): vtime on nohz_full CPUs, where ticks charge nothing."""
+
+    GUEST = "guest"
+    HOST = "host"
+    VTIME = "vtime"
+    UNKNOWN = "unknown"
+
+
+#: a tick that hit the guest: it forced the IRQ exit, or fell due while the guest ran
+HIT_GUEST = (Pending.CAUSED, Pending.DUE_GUEST)
 
 WHY_ESTIMATE = "pending time estimated from the tick's due time; IRQ delivery latency is unknown"
 WHY_GUARANTEED = ("the host-IRQ window after this exit takes every IRQ pending at the exit (isb() on arm64, "
@@ -67,7 +95,7 @@ class Ticks(Result):
     tick_period_ns = Metric(0)
     clock_offset_ns = Metric(0)
     due_uncertainty_ns = Metric(0)
-    path = Metric("unknown")
+    path = Metric(Verdict.UNKNOWN)
     path_evidence = Metric("")
     host_time_charged_to_guest = Metric(0)
     host_time_charged_to_guest_by_exit = Metric[dict[str, int]]({})
@@ -90,7 +118,7 @@ def collect(ctx: Context) -> Result:
     t.insert(4, "pid", tl.pid[pos])
     t.insert(5, "comm", tl.comm[pos])
     n = len(pos)
-    place = np.full(n, HOST, dtype=object)
+    place = np.full(n, Place.HOST, dtype=object)
     caused = left = np.zeros(n, bool)
     run = np.full(n, -1, np.int64)
     reworked = seen = np.zeros(n, bool)
@@ -103,10 +131,10 @@ def collect(ctx: Context) -> Result:
         path = tk.exit_path(tl, r.return_pos, r.exit_pos, r.window_end)
         op, cl = path.open_pos[j], path.close_pos[j]
         after = in_run & (pos > r.return_pos[j])
-        place[in_run] = IN_GUEST
-        place[after] = NO_WINDOW
-        place[after & (op >= 0) & (pos > op) & (pos < cl)] = WINDOW
-        place[after & (op >= 0) & (pos > cl)] = AFTER_WINDOW
+        place[in_run] = Place.IN_GUEST
+        place[after] = Place.NO_WINDOW
+        place[after & (op >= 0) & (pos > op) & (pos < cl)] = Place.WINDOW
+        place[after & (op >= 0) & (pos > cl)] = Place.AFTER_WINDOW
         reason = r.frame["reason"].to_numpy(object)[j]
         irq_exit = np.isin(reason, list(IRQ_EXIT_REASONS))
         caused = after & irq_exit & (h >= 0) & (h == path.first_handler[j])
@@ -141,7 +169,7 @@ def finish(parts: list[Result], whole: Whole) -> Result:
         why = (f"{len(every)} tick expiries in the trace, {len(t)} on the vCPU CPUs: too few to place the tick "
                "clock (two ticks apart on one CPU are needed)") if whole.trace.has("hrtimer_expire_entry") else \
             "no tick expiries (hrtimer_expire_entry of the tick timer) in the trace"
-        res.metrics = {"ticks_on_vcpu_cpus": int(len(t)), "path": "unknown", "path_evidence": why}
+        res.metrics = {"ticks_on_vcpu_cpus": int(len(t)), "path": Verdict.UNKNOWN, "path_evidence": why}
         if whole.trace.has("hrtimer_expire_entry"):  # the events are recorded: the capture is too short
             res.cannot_decide(f"tick due times: {why}", [], [], record="a longer capture (several tick periods)")
         else:
@@ -163,11 +191,11 @@ def finish(parts: list[Result], whole: Whole) -> Result:
     arch = runs["arch"].to_numpy(object)[np.maximum(run_of, 0)] if len(runs) else np.full(len(t), None, object)
     arch[run_of < 0] = None  # a tick outside every run
     preemptirq = any(n in whole.trace.event_names() for n in ("irq_disable", "irq_enable"))
-    t["charged"] = _charged(t, arch, x86_guest) if preemptirq else "unknown"
-    t.loc[t["cpu_mode"] == "nohz_full", "charged"] = "vtime"
+    t["charged"] = _charged(t, arch, x86_guest) if preemptirq else Charged.UNKNOWN
+    t.loc[t["cpu_mode"] == "nohz_full", "charged"] = Charged.VTIME
     tickacc = (t["cpu_mode"] == "tick").to_numpy()
-    t["misaccounted"] = tickacc & t["pending"].isin(HIT_GUEST).to_numpy() & t["charged"].isin(["host", "unknown"]).to_numpy()
-    t["host_charged_to_guest"] = tickacc & t["pending"].isin([LEFT, DUE_HOST]).to_numpy() & (t["charged"] == "guest").to_numpy()
+    t["misaccounted"] = tickacc & t["pending"].isin(HIT_GUEST).to_numpy() & t["charged"].isin([Charged.HOST, Charged.UNKNOWN]).to_numpy()
+    t["host_charged_to_guest"] = tickacc & t["pending"].isin([Pending.LEFT, Pending.DUE_HOST]).to_numpy() & (t["charged"] == Charged.GUEST).to_numpy()
     if not preemptirq:
         res.cannot_decide("which ticks were charged to the guest (needs the KVM_RUN loop's irq toggles)",
                           ["irq_disable", "irq_enable"], ["preemptirq"])
@@ -180,7 +208,7 @@ def finish(parts: list[Result], whole: Whole) -> Result:
         "irq_delivery_floor_ns": delivery,
         "ticks_on_vcpu_cpus": int(len(t)),
         "expected_guest_ticks": int((tickacc & t["pending"].isin(HIT_GUEST).to_numpy()).sum()),
-        "charged_guest_ticks": int((t["charged"] == "guest").sum()) if preemptirq else None,
+        "charged_guest_ticks": int((t["charged"] == Charged.GUEST).sum()) if preemptirq else None,
         "misaccounted_ticks": int(t["misaccounted"].sum()),
         "host_time_charged_to_guest": int(t["host_charged_to_guest"].sum()),
         "host_time_charged_to_guest_by_exit": {str(k): int(v) for k, v in by_exit["reason"].value_counts().items() if v},
@@ -201,15 +229,15 @@ LABELS = ("pending", "charged", "cpu_mode", "place")
 def _typed(t: pd.DataFrame) -> pd.DataFrame:
     """The tick frame as notebooks get it: labels categorical, ``run_of`` NA outside every run."""
     return t.assign(run_of=na_below_zero(t["run_of"].to_numpy()),
-                    **{c: pd.Categorical(t[c]) for c in LABELS if c in t.columns})
+                    **{c: pd.Categorical(t[c].astype(str)) for c in LABELS if c in t.columns})
 
 
 def _pending(runs: pd.DataFrame, t: pd.DataFrame) -> np.ndarray:
     """When each tick's IRQ was pending: exact where the trace's order decides it (a pending host IRQ
     forces an IRQ exit, whose first handler it is; after a non-IRQ exit it came later), else from
     its estimated pending time against the guest runs on its CPU."""
-    how = np.where(t["caused_exit"], CAUSED, np.where(t["after_non_irq_exit"], LEFT, DUE_HOST)).astype(object)
-    rest = np.flatnonzero(how == DUE_HOST)
+    how = np.where(t["caused_exit"], Pending.CAUSED, np.where(t["after_non_irq_exit"], Pending.LEFT, Pending.DUE_HOST)).astype(object)
+    rest = np.flatnonzero(how == Pending.DUE_HOST)
     if not len(rest) or not len(runs):
         return how
     ent, ret = runs["entry_ns"].to_numpy(np.int64), runs["return_ns"].to_numpy(np.int64)
@@ -223,20 +251,20 @@ def _pending(runs: pd.DataFrame, t: pd.DataFrame) -> np.ndarray:
             continue
         i = np.searchsorted(ent[on], pend[m], side="right") - 1
         k = on[np.maximum(i, 0)]
-        how[m[(i >= 0) & (pend[m] < ret[k]) & irq_exit[k]]] = DUE_GUEST
+        how[m[(i >= 0) & (pend[m] < ret[k]) & irq_exit[k]]] = Pending.DUE_GUEST
     return how
 
 
 def _charged(t: pd.DataFrame, arch: np.ndarray, x86_guest: bool | None) -> np.ndarray:
     """guest / host / unknown per tick, from where its handler ran and where guest timing ends."""
     place = t["place"].to_numpy(object)
-    out = np.full(len(t), "host", dtype=object)
-    window_charge = np.where(arch == "arm64", "guest",
-                             np.where(arch == "x86", {True: "guest", False: "host", None: "unknown"}[x86_guest], "unknown"))
-    out[place == IN_GUEST] = "guest"
-    out[place == WINDOW] = window_charge[place == WINDOW]
-    after = np.isin(place, [AFTER_WINDOW, NO_WINDOW])
-    out[after & ~t["path_seen"].to_numpy(bool)] = "unknown"
+    out = np.full(len(t), Charged.HOST, dtype=object)
+    window_charge = np.where(arch == "arm64", Charged.GUEST,
+                             np.where(arch == "x86", {True: Charged.GUEST, False: Charged.HOST, None: Charged.UNKNOWN}[x86_guest], Charged.UNKNOWN))
+    out[place == Place.IN_GUEST] = Charged.GUEST
+    out[place == Place.WINDOW] = window_charge[place == Place.WINDOW]
+    after = np.isin(place, [Place.AFTER_WINDOW, Place.NO_WINDOW])
+    out[after & ~t["path_seen"].to_numpy(bool)] = Charged.UNKNOWN
     return out
 
 
@@ -250,10 +278,10 @@ def _findings(t: pd.DataFrame, runs: pd.DataFrame, arch: np.ndarray, x86_why: st
     # the window takes every IRQ pending at the exit, except on the pre-fix arm64 path (no isb())
     guaranteed = (a == "x86") | ((a == "arm64") & bad["reworked_entry"].to_numpy(bool))
     why = np.full(len(bad), "", dtype=object)
-    why[how == DUE_GUEST] = WHY_ESTIMATE
-    why[(place == AFTER_WINDOW) & guaranteed & (why == "")] = WHY_GUARANTEED
-    why[(charged == "unknown") & (place == WINDOW) & (a == "x86") & (why == "")] = x86_why
-    why[(charged == "unknown") & (why == "")] = np.where(a[(charged == "unknown") & (why == "")] == None,  # noqa: E711
+    why[how == Pending.DUE_GUEST] = WHY_ESTIMATE
+    why[(place == Place.AFTER_WINDOW) & guaranteed & (why == "")] = WHY_GUARANTEED
+    why[(charged == Charged.UNKNOWN) & (place == Place.WINDOW) & (a == "x86") & (why == "")] = x86_why
+    why[(charged == Charged.UNKNOWN) & (why == "")] = np.where(a[(charged == Charged.UNKNOWN) & (why == "")] == None,  # noqa: E711
                                                          WHY_REASON, WHY_UNSEEN)
     proven = why == ""
     ok = run >= 0
@@ -264,35 +292,35 @@ def _findings(t: pd.DataFrame, runs: pd.DataFrame, arch: np.ndarray, x86_why: st
     ev = np.column_stack([seqs("entry_seq"), seqs("return_seq"), bad["seq"].to_numpy(np.int64), seqs("exit_seq")]) \
         if len(bad) else np.zeros((0, 4), np.int64)
     detail = [f"tick that hit the guest ({p}) was charged to the host: handled {w}, after guest timing ended"
-              if c == "host" else f"tick that hit the guest ({p}) handled {w}: charged to the guest or the host"
+              if c == Charged.HOST else f"tick that hit the guest ({p}) handled {w}: charged to the guest or the host"
               for p, w, c in zip(how, place, charged)]
-    return findings_frame("misaccounted_tick", np.where(proven, "proven", "inferred"), bad["cpu"], bad["pid"],
+    return findings_frame("misaccounted_tick", np.where(proven, Confidence.PROVEN, Confidence.INFERRED), bad["cpu"], bad["pid"],
                           bad["comm"].array, bad["pending_ns"], bad["ts"], ev, detail, why)
 
 
 def _path(t: pd.DataFrame, arch: np.ndarray, x86_guest: bool | None, x86_why: str,
-          preemptirq: bool) -> tuple[str, str]:
+          preemptirq: bool) -> tuple[Verdict, str]:
     """What the trace shows of where guest timing ends on its tick-accounted vCPU CPUs (the
     verdict adds the proven findings: ``verdict.decide``)."""
     acc = (t["cpu_mode"] == "tick").to_numpy() & (t["run_of"] >= 0).to_numpy()
     if not acc.any():
-        return "unknown", "no tick-accounted vCPU CPU with guest runs (nohz_full CPUs account guest time by vtime)"
+        return Verdict.UNKNOWN, "no tick-accounted vCPU CPU with guest runs (nohz_full CPUs account guest time by vtime)"
     if not preemptirq:
-        return "unknown", "no preemptirq events: where guest timing ends cannot be seen"
+        return Verdict.UNKNOWN, "no preemptirq events: where guest timing ends cannot be seen"
     a = arch[acc]
     seen = t["path_seen"].to_numpy(bool)[acc]
     rew = t["reworked_entry"].to_numpy(bool)[acc]
     if (a == "arm64").any():
         old = int(((a == "arm64") & seen & ~rew).sum())
         if old:
-            return "pre-fix", (f"guest timing ends in guest_exit() after a local_irq_enable() with no isb() "
+            return Verdict.PRE_FIX, (f"guest timing ends in guest_exit() after a local_irq_enable() with no isb() "
                                f"(around {old} ticks): a tick pending at the exit may be charged to the host")
         if ((a == "arm64") & seen & rew).any():
-            return "fixed", "guest timing ends after the isb() window that follows IRQ exits"
-        return "unknown", WHY_UNSEEN
+            return Verdict.FIXED, "guest timing ends after the isb() window that follows IRQ exits"
+        return Verdict.UNKNOWN, WHY_UNSEEN
     if (a == "x86").any():
-        return {True: "fixed", False: "pre-fix", None: "unknown"}[x86_guest], x86_why
-    return "unknown", WHY_REASON
+        return {True: Verdict.FIXED, False: Verdict.PRE_FIX, None: Verdict.UNKNOWN}[x86_guest], x86_why
+    return Verdict.UNKNOWN, WHY_REASON
 
 
 def _per_cpu(t: pd.DataFrame) -> pd.DataFrame:
@@ -300,8 +328,8 @@ def _per_cpu(t: pd.DataFrame) -> pd.DataFrame:
     cols = ["cpu", "mode", "ticks", "expected_guest", "charged_guest", "misaccounted", "host_charged_to_guest"]
     if not len(t):
         return empty_frame({"cpu": np.int32, "mode": "category", **{c: np.int64 for c in cols[2:]}, "charged_guest": "Int64"})
-    g = t.assign(hit=t["pending"].isin(HIT_GUEST) & (t["cpu_mode"] == "tick"), guest=t["charged"] == "guest",
-                 known=t["charged"] != "unknown").groupby("cpu")
+    g = t.assign(hit=t["pending"].isin(HIT_GUEST) & (t["cpu_mode"] == "tick"), guest=t["charged"] == Charged.GUEST,
+                 known=t["charged"] != Charged.UNKNOWN).groupby("cpu")
     out = pd.DataFrame({
         "mode": pd.Categorical(g["cpu_mode"].first()), "ticks": g.size(), "expected_guest": g["hit"].sum(),
         "charged_guest": g["guest"].sum().astype("Int64").where(g["known"].all(), pd.NA),

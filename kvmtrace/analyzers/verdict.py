@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..model import ticks as tk
 from .base import MODEL_NEEDS, Analyzer, Context, Result, Whole, made_inferred
+from .states import Confidence, Verdict
 
 #: the bug classes, by finding kind, as the verdict names them
 CLASSES = {"apparent_irqsoff": "apparent irqs-off windows", "rcu_not_watching": "IRQs without RCU watching",
@@ -47,7 +48,7 @@ def finish(parts: list[Result], whole: Whole) -> Result:
     the tick metrics get the proven count they were decided from."""
     got = whole.results
     apparent = got["irqsoff"].metrics.get("runs_in_apparent_windows")
-    proven = {name: int((got[name].findings["confidence"] == "proven").sum()) for name in ("irqsoff", "rcu", "ticks")}
+    proven = {name: int((got[name].findings["confidence"] == Confidence.PROVEN).sum()) for name in ("irqsoff", "rcu", "ticks")}
     got["ticks"].metrics["misaccounted_proven"] = proven["ticks"]
     return Result("verdict", metrics=decide(
         got["entry"].metrics, None if apparent is None else proven["irqsoff"],
@@ -58,10 +59,10 @@ def finish(parts: list[Result], whole: Whole) -> Result:
 def entry_logic(seen: dict[str, Any], apparent_runs: int | None) -> str:
     """The entry logic from its own signatures alone (what the RCU exposure fallback needs)."""
     if seen["fixed_runs"] and not apparent_runs:
-        return "fixed"
+        return Verdict.FIXED
     if apparent_runs and not seen["fixed_runs"]:
-        return "pre-fix"
-    return "unknown"
+        return Verdict.PRE_FIX
+    return Verdict.UNKNOWN
 
 
 def decide(seen: dict[str, Any], apparent_runs: int | None, rcu: dict[str, Any], ticks: dict[str, Any],
@@ -75,8 +76,8 @@ def decide(seen: dict[str, Any], apparent_runs: int | None, rcu: dict[str, Any],
     runs, fixed_runs = seen["runs"], seen["fixed_runs"]
     if not runs:
         why = "no paired guest runs (kvm_entry → kvm_exit) in the trace"
-        return {"verdict": "unknown", "evidence": [why], "summary": why,
-                "classes": {k: {"verdict": "unknown", "evidence": why} for k in CLASSES}}
+        return {"verdict": Verdict.UNKNOWN, "evidence": [why], "summary": why,
+                "classes": {k: {"verdict": Verdict.UNKNOWN, "evidence": why} for k in CLASSES}}
     entry = []
     if fixed_runs:
         callers = sorted(seen["callers"])
@@ -88,66 +89,66 @@ def decide(seen: dict[str, Any], apparent_runs: int | None, rcu: dict[str, Any],
     classes = {"apparent_irqsoff": _apparent(runs, fixed_runs, apparent_runs, entry, unresolved),
                "rcu_not_watching": _rcu(runs, fixed_runs, rcu),
                "misaccounted_tick": _ticks(ticks)}
-    decided = [c["verdict"] for c in classes.values() if c["verdict"] != "unknown"]
-    overall = "pre-fix" if "pre-fix" in decided else "fixed" if decided else "unknown"
+    decided = [c["verdict"] for c in classes.values() if c["verdict"] != Verdict.UNKNOWN]
+    overall = Verdict.PRE_FIX if Verdict.PRE_FIX in decided else Verdict.FIXED if decided else Verdict.UNKNOWN
     evidence = entry + [f"{CLASSES[k]}: {c['verdict']}: {c['evidence']}" for k, c in classes.items()]
     return {"verdict": overall, "evidence": evidence, "classes": classes, "summary": _summary(classes, ticks)}
 
 
 def _apparent(runs: int, fixed_runs: int, apparent_runs: int | None, entry: list[str], unresolved: int) -> dict[str, str]:
     if apparent_runs is None:
-        return {"verdict": "unknown", "evidence": "no preemptirq events: the entry logic cannot be told from the trace"}
+        return {"verdict": Verdict.UNKNOWN, "evidence": "no preemptirq events: the entry logic cannot be told from the trace"}
     if apparent_runs and fixed_runs:
-        return {"verdict": "unknown", "evidence": f"both signatures present ({apparent_runs} runs in a window opened "
+        return {"verdict": Verdict.UNKNOWN, "evidence": f"both signatures present ({apparent_runs} runs in a window opened "
                                                   f"before kvm_entry, {fixed_runs} reworked): mixed kernels or a misread trace"}
     if apparent_runs:
-        return {"verdict": "pre-fix", "evidence": f"{apparent_runs} of {runs} guest runs inside an irqs-off window "
+        return {"verdict": Verdict.PRE_FIX, "evidence": f"{apparent_runs} of {runs} guest runs inside an irqs-off window "
                                                   "opened before kvm_entry"}
     if fixed_runs:
-        return {"verdict": "fixed", "evidence": entry[0]}
+        return {"verdict": Verdict.FIXED, "evidence": entry[0]}
     if unresolved:
-        return {"verdict": "unknown", "evidence": f"{unresolved:,} irq_disable/irq_enable callers are raw addresses (no "
+        return {"verdict": Verdict.UNKNOWN, "evidence": f"{unresolved:,} irq_disable/irq_enable callers are raw addresses (no "
                                                   "kallsyms, or kptr_restrict): the entry logic cannot be read"}
-    return {"verdict": "unknown", "evidence": "neither signature present"}
+    return {"verdict": Verdict.UNKNOWN, "evidence": "neither signature present"}
 
 
 def _rcu(runs: int, fixed_runs: int, rcu: dict[str, Any]) -> dict[str, str]:
     proven, m = rcu["proven"], rcu["metrics"]
     if proven:
-        return {"verdict": "pre-fix", "evidence": f"{proven} IRQ handlers inside the vCPU thread's guest RCU quiescent state"}
+        return {"verdict": Verdict.PRE_FIX, "evidence": f"{proven} IRQ handlers inside the vCPU thread's guest RCU quiescent state"}
     if not m.get("source"):
-        return {"verdict": "unknown", "evidence": "no rcu_dyntick/rcu_watching events: only exposure can be seen"}
+        return {"verdict": Verdict.UNKNOWN, "evidence": "no rcu_dyntick/rcu_watching events: only exposure can be seen"}
     eqs = int(m.get("guest_eqs") or 0)
     if not eqs:
-        return {"verdict": "unknown", "evidence": "no guest RCU quiescent state (no nohz_full vCPU CPU): "
+        return {"verdict": Verdict.UNKNOWN, "evidence": "no guest RCU quiescent state (no nohz_full vCPU CPU): "
                                                   "the trace cannot show this class"}
     if fixed_runs:
-        return {"verdict": "fixed", "evidence": f"{eqs:,} guest quiescent states, no IRQ handler inside any, "
+        return {"verdict": Verdict.FIXED, "evidence": f"{eqs:,} guest quiescent states, no IRQ handler inside any, "
                                                 "reworked entry"}
-    return {"verdict": "unknown", "evidence": f"{eqs:,} guest quiescent states without an IRQ inside, but the entry "
+    return {"verdict": Verdict.UNKNOWN, "evidence": f"{eqs:,} guest quiescent states without an IRQ inside, but the entry "
                                               "logic is not shown"}
 
 
 def _ticks(ticks: dict[str, Any]) -> dict[str, str]:
     proven = ticks.get("misaccounted_proven", 0)
     if proven:
-        return {"verdict": "pre-fix", "evidence": f"{proven:,} ticks that hit the guest were charged to the host; "
+        return {"verdict": Verdict.PRE_FIX, "evidence": f"{proven:,} ticks that hit the guest were charged to the host; "
                                                   f"{ticks.get('path_evidence', '')}"}
-    return {"verdict": ticks.get("path", "unknown"), "evidence": ticks.get("path_evidence", "the tick analysis could not run")}
+    return {"verdict": ticks.get("path", Verdict.UNKNOWN), "evidence": ticks.get("path_evidence", "the tick analysis could not run")}
 
 
 def _summary(classes: dict[str, dict[str, str]], ticks: dict[str, Any]) -> str:
     """One line naming what was observed, e.g. "reworked-style entry (apparent irqs-off, RCU);
     guest timing ends before the IRQ window (ticks, release 5.10.40)"."""
-    a, r, t = (classes[k]["verdict"] for k in CLASSES)
-    entry = {"fixed": "reworked-style entry", "pre-fix": "pre-fix entry", "unknown": "entry logic not shown"}
-    if r in ("unknown", a):
+    a, r, t = (Verdict(classes[k]["verdict"]) for k in CLASSES)
+    entry = {Verdict.FIXED: "reworked-style entry", Verdict.PRE_FIX: "pre-fix entry", Verdict.UNKNOWN: "entry logic not shown"}
+    if r in (Verdict.UNKNOWN, a):
         parts = [f"{entry[a]} (apparent irqs-off{', RCU' if r == a else ''})"]
     else:
         parts = [f"{entry[a]} (apparent irqs-off)", f"{entry[r]} (RCU)"]
     rel = f", release {ticks['kernel_release']}" if ticks.get("kernel_release") else ""
-    timing = {"fixed": "guest timing ends after the host-IRQ window", "pre-fix": "guest timing ends before pending "
-              "ticks are handled", "unknown": "where guest timing ends is not shown"}[t]
+    timing = {Verdict.FIXED: "guest timing ends after the host-IRQ window", Verdict.PRE_FIX: "guest timing ends before pending "
+              "ticks are handled", Verdict.UNKNOWN: "where guest timing ends is not shown"}[t]
     parts.append(f"{timing} (ticks{rel})")
     return "; ".join(parts)
 

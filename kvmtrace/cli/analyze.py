@@ -8,7 +8,7 @@ import click
 import numpy as np
 import pandas as pd
 
-from ..analyzers import FINDING_KINDS, Analysis, Options, load_and_analyze, plain
+from ..analyzers import FINDING_KINDS, Analysis, Confidence, Options, load_and_analyze, plain
 from ..batch import analyze_many
 from .inputs import analysis_options, batch_options, expand, is_many, say_skipped
 from .contract import one_line_errors
@@ -80,7 +80,7 @@ def analyze(traces: tuple[str, ...], as_json: bool, fail_on: str | None, strict:
             click.echo(f"kvmtrace: warning: {w}", err=True)
     if kinds:
         f = a.findings
-        hits = f[f["kind"].isin(kinds) & (True if strict else f["confidence"] == "proven")]
+        hits = f[f["kind"].isin(kinds) & (True if strict else f["confidence"] == Confidence.PROVEN)]
         if len(hits):
             click.echo(f"kvmtrace: {len(hits)} finding(s) of {', '.join(kinds)}", err=True)
             sys.exit(1)

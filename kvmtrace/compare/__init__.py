@@ -38,7 +38,7 @@ class Comparison:
 
     @property
     def regressed(self) -> list[str]:
-        return [k for k, v in self.verdicts.items() if v["verdict"] == "regressed"]
+        return [k for k, v in self.verdicts.items() if v["verdict"] == verdicts.Change.REGRESSED]
 
     def significant(self) -> pd.DataFrame:
         """Rows whose difference passed their test."""

@@ -1,10 +1,21 @@
 """Per bug class: did the after-kernel fix it, make it worse, or change nothing we can show?"""
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from .sides import DENOMINATOR, Side
 from .stats import format_p, rate_test
+
+
+class Change(StrEnum):
+    """What a comparison says happened to one bug class (see ``decide``)."""
+
+    FIXED = "fixed"
+    REGRESSED = "regressed"
+    UNCHANGED = "unchanged"
+    UNDECIDABLE = "undecidable"
+
 
 def _rate(k: int, n: int) -> float | None:
     return k / n if n else None
@@ -34,22 +45,22 @@ def decide(kind: str, before: Side, after: Side, alpha: float) -> dict[str, Any]
                            "not_decided": {s.label: s.undecidable[kind] for s in (before, after) if kind in s.undecidable}}
     missing = {s.label: s.undecidable.get(kind, []) for s in (before, after) if not s.decided[kind]}
     if missing:
-        return {**out, "verdict": "undecidable",
+        return {**out, "verdict": Change.UNDECIDABLE,
                 "why": "; ".join(f"{lbl}: {'; '.join(m)}" for lbl, m in missing.items())}
     empty = [s.label for s, n in ((before, nb), (after, na)) if n == 0]
     if empty:
-        return {**out, "verdict": "undecidable", "why": f"no {DENOMINATOR[kind]} in {' and '.join(empty)}"}
+        return {**out, "verdict": Change.UNDECIDABLE, "why": f"no {DENOMINATOR[kind]} in {' and '.join(empty)}"}
     t = rate_test(kb, nb, ka, na)
     out["p_value"] = t.p
     sig = t.significant(alpha)
     rb, ra = out["rate_before"], out["rate_after"]
     change = f"{_pct(rb)} → {_pct(ra)} of {DENOMINATOR[kind]} (p={format_p(t.p)})"
     if kb == 0 and ka == 0:
-        return {**out, "verdict": "unchanged", "why": "absent on both sides"}
+        return {**out, "verdict": Change.UNCHANGED, "why": "absent on both sides"}
     if ka == 0 and sig:
-        return {**out, "verdict": "fixed", "why": f"{kb:,} proven before, none after: {change}"}
+        return {**out, "verdict": Change.FIXED, "why": f"{kb:,} proven before, none after: {change}"}
     if ra > rb and sig:
-        return {**out, "verdict": "regressed", "why": f"rate rose {change}"}
+        return {**out, "verdict": Change.REGRESSED, "why": f"rate rose {change}"}
     if ra < rb and sig:
-        return {**out, "verdict": "unchanged", "why": f"still present: rate fell {change} but not to zero"}
-    return {**out, "verdict": "unchanged", "why": f"no significant difference at alpha={alpha:g}: {change}"}
+        return {**out, "verdict": Change.UNCHANGED, "why": f"still present: rate fell {change} but not to zero"}
+    return {**out, "verdict": Change.UNCHANGED, "why": f"no significant difference at alpha={alpha:g}: {change}"}

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..analyzers import Analysis
+from ..analyzers import Analysis, Confidence
+from ..analyzers.ticks import Charged, Pending
 from .style import COLORS, new_figure, say_empty, side_label
 from .timeline import draw, drawn_items, legend_below
 
@@ -40,7 +41,7 @@ class Shown:
 def proving(a: Analysis, kind: str) -> Shown | None:
     """The first proven finding of ``kind`` (the earliest in the trace), or None."""
     f = a.findings
-    p = f[((f["kind"] == kind) & (f["confidence"] == "proven")).to_numpy(bool)] if len(f) else f
+    p = f[((f["kind"] == kind) & (f["confidence"] == Confidence.PROVEN)).to_numpy(bool)] if len(f) else f
     if not len(p):
         return None
     r = p.iloc[0]
@@ -71,7 +72,7 @@ def same_kind(a: Analysis, kind: str) -> Shown | None:
             return Shown(int(r["cpu"]), int(r["start_ns"]), int(r["end_ns"]), "guest quiescent state")
     elif kind == "misaccounted_tick":
         t = a.ticks.ticks
-        ok = t[(t["charged"] == "guest") & (t["pending"] == "caused the IRQ exit") & t["run_of"].notna().to_numpy(bool)] \
+        ok = t[(t["charged"] == Charged.GUEST) & (t["pending"] == Pending.CAUSED) & t["run_of"].notna().to_numpy(bool)] \
             if t is not None and len(t) else None
         if ok is not None and len(ok):
             r = ok.iloc[0]
