@@ -62,17 +62,18 @@ def _per_cpu(w: pd.DataFrame, threshold: int) -> pd.DataFrame:
 def _near_gaps(ctx: Context, lost: pd.DataFrame) -> pd.DataFrame:
     """Runs a lost-events gap broke, inside a window opened before their kvm_entry: the window may
     be apparent, but an irq_enable may be among the lost events. Reported as inferred."""
-    tl, r = ctx.tl, ctx.runs
-    o, c = lost["open_pos"].to_numpy(), lost["close_pos"].to_numpy()
-    k = containing(tl, o, c, r.broken_entry_pos)
-    hit = np.flatnonzero(k >= 0)
+    tl, runs = ctx.tl, ctx.runs
+    opens, closes = lost["open_pos"].to_numpy(), lost["close_pos"].to_numpy()
+    window = containing(tl, opens, closes, runs.broken_entry_pos)  # the window each broken run's entry is in
+    hit = np.flatnonzero(window >= 0)
     if not len(hit):
         return pd.DataFrame()
-    wo, wc, e, x = o[k[hit]], c[k[hit]], r.broken_entry_pos[hit], r.broken_exit_pos[hit]
+    opened, closed = opens[window[hit]], closes[window[hit]]
+    entry, exit_ = runs.broken_entry_pos[hit], runs.broken_exit_pos[hit]
     return findings_frame(
-        "apparent_irqsoff", Confidence.INFERRED, tl.cpu[wo], tl.pid[wo], tl.comm[wo], tl.ts[wo], tl.ts[wc],
-        np.column_stack([tl.seq[wo], tl.seq[e], tl.seq[x], tl.seq[wc]]),
-        text("irqs-off window opened by ", tl.caller[wo], " before kvm_entry spans a guest run"),
+        "apparent_irqsoff", Confidence.INFERRED, tl.cpu[opened], tl.pid[opened], tl.comm[opened], tl.ts[opened],
+        tl.ts[closed], np.column_stack([tl.seq[opened], tl.seq[entry], tl.seq[exit_], tl.seq[closed]]),
+        text("irqs-off window opened by ", tl.caller[opened], " before kvm_entry spans a guest run"),
         "lost events inside this guest run: an irq_enable may be among them")
 
 
@@ -87,38 +88,39 @@ def collect(ctx: Context) -> Result:
                           "fixed kernels; only preemptirq events show what tracing believed",
                           [n for n in REQUIRED if not ctx.has_any(n)], ["preemptirq"])
         return res
-    w, stats, lost = ctx.windows
-    w = w.copy()
-    kind = np.zeros(len(w), np.int8)  # index into KINDS
-    run = np.full(len(w), -1, np.int64)
-    r = ctx.runs
-    if len(r.entry_pos):
-        wi = irqsoff.open_window_at(tl, w, r.return_pos)
-        spans = wi >= 0
-        opened_before = np.zeros(len(wi), bool)
-        opened_before[spans] = w["open_pos"].to_numpy()[wi[spans]] < r.entry_pos[spans]
-        kind[wi[spans]] = np.where(opened_before[spans], 1, 2)
-        run[wi[spans]] = r.key(np.flatnonzero(spans))
-        a = np.flatnonzero(opened_before)
-        wa = w.iloc[wi[a]]
-        ev = np.column_stack([wa["open_seq"].to_numpy(), tl.seq[r.entry_pos[a]], tl.seq[r.return_pos[a]],
-                              wa["close_seq"].to_numpy()])
-        detail = text("irqs-off window opened by ", wa["caller"].array, " spans a guest run: no irq_enable between "
-                      "kvm_entry and the guest's return (evidence: the window's opening, kvm_entry, the return, its close)")
+    windows, stats, lost = ctx.windows
+    windows = windows.copy()
+    kind = np.zeros(len(windows), np.int8)  # index into KINDS
+    run = np.full(len(windows), -1, np.int64)
+    runs = ctx.runs
+    if len(runs.entry_pos):
+        window = irqsoff.open_window_at(tl, windows, runs.return_pos)  # the window open at each run's return
+        spans = window >= 0
+        opened_before = np.zeros(len(window), bool)
+        opened_before[spans] = windows["open_pos"].to_numpy()[window[spans]] < runs.entry_pos[spans]
+        kind[window[spans]] = np.where(opened_before[spans], 1, 2)
+        run[window[spans]] = runs.key(np.flatnonzero(spans))
+        apparent_runs = np.flatnonzero(opened_before)
+        apparent = windows.iloc[window[apparent_runs]]
+        entry, back = runs.entry_pos[apparent_runs], runs.return_pos[apparent_runs]
+        evidence = np.column_stack([apparent["open_seq"].to_numpy(), tl.seq[entry], tl.seq[back],
+                                    apparent["close_seq"].to_numpy()])
+        detail = text("irqs-off window opened by ", apparent["caller"].array, " spans a guest run: no irq_enable "
+                      "between kvm_entry and the guest's return (evidence: the window's opening, kvm_entry, the return, "
+                      "its close)")
         # the entry logic is read from callers: a raw address could be the reworked entry's irq_enable
         unresolved = np.cumsum(tl.unresolved)
-        blind = tl.unresolved[wa["open_pos"].to_numpy()] | \
-            (unresolved[r.return_pos[a]] - unresolved[r.entry_pos[a]] > 0)
+        blind = tl.unresolved[apparent["open_pos"].to_numpy()] | (unresolved[back] - unresolved[entry] > 0)
         res.findings = findings_frame(
-            "apparent_irqsoff", np.where(blind, Confidence.INFERRED, Confidence.PROVEN), wa["cpu"], wa["pid"], wa["comm"].array,
-            wa["start_ns"], wa["end_ns"], ev, detail,
+            "apparent_irqsoff", np.where(blind, Confidence.INFERRED, Confidence.PROVEN), apparent["cpu"],
+            apparent["pid"], apparent["comm"].array, apparent["start_ns"], apparent["end_ns"], evidence, detail,
             np.where(blind, "an irq_disable/irq_enable caller here is not resolved to a kernel function (no kallsyms?): "
                             "the reworked entry's irq_enable cannot be recognized", ""))
         res.findings = pd.concat([res.findings, _near_gaps(ctx, lost)], ignore_index=True) \
-            if len(r.broken_entry_pos) and len(lost) else res.findings
-    w["kind"] = pd.Categorical.from_codes(kind, KINDS)
-    w["run"] = run
-    res.frames["windows"] = w.drop(columns=["open_pos", "close_pos"])
+            if len(runs.broken_entry_pos) and len(lost) else res.findings
+    windows["kind"] = pd.Categorical.from_codes(kind, KINDS)
+    windows["run"] = run
+    res.frames["windows"] = windows.drop(columns=["open_pos", "close_pos"])
     res.metrics = {"source": "preemptirq", **stats,
                    "unresolved_callers": int(tl.owns(np.flatnonzero(tl.unresolved)).sum())}
     return res

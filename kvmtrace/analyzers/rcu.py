@@ -51,35 +51,36 @@ def collect(ctx: Context) -> Result:
     handlers = np.flatnonzero(tl.is_(*HANDLER_CLASSES) & ~tl.nmi)
     if not ctx.has_any(*NEEDS_ANY_RCU):
         return _exposure(ctx, res, handlers)
-    g = ctx.guest_eqs
-    q, stats = ctx.eqs
-    sp, ep = g["stop_pos"].to_numpy(), g["start_pos"].to_numpy()
-    k = containing(tl, sp, ep, handlers)
-    hit = handlers[(k >= 0) & (tl.pid[handlers] != 0)]
-    kk = k[(k >= 0) & (tl.pid[handlers] != 0)]
-    soft = np.flatnonzero(tl.cls == Cls.SOFTIRQ)
-    soft_in = int(((containing(tl, sp, ep, soft) >= 0) & (tl.pid[soft] != 0)).sum())
+    guest = ctx.guest_eqs
+    every, stats = ctx.eqs
+    stop, start = guest["stop_pos"].to_numpy(), guest["start_pos"].to_numpy()  # RCU stops / starts watching
+    inside = containing(tl, stop, start, handlers)  # the guest EQS each handler ran in, else −1
+    busy = (inside >= 0) & (tl.pid[handlers] != 0)  # a non-idle task: an idle CPU's IRQs are legitimate
+    hit, eqs_of_hit = handlers[busy], inside[busy]
+    softirqs = np.flatnonzero(tl.cls == Cls.SOFTIRQ)
+    soft_in = int(((containing(tl, stop, start, softirqs) >= 0) & (tl.pid[softirqs] != 0)).sum())
     idle_hits = int((rcu.idle_handlers(tl, handlers) & tl.owns(handlers)).sum())
     step = ctx.counter_step
     missed = rcu.missed_transitions(tl, step)
     # an EQS with missed transitions or a lost-events gap inside cannot prove anything
-    m_in = containing(tl, sp, ep, missed)
-    doubtful = np.zeros(len(sp), bool)
-    doubtful[m_in[m_in >= 0]] = True
-    doubtful |= np.isin(ep, missed)  # the counter at the EQS's own end says transitions inside it went untraced
-    doubtful |= tl.near_gap(tl.cpu[sp], tl.ts[sp], tl.ts[ep])
-    in_broken = g["broken_run"].to_numpy(bool)
-    conf = np.where(doubtful[kk] | in_broken[kk], Confidence.INFERRED, Confidence.PROVEN)
-    why = np.where(in_broken[kk], "lost events inside this guest run: the run is not fully traced",
-                   np.where(doubtful[kk], "missed RCU transitions or lost events inside this quiescent state", ""))
-    ev = np.column_stack([tl.seq[sp[kk]], tl.seq[hit], tl.seq[ep[kk]]])
+    missed_in = containing(tl, stop, start, missed)
+    doubtful = np.zeros(len(stop), bool)
+    doubtful[missed_in[missed_in >= 0]] = True
+    doubtful |= np.isin(start, missed)  # the counter at the EQS's own end says transitions inside it went untraced
+    doubtful |= tl.near_gap(tl.cpu[stop], tl.ts[stop], tl.ts[start])
+    in_broken = guest["broken_run"].to_numpy(bool)
+    conf = np.where(doubtful[eqs_of_hit] | in_broken[eqs_of_hit], Confidence.INFERRED, Confidence.PROVEN)
+    why = np.where(in_broken[eqs_of_hit], "lost events inside this guest run: the run is not fully traced",
+                   np.where(doubtful[eqs_of_hit], "missed RCU transitions or lost events inside this quiescent state", ""))
+    stop_hit, start_hit = stop[eqs_of_hit], start[eqs_of_hit]
+    evidence = np.column_stack([tl.seq[stop_hit], tl.seq[hit], tl.seq[start_hit]])
     res.findings = findings_frame(
-        "rcu_not_watching", conf, tl.cpu[hit], tl.pid[hit], tl.comm[hit], tl.ts[sp[kk]], tl.ts[ep[kk]], ev,
+        "rcu_not_watching", conf, tl.cpu[hit], tl.pid[hit], tl.comm[hit], tl.ts[stop_hit], tl.ts[start_hit], evidence,
         "IRQ handler ran inside the vCPU thread's guest quiescent state, which it entered during a guest run "
         "(evidence: stop-watching, the handler, start-watching)",
         why)
-    res.frames["guest_eqs"] = g.drop(columns=["stop_pos", "start_pos"])
-    res.frames["eqs"] = q.drop(columns=["stop_pos", "start_pos"])
+    res.frames["guest_eqs"] = guest.drop(columns=["stop_pos", "start_pos"])
+    res.frames["eqs"] = every.drop(columns=["stop_pos", "start_pos"])
     res.metrics = {
         "source": tl.rcu_event, **stats, "guest_eqs": int((~in_broken).sum()),
         "guest_eqs_in_broken_runs": int(in_broken.sum()), "handlers_in_guest_eqs": int(len(hit)),
@@ -125,15 +126,15 @@ def _exposure(ctx: Context, res: Result, handlers: np.ndarray) -> Result:
     res.cannot_decide("IRQs without RCU watching (bug 1): exposure only", list(NEEDS_ANY_RCU), ["rcu"])
     if not len(r.entry_pos):
         return res
-    i = np.searchsorted(r.entry_pos, handlers) - 1
-    j = np.maximum(i, 0)
+    before = np.searchsorted(r.entry_pos, handlers) - 1  # the last run entered before each handler
+    run_of = np.maximum(before, 0)
     arm64 = (r.frame["arch"] == "arm64").to_numpy()
-    ok = (i >= 0) & (handlers < r.exit_pos[j]) & arm64[j] & (tl.pid[handlers] != 0) & tl.owns(handlers)
-    h, run = handlers[ok], i[ok]
-    ev = np.column_stack([tl.seq[r.entry_pos[run]], tl.seq[h], tl.seq[r.exit_pos[run]]])
+    ok = (before >= 0) & (handlers < r.exit_pos[run_of]) & arm64[run_of] & (tl.pid[handlers] != 0) & tl.owns(handlers)
+    hit, run = handlers[ok], before[ok]
+    evidence = np.column_stack([tl.seq[r.entry_pos[run]], tl.seq[hit], tl.seq[r.exit_pos[run]]])
     res.findings = findings_frame(
-        "rcu_not_watching", Confidence.INFERRED, tl.cpu[h], tl.pid[h], tl.comm[h], tl.ts[r.entry_pos[run]], tl.ts[r.exit_pos[run]],
-        ev, "IRQ handled between kvm_entry and kvm_exit on a nohz_full CPU", "no RCU events: exposure, not proof")
+        "rcu_not_watching", Confidence.INFERRED, tl.cpu[hit], tl.pid[hit], tl.comm[hit], tl.ts[r.entry_pos[run]],
+        tl.ts[r.exit_pos[run]], evidence, "IRQ handled between kvm_entry and kvm_exit on a nohz_full CPU", "no RCU events: exposure, not proof")
     return res
 
 

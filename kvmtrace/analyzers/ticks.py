@@ -105,51 +105,52 @@ def collect(ctx: Context) -> Result:
     """Where each tick this part of the trace owns ran relative to its guest run, and whether it
     caused that run's IRQ exit. Due times, charging and findings need the whole trace (``finish``)."""
     res = Result("ticks")
-    tr, tl, r = ctx.trace, ctx.tl, ctx.runs
+    trace, tl, runs = ctx.trace, ctx.tl, ctx.runs
     missing = [n for n in REQUIRED if not ctx.has_any(n)]
     if missing:
         res.cannot_decide("expected and charged guest ticks", missing, ["kvm", "timer"])
         return res
-    t = tk.tick_frame(tr)
-    t = t[tl.owns(tl.pos_of(t["seq"].to_numpy()))].reset_index(drop=True)
-    starts = tk.tick_starts(tr)
+    ticks = tk.tick_frame(trace)
+    ticks = ticks[tl.owns(tl.pos_of(ticks["seq"].to_numpy()))].reset_index(drop=True)
+    starts = tk.tick_starts(trace)
     res.frames["starts"] = starts[tl.owns(tl.pos_of(starts["seq"].to_numpy()))]
-    pos = tl.pos_of(t["seq"].to_numpy())
-    t.insert(4, "pid", tl.pid[pos])
-    t.insert(5, "comm", tl.comm[pos])
+    pos = tl.pos_of(ticks["seq"].to_numpy())
+    ticks.insert(4, "pid", tl.pid[pos])
+    ticks.insert(5, "comm", tl.comm[pos])
     n = len(pos)
     place = np.full(n, Place.HOST, dtype=object)
     caused = left = np.zeros(n, bool)
     run = np.full(n, -1, np.int64)
     reworked = seen = np.zeros(n, bool)
-    h = tk.handler_before(tl, pos)  # the IRQ handler each tick ran in
-    if len(r.entry_pos):
+    handler = tk.handler_before(tl, pos)  # the IRQ handler each tick ran in
+    if len(runs.entry_pos):
         # the run each tick belongs to: the last kvm_entry before it on its CPU, up to the next entry
-        j = np.maximum(np.searchsorted(r.entry_pos, pos) - 1, 0)
-        in_run = (np.searchsorted(r.entry_pos, pos) > 0) & (tl.cpu[r.entry_pos[j]] == tl.cpu[pos]) & (pos < r.window_end[j])
-        run = np.where(in_run, j, -1)
-        path = tk.exit_path(tl, r.return_pos, r.exit_pos, r.window_end)
-        op, cl = path.open_pos[j], path.close_pos[j]
-        after = in_run & (pos > r.return_pos[j])
+        last = np.maximum(np.searchsorted(runs.entry_pos, pos) - 1, 0)
+        in_run = (np.searchsorted(runs.entry_pos, pos) > 0) & (tl.cpu[runs.entry_pos[last]] == tl.cpu[pos]) & \
+            (pos < runs.window_end[last])
+        run = np.where(in_run, last, -1)
+        path = tk.exit_path(tl, runs.return_pos, runs.exit_pos, runs.window_end)
+        opens, closes = path.open_pos[last], path.close_pos[last]  # the run's host-IRQ window
+        after = in_run & (pos > runs.return_pos[last])
         place[in_run] = Place.IN_GUEST
         place[after] = Place.NO_WINDOW
-        place[after & (op >= 0) & (pos > op) & (pos < cl)] = Place.WINDOW
-        place[after & (op >= 0) & (pos > cl)] = Place.AFTER_WINDOW
-        reason = r.frame["reason"].to_numpy(object)[j]
+        place[after & (opens >= 0) & (pos > opens) & (pos < closes)] = Place.WINDOW
+        place[after & (opens >= 0) & (pos > closes)] = Place.AFTER_WINDOW
+        reason = runs.frame["reason"].to_numpy(object)[last]
         irq_exit = np.isin(reason, list(IRQ_EXIT_REASONS))
-        caused = after & irq_exit & (h >= 0) & (h == path.first_handler[j])
+        caused = after & irq_exit & (handler >= 0) & (handler == path.first_handler[last])
         left = after & ~irq_exit & (reason != "?")
-        reworked = tk.reworked_entry(tl, r.entry_pos, r.return_pos)[j] >= 0
-        seen = path.seen[j]
-    t["run_of"] = r.key(run)
-    t["place"] = place
-    t["caused_exit"], t["after_non_irq_exit"] = caused, left
-    t["reworked_entry"], t["path_seen"] = reworked & (run >= 0), seen & (run >= 0)
-    t["handler_ns"] = np.where(h >= 0, tl.ts[np.maximum(h, 0)], -1) if len(tl) else h
-    res.frames["ticks"] = t
-    own_runs = tl.owns(r.entry_pos)
-    res.metrics = {"kvm_exit_undecoded": int(((r.frame["reason"] == "?").to_numpy() & own_runs).sum())
-                   if len(r.frame) else 0}
+        reworked = tk.reworked_entry(tl, runs.entry_pos, runs.return_pos)[last] >= 0
+        seen = path.seen[last]
+    ticks["run_of"] = runs.key(run)
+    ticks["place"] = place
+    ticks["caused_exit"], ticks["after_non_irq_exit"] = caused, left
+    ticks["reworked_entry"], ticks["path_seen"] = reworked & (run >= 0), seen & (run >= 0)
+    ticks["handler_ns"] = np.where(handler >= 0, tl.ts[np.maximum(handler, 0)], -1) if len(tl) else handler
+    res.frames["ticks"] = ticks
+    own_runs = tl.owns(runs.entry_pos)
+    res.metrics = {"kvm_exit_undecoded": int(((runs.frame["reason"] == "?").to_numpy() & own_runs).sum())
+                   if len(runs.frame) else 0}
     return res
 
 
@@ -245,13 +246,13 @@ def _pending(runs: pd.DataFrame, t: pd.DataFrame) -> np.ndarray:
     irq_exit = runs["reason"].isin(list(IRQ_EXIT_REASONS) + ["?"]).to_numpy()
     cpu, pend, tcpu = runs["cpu"].to_numpy(), t["pending_ns"].to_numpy(), t["cpu"].to_numpy()
     for c in np.unique(tcpu[rest]):
-        on = np.flatnonzero(cpu == c)
-        m = rest[tcpu[rest] == c]
-        if not len(on):
+        cpu_runs = np.flatnonzero(cpu == c)
+        mine = rest[tcpu[rest] == c]  # this CPU's ticks still undecided
+        if not len(cpu_runs):
             continue
-        i = np.searchsorted(ent[on], pend[m], side="right") - 1
-        k = on[np.maximum(i, 0)]
-        how[m[(i >= 0) & (pend[m] < ret[k]) & irq_exit[k]]] = Pending.DUE_GUEST
+        before = np.searchsorted(ent[cpu_runs], pend[mine], side="right") - 1  # the run entered before it fell due
+        run = cpu_runs[np.maximum(before, 0)]
+        how[mine[(before >= 0) & (pend[mine] < ret[run]) & irq_exit[run]]] = Pending.DUE_GUEST
     return how
 
 
