@@ -55,3 +55,85 @@ def test_every_error_kvmtrace_explains_is_one_kvmtrace_error():
     with pytest.raises(ValueError) as bad:
         compare([], [])
     assert isinstance(bad.value, kvmtrace.KvmtraceError) and "at least one trace" in str(bad.value)
+
+
+# --- the model's primitives, on hand-made timelines ------------------------------------------
+
+def timeline(events: list[tuple[int, str]], pid: int = 100, entry_path: set[int] = frozenset()):
+    """A Timeline of (cpu, class name) events in (cpu, seq) order; ``entry_path``: positions the
+    guest-entry code emitted."""
+    import numpy as np
+
+    from kvmtrace.model.timeline import Cls, Coded, Timeline
+    from kvmtrace.seqindex import SeqIndex
+
+    n = len(events)
+    cpu = np.array([c for c, _ in events], np.int32)
+    cls = np.array([int(Cls[name]) for _, name in events], np.int8)
+    seq = np.arange(n, dtype=np.int64)
+    zero = np.zeros(n, bool)
+    path = zero.copy()
+    path[list(entry_path)] = True
+    return Timeline(ts=seq * 1000, seq=seq, cpu=cpu, pid=np.full(n, pid, np.int32), cls=cls, hardirq=zero, irqs_off=zero,
+                    flags_known=False, nmi=zero, entry_path=path, caller=Coded(np.full(n, -1), []),
+                    comm=Coded(np.zeros(n, np.int32), ["CPU 0/KVM"]), rcu_event=None, rcu_counter=np.full(n, -1),
+                    rcu_change=np.zeros(n, np.int8), pos_by_seq=SeqIndex(seq, np.arange(n)), row=np.arange(n),
+                    damaged=zero)
+
+
+def test_alternating_pairs_each_open_with_the_next_event_of_the_pair_on_its_cpu():
+    from kvmtrace.model.timeline import Cls, alternating
+
+    tl = timeline([(0, "ENTRY"), (0, "OTHER"), (0, "EXIT"), (0, "ENTRY"), (0, "ENTRY"), (0, "EXIT"), (0, "ENTRY"),
+                   (1, "EXIT"), (1, "ENTRY"), (1, "EXIT")])
+    p = alternating(tl, Cls.ENTRY, Cls.EXIT)
+    assert p.open_pos.tolist() == [0, 4, 8] and p.close_pos.tolist() == [2, 5, 9]
+    # an entry left open at CPU 0's end is not paired with CPU 1's first exit
+    assert 6 not in p.open_pos.tolist() and 7 not in p.close_pos.tolist()
+    tl.pid[5] = 200  # another task's exit closes nothing with same_pid
+    q = alternating(tl, Cls.ENTRY, Cls.EXIT, same_pid=True)
+    assert q.open_pos.tolist() == [0, 8] and q.close_pos.tolist() == [2, 9]
+
+
+def test_containing_finds_the_interval_on_the_positions_cpu_only():
+    import numpy as np
+
+    from kvmtrace.model.timeline import containing
+
+    tl = timeline([(0, "OTHER")] * 6 + [(1, "OTHER")] * 4)
+    starts, ends = np.array([0, 3, 6]), np.array([2, 5, 9])
+    got = containing(tl, starts, ends, np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]))
+    assert got.tolist() == [-1, 0, -1, -1, 1, -1, -1, 2, 2, -1]  # the start itself is not inside; the end neither
+    assert containing(tl, starts, ends, np.array([2, 9]), include_end=True).tolist() == [0, 2]
+    assert containing(tl, starts[:1], np.array([8]), np.array([7])).tolist() == [-1]  # [0, 8) spans CPUs: not on CPU 1
+    assert containing(tl, np.zeros(0, np.int64), np.zeros(0, np.int64), np.array([1])).tolist() == [-1]
+
+
+def test_the_guest_return_is_the_first_host_event_after_the_entry_path_and_its_brackets():
+    import numpy as np
+
+    from kvmtrace.model.runs import _guest_return
+
+    # kvm_entry, the reworked entry's irq_enable in RCU brackets, the EQS entry, then the guest; the
+    # first host event after it is the return
+    tl = timeline([(0, "ENTRY"), (0, "RCU_OPEN"), (0, "IRQ_ON"), (0, "RCU_CLOSE"), (0, "RCU_STOP"), (0, "RCU_START"),
+                   (0, "IRQ_OFF"), (0, "EXIT")], entry_path={2, 4})
+    assert _guest_return(tl, np.array([0]), np.array([7])).tolist() == [5]
+    # no entry-path events: the first event after kvm_entry
+    plain = timeline([(0, "ENTRY"), (0, "HANDLER"), (0, "EXIT")])
+    assert _guest_return(plain, np.array([0]), np.array([2])).tolist() == [1]
+    # nothing between entry and exit: the exit
+    empty = timeline([(0, "ENTRY"), (0, "EXIT")])
+    assert _guest_return(empty, np.array([0]), np.array([1])).tolist() == [1]
+
+
+def test_seq_index_maps_seq_numbers_dense_or_sparse_and_gives_minus_one_elsewhere():
+    import numpy as np
+
+    from kvmtrace.seqindex import SeqIndex
+
+    dense = SeqIndex(np.array([10, 11, 13]), np.array([0, 1, 2]))
+    assert dense.dense is not None and dense[np.array([13, 10, 12, 9, 99])].tolist() == [2, 0, -1, -1, -1]
+    sparse = SeqIndex(np.array([5, 10**9, 3 * 10**9]), np.array([7, 8, 9]))
+    assert sparse.dense is None and sparse[np.array([3 * 10**9, 5, 6, 4 * 10**9])].tolist() == [9, 7, -1, -1]
+    assert SeqIndex(np.zeros(0, np.int64), np.zeros(0, np.int64))[np.array([1])].tolist() == [-1]
