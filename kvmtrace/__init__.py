@@ -14,7 +14,7 @@ _LAZY = {"Trace": "trace", "Options": "analyzers", "Analysis": "analyzers", "ana
          "fields": "fields"}
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     if name in _LAZY:
         import importlib
 

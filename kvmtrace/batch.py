@@ -12,13 +12,16 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from . import progress
 from .analyzers import FINDING_KINDS, Options, load_and_analyze
 from .errors import OutputError, TraceError
+
+if TYPE_CHECKING:
+    from .compare.sides import Part
 
 ROW_COLUMNS = ["path", "format", "events", "cpus", "duration_s", "lost", "skipped", "verdict", "guest_runs",
                *(f"{k}_{c}" for k in FINDING_KINDS for c in ("proven", "inferred")), "undecidable", "cache",
@@ -69,7 +72,8 @@ def summarize(path: str, options: Options | None = None, cache: bool = False,
     return row
 
 
-def compare_part(path: str, options: Options | None = None, cache: bool = False, cache_dir: str | None = None):
+def compare_part(path: str, options: Options | None = None, cache: bool = False, cache_dir: str | None = None
+                 ) -> "Part":
     """Load and analyze one trace for ``compare``: the small Part a worker sends back."""
     from .compare import extract
 

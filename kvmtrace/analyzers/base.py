@@ -128,7 +128,7 @@ def text(*parts: Any) -> pa.Array:
     return pc.binary_join_element_wise(*(p if isinstance(p, str) else _strings(p, n) for p in parts), "")
 
 
-def findings_frame(kind: str, confidence: Any, cpu, pid, comm, start, end,
+def findings_frame(kind: str, confidence: Any, cpu: Any, pid: Any, comm: Any, start: Any, end: Any,
                    evidence: np.ndarray, detail: Any, why: Any) -> pd.DataFrame:
     """Findings in the common column layout; ``evidence`` is (findings × events) seq numbers."""
     ev = np.asarray(evidence, dtype=np.int64)

@@ -6,6 +6,8 @@ and lazy: only event types someone asks for are decoded. Known events follow
 """
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import pyarrow as pa
 
@@ -24,7 +26,7 @@ def selection(events: frozenset[str] | None, fields: dict[str, tuple[str, ...]])
                      decode_binary=binary_fields)
 
 
-def decode_fields(name: str, payload, columns: tuple[str, ...]) -> pd.DataFrame:
+def decode_fields(name: str, payload: Any, columns: tuple[str, ...]) -> pd.DataFrame:
     """Only the typed ``columns`` of event ``name`` from its printed payloads (no base columns)."""
     arr = pa.array(payload) if len(payload) else pa.array([], pa.large_string())
     arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,7 @@ def _uint(v: np.ndarray) -> pd.arrays.IntegerArray:
     return pd.arrays.IntegerArray(v.astype(np.uint64), np.zeros(len(v), bool))
 
 
-def _cat(values) -> pd.Categorical:
+def _cat(values: Any) -> pd.Categorical:
     if isinstance(values, pd.Categorical):
         return values
     if isinstance(values, pa.Array):
@@ -47,7 +48,7 @@ def _coded(inv: np.ndarray, names: list) -> pd.Categorical:
     return pd.Categorical.from_codes(lut[inv], dtype=pd.CategoricalDtype(pd.Index(cats, dtype=object)))
 
 
-def _mapped(vals: np.ndarray, lookup) -> pd.Categorical:
+def _mapped(vals: np.ndarray, lookup: Callable[[Any], Any]) -> pd.Categorical:
     """``lookup`` applied once per distinct value (tables, printk strings), as a Categorical of all rows."""
     if not len(vals):
         return pd.Categorical([])

@@ -62,7 +62,7 @@ class Coded:
         self.categories = pd.Index(list(uniq), dtype=object)
         self.names = np.array(list(uniq) + [None], dtype=object)  # code −1 → None
 
-    def __getitem__(self, pos):
+    def __getitem__(self, pos: Any) -> Any:
         if np.ndim(pos) == 0:
             return self.names[self.codes[pos]]
         return pd.Categorical.from_codes(self.codes[pos], dtype=pd.CategoricalDtype(self.categories))

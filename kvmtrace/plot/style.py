@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..analyzers import Analysis
@@ -27,7 +28,7 @@ def side_label(label: str, a: Analysis) -> str:
     return f"{label}: {os.path.basename(a.trace.path)}"
 
 
-def say_empty(ax, message: str) -> None:
+def say_empty(ax: Axes, message: str) -> None:
     """An axes with nothing to draw says why in words instead of showing blank 0–1 axes."""
     ax.cla()
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, fontsize=10, color="#555555")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..analyzers import Analysis
@@ -126,7 +127,7 @@ def timeline(a: Analysis, cpu: int | list[int] | None = None, window: tuple[int,
     return fig
 
 
-def draw(ax, items: dict[str, pd.DataFrame], cpus: list[int], start: int, end: int) -> None:
+def draw(ax: Axes, items: dict[str, pd.DataFrame], cpus: list[int], start: int, end: int) -> None:
     """Draw ``items`` (``drawn_items``) of ``cpus`` in [start, end] on ``ax``, every lane named, time in µs."""
     row = {c: 4.0 * i for i, c in enumerate(reversed(cpus))}
     us = lambda t: (np.asarray(t, dtype=np.int64) - start) / 1e3  # noqa: E731
@@ -149,7 +150,7 @@ def draw(ax, items: dict[str, pd.DataFrame], cpus: list[int], start: int, end: i
                            color=COLORS["eqs"], label="RCU not watching (guest quiescent state)")
         q = items["irqs"][items["irqs"]["cpu"] == c]
         ax.vlines(us(q["ts"]), y + 0.05, y + 0.75, color=COLORS["irq"], linewidth=1,
-                  label="IRQ handler" if len(q) else None)
+                  label="IRQ handler" if len(q) else "_nolegend_")
         t = items["ticks"][items["ticks"]["cpu"] == c]
         bad = t["misaccounted"].to_numpy(bool) if "misaccounted" in t else np.zeros(len(t), bool)
         ax.plot(us(t["ts"][~bad]), np.full(int((~bad).sum()), y + 0.4), "v", color=COLORS["tick"], markersize=7,

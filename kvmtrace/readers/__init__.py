@@ -15,7 +15,7 @@ from ..errors import TraceFormatError, TraceTooLargeError
 from ..meta import TraceMeta
 from .compression import read_head
 from .select import Selection
-from .sniff import event_share, sniff_binary, sniff_text
+from .sniff import TextFormat, event_share, sniff_binary, sniff_text
 from .text import read_text, text_chunks
 
 
@@ -100,7 +100,7 @@ def _stream(path: str, select: Selection, chunk_events: int) -> Iterator[ReadRes
     _finish_meta(events.iloc[:0], meta, select)
 
 
-def _text_pieces(path: str, fmt, meta: TraceMeta, select: Selection, chunk_events: int
+def _text_pieces(path: str, fmt: TextFormat, meta: TraceMeta, select: Selection, chunk_events: int
                  ) -> Iterator[tuple[pd.DataFrame, dict[str, pd.DataFrame], TraceMeta]]:
     block = min(6 << 20, max(256 << 10, chunk_events * TEXT_LINE_BYTES))  # a piece is at least a block
     for cols in text_chunks(path, fmt, meta, block, select=select, chunk_events=chunk_events):

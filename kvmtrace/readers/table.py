@@ -5,6 +5,8 @@ the one events table layout the rest of kvmtrace relies on (``schema.py``).
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -41,7 +43,8 @@ class EventColumns:
         self.line: list[np.ndarray] = []
         self._unknown_flags: set[str] = set()
 
-    def add_block(self, *, ts, cpu, pid, tgid, comm, event, system, flags, payload, line) -> None:
+    def add_block(self, *, ts: Any, cpu: Any, pid: Any, tgid: tuple[Any, Any], comm: pa.Array, event: pa.Array,
+                  system: pa.Array | None, flags: Any, payload: Any, line: Any) -> None:
         seq = np.arange(self._seq_base, self._seq_base + len(ts), dtype=np.int64)  # position in the whole file
         self._seq_base += len(ts)
         if self.select is not None:
@@ -121,7 +124,7 @@ class EventColumns:
         if n > 1 and (np.diff(ts) < 0).any():
             order = np.argsort(ts, kind="stable")
 
-        def take(a):
+        def take(a: Any) -> Any:
             return a if order is None else a[order]
 
         def cat(chunks: list[pa.Array]) -> pd.Categorical:

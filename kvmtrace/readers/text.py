@@ -340,7 +340,7 @@ def _at(buf: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return buf[pos]
 
 
-def _meta_line(line: bytes, meta: TraceMeta, lf, j: int, line_base: int,
+def _meta_line(line: bytes, meta: TraceMeta, lf: LineFields, j: int, line_base: int,
                last_ts_by_cpu: dict[int, int]) -> str | None:
     """Record what a prologue or marker line says; return its skip reason, or None."""
     m = _LOST.match(line)

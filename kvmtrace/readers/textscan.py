@@ -108,7 +108,8 @@ def _parse_uint_loop(buf: np.ndarray, start: np.ndarray, end: np.ndarray, base: 
     return val
 
 
-def parse_timestamp(buf: np.ndarray, start: np.ndarray, end: np.ndarray):
+def parse_timestamp(buf: np.ndarray, start: np.ndarray, end: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Parse ``SEC.FRAC`` or a bare counter.
 
     Returns (ns or raw counter as int64, has_dot, fraction digits, valid).

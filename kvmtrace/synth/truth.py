@@ -7,6 +7,8 @@ ground truth does not grow the process.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import json
 import shutil
 import tempfile
@@ -49,7 +51,7 @@ class TruthSink:
 
     def flush(self, truth: Truth, upto_ts: int | None) -> None:
         """Write every record whose events all lie before ``upto_ts`` (None: everything)."""
-        def drain(records: list[dict], events, write) -> list[dict]:
+        def drain(records: list[dict], events: Callable[[dict], Any], write: Callable[[dict], None]) -> list[dict]:
             """Write the finished records; return the rest."""
             keep = []
             for rec in records:

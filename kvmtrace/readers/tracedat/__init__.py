@@ -229,7 +229,8 @@ def page_records(o: Opened, cpu: int, data: np.ndarray, page: int, gaps: list[tu
     return recs
 
 
-def read_dat(path: str, compression: str | None = None, select: Selection | None = None):
+def read_dat(path: str, compression: str | None = None, select: Selection | None = None
+             ) -> tuple[pd.DataFrame, TraceMeta, BinarySource]:
     """Read a trace.dat file: (events table, meta, BinarySource).
 
     With ``select``, each CPU's records of other event types are dropped as soon as

@@ -7,6 +7,8 @@ file before anything is read or allocated; decompression is bounded.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import struct
 from typing import Any
 import zlib
@@ -104,7 +106,7 @@ class _Reader:
         return bytes(self.data[off: off + n])
 
 
-def _decompressor(kind: str):
+def _decompressor(kind: str) -> "Callable[[bytes, int], bytes] | None":
     if kind == "zstd":
         return lambda b, n: zstandard.ZstdDecompressor().decompress(b, max_output_size=n)
     if kind == "zlib":
@@ -371,6 +373,8 @@ def _section(r: _Reader, dat: DatFile, off: int, expect: int | None) -> tuple[by
 def decompress(r: _Reader, kind: str, off: int, csize: int, usize: int, what: str) -> bytes:
     r.need(off, csize, what)
     fn = _decompressor(kind)
+    if fn is None:
+        raise TraceFormatError(r.path, f"byte {off}", f"{what}: unknown compression {kind!r}")
     try:
         out = fn(bytes(r.data[off: off + csize]), usize)
     except (zstandard.ZstdError, zlib.error) as exc:
