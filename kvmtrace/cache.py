@@ -8,15 +8,21 @@ come from binary records that are not cached), the field columns of the events
 the analyzers read, one Parquet file each; other events' fields re-read the file. Only Parquet and JSON are read back:
 nothing is unpickled or evaluated. Entries are written to a temporary folder and
 renamed into place, so a crash never leaves half an entry.
+
+The cache is bounded (``limit()``: ``$KVMTRACE_CACHE_MAX``, default 4 GiB): after each write the
+least recently used entries are removed until it fits. ``entries`` and ``clear`` are what
+``kvmtrace cache info|clear`` show and do.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +35,84 @@ from .trace import Trace
 from .version import __version__
 
 #: bump when the events table, the typed frames or meta change shape
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
+#: the cache's size when ``$KVMTRACE_CACHE_MAX`` does not say (bytes)
+DEFAULT_LIMIT = 4 << 30
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.I)
+
+
+def limit() -> int:
+    """The cache's size bound in bytes: ``$KVMTRACE_CACHE_MAX`` (``500M``, ``4G``, ``1.5GiB`` or bytes),
+    else 4 GiB. A value that does not read as a size is refused, naming it."""
+    text = os.environ.get("KVMTRACE_CACHE_MAX")
+    if not text:
+        return DEFAULT_LIMIT
+    m = _SIZE.match(text)
+    if m is None:
+        raise OutputError(f"KVMTRACE_CACHE_MAX={text!r}: not a size (e.g. 500M, 4G)")
+    return int(float(m.group(1)) * 1024 ** " kmgt".index((m.group(2) or " ").lower()))
+
+
+@dataclass
+class Entry:
+    """One cached trace: its folder, the file it is a copy of, its size and when it was last used."""
+
+    folder: Path
+    trace: str
+    bytes: int
+    used: float  # seconds since the epoch
+
+
+def entries(cache_dir: str | os.PathLike[str] | None = None) -> list[Entry]:
+    """Every complete entry, least recently used first (an unreadable one counts with its size)."""
+    root = Path(cache_dir or default_dir())
+    out = []
+    try:
+        folders = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".tmp-")]
+    except OSError:
+        return []
+    for d in folders:
+        meta = d / "meta.json"
+        try:
+            used = meta.stat().st_mtime
+            size = sum(f.stat().st_size for f in d.iterdir() if f.is_file())
+        except OSError:
+            continue
+        try:
+            trace = str(json.loads(meta.read_text())["meta"]["path"])
+        except (OSError, ValueError, KeyError, TypeError):
+            trace = "?"
+        out.append(Entry(d, trace, size, used))
+    return sorted(out, key=lambda e: e.used)
+
+
+def trim(cache_dir: str | os.PathLike[str] | None = None, bound: int | None = None,
+         keep: Path | None = None) -> list[Entry]:
+    """Remove the least recently used entries until the cache holds at most ``bound`` bytes (default
+    ``limit()``), ``keep`` last of all; return what was removed."""
+    bound = limit() if bound is None else bound
+    every = entries(cache_dir)
+    total = sum(e.bytes for e in every)
+    order = [e for e in every if e.folder != keep] + [e for e in every if e.folder == keep]
+    removed = []
+    for e in order:
+        if total <= bound:
+            break
+        shutil.rmtree(e.folder, ignore_errors=True)
+        total -= e.bytes
+        removed.append(e)
+    return removed
+
+
+def clear(cache_dir: str | os.PathLike[str] | None = None) -> list[Entry]:
+    """Remove every entry (and any temporary folder a crash left); return the entries removed."""
+    root = Path(cache_dir or default_dir())
+    every = entries(root)
+    for e in every:
+        shutil.rmtree(e.folder, ignore_errors=True)
+    for d in root.glob(".tmp-*") if root.is_dir() else []:
+        shutil.rmtree(d, ignore_errors=True)
+    return every
 
 
 def default_dir() -> Path:
@@ -83,13 +166,20 @@ def read(path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None 
     except (OSError, ValueError, KeyError, TypeError):
         return None  # a damaged entry is a miss; the caller reads the file and rewrites it
     meta.path = os.fspath(path)
+    try:
+        os.utime(d / "meta.json")  # used now: the last to go when the cache is trimmed
+    except OSError:
+        pass  # a read-only cache is still read
     return Trace(events, meta, None, reopen=os.fspath(path) if doc["binary"] else None, fields=fields)
 
 
-def write(tr: Trace, cache_dir: str | os.PathLike[str] | None = None, fields: Sequence[str] = ()) -> Path:
+def write(tr: Trace, cache_dir: str | os.PathLike[str] | None = None, fields: Sequence[str] = ()) -> Path | None:
     """Store ``tr`` (just loaded from its file) under its key, with the typed fields of the events in
-    ``fields`` when they come from trace.dat records (text keeps its payload); return the entry folder."""
+    ``fields`` when they come from trace.dat records (text keeps its payload), then trim the cache to
+    its bound; return the entry folder, or None when the entry alone is over the bound (not kept)."""
     root = Path(cache_dir or default_dir())
+    bound = limit()
+    tmp: Path | None = None
     try:
         root.mkdir(parents=True, exist_ok=True)
         d = _entry(tr.path, root)
@@ -110,5 +200,8 @@ def write(tr: Trace, cache_dir: str | os.PathLike[str] | None = None, fields: Se
             shutil.rmtree(d, ignore_errors=True)
         os.replace(tmp, d)
     except OSError as exc:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise OutputError(f"{root}: cannot write the trace cache: {exc.strerror or exc}") from exc
-    return d
+    removed = trim(root, bound, keep=d)
+    return None if any(e.folder == d for e in removed) else d

@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator, Sequence
 
 from . import cache as trace_cache
+from .errors import OutputError
 from .readers import read, stream as read_stream
 from .readers.select import Selection
 from .trace import Trace
@@ -20,7 +21,8 @@ def load(path: str | os.PathLike[str], cache: bool = False, cache_dir: str | os.
 
     With ``cache``, a Parquet copy is kept in ``cache_dir`` (default: ``cache.default_dir()``), with
     the typed fields of ``cache_fields`` (a trace.dat's: text keeps its payload), and used while the
-    file is unchanged; ``meta.cache`` says "hit" or "written". With ``select`` (see
+    file is unchanged; ``meta.cache`` says "hit" or "written". A cache that cannot be written is a
+    warning in ``meta.warnings``, never an error. With ``select`` (see
     ``readers.select``), only those events and fields are kept: memory for what is kept, not for
     the file.
     """
@@ -32,8 +34,15 @@ def load(path: str | os.PathLike[str], cache: bool = False, cache_dir: str | os.
     got = read(path, select)
     tr = Trace(got.events, got.meta, got.binary, fields=got.fields)
     if cache and select is None:
-        trace_cache.write(tr, cache_dir, cache_fields)
-        tr.meta.cache = "written"
+        try:
+            kept = trace_cache.write(tr, cache_dir, cache_fields)
+        except OutputError as exc:  # the analysis goes on without a cache
+            tr.meta.warnings.append(f"{exc}: not cached")
+        else:
+            tr.meta.cache = "written" if kept is not None else None
+            if kept is None:
+                tr.meta.warnings.append(f"not cached: its copy is larger than the cache's bound "
+                                        f"({trace_cache.limit():,} bytes, KVMTRACE_CACHE_MAX)")
     return tr
 
 

@@ -13,6 +13,7 @@ COMMANDS = {
     "compare": ("compare", "Compare a kernel BEFORE a change with the kernel AFTER it."),
     "report": ("report", "Write a pull-request-ready report on TRACE into DIR."),
     "synth": ("synth", "Simulate the host side of KVM guest entry/exit and write the trace a real kernel would write."),
+    "cache": ("cache", "Show or empty the Parquet cache of parsed traces."),
 }
 
 
