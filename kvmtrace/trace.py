@@ -115,7 +115,7 @@ class Trace:
     def event_cpu_counts(self) -> pd.Series:
         """Events per (event, cpu): of the whole trace, also when the events were streamed."""
         if self._counts is None:
-            self._counts = self.events.groupby(["event", "cpu"], observed=True).size()
+            self._counts = _counts_by_event_and_cpu(self.events)
         return self._counts
 
     def has(self, *names: str) -> bool:
@@ -284,3 +284,23 @@ class Trace:
         m = self.meta
         return (f"<Trace {self.name}: {m.events} events, {m.source_format}, cpus={m.cpus}, "
                 f"skipped={m.skipped_total}, lost={m.lost_total}>")
+
+
+def _counts_by_event_and_cpu(events: pd.DataFrame) -> pd.Series:
+    """Events per (event, cpu), in (event category, cpu) order, counted with one ``bincount`` over
+    the category codes and the factorized CPUs (a pandas group-by of millions of rows takes ~10x
+    longer); a table with very many distinct pairs is grouped by pandas instead."""
+    name = events["event"]
+    names = name.array if isinstance(name.dtype, pd.CategoricalDtype) else pd.Categorical(name)
+    cpu_of, cpus = pd.factorize(events["cpu"].to_numpy(), sort=True)
+    codes = np.asarray(names.codes, np.int64)
+    width, kinds = max(len(cpus), 1), len(names.categories)
+    if kinds * width > 4 * len(events) + 65536:
+        return events.groupby(["event", "cpu"], observed=True).size()
+    keep = (codes >= 0) & (cpu_of >= 0)
+    bins = np.bincount(codes[keep] * width + cpu_of[keep], minlength=kinds * width)
+    seen = np.flatnonzero(bins)
+    index = pd.MultiIndex.from_arrays(
+        [pd.Categorical.from_codes(seen // width, dtype=names.dtype), cpus[seen % width]], names=["event", "cpu"])
+    return pd.Series(bins[seen].astype(np.int64), index=index)
+
