@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,17 @@ from .ticks import Ticks
 from . import registry
 
 SCHEMA_VERSION = 1
+R = TypeVar("R", bound=Result)
+
+
+class ResultOf(Generic[R]):
+    """An analyzer's result read as a typed attribute of an ``Analysis`` (``a.exits``)."""
+
+    def __init__(self, name: str, kind: type[R]) -> None:
+        self.name, self.kind = name, kind
+
+    def __get__(self, analysis: "Analysis", owner: type | None = None) -> R:
+        return cast(R, analysis.results[self.name])
 
 
 @dataclass(repr=False)
@@ -52,30 +63,12 @@ class Analysis:
         """One analyzer's DataFrame by name, e.g. ``frame("exits", "runs")`` (``a.exits.runs``)."""
         return self.results[analyzer].frames[name]
 
-    @property
-    def exits(self) -> Exits:
-        """Guest runs and exit reasons (``Exits``)."""
-        return cast(Exits, self.results["exits"])
-
-    @property
-    def irqsoff(self) -> IrqsOff:
-        """Irqs-off windows, apparent ones included (``IrqsOff``)."""
-        return cast(IrqsOff, self.results["irqsoff"])
-
-    @property
-    def rcu(self) -> Rcu:
-        """RCU quiescent states and the handlers inside guest ones (``Rcu``)."""
-        return cast(Rcu, self.results["rcu"])
-
-    @property
-    def ticks(self) -> Ticks:
-        """Ticks on the vCPU CPUs and where they were charged (``Ticks``)."""
-        return cast(Ticks, self.results["ticks"])
-
-    @property
-    def damage(self) -> Damage:
-        """What could not be read (``Damage``)."""
-        return cast(Damage, self.results["damage"])
+    #: each analyzer's typed result (its frames and metrics as attributes; see each class)
+    exits = ResultOf("exits", Exits)
+    irqsoff = ResultOf("irqsoff", IrqsOff)
+    rcu = ResultOf("rcu", Rcu)
+    ticks = ResultOf("ticks", Ticks)
+    damage = ResultOf("damage", Damage)
 
     @property
     def runs(self) -> pd.DataFrame:

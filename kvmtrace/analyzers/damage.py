@@ -60,8 +60,8 @@ def finish(parts: list[Result], whole: Whole) -> Result:
     garbled line was on is not known), repaired event lines on their own."""
     res = Damage("damage")
     meta = whole.trace.meta
-    d = by_cpu([p.frames.pop("damaged") for p in parts])
-    named = d["event"].astype(str) if len(d) else pd.Series([], dtype=str)
+    damaged = by_cpu([p.frames.pop("damaged") for p in parts])
+    named = damaged["event"].astype(str) if len(damaged) else pd.Series([], dtype=str)
     counts = {str(k): int(v) for k, v in named[~named.str.startswith("(")].value_counts().items()}
     impossible = int((named == "(impossible CPU or pid)").sum())
     if meta.damaged:
@@ -69,10 +69,10 @@ def finish(parts: list[Result], whole: Whole) -> Result:
         lines = pd.DataFrame({"seq": at[:, 0], "cpu": at[:, 1].astype(np.int32),
                               "event": pd.array(np.where(at[:, 1] < 0, "(unparsable line)", "(non-UTF-8 bytes)"),
                                                 dtype=object)})
-        d = pd.concat([d, lines], ignore_index=True) if len(d) else lines
-    cpu = d["cpu"].to_numpy(np.int32)
-    res.frames["damaged"] = d.assign(cpu=pd.arrays.IntegerArray(cpu, cpu < 0),  # NA: which CPU is not known
-                                     event=pd.Categorical(d["event"].astype(str)))
+        damaged = pd.concat([damaged, lines], ignore_index=True) if len(damaged) else lines
+    cpu = damaged["cpu"].to_numpy(np.int32)
+    res.frames["damaged"] = damaged.assign(cpu=pd.arrays.IntegerArray(cpu, cpu < 0),  # NA: which CPU is not known
+                                           event=pd.Categorical(damaged["event"].astype(str)))
     res.metrics = {"undecoded_payloads": counts, "impossible_cpu_or_pid": impossible}
     for event, n in counts.items():
         res.undecidable.append({"analysis": "damage", "what": f"{n:,} {event} events whose {READS.get(event, 'payload')} "

@@ -53,27 +53,27 @@ def finish(parts: list[Result], whole: Whole) -> Result:
     res = Exits("exits")
     if first_undecidable(parts, res):
         return res
-    f = by_cpu([p.frames.pop("runs") for p in parts])
+    runs = by_cpu([p.frames.pop("runs") for p in parts])
     deltas = concat([p.frames["window_deltas"] for p in parts])
-    if len(deltas) and len(f):
+    if len(deltas) and len(runs):
         add = deltas.groupby("entry_seq")[WINDOW_COUNTS].sum()
-        at = add.reindex(f["entry_seq"].to_numpy()).fillna(0).to_numpy(np.int64)
-        f[WINDOW_COUNTS] = f[WINDOW_COUNTS].to_numpy(np.int64) + at
-    f["run"] = np.arange(len(f))
-    exit_windows(f, gaps_of(whole.trace))
-    res.frames["runs"] = f
-    res.frames["exit_reasons"] = exit_stats(f)
+        at = add.reindex(runs["entry_seq"].to_numpy()).fillna(0).to_numpy(np.int64)
+        runs[WINDOW_COUNTS] = runs[WINDOW_COUNTS].to_numpy(np.int64) + at
+    runs["run"] = np.arange(len(runs))
+    exit_windows(runs, gaps_of(whole.trace))
+    res.frames["runs"] = runs
+    res.frames["exit_reasons"] = exit_stats(runs)
     unpaired = summed(parts)
     res.metrics = {
-        "runs": int(len(f)), **unpaired,
-        "vcpu_threads": int(f["pid"].nunique()) if len(f) else 0,
-        "cpus": sorted(int(c) for c in f["cpu"].unique()) if len(f) else [],
-        "arch": str(f["arch"].iloc[0]) if len(f) else "unknown",
-        "irqs_in_runs": int(f["irqs"].sum()) if len(f) else 0,
-        "softirqs_in_runs": int(f["softirqs"].sum()) if len(f) else 0,
-        "ticks_in_runs": int(f["ticks"].sum()) if len(f) else 0,
-        "irqs_in_exit_windows": int(f["window_irqs"].sum()) if len(f) else 0,
-        "ticks_in_exit_windows": int(f["window_ticks"].sum()) if len(f) else 0,
+        "runs": int(len(runs)), **unpaired,
+        "vcpu_threads": int(runs["pid"].nunique()) if len(runs) else 0,
+        "cpus": sorted(int(c) for c in runs["cpu"].unique()) if len(runs) else [],
+        "arch": str(runs["arch"].iloc[0]) if len(runs) else "unknown",
+        "irqs_in_runs": int(runs["irqs"].sum()) if len(runs) else 0,
+        "softirqs_in_runs": int(runs["softirqs"].sum()) if len(runs) else 0,
+        "ticks_in_runs": int(runs["ticks"].sum()) if len(runs) else 0,
+        "irqs_in_exit_windows": int(runs["window_irqs"].sum()) if len(runs) else 0,
+        "ticks_in_exit_windows": int(runs["window_ticks"].sum()) if len(runs) else 0,
         "exit_reasons": res.frames["exit_reasons"].to_dict(orient="records"),
     }
     return res

@@ -132,26 +132,26 @@ def finish(parts: list[Result], whole: Whole) -> Result:
     first_undecidable(parts, res)
     res.findings = concat([p.findings for p in parts])
     if "flag_windows" in parts[0].frames:
-        fw = by_cpu([p.frames.pop("flag_windows") for p in parts])
-        res.frames["flag_windows"] = fw
-        res.metrics = {"source": parts[0].metrics["source"], "flag_windows": int(len(fw)),
-                       "flag_max_us": float(fw["duration_ns"].max() / 1e3) if len(fw) else None}
+        flag_windows = by_cpu([p.frames.pop("flag_windows") for p in parts])
+        res.frames["flag_windows"] = flag_windows
+        res.metrics = {"source": parts[0].metrics["source"], "flag_windows": int(len(flag_windows)),
+                       "flag_max_us": float(flag_windows["duration_ns"].max() / 1e3) if len(flag_windows) else None}
         return res
-    w = by_cpu([p.frames.pop("windows") for p in parts])
-    w["run"] = na_below_zero(whole.run_of(w["run"].to_numpy()))  # NA: a window in no guest run
+    windows = by_cpu([p.frames.pop("windows") for p in parts])
+    windows["run"] = na_below_zero(whole.run_of(windows["run"].to_numpy()))  # NA: a window in no guest run
     stats = summed(parts, same=("source",))
-    res.frames["windows"] = w
-    res.frames["per_cpu"] = _per_cpu(w, whole.options.irqsoff_threshold_ns)
-    inner = w[w["kind"] == "guest-entry"]
+    res.frames["windows"] = windows
+    res.frames["per_cpu"] = _per_cpu(windows, whole.options.irqsoff_threshold_ns)
+    inner = windows[windows["kind"] == "guest-entry"]
     res.frames["guest_entry_windows"] = inner.groupby("caller", observed=True).agg(
         runs=("run", "size"), max_us=("duration_ns", lambda s: s.max() / 1e3)).reset_index() if len(inner) else \
         pd.DataFrame({"caller": pd.Categorical([]), "runs": np.zeros(0, np.int64), "max_us": np.zeros(0)})
     res.metrics = {
-        "source": "preemptirq", "windows": int(len(w)), **stats,
+        "source": "preemptirq", "windows": int(len(windows)), **stats,
         "threshold_us": whole.options.irqsoff_threshold_ns / 1e3,
-        "runs_in_apparent_windows": int((w["kind"] == "apparent").sum()),
+        "runs_in_apparent_windows": int((windows["kind"] == "apparent").sum()),
         "runs_in_guest_entry_windows": {str(k): int(v) for k, v in inner["caller"].value_counts().items() if v},
-        "apparent_total_us": float(w.loc[w["kind"] == "apparent", "duration_ns"].sum() / 1e3),
+        "apparent_total_us": float(windows.loc[windows["kind"] == "apparent", "duration_ns"].sum() / 1e3),
         "per_cpu": res.frames["per_cpu"].to_dict(orient="records"),
     }
     return res

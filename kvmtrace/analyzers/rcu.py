@@ -101,9 +101,9 @@ def finish(parts: list[Result], whole: Whole) -> Result:
     verdict = entry_logic(whole.results["entry"].metrics, whole.results["irqsoff"].metrics.get("runs_in_apparent_windows"))
     nohz = {str(c): w for c, w in cpus.items()}
     if "eqs" not in parts[0].frames:  # no RCU events: exposure only
-        f = res.findings
-        keep = (verdict != Verdict.FIXED) & f["cpu"].isin(list(cpus)).to_numpy(bool) if len(f) else np.zeros(0, bool)
-        res.findings = f[keep].reset_index(drop=True)
+        found = res.findings
+        keep = (verdict != Verdict.FIXED) & found["cpu"].isin(list(cpus)).to_numpy(bool) if len(found) else np.zeros(0, bool)
+        res.findings = found[keep].reset_index(drop=True)
         if len(res.findings):
             res.findings["why"] = labels(f"no RCU events; entry logic {verdict}: exposure, not proof", len(res.findings))
         res.metrics = {"source": None, "nohz_full_cpus": nohz, "entry_logic": verdict,

@@ -162,56 +162,56 @@ def finish(parts: list[Result], whole: Whole) -> Result:
     runs = whole.runs
     every = concat([p.frames["ticks"] for p in parts]).sort_values("seq", kind="stable").reset_index(drop=True)
     vcpu_cpus = set(int(c) for c in runs["cpu"].unique()) if len(runs) else set()
-    t = every[every["cpu"].isin(vcpu_cpus)].reset_index(drop=True) if len(every) else every
+    ticks = every[every["cpu"].isin(vcpu_cpus)].reset_index(drop=True) if len(every) else every
     starts = concat([p.frames["starts"] for p in parts])
     clock = tk.estimate_clock(every, starts["expires"].to_numpy(np.int64) if len(starts) else np.zeros(0, np.int64))
     undecoded = sum(p.metrics.get("kvm_exit_undecoded", 0) for p in parts)
-    if clock is None or not len(t):
-        why = (f"{len(every)} tick expiries in the trace, {len(t)} on the vCPU CPUs: too few to place the tick "
+    if clock is None or not len(ticks):
+        why = (f"{len(every)} tick expiries in the trace, {len(ticks)} on the vCPU CPUs: too few to place the tick "
                "clock (two ticks apart on one CPU are needed)") if whole.trace.has("hrtimer_expire_entry") else \
             "no tick expiries (hrtimer_expire_entry of the tick timer) in the trace"
-        res.metrics = {"ticks_on_vcpu_cpus": int(len(t)), "path": Verdict.UNKNOWN, "path_evidence": why}
+        res.metrics = {"ticks_on_vcpu_cpus": int(len(ticks)), "path": Verdict.UNKNOWN, "path_evidence": why}
         if whole.trace.has("hrtimer_expire_entry"):  # the events are recorded: the capture is too short
             res.cannot_decide(f"tick due times: {why}", [], [], record="a longer capture (several tick periods)")
         else:
             res.cannot_decide(f"tick due times: {why}", ["hrtimer_expire_entry"], ["timer"])
         return res
-    due = tk.due_ns(clock, t["now"].to_numpy(np.int64))
-    delivery = tk.delivery_ns(t["handler_ns"].to_numpy(np.int64), due)
-    run_of = whole.run_of(t["run_of"].to_numpy())
-    t = t.drop(columns=["handler_ns"])
-    t["due_ns"] = due
-    t["pending_ns"] = due + delivery  # best estimate of when its IRQ became pending
-    t["run_of"] = run_of
-    t["pending"] = _pending(runs, t)
+    due = tk.due_ns(clock, ticks["now"].to_numpy(np.int64))
+    delivery = tk.delivery_ns(ticks["handler_ns"].to_numpy(np.int64), due)
+    run_of = whole.run_of(ticks["run_of"].to_numpy())
+    ticks = ticks.drop(columns=["handler_ns"])
+    ticks["due_ns"] = due
+    ticks["pending_ns"] = due + delivery  # best estimate of when its IRQ became pending
+    ticks["run_of"] = run_of
+    ticks["pending"] = _pending(runs, ticks)
     nohz = whole.nohz_full_cpus
-    t["cpu_mode"] = np.where(t["cpu"].isin(list(nohz)), "nohz_full", "tick")
+    ticks["cpu_mode"] = np.where(ticks["cpu"].isin(list(nohz)), "nohz_full", "tick")
     release_text = whole.options.kernel_release or whole.trace.meta.kernel.get("uname")
     release = uname.parse(release_text)
     x86_guest, x86_why = releases.x86_window_is_guest_time(release)
-    arch = runs["arch"].to_numpy(object)[np.maximum(run_of, 0)] if len(runs) else np.full(len(t), None, object)
+    arch = runs["arch"].to_numpy(object)[np.maximum(run_of, 0)] if len(runs) else np.full(len(ticks), None, object)
     arch[run_of < 0] = None  # a tick outside every run
     preemptirq = any(n in whole.trace.event_names() for n in ("irq_disable", "irq_enable"))
-    t["charged"] = _charged(t, arch, x86_guest) if preemptirq else Charged.UNKNOWN
-    t.loc[t["cpu_mode"] == "nohz_full", "charged"] = Charged.VTIME
-    tickacc = (t["cpu_mode"] == "tick").to_numpy()
-    t["misaccounted"] = tickacc & t["pending"].isin(HIT_GUEST).to_numpy() & t["charged"].isin([Charged.HOST, Charged.UNKNOWN]).to_numpy()
-    t["host_charged_to_guest"] = tickacc & t["pending"].isin([Pending.LEFT, Pending.DUE_HOST]).to_numpy() & (t["charged"] == Charged.GUEST).to_numpy()
+    ticks["charged"] = _charged(ticks, arch, x86_guest) if preemptirq else Charged.UNKNOWN
+    ticks.loc[ticks["cpu_mode"] == "nohz_full", "charged"] = Charged.VTIME
+    tickacc = (ticks["cpu_mode"] == "tick").to_numpy()
+    ticks["misaccounted"] = tickacc & ticks["pending"].isin(HIT_GUEST).to_numpy() & ticks["charged"].isin([Charged.HOST, Charged.UNKNOWN]).to_numpy()
+    ticks["host_charged_to_guest"] = tickacc & ticks["pending"].isin([Pending.LEFT, Pending.DUE_HOST]).to_numpy() & (ticks["charged"] == Charged.GUEST).to_numpy()
     if not preemptirq:
         res.cannot_decide("which ticks were charged to the guest (needs the KVM_RUN loop's irq toggles)",
                           ["irq_disable", "irq_enable"], ["preemptirq"])
-    res.findings = _findings(t, runs, arch, x86_why)
-    res.frames["per_cpu"] = _per_cpu(t)
-    path, evidence = _path(t, arch, x86_guest, x86_why, preemptirq)
-    by_exit = t[t["host_charged_to_guest"]].merge(runs[["run", "reason"]], left_on="run_of", right_on="run", how="left")
+    res.findings = _findings(ticks, runs, arch, x86_why)
+    res.frames["per_cpu"] = _per_cpu(ticks)
+    path, evidence = _path(ticks, arch, x86_guest, x86_why, preemptirq)
+    by_exit = ticks[ticks["host_charged_to_guest"]].merge(runs[["run", "reason"]], left_on="run_of", right_on="run", how="left")
     res.metrics = {
         "tick_period_ns": clock.period_ns, "clock_offset_ns": clock.offset_ns, "due_uncertainty_ns": clock.uncertainty_ns,
         "irq_delivery_floor_ns": delivery,
-        "ticks_on_vcpu_cpus": int(len(t)),
-        "expected_guest_ticks": int((tickacc & t["pending"].isin(HIT_GUEST).to_numpy()).sum()),
-        "charged_guest_ticks": int((t["charged"] == Charged.GUEST).sum()) if preemptirq else None,
-        "misaccounted_ticks": int(t["misaccounted"].sum()),
-        "host_time_charged_to_guest": int(t["host_charged_to_guest"].sum()),
+        "ticks_on_vcpu_cpus": int(len(ticks)),
+        "expected_guest_ticks": int((tickacc & ticks["pending"].isin(HIT_GUEST).to_numpy()).sum()),
+        "charged_guest_ticks": int((ticks["charged"] == Charged.GUEST).sum()) if preemptirq else None,
+        "misaccounted_ticks": int(ticks["misaccounted"].sum()),
+        "host_time_charged_to_guest": int(ticks["host_charged_to_guest"].sum()),
         "host_time_charged_to_guest_by_exit": {str(k): int(v) for k, v in by_exit["reason"].value_counts().items() if v},
         "kernel_release": release.text if release else release_text,
         "kvm_exit_undecoded": undecoded,
@@ -219,7 +219,7 @@ def finish(parts: list[Result], whole: Whole) -> Result:
         "nohz_full_cpus_excluded": sorted(int(c) for c in nohz),
         "per_cpu": res.frames["per_cpu"].to_dict(orient="records"),
     }
-    res.frames["ticks"] = _typed(t)
+    res.frames["ticks"] = _typed(ticks)
     return res
 
 
@@ -227,24 +227,24 @@ def finish(parts: list[Result], whole: Whole) -> Result:
 LABELS = ("pending", "charged", "cpu_mode", "place")
 
 
-def _typed(t: pd.DataFrame) -> pd.DataFrame:
+def _typed(ticks: pd.DataFrame) -> pd.DataFrame:
     """The tick frame as notebooks get it: labels categorical, ``run_of`` NA outside every run."""
-    return t.assign(run_of=na_below_zero(t["run_of"].to_numpy()),
-                    **{c: pd.Categorical(t[c].astype(str)) for c in LABELS if c in t.columns})
+    return ticks.assign(run_of=na_below_zero(ticks["run_of"].to_numpy()),
+                        **{c: pd.Categorical(ticks[c].astype(str)) for c in LABELS if c in ticks.columns})
 
 
-def _pending(runs: pd.DataFrame, t: pd.DataFrame) -> np.ndarray:
+def _pending(runs: pd.DataFrame, ticks: pd.DataFrame) -> np.ndarray:
     """When each tick's IRQ was pending: exact where the trace's order decides it (a pending host IRQ
     forces an IRQ exit, whose first handler it is; after a non-IRQ exit it came later), else from
     its estimated pending time against the guest runs on its CPU."""
-    how = np.where(t["caused_exit"], Pending.CAUSED, np.where(t["after_non_irq_exit"], Pending.LEFT, Pending.DUE_HOST)).astype(object)
+    how = np.where(ticks["caused_exit"], Pending.CAUSED, np.where(ticks["after_non_irq_exit"], Pending.LEFT, Pending.DUE_HOST)).astype(object)
     rest = np.flatnonzero(how == Pending.DUE_HOST)
     if not len(rest) or not len(runs):
         return how
     ent, ret = runs["entry_ns"].to_numpy(np.int64), runs["return_ns"].to_numpy(np.int64)
     # a run that ended by a non-IRQ exit had no host IRQ pending: an estimate inside it is wrong
     irq_exit = runs["reason"].isin(list(IRQ_EXIT_REASONS) + ["?"]).to_numpy()
-    cpu, pend, tcpu = runs["cpu"].to_numpy(), t["pending_ns"].to_numpy(), t["cpu"].to_numpy()
+    cpu, pend, tcpu = runs["cpu"].to_numpy(), ticks["pending_ns"].to_numpy(), ticks["cpu"].to_numpy()
     for c in np.unique(tcpu[rest]):
         cpu_runs = np.flatnonzero(cpu == c)
         mine = rest[tcpu[rest] == c]  # this CPU's ticks still undecided
@@ -256,22 +256,22 @@ def _pending(runs: pd.DataFrame, t: pd.DataFrame) -> np.ndarray:
     return how
 
 
-def _charged(t: pd.DataFrame, arch: np.ndarray, x86_guest: bool | None) -> np.ndarray:
+def _charged(ticks: pd.DataFrame, arch: np.ndarray, x86_guest: bool | None) -> np.ndarray:
     """guest / host / unknown per tick, from where its handler ran and where guest timing ends."""
-    place = t["place"].to_numpy(object)
-    out = np.full(len(t), Charged.HOST, dtype=object)
+    place = ticks["place"].to_numpy(object)
+    out = np.full(len(ticks), Charged.HOST, dtype=object)
     window_charge = np.where(arch == "arm64", Charged.GUEST,
                              np.where(arch == "x86", {True: Charged.GUEST, False: Charged.HOST, None: Charged.UNKNOWN}[x86_guest], Charged.UNKNOWN))
     out[place == Place.IN_GUEST] = Charged.GUEST
     out[place == Place.WINDOW] = window_charge[place == Place.WINDOW]
     after = np.isin(place, [Place.AFTER_WINDOW, Place.NO_WINDOW])
-    out[after & ~t["path_seen"].to_numpy(bool)] = Charged.UNKNOWN
+    out[after & ~ticks["path_seen"].to_numpy(bool)] = Charged.UNKNOWN
     return out
 
 
-def _findings(t: pd.DataFrame, runs: pd.DataFrame, arch: np.ndarray, x86_why: str) -> pd.DataFrame:
+def _findings(ticks: pd.DataFrame, runs: pd.DataFrame, arch: np.ndarray, x86_why: str) -> pd.DataFrame:
     """Ticks that hit the guest and were (or may have been) charged to the host."""
-    bad = t[t["misaccounted"]]
+    bad = ticks[ticks["misaccounted"]]
     idx = bad.index.to_numpy()
     run = bad["run_of"].to_numpy(np.int64)
     place, how, charged = bad["place"].to_numpy(object), bad["pending"].to_numpy(object), bad["charged"].to_numpy(object)
@@ -299,18 +299,18 @@ def _findings(t: pd.DataFrame, runs: pd.DataFrame, arch: np.ndarray, x86_why: st
                           bad["comm"].array, bad["pending_ns"], bad["ts"], ev, detail, why)
 
 
-def _path(t: pd.DataFrame, arch: np.ndarray, x86_guest: bool | None, x86_why: str,
+def _path(ticks: pd.DataFrame, arch: np.ndarray, x86_guest: bool | None, x86_why: str,
           preemptirq: bool) -> tuple[Verdict, str]:
     """What the trace shows of where guest timing ends on its tick-accounted vCPU CPUs (the
     verdict adds the proven findings: ``verdict.decide``)."""
-    acc = (t["cpu_mode"] == "tick").to_numpy() & (t["run_of"] >= 0).to_numpy()
+    acc = (ticks["cpu_mode"] == "tick").to_numpy() & (ticks["run_of"] >= 0).to_numpy()
     if not acc.any():
         return Verdict.UNKNOWN, "no tick-accounted vCPU CPU with guest runs (nohz_full CPUs account guest time by vtime)"
     if not preemptirq:
         return Verdict.UNKNOWN, "no preemptirq events: where guest timing ends cannot be seen"
     a = arch[acc]
-    seen = t["path_seen"].to_numpy(bool)[acc]
-    rew = t["reworked_entry"].to_numpy(bool)[acc]
+    seen = ticks["path_seen"].to_numpy(bool)[acc]
+    rew = ticks["reworked_entry"].to_numpy(bool)[acc]
     if (a == "arm64").any():
         old = int(((a == "arm64") & seen & ~rew).sum())
         if old:
@@ -324,13 +324,13 @@ def _path(t: pd.DataFrame, arch: np.ndarray, x86_guest: bool | None, x86_why: st
     return Verdict.UNKNOWN, WHY_REASON
 
 
-def _per_cpu(t: pd.DataFrame) -> pd.DataFrame:
+def _per_cpu(ticks: pd.DataFrame) -> pd.DataFrame:
     """Per CPU: its mode, ticks, those that hit the guest, charged to it (NA where undecided), misaccounted."""
     cols = ["cpu", "mode", "ticks", "expected_guest", "charged_guest", "misaccounted", "host_charged_to_guest"]
-    if not len(t):
+    if not len(ticks):
         return empty_frame({"cpu": np.int32, "mode": "category", **{c: np.int64 for c in cols[2:]}, "charged_guest": "Int64"})
-    g = t.assign(hit=t["pending"].isin(HIT_GUEST) & (t["cpu_mode"] == "tick"), guest=t["charged"] == Charged.GUEST,
-                 known=t["charged"] != Charged.UNKNOWN).groupby("cpu")
+    g = ticks.assign(hit=ticks["pending"].isin(HIT_GUEST) & (ticks["cpu_mode"] == "tick"), guest=ticks["charged"] == Charged.GUEST,
+                 known=ticks["charged"] != Charged.UNKNOWN).groupby("cpu")
     out = pd.DataFrame({
         "mode": pd.Categorical(g["cpu_mode"].first()), "ticks": g.size(), "expected_guest": g["hit"].sum(),
         "charged_guest": g["guest"].sum().astype("Int64").where(g["known"].all(), pd.NA),
