@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 
 from ..trace import Trace
+from . import registry
 from .base import FINDING_KINDS, Result
-from .states import Confidence
 from .damage import Damage
 from .exits import Exits
 from .irqsoff import IrqsOff
 from .rcu import Rcu
+from .states import Confidence
 from .ticks import Ticks
-from . import registry
 
 SCHEMA_VERSION = 1
 R = TypeVar("R", bound=Result)
@@ -27,7 +27,7 @@ class ResultOf(Generic[R]):
     """An analyzer's result read as a typed attribute of an ``Analysis`` (``a.exits``)."""
 
     def __init__(self, name: str, kind: type[R]) -> None:
-        self.name, self.kind = name, kind
+        self.name, self.kind = name, kind  # kind: the class the result is (what the attribute's type says)
 
     def __get__(self, analysis: "Analysis", owner: type | None = None) -> R:
         return cast(R, analysis.results[self.name])

@@ -214,7 +214,8 @@ class Analyzer:
     ``collect`` runs on the model of the trace or of each chunk of it (None: nothing to collect);
     ``finish`` puts the parts together once the analyzers named in ``after`` have finished (their
     results are in ``whole.results``). ``needs``: every event and field it reads, the model's
-    included; a selective or streamed load keeps exactly the union of these. ``reported``: its
+    included; a selective load keeps exactly the union of these events, and a selective or
+    streamed load decodes their fields while reading. ``reported``: its
     result is one of ``Analysis.results`` and its metrics are in ``--json``; ``cost``: its share of
     a collect's progress."""
 

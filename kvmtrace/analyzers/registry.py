@@ -17,7 +17,6 @@ REGISTRY: tuple[Analyzer, ...] = (
 )
 
 
-
 def reads() -> dict[str, tuple[str, ...]]:
     """Every event any registered analyzer reads, with the fields decoded of it: what a selective
     load keeps, and whose counts identify one buffer in every format."""
