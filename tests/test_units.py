@@ -137,3 +137,25 @@ def test_seq_index_maps_seq_numbers_dense_or_sparse_and_gives_minus_one_elsewher
     sparse = SeqIndex(np.array([5, 10**9, 3 * 10**9]), np.array([7, 8, 9]))
     assert sparse.dense is None and sparse[np.array([3 * 10**9, 5, 6, 4 * 10**9])].tolist() == [9, 7, -1, -1]
     assert SeqIndex(np.zeros(0, np.int64), np.zeros(0, np.int64))[np.array([1])].tolist() == [-1]
+
+
+def test_digit_runs_answer_every_scan_as_the_byte_by_byte_scan_does():
+    """``textscan.Runs`` replaces the byte-at-a-time ``scan`` in the text parser: the same stop
+    position forward and backward, at block edges, past limits and at the step bound."""
+    import numpy as np
+
+    from kvmtrace.readers import textscan as ts
+
+    rng = np.random.default_rng(7)
+    alphabet = np.frombuffer(b"0123456789 -:.a[]", np.uint8)
+    for _ in range(500):
+        n = int(rng.integers(1, 160))
+        buf = rng.choice(alphabet, n).astype(np.uint8)
+        runs = ts.Runs(buf, ts.DIGIT)
+        pos, lim, steps = rng.integers(-2, n + 2, 40), rng.integers(-2, n + 2, 40), int(rng.integers(1, 30))
+        forward, limit = np.clip(pos, 0, None), np.minimum(lim, n)
+        assert (runs.forward(forward, limit, steps) == ts.scan(buf, forward, limit, ts.DIGIT, 1, steps)).all()
+        back, low = np.minimum(pos, n - 1), np.clip(lim, 0, None)
+        assert (runs.backward(back, low, steps) == ts.scan(buf, back, low, ts.DIGIT, -1, steps)).all()
+    empty = ts.Runs(np.zeros(0, np.uint8), ts.DIGIT)
+    assert empty.forward(np.array([0]), np.array([0]), 5).tolist() == [0]

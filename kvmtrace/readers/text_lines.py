@@ -66,14 +66,12 @@ class _Tokens:
         self.start = np.concatenate((first, [len(buf)] * 4)).astype(np.int64)
         self.end = np.concatenate((last, [len(buf)] * 4)).astype(np.int64)
         self.count = len(first)
+        # the block between two zero bytes: a clipped gather reads 0 anywhere outside it
+        self._padded = np.concatenate((np.zeros(1, np.uint8), buf, np.zeros(1, np.uint8)))
 
     def char(self, pos: np.ndarray) -> np.ndarray:
         """``buf[pos]``, 0 outside the block."""
-        buf = self.buf
-        inside = (pos >= 0) & (pos < len(buf))
-        out = np.zeros(len(pos), dtype=np.uint8)
-        out[inside] = buf[pos[inside]]
-        return out
+        return self._padded.take(np.asarray(pos, np.int64) + 1, mode="clip")
 
     def first_at(self, marks: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray) -> np.ndarray:
         """Index of the first marked token in ``[k_lo, k_hi]`` per line, or -1."""
@@ -88,6 +86,7 @@ def parse_block(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, layout: s
     n = len(starts)
     tk = _Tokens(buf)
     S, E, ch = tk.start, tk.end, tk.char
+    digits = ts.Runs(buf, ts.DIGIT)
     k0 = np.searchsorted(S[:tk.count], starts)
     k_last = np.searchsorted(E[:tk.count], ends, side="right") - 1
     ok = (k0 < tk.count) & (k_last >= k0)
@@ -109,7 +108,7 @@ def parse_block(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, layout: s
         anchored = ok & (kb <= k0 + 3)  # a comm may hold spaces: "CPU 0/KVM-4242"
         kb = np.where(ok, kb, k0)
         cpu = ts.parse_uint(buf, S[kb] + 1, np.where(ok, E[kb] - 1, S[kb] + 1)).astype(np.int64)
-        ok &= ts.scan(buf, S[kb] + 1, E[kb] - 1, ts.DIGIT, max_steps=8) == E[kb] - 1
+        ok &= digits.forward(S[kb] + 1, E[kb] - 1, max_steps=8) == E[kb] - 1
         flagged = ~is_ts[np.minimum(kb + 1, max(tk.count - 1, 0))] if tk.count else np.zeros(n, bool)
         kt = np.where(flagged, kb + 2, kb + 1)
         kf = kb + 1
@@ -123,7 +122,7 @@ def parse_block(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, layout: s
         has_tgid &= (ch(S[ko]) == 40) & (~alone | (E[ko] - S[ko] == 1))
         t_s = np.where(alone, S[kq], S[ko] + 1)
         t_e = E[kq] - 1
-        tgid_known = has_tgid & (t_e > t_s) & (ts.scan(buf, t_s, t_e, ts.DIGIT, max_steps=12) == t_e)
+        tgid_known = has_tgid & (t_e > t_s) & (digits.forward(t_s, t_e, max_steps=12) == t_e)
         tgid = np.where(tgid_known, ts.parse_uint(buf, t_s, np.where(tgid_known, t_e, t_s)).astype(np.int64), 0)
         kp = np.where(has_tgid, ko - 1, kq)
     else:  # latency: COMM8-PID CPUFLAGS TS:
@@ -132,7 +131,7 @@ def parse_block(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, layout: s
         anchored = ok.copy()
         kt = np.where(ok, kt, k0 + 2)
         kc = kt - 1
-        cpu_end = ts.scan(buf, S[kc], E[kc], ts.DIGIT, max_steps=8)
+        cpu_end = digits.forward(S[kc], E[kc], max_steps=8)
         ok &= cpu_end > S[kc]
         cpu = ts.parse_uint(buf, S[kc], np.where(ok, cpu_end, S[kc])).astype(np.int64)
         flags_start, flags_end = cpu_end, E[kc]
@@ -142,7 +141,7 @@ def parse_block(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, layout: s
     ok &= is_ts[np.minimum(kt, max(tk.count - 1, 0))] if tk.count else False
 
     pid_end = E[kp]
-    pid_start = ts.scan(buf, pid_end - 1, S[kp], ts.DIGIT, step=-1, max_steps=12) + 1
+    pid_start = digits.backward(pid_end - 1, S[kp], max_steps=12) + 1
     ok &= pid_end > pid_start
     if perf:
         ok &= (pid_start == S[kp]) & (kp > k0)
@@ -153,7 +152,7 @@ def parse_block(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, layout: s
     ok &= comm_end > lstart
     pid = ts.parse_uint(buf, pid_start, np.where(ok, pid_end, pid_start)).astype(np.int64)
 
-    ts_ns, has_dot, flen, ts_good = ts.parse_timestamp(buf, S[kt], E[kt] - 1)
+    ts_ns, has_dot, flen, ts_good = ts.parse_timestamp(buf, S[kt], E[kt] - 1, digits)
     ok &= ts_good
 
     ke = kt + 1

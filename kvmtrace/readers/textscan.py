@@ -73,6 +73,43 @@ def scan(buf: np.ndarray, pos: np.ndarray, limit: np.ndarray, table: np.ndarray,
     return pos
 
 
+class Runs:
+    """The runs of a block's bytes that ``table`` holds (digits, say), found in one pass, so that
+    ``scan``'s answers cost a binary search per line instead of a pass per byte moved."""
+
+    def __init__(self, buf: np.ndarray, table: np.ndarray) -> None:
+        member = table[buf]
+        change = np.flatnonzero(member[1:] != member[:-1]) + 1
+        edges = np.concatenate(([0], change, [len(buf)])) if len(buf) else np.zeros(1, np.int64)
+        skip = 0 if len(buf) and member[0] else 1  # the runs alternate; members' come first or second
+        self.start = edges[:-1][skip::2]  # runs of members: [start, end)
+        self.end = edges[1:][skip::2]
+        self.member = member
+
+    def _run(self, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per position: whether it is a member, and the index of the run holding it."""
+        inside = (pos >= 0) & (pos < len(self.member))
+        member = np.zeros(len(pos), bool)
+        member[inside] = self.member[pos[inside]]
+        return member, np.maximum(np.searchsorted(self.start, pos, side="right") - 1, 0)
+
+    def forward(self, pos: np.ndarray, limit: np.ndarray, max_steps: int) -> np.ndarray:
+        """``scan(buf, pos, limit, table, 1, max_steps)``: the first non-member at or after ``pos``,
+        no further than ``limit`` or ``max_steps`` on."""
+        pos = np.asarray(pos, np.int64)
+        member, run = self._run(pos)
+        stop = np.where(member, self.end[run] if len(self.end) else pos, pos)
+        return np.maximum(pos, np.minimum(np.minimum(stop, limit), pos + max_steps))
+
+    def backward(self, pos: np.ndarray, limit: np.ndarray, max_steps: int) -> np.ndarray:
+        """``scan(buf, pos, limit, table, -1, max_steps)``: the last non-member at or before ``pos``,
+        no further back than ``limit - 1`` or ``max_steps`` back."""
+        pos = np.asarray(pos, np.int64)
+        member, run = self._run(pos)
+        stop = np.where(member, self.start[run] - 1 if len(self.start) else pos, pos)
+        return np.minimum(pos, np.maximum(np.maximum(stop, np.asarray(limit) - 1), pos - max_steps))
+
+
 def parse_uint(buf: np.ndarray, start: np.ndarray, end: np.ndarray, base: int = 10) -> np.ndarray:
     """Unsigned integers from the digit runs ``buf[start:end]`` (uint64, wraps past 2**64).
 
@@ -108,7 +145,7 @@ def _parse_uint_loop(buf: np.ndarray, start: np.ndarray, end: np.ndarray, base: 
     return val
 
 
-def parse_timestamp(buf: np.ndarray, start: np.ndarray, end: np.ndarray
+def parse_timestamp(buf: np.ndarray, start: np.ndarray, end: np.ndarray, digits: Runs | None = None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Parse ``SEC.FRAC`` or a bare counter.
 
@@ -120,10 +157,11 @@ def parse_timestamp(buf: np.ndarray, start: np.ndarray, end: np.ndarray
         z = np.zeros(0, dtype=np.int64)
         return z, z.astype(bool), z, z.astype(bool)
     valid = end > start
-    dot = scan(buf, start, end, DIGIT, max_steps=24)
+    digits = digits or Runs(buf, DIGIT)
+    dot = digits.forward(start, end, max_steps=24)
     has_dot = valid & (dot < end) & (buf[np.minimum(dot, len(buf) - 1)] == 46)
     fstart = np.where(has_dot, dot + 1, end)
-    fend = scan(buf, fstart, end, DIGIT, max_steps=32)
+    fend = digits.forward(fstart, end, max_steps=32)
     valid &= (fend == end) & (dot > start) & (~has_dot | (end > fstart))
     flen = np.where(has_dot, end - fstart, 0)
     used = np.minimum(flen, 9)
