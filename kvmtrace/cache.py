@@ -55,17 +55,25 @@ def limit() -> int:
 
 @dataclass
 class Entry:
-    """One cached trace: its folder, the file it is a copy of, its size and when it was last used."""
+    """One cached trace: its folder, its size and when it was last used."""
 
     folder: Path
-    trace: str
     bytes: int
     used: float  # seconds since the epoch
+
+    @property
+    def trace(self) -> str:
+        """The file this entry is a copy of ("?" when its meta cannot be read): read only when shown,
+        so trimming after every write does not parse every entry's meta."""
+        try:
+            return str(json.loads((self.folder / "meta.json").read_text())["meta"]["path"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return "?"
 
 
 def entries(cache_dir: str | os.PathLike[str] | None = None) -> list[Entry]:
     """Every complete entry, least recently used first (an unreadable one counts with its size)."""
-    root = Path(cache_dir or default_dir())
+    root = folder(cache_dir)
     out = []
     try:
         folders = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".tmp-")]
@@ -78,11 +86,7 @@ def entries(cache_dir: str | os.PathLike[str] | None = None) -> list[Entry]:
             size = sum(f.stat().st_size for f in d.iterdir() if f.is_file())
         except OSError:
             continue
-        try:
-            trace = str(json.loads(meta.read_text())["meta"]["path"])
-        except (OSError, ValueError, KeyError, TypeError):
-            trace = "?"
-        out.append(Entry(d, trace, size, used))
+        out.append(Entry(d, size, used))
     return sorted(out, key=lambda e: e.used)
 
 
@@ -106,13 +110,18 @@ def trim(cache_dir: str | os.PathLike[str] | None = None, bound: int | None = No
 
 def clear(cache_dir: str | os.PathLike[str] | None = None) -> list[Entry]:
     """Remove every entry (and any temporary folder a crash left); return the entries removed."""
-    root = Path(cache_dir or default_dir())
+    root = folder(cache_dir)
     every = entries(root)
     for e in every:
         shutil.rmtree(e.folder, ignore_errors=True)
     for d in root.glob(".tmp-*") if root.is_dir() else []:
         shutil.rmtree(d, ignore_errors=True)
     return every
+
+
+def folder(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The cache folder: ``cache_dir``, else ``default_dir()``."""
+    return Path(cache_dir or default_dir())
 
 
 def default_dir() -> Path:
@@ -131,7 +140,7 @@ def key(path: str | os.PathLike[str]) -> str:
 
 
 def _entry(path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None) -> Path:
-    return Path(cache_dir or default_dir()) / key(path)
+    return folder(cache_dir) / key(path)
 
 
 def _category_types(df: pd.DataFrame) -> dict[str, str]:
@@ -177,7 +186,7 @@ def write(tr: Trace, cache_dir: str | os.PathLike[str] | None = None, fields: Se
     """Store ``tr`` (just loaded from its file) under its key, with the typed fields of the events in
     ``fields`` when they come from trace.dat records (text keeps its payload), then trim the cache to
     its bound; return the entry folder, or None when the entry alone is over the bound (not kept)."""
-    root = Path(cache_dir or default_dir())
+    root = folder(cache_dir)
     bound = limit()
     tmp: Path | None = None
     try:

@@ -228,7 +228,7 @@ class Trace:
         mine, theirs = self._decoded.read, after._decoded.read
         out = Trace(concat([self.events, after.events]), after.meta,
                     fields={name: concat([mine.get(name), theirs.get(name)]) for name in set(mine) | set(theirs)})
-        out._names = after.event_names()
+        out._names = after._names
         return out
 
     def only(self, cpus: "tuple[int, ...] | None" = None, start_ns: int | None = None, end_ns: int | None = None) -> "Trace":

@@ -7,9 +7,7 @@ import time
 import click
 
 from .contract import one_line_errors
-
-DIR_OPTION = click.option("--cache-dir", metavar="DIR", envvar="KVMTRACE_CACHE_DIR",
-                          help="Cache folder (default: $KVMTRACE_CACHE_DIR, else ~/.cache/kvmtrace).")
+from .params import CACHE_DIR
 
 
 @click.group()
@@ -21,7 +19,7 @@ def cache() -> None:
 
 
 @cache.command()
-@DIR_OPTION
+@CACHE_DIR
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @one_line_errors
 def info(cache_dir: str | None, as_json: bool) -> None:
@@ -29,7 +27,7 @@ def info(cache_dir: str | None, as_json: bool) -> None:
     from .. import cache as store
     from ..tables import render
 
-    root, bound, every = store.Path(cache_dir or store.default_dir()), store.limit(), store.entries(cache_dir)
+    root, bound, every = store.folder(cache_dir), store.limit(), store.entries(cache_dir)
     total = sum(e.bytes for e in every)
     if as_json:
         click.echo(json.dumps({"folder": str(root), "limit_bytes": bound, "bytes": total,
@@ -44,7 +42,7 @@ def info(cache_dir: str | None, as_json: bool) -> None:
 
 
 @cache.command()
-@DIR_OPTION
+@CACHE_DIR
 @one_line_errors
 def clear(cache_dir: str | None) -> None:
     """Remove every cached trace."""

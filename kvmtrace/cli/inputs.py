@@ -12,7 +12,7 @@ import click
 from ..analyzers import LOW_MEMORY_CHUNK, Options
 from ..errors import TraceFormatError
 from ..readers import trace_kind
-from .params import WINDOW, seconds_ns
+from .params import CACHE_DIR, WINDOW, seconds_ns
 
 #: files in a folder that are never traces, skipped without sniffing
 _NOT_TRACES = (".json", ".md", ".sh", ".py", ".png", ".svg", ".parquet", ".ipynb")
@@ -79,8 +79,7 @@ _CLUSTER = [
 ]
 _CACHE = [
     click.option("--no-cache", is_flag=True, help="Neither read nor write the Parquet cache."),
-    click.option("--cache-dir", metavar="DIR", envvar="KVMTRACE_CACHE_DIR",
-                 help="Cache folder (default: $KVMTRACE_CACHE_DIR, else ~/.cache/kvmtrace)."),
+    CACHE_DIR,
 ]
 
 

@@ -34,6 +34,11 @@ WINDOW = [
 ]
 
 
+#: where the Parquet cache is: every command that reads or shows it takes this one option
+CACHE_DIR = click.option("--cache-dir", metavar="DIR", envvar="KVMTRACE_CACHE_DIR",
+                         help="Cache folder (default: $KVMTRACE_CACHE_DIR, else ~/.cache/kvmtrace).")
+
+
 def window(fn: Any) -> Any:
     """The ``WINDOW`` options on a command."""
     for opt in reversed(WINDOW):

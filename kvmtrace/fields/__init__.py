@@ -22,8 +22,7 @@ __all__ = ["BASE_COLUMNS", "decode_event", "decode_fields", "selection"]
 def selection(events: frozenset[str] | None, fields: dict[str, tuple[str, ...]]) -> Selection:
     """A load keeping ``events`` and decoding ``fields`` of some while reading, with this package's
     decoders for text payloads and trace.dat records."""
-    return Selection(events, fields, decode_text=lambda name, payload, columns: decode_payload(name, payload, columns)[0],
-                     decode_binary=binary_fields)
+    return Selection(events, fields, decode_text=decode_fields, decode_binary=binary_fields)
 
 
 def decode_fields(name: str, payload: Any, columns: tuple[str, ...]) -> pd.DataFrame:

@@ -84,13 +84,11 @@ class Runs:
         skip = 0 if len(buf) and member[0] else 1  # the runs alternate; members' come first or second
         self.start = edges[:-1][skip::2]  # runs of members: [start, end)
         self.end = edges[1:][skip::2]
-        self.member = member
+        self._member = np.concatenate(([False], member, [False]))  # a clipped take reads False outside
 
     def _run(self, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per position: whether it is a member, and the index of the run holding it."""
-        inside = (pos >= 0) & (pos < len(self.member))
-        member = np.zeros(len(pos), bool)
-        member[inside] = self.member[pos[inside]]
+        member = self._member.take(pos + 1, mode="clip")
         return member, np.maximum(np.searchsorted(self.start, pos, side="right") - 1, 0)
 
     def forward(self, pos: np.ndarray, limit: np.ndarray, max_steps: int) -> np.ndarray:
