@@ -9,20 +9,20 @@ from __future__ import annotations
 import mmap
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from ... import progress
-from ...errors import TraceFormatError
+from ...errors import TraceError, TraceFormatError
 from ...meta import TraceMeta
 from ...uname import parse as parse_release
 from ..flags import FLAG_COLUMNS, masked
 from . import header as hdr
 from .formats import EventFormat, Field, FormatTable, header_page_layout
 from .records import RecordStore
-from .ringbuf import Records, walk
+from .ringbuf import Records, page_damage, walk
 from .symbols import Symbols, cmdlines, printk_strings
 from ..select import Selection
 
@@ -69,23 +69,26 @@ class BinarySource:
         return self._printk
 
 
-def cpu_present(mm: mmap.mmap, c: hdr.CpuData, meta: TraceMeta) -> int:
+def cpu_present(o: Opened, c: hdr.CpuData) -> int:
     """Bytes of an uncompressed CPU's data that the file holds; a truncation is counted."""
-    avail = max(0, min(c.size, len(mm) - c.offset))
+    avail = max(0, min(c.size, len(o.mm) - c.offset))
     if avail < c.size:
-        meta.warnings.append(f"CPU {c.cpu} data truncated: {avail} of {c.size} bytes present")
-        meta.skip("truncated-cpu-data", 1)
+        o.meta.warnings.append(f"CPU {c.cpu} data truncated: {avail} of {c.size} bytes present")
+        o.meta.skip("truncated-cpu-data", 1)
+        o.cut_cpus.add(c.cpu)
     return avail
 
 
-def cpu_chunks(r: hdr._Reader, dat: hdr.DatFile, c: hdr.CpuData, meta: TraceMeta) -> list[tuple[int, int, int]]:
+def cpu_chunks(o: Opened, c: hdr.CpuData) -> list[tuple[int, int, int]]:
     """(offset, csize, usize) of a compressed CPU's chunks; none, with the damage counted, when the
-    list is broken or declares more than ``MAX_RATIO`` times the CPU's bytes (a likely bomb)."""
+    list is broken or declares more than ``MAX_RATIO`` times the CPU's bytes (a likely bomb). Chunks
+    that end short of the CPU's section (a damaged count) are counted and the CPU's end is lost."""
+    meta = o.meta
     if c.size == 0:
         return []
     try:
-        chunks = hdr.flyrecord_chunks(r, dat.compression, c.offset, c.size, dat.path)
-    except TraceFormatError as exc:
+        chunks = hdr.flyrecord_chunks(o.r, o.dat.compression, c.offset, c.size, o.dat.path)
+    except TraceError as exc:  # malformed or absurd: that CPU's data is lost, the others are read
         meta.warnings.append(f"CPU {c.cpu}: {exc.message}; no data read for it")
         meta.skip("corrupt-cpu-data", 1)
         return []
@@ -94,33 +97,44 @@ def cpu_chunks(r: hdr._Reader, dat: hdr.DatFile, c: hdr.CpuData, meta: TraceMeta
         meta.warnings.append(f"CPU {c.cpu}: chunks declare {declared:,} bytes from {c.size:,} (a likely decompression bomb); no data read for it")
         meta.skip("corrupt-cpu-data", 1)
         return []
+    # trace-cmd's size leaves out the 4-byte chunk count (ours counts it): the chunks end at +4 or +0
+    end = (chunks[-1][0] + chunks[-1][1] if chunks else c.offset + 4) - 4
+    if end > c.offset + c.size:
+        meta.warnings.append(f"CPU {c.cpu}: its chunks run {end - c.offset - c.size:,} bytes past the size the CPU table "
+                             "gives (a damaged size)")
+        meta.skip("cpu-size-mismatch", 1)
+    elif c.offset + c.size - end >= 8:  # room for another chunk's header: the count was cut
+        meta.warnings.append(f"CPU {c.cpu}: {c.offset + c.size - end:,} bytes after its last chunk are not read "
+                             "(a damaged chunk count); events at its end are lost")
+        meta.skip("unread-chunks", 1)
+        o.cut_cpus.add(c.cpu)
     return chunks
 
 
-def decompressed(r: hdr._Reader, dat: hdr.DatFile, c: hdr.CpuData, chunks: list[tuple[int, int, int]],
-                 meta: TraceMeta) -> Iterator[tuple[np.ndarray, int]]:
+def decompressed(o: Opened, c: hdr.CpuData, chunks: list[tuple[int, int, int]]) -> Iterator[tuple[np.ndarray, int]]:
     """Each chunk's data and compressed size, in order, up to the first that does not decompress
-    (counted; later chunks are skipped)."""
+    (counted; later chunks are skipped, and the CPU's end is lost)."""
     for off, csize, usize in chunks:
         try:
-            yield np.frombuffer(hdr.decompress(r, dat.compression, off, csize, usize, f"CPU {c.cpu} chunk"), np.uint8), csize
+            yield np.frombuffer(hdr.decompress(o.r, o.dat.compression, off, csize, usize, f"CPU {c.cpu} chunk"), np.uint8), csize
         except TraceFormatError as exc:
-            meta.warnings.append(f"CPU {c.cpu}: {exc.message} at byte {off}; later chunks skipped")
-            meta.skip("corrupt-chunk", 1)
+            o.meta.warnings.append(f"CPU {c.cpu}: {exc.message} at byte {off}; later chunks skipped")
+            o.meta.skip("corrupt-chunk", 1)
+            o.cut_cpus.add(c.cpu)
             return
 
 
-def _cpu_bytes(r: hdr._Reader, dat: hdr.DatFile, c: hdr.CpuData, mm: mmap.mmap, meta: TraceMeta) -> np.ndarray:
+def _cpu_bytes(o: Opened, c: hdr.CpuData) -> np.ndarray:
     if c.size == 0:
         return np.zeros(0, np.uint8)
     if not c.compressed:
-        avail = cpu_present(mm, c, meta)
-        return np.frombuffer(mm, dtype=np.uint8, count=avail, offset=c.offset) if avail else np.zeros(0, np.uint8)
-    chunks = cpu_chunks(r, dat, c, meta)
+        avail = cpu_present(o, c)
+        return np.frombuffer(o.mm, dtype=np.uint8, count=avail, offset=c.offset) if avail else np.zeros(0, np.uint8)
+    chunks = cpu_chunks(o, c)
     # decompress chunk by chunk into one preallocated buffer: one chunk in flight, not two copies
     out = np.empty(sum(u for _o, _c, u in chunks), dtype=np.uint8)
     pos = 0
-    for got, _csize in decompressed(r, dat, c, chunks, meta):
+    for got, _csize in decompressed(o, c, chunks):
         out[pos: pos + len(got)] = got
         pos += len(got)
     return out[:pos]
@@ -155,6 +169,9 @@ class Opened:
     common: Mapping[str, Field]          # the common_* fields
     ring: tuple[int, int, int]           # header_page: commit offset, commit size, data offset
     keep_ids: np.ndarray | None          # a selective read: the event ids kept
+    suspect_cpus: frozenset[int] = frozenset()  # CPUs whose table entries clash: every record is damage
+    #: CPUs whose data stops short (a cut size, a truncated file, a bad chunk): their end is lost
+    cut_cpus: set[int] = field(default_factory=set)
 
     def walk(self, data: np.ndarray, page: int) -> Records:
         return walk(data, page, *self.ring, self.dat.big_endian)
@@ -206,12 +223,49 @@ def open_dat(path: str, compression: str | None, select: Selection | None) -> Op
     meta.clock = dat.clock
     meta.flag_width = 5
     meta.ts_resolution_ns = 1
-    return Opened(path, mm, dat, r, meta, formats, common.fields, (commit_off, commit_size, data_off), keep_ids)
+    suspect, cut = cpu_table(dat, len(mm), meta)
+    return Opened(path, mm, dat, r, meta, formats, common.fields, (commit_off, commit_size, data_off), keep_ids,
+                  suspect, cut)
 
 
-def page_records(o: Opened, cpu: int, data: np.ndarray, page: int, gaps: list[tuple[int, int, int | None]]) -> Records:
-    """The records of whole pages ``data`` of ``cpu``; partial and corrupt pages counted, lost-event
-    gaps (cpu, count, raw ts of the record before) appended to ``gaps``."""
+def cpu_table(dat: hdr.DatFile, file_size: int, meta: TraceMeta) -> tuple[frozenset[int], set[int]]:
+    """(CPUs whose entries clash, CPUs whose data stops short) by the CPU table, counted.
+
+    trace-cmd writes a buffer's CPUs' data back to back in CPU order, each (v7) aligned to a page,
+    and a v6 file ends with the last CPU's data. So two entries naming one CPU, or ranges that
+    overlap, are damage, and bytes after a CPU's data that no entry covers mean its size was cut.
+    """
+    suspect: set[int] = set()
+    cut: set[int] = set()
+    for buf in dat.buffers:
+        page = buf.page_size or dat.page_size
+        ids = [c.cpu for c in buf.cpus]
+        suspect |= {i for i in ids if ids.count(i) > 1}
+        placed = sorted(buf.cpus, key=lambda c: (c.offset, c.size))  # a CPU without data sits where the next begins
+        for a, b in zip(placed, placed[1:]):
+            if b.offset < a.offset + a.size:
+                suspect |= {a.cpu, b.cpu}
+            elif b.offset - (a.offset + a.size) >= page:
+                cut.add(a.cpu)
+        placed = [c for c in placed if c.size]
+        if dat.version == 6 and len(dat.buffers) == 1 and placed and file_size - (placed[-1].offset + placed[-1].size) >= page:
+            cut.add(placed[-1].cpu)
+    if suspect:
+        meta.warnings.append(f"CPU table: entries of CPUs {', '.join(map(str, sorted(suspect)))} name one CPU twice or "
+                             "overlap (damaged header); their events are damage")
+        meta.skip("cpu-table-clash", len(suspect))
+    if cut:
+        meta.warnings.append(f"CPU table: data after CPUs {', '.join(map(str, sorted(cut)))} belongs to no CPU "
+                             "(a damaged size); events at their end are lost")
+        meta.skip("cpu-table-cut", len(cut))
+    return frozenset(suspect), cut
+
+
+def page_records(o: Opened, cpu: int, data: np.ndarray, page: int, gaps: list[tuple[int, int, int | None]],
+                 before: int | None = None) -> Records:
+    """The records of whole pages ``data`` of ``cpu``; partial, corrupt, empty and misplaced pages
+    counted, lost-event gaps (cpu, count, raw ts of the record before) appended to ``gaps``, and the
+    records of misplaced pages marked ``suspect``. ``before``: the CPU's last raw time before ``data``."""
     meta = o.meta
     if len(data) % page:
         meta.warnings.append(f"CPU {cpu}: {len(data) % page} trailing bytes are not a whole page")
@@ -220,12 +274,25 @@ def page_records(o: Opened, cpu: int, data: np.ndarray, page: int, gaps: list[tu
     if recs.corrupt_pages:
         meta.warnings.append(f"CPU {cpu}: {recs.corrupt_pages} pages with a broken event chain (corrupt data); their remaining events are skipped")
         meta.skip("corrupt-page", recs.corrupt_pages)
+    empty, misplaced = page_damage(recs, len(data) // page, before)
+    if len(empty):
+        meta.warnings.append(f"CPU {cpu}: {len(empty)} pages hold no event (zeroed or cut data); events there are lost")
+        meta.skip("empty-page", len(empty))
+    if len(misplaced):
+        meta.warnings.append(f"CPU {cpu}: {len(misplaced)} pages are out of time order (misplaced, copied or "
+                             "re-stamped data); their events are damage")
+        meta.skip("misplaced-page", len(misplaced))
+    recs.suspect = np.full(len(recs.ts), True) if cpu in o.suspect_cpus else np.isin(recs.page, misplaced)
+
+    def gap(k: int, count: int) -> None:  # events lost after record k - 1 (the page's last before)
+        gaps.append((cpu, count, int(recs.ts[k - 1]) if k > 0 else before))
+
     for pg in np.flatnonzero(recs.lost != 0):  # where events were lost: after the last record before that page
-        k = int(np.searchsorted(recs.page, pg))
-        gaps.append((cpu, int(recs.lost[pg]), int(recs.ts[k - 1]) if k > 0 else None))
+        gap(int(np.searchsorted(recs.page, pg)), int(recs.lost[pg]))
     for pg in recs.broken:  # a broken chain loses the rest of its page: a gap of unknown size after its last record
-        k = int(np.searchsorted(recs.page, pg, side="right"))
-        gaps.append((cpu, -1, int(recs.ts[k - 1]) if k > 0 else None))
+        gap(int(np.searchsorted(recs.page, pg, side="right")), -1)
+    for pg in np.r_[empty, misplaced]:  # what an empty or misplaced page held is unknown
+        gap(int(np.searchsorted(recs.page, pg)), -1)
     return recs
 
 
@@ -242,17 +309,22 @@ def read_dat(path: str, compression: str | None = None, select: Selection | None
     bufs: list[np.ndarray] = []
     pieces: list[tuple[int, int, int, Records | _Kept]] = []
     gaps: list[tuple[int, int, int | None]] = []
+    suspect: list[np.ndarray] = []      # per record: in a misplaced page
     all_ts: list[np.ndarray] = []       # selective: every record's time, to number kept ones as a full read
     kept_at: list[np.ndarray] = []      # selective: index of each kept record within its CPU
     total_cpus = max(sum(len(b.cpus) for b in dat.buffers), 1)
     for b_index, buf in enumerate(dat.buffers):
         for c in buf.cpus:
             progress.step(f"reading {os.path.basename(path)}", len(pieces) / total_cpus)
-            data = _cpu_bytes(o.r, dat, c, o.mm, meta)
+            data = _cpu_bytes(o, c)
             recs = page_records(o, c.cpu, data, buf.page_size or dat.page_size, gaps)
+            if c.cpu in o.cut_cpus:  # what followed its last record is lost
+                gaps.append((c.cpu, -1, int(recs.ts[-1]) if len(recs.ts) else None))
             piece: Records | _Kept = recs
+            suspect.append(recs.suspect if recs.suspect is not None else np.zeros(len(recs.ts), bool))
             if o.keep_ids is not None:
                 m = o.kept(data, recs)
+                suspect[-1] = suspect[-1][m]
                 meta.not_kept += int((~m).sum())
                 all_ts.append(recs.ts)
                 kept_at.append(np.flatnonzero(m))
@@ -292,8 +364,11 @@ def read_dat(path: str, compression: str | None = None, select: Selection | None
     bufidx = bufidx[order]
     off = off[order]
     length = length[order]
-    del order
+    bad = np.concatenate(suspect)[order] if any(s.any() for s in suspect) else None
+    del order, suspect
     seq = seq_of if seq_of is not None else np.arange(len(ts_ns), dtype=np.int64)
+    if bad is not None:
+        damaged(meta, seq[bad], cpu[bad])
     events, store, type_id, seq = table(o, RecordStore(bufs, bid, off, length, dat.big_endian), ts_ns, cpu, bufidx, seq)
     add_gaps(o, gaps)
     meta.events = len(events)
@@ -301,6 +376,28 @@ def read_dat(path: str, compression: str | None = None, select: Selection | None
     meta.cpus = dat.cpu_count or (int(cpu.max()) + 1 if len(cpu) else None)
     contiguous = not len(seq) or int(seq[-1]) == len(seq) - 1  # seq is the record row unless records were left out
     return events, meta, BinarySource(o.formats, store, type_id, dat, None if contiguous else seq)
+
+
+def layout_damage(meta: TraceMeta, fmts: list[EventFormat], code: np.ndarray, length: np.ndarray, seq: np.ndarray,
+                  cpu: np.ndarray) -> None:
+    """Records whose format is impossible, or too short for its fields, are damage (counted, with
+    the reason): what their fields say is unknown."""
+    extent = np.array([max((f.offset + f.size for f in fm.fields.values()), default=0) for fm in fmts] + [0], np.int64)
+    broken = np.array([fm.damaged is not None for fm in fmts] + [False])
+    bad = broken[code] | (length.astype(np.int64) < extent[code])
+    if not bad.any():
+        return
+    for k in np.unique(code[bad]):
+        fm = fmts[int(k)]
+        n = int((bad & (code == k)).sum())
+        why = fm.damaged or f"records shorter than its fields' {int(extent[k])} bytes"
+        meta.warnings.append(f"{n:,} {fm.name} records are damage: its format is damaged ({why})")
+    damaged(meta, seq[bad], cpu[bad])
+
+
+def damaged(meta: TraceMeta, seq: np.ndarray, cpu: np.ndarray) -> None:
+    """Records of misplaced pages are damage on their CPU: findings spanning one are not proven."""
+    meta.damaged.extend([int(q), int(c)] for q, c in zip(seq, cpu))
 
 
 def add_gaps(o: Opened, gaps: list[tuple[int, int, int | None]]) -> None:
@@ -328,6 +425,7 @@ def table(o: Opened, store: RecordStore, ts_ns: np.ndarray, cpu: np.ndarray, buf
     if (~known).any():
         meta.skip("unknown-event-id", int((~known).sum()))
         meta.warnings.append(f"{int((~known).sum())} records have event ids missing from the file's formats; skipped")
+        damaged(meta, seq[~known], cpu[~known])  # an event there is unknown: findings spanning one are not proven
         keep = known
         ts_ns, cpu, bufidx, seq = ts_ns[keep], cpu[keep], bufidx[keep], seq[keep]
         type_id, flags, pc, pid = type_id[keep], flags[keep], pc[keep], pid[keep]
@@ -341,6 +439,7 @@ def table(o: Opened, store: RecordStore, ts_ns: np.ndarray, cpu: np.ndarray, buf
     comm = pd.Categorical.from_codes(name_code[inv].astype(np.int32), categories=pd.Index(uniq_names, dtype=object)) \
         if n else pd.Categorical([])
     uniq_t, tinv = _unique(type_id)
+    layout_damage(meta, [formats[int(t)] for t in uniq_t], tinv, store.length, seq, cpu)
     event = _categorical([formats.names[int(t)][0] for t in uniq_t], tinv)
     system = _categorical([formats.names[int(t)][1] for t in uniq_t], tinv)
     data: dict[str, object] = {

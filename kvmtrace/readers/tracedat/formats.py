@@ -71,8 +71,14 @@ class Field:
     rel_loc: bool = False            # __rel_loc: offset relative to the field's end
 
     @property
+    def flexible(self) -> bool:
+        """``char buf[]`` of size 0 (some kernels' formats drop the ``[]``): the record's remaining bytes
+        (ftrace's print)."""
+        return self.size == 0 and "char" in self.decl and "*" not in self.decl and not (self.data_loc or self.rel_loc)
+
+    @property
     def is_string(self) -> bool:
-        return "char" in self.decl and (self.array_len is not None or self.data_loc or self.rel_loc)
+        return "char" in self.decl and (self.array_len is not None or self.data_loc or self.rel_loc or self.flexible)
 
 
 @dataclass
@@ -82,6 +88,9 @@ class EventFormat:
     system: str
     fields: dict[str, Field] = field(default_factory=dict)
     print_fmt: str = ""
+    #: why the layout cannot be what the kernel wrote (fields overlap, a size unlike its type's,
+    #: a field past any page): its records are damage and their fields are not decoded
+    damaged: str | None = None
 
     def symbolic(self, fname: str) -> list[dict[int, str]]:
         """The ``__print_symbolic(REC->fname, ...)`` tables in the print format, in order."""
@@ -137,7 +146,39 @@ def parse_format(text: str, system: str) -> EventFormat | None:
         )
     pf = re.search(r"^print fmt:\s*(.*)$", text, re.M | re.S)
     ev.print_fmt = pf.group(1).strip() if pf else ""
+    ev.damaged = layout_problem(ev.fields)
     return ev
+
+
+#: no record field lies past this (a ring-buffer page)
+MAX_RECORD = 1 << 16
+
+
+def layout_problem(fields: dict[str, Field]) -> str | None:
+    """What makes a format's field layout impossible, or None. The kernel lays fields out one after
+    another without overlap, within a record, and common_type first at offset 0. (Declared types
+    do not give sizes: syscall arguments declared ``int`` are stored as ``long``.)"""
+    placed = sorted((f for f in fields.values() if f.size), key=lambda f: f.offset)
+    for f in placed:
+        if f.offset + f.size > MAX_RECORD:
+            return f"field {f.name} at {f.offset}+{f.size} lies past any record"
+        if (f.data_loc or f.rel_loc) and f.size != 4:
+            return f"field {f.name} is a {f.size}-byte location, not 4"
+        if f.array_len and f.size % f.array_len:
+            return f"field {f.name} holds {f.array_len} items in {f.size} bytes"
+        if f.array_len is None and not (f.data_loc or f.rel_loc) and "[" not in f.decl and f.size not in (1, 2, 4, 8):
+            return f"field {f.name} is {f.size} bytes: no scalar is"
+    for a, b in zip(placed, placed[1:]):
+        if b.offset < a.offset + a.size:
+            return f"fields {a.name} and {b.name} overlap"
+    end = max((f.offset + f.size for f in placed), default=0)
+    tail = next((f for f in fields.values() if not f.size and f.offset < end), None)
+    if tail is not None:  # a field of no size is the record's open-ended tail: nothing follows it
+        return f"field {tail.name} of no size at {tail.offset}, before other fields end at {end}"
+    common = fields.get("common_type")
+    if common is not None and common.offset != 0:
+        return f"common_type at offset {common.offset}, not 0"
+    return None
 
 
 class FormatTable(Mapping):

@@ -129,7 +129,10 @@ class RecordStore:
             length = loc >> 16
         else:
             start = np.full(len(rows), f.offset, dtype=np.int64)
-            length = np.full(len(rows), f.array_len or f.size, dtype=np.int64)
+            length = np.maximum(self.length[rows].astype(np.int64) - f.offset, 0) if f.flexible \
+                else np.full(len(rows), f.array_len or f.size, dtype=np.int64)
+        # never past the record: a damaged length or location cannot make the read wider than it
+        length = np.minimum(length, np.maximum(self.length[rows].astype(np.int64) - start, 0))
         width = int(length.max()) if len(rows) else 0
         raw = self._bytes(rows, start, max(width, 1))
         raw[np.arange(max(width, 1))[None, :] >= length[:, None]] = 0
@@ -145,6 +148,7 @@ class RecordStore:
         """``__get_bitmask``: 32-bit words, most significant first, comma separated."""
         loc = self.number(rows, f, signed=False).astype(np.int64) & 0xFFFFFFFF
         start, length = loc & 0xFFFF, loc >> 16
+        length = np.minimum(length, np.maximum(self.length[rows].astype(np.int64) - start, 0))
         width = int(length.max()) if len(rows) else 0
         raw = self._bytes(rows, start, max(width, 4))
         out = []

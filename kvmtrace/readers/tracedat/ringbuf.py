@@ -29,6 +29,8 @@ class Records:
     lost: np.ndarray      # per page: events lost before it (0 none, -1 unknown count)
     corrupt_pages: int    # pages whose chain broke before their commit size
     broken: np.ndarray    # their page indices
+    #: per record: in a page out of time order (set by ``page_records``); such records are damage
+    suspect: np.ndarray | None = None
 
 
 def walk(buf: np.ndarray, page_size: int, commit_off: int, commit_size: int, data_off: int,
@@ -126,3 +128,29 @@ def walk(buf: np.ndarray, page_size: int, commit_off: int, commit_size: int, dat
         len_out[where] = out_len.pop(0)
         page_out[where] = pg
     return Records(ts_out, off_out, len_out, page_out, lost, int(corrupt.sum()), np.flatnonzero(corrupt))
+
+
+def page_damage(recs: Records, npages: int, before: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(pages holding no record, pages out of time order) of one CPU's ``npages`` walked pages.
+
+    A kernel never hands out an empty page, and a CPU's pages follow each other in time, so an
+    empty page is zeroed or cut data, and a page whose first record is earlier than the previous
+    page's last one is a misplaced, copied or re-stamped page: both it and that previous page are
+    suspect, as is a page stamped within one time delta of zero (no clock reads that low once a
+    kernel is tracing). ``before``: the last record's raw time before these pages (a batch of a stream).
+    """
+    first = np.searchsorted(recs.page, np.arange(npages))
+    count = np.diff(np.r_[first, len(recs.page)])
+    empty = np.flatnonzero(count == 0)
+    full = np.flatnonzero(count > 0)
+    if not len(full):
+        return empty, np.zeros(0, np.int64)
+    start_ts = recs.ts[first[full]]
+    end_ts = recs.ts[first[full] + count[full] - 1]
+    prev_end = np.r_[np.uint64(0 if before is None else before), end_ts[:-1]]
+    back = np.flatnonzero(start_ts < prev_end)
+    if before is None:
+        back = back[back > 0]
+    stamped_zero = full[start_ts < np.uint64(1 << 27)]  # a zeroed page time: within one delta of 0
+    suspect = np.unique(np.r_[full[back], full[back[back > 0] - 1], stamped_zero])
+    return empty, suspect

@@ -17,7 +17,8 @@ import pandas as pd
 from ... import progress
 from ...meta import TraceMeta
 from ..select import Selection
-from . import BinarySource, Opened, add_gaps, cpu_chunks, cpu_present, decompressed, open_dat, page_records, table, to_ns
+from . import (BinarySource, Opened, add_gaps, cpu_chunks, cpu_present, damaged, decompressed, open_dat, page_records,
+               table, to_ns)
 from . import header as hdr
 from .records import RecordStore
 
@@ -36,6 +37,10 @@ class _Batch:
     kept: np.ndarray    # bool: a selective read keeps it
     offset: np.ndarray
     length: np.ndarray
+    suspect: np.ndarray  # bool: in a misplaced page (damage)
+
+    def part(self, s: slice) -> "_Batch":
+        return _Batch(self.data, self.ts[s], self.kept[s], self.offset[s], self.length[s], self.suspect[s])
 
 
 class _Cpu:
@@ -45,16 +50,17 @@ class _Cpu:
         self.o, self.buffer, self.cpu, self.page, self.gaps, self.batch = o, buffer, c.cpu, page, gaps, batch
         self.batches: list[_Batch] = []
         self.last = np.iinfo(np.int64).min  # the latest time loaded
+        self.last_raw: int | None = None      # the raw clock of the last record walked
         self.done = False
         self.read = 0  # bytes of the file consumed
         self._pages = self._page_bytes(c)
 
     def _page_bytes(self, c: hdr.CpuData) -> Iterator[np.ndarray]:
         """The CPU's data as batches of whole pages (decompressed chunk by chunk for v7)."""
-        o, meta, page = self.o, self.o.meta, self.page
+        o, page = self.o, self.page
         step = max(self.batch // page, 1) * page
         if not c.compressed:
-            avail = cpu_present(o.mm, c, meta)
+            avail = cpu_present(o, c)
             # read, not mapped: mapped pages once touched count as the process's memory
             with open(o.path, "rb") as fh:
                 for at in range(0, avail, step):
@@ -62,9 +68,9 @@ class _Cpu:
                     self.read += n
                     yield np.frombuffer(os.pread(fh.fileno(), n, c.offset + at), dtype=np.uint8)
             return
-        chunks = cpu_chunks(o.r, o.dat, c, meta)
+        chunks = cpu_chunks(o, c)
         held = np.zeros(0, np.uint8)
-        for got, csize in decompressed(o.r, o.dat, c, chunks, meta):
+        for got, csize in decompressed(o, c, chunks):
             self.read += csize
             held = np.concatenate((held, got)) if len(held) else got
             whole = len(held) // page * page
@@ -79,12 +85,16 @@ class _Cpu:
         data = next(self._pages, None)
         if data is None:
             self.done = True
+            if self.cpu in self.o.cut_cpus:  # what followed its last record is lost
+                self.gaps.append((self.cpu, -1, self.last_raw))
             return 0
-        recs = page_records(self.o, self.cpu, data, self.page, self.gaps)
+        recs = page_records(self.o, self.cpu, data, self.page, self.gaps, self.last_raw)
         if not len(recs.ts):
             return 0
+        self.last_raw = int(recs.ts[-1])
         ts = to_ns(recs.ts, self.o.dat)
-        self.batches.append(_Batch(data, ts, self.o.kept(data, recs), recs.offset, recs.length))
+        suspect = recs.suspect if recs.suspect is not None else np.zeros(len(ts), bool)
+        self.batches.append(_Batch(data, ts, self.o.kept(data, recs), recs.offset, recs.length, suspect))
         self.last = max(self.last, int(ts.max()))
         return len(ts)
 
@@ -98,9 +108,9 @@ class _Cpu:
             cut = len(b.ts) if horizon is None else int(np.searchsorted(b.ts, horizon, side="left")) \
                 if (np.diff(b.ts) >= 0).all() else int(np.argmax(np.r_[b.ts >= horizon, True]))
             if cut:
-                out.append(_Batch(b.data, b.ts[:cut], b.kept[:cut], b.offset[:cut], b.length[:cut]))
+                out.append(b.part(slice(None, cut)))
             if cut < len(b.ts):
-                keep.append(_Batch(b.data, b.ts[cut:], b.kept[cut:], b.offset[cut:], b.length[cut:]))
+                keep.append(b.part(slice(cut, None)))
         self.batches = keep
         return out
 
@@ -138,6 +148,9 @@ def stream_dat(path: str, compression: str | None, select: Selection, chunk_even
         seq[order] = np.arange(seq_base, seq_base + n)
         seq_base += n
         kept = np.concatenate([b.kept for _, b in parts]) if parts else np.zeros(0, bool)
+        bad = np.concatenate([b.suspect for _, b in parts]) if parts else np.zeros(0, bool)
+        if bad.any():
+            damaged(meta, seq[bad], np.concatenate([np.full(len(b.ts), c.cpu, np.int32) for c, b in parts])[bad])
         meta.not_kept += int((~kept).sum())
         order = order[kept[order]]
         bufs = [b.data for _, b in parts]
