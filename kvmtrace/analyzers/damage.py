@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..model.timeline import unpaired_toggles
 from .base import MODEL_NEEDS, Analyzer, Context, Frame, Metric, Result, Whole, by_cpu, made_inferred
 
 #: what each analysis reads from the payloads that can be damaged
@@ -31,6 +32,7 @@ class Damage(Result):
     damaged = Frame()
     undecoded_payloads = Metric[dict[str, int]]({})
     impossible_cpu_or_pid = Metric(0)
+    events_where_an_irq_toggle_is_missing = Metric(0)
 
 
 def collect(ctx: Context) -> Result:
@@ -48,9 +50,14 @@ def collect(ctx: Context) -> Result:
     cpus = min(ctx.trace.meta.cpus or MAX_CPUS, MAX_CPUS)
     odd = np.flatnonzero((tl.pid < 0) | (tl.pid > PID_MAX_LIMIT) | (tl.cpu >= cpus))
     odd = odd[tl.owns(odd)]
+    # a stretch where an irq toggle is missing (two of a kind in a row): events lost there
+    lost = np.flatnonzero(unpaired_toggles(tl.cls, tl.cpu))
+    lost = lost[tl.owns(lost)]
     res.frames["damaged"] = pd.DataFrame({
-        "seq": np.r_[tl.seq[pos], tl.seq[odd]], "cpu": np.r_[tl.cpu[pos], np.full(len(odd), -1, tl.cpu.dtype)],
-        "event": pd.array(np.r_[names, np.full(len(odd), "(impossible CPU or pid)", object)], dtype=object)})
+        "seq": np.r_[tl.seq[pos], tl.seq[odd], tl.seq[lost]],
+        "cpu": np.r_[tl.cpu[pos], np.full(len(odd), -1, tl.cpu.dtype), tl.cpu[lost]],
+        "event": pd.array(np.r_[names, np.full(len(odd), "(impossible CPU or pid)", object),
+                                np.full(len(lost), "(missing irq toggle)", object)], dtype=object)})
     return res
 
 
@@ -64,16 +71,18 @@ def finish(parts: list[Result], whole: Whole) -> Result:
     named = damaged["event"].astype(str) if len(damaged) else pd.Series([], dtype=str)
     counts = {str(k): int(v) for k, v in named[~named.str.startswith("(")].value_counts().items()}
     impossible = int((named == "(impossible CPU or pid)").sum())
+    unpaired = int((named == "(missing irq toggle)").sum())
     if meta.damaged:
         at = np.asarray(meta.damaged, np.int64).reshape(-1, 2)
         lines = pd.DataFrame({"seq": at[:, 0], "cpu": at[:, 1].astype(np.int32),
-                              "event": pd.array(np.where(at[:, 1] < 0, "(unparsable line)", "(non-UTF-8 bytes)"),
+                              "event": pd.array(np.where(at[:, 1] < 0, "(unparsable line)", "(damaged event)"),
                                                 dtype=object)})
         damaged = pd.concat([damaged, lines], ignore_index=True) if len(damaged) else lines
     cpu = damaged["cpu"].to_numpy(np.int32)
     res.frames["damaged"] = damaged.assign(cpu=pd.arrays.IntegerArray(cpu, cpu < 0),  # NA: which CPU is not known
                                            event=pd.Categorical(damaged["event"].astype(str)))
-    res.metrics = {"undecoded_payloads": counts, "impossible_cpu_or_pid": impossible}
+    res.metrics = {"undecoded_payloads": counts, "impossible_cpu_or_pid": impossible,
+                   "events_where_an_irq_toggle_is_missing": unpaired}
     for event, n in counts.items():
         res.undecidable.append({"analysis": "damage", "what": f"{n:,} {event} events whose {READS.get(event, 'payload')} "
                                 f"could not be decoded: findings spanning them are inferred",

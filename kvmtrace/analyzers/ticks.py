@@ -191,7 +191,7 @@ def finish(parts: list[Result], whole: Whole) -> Result:
     x86_guest, x86_why = releases.x86_window_is_guest_time(release)
     arch = runs["arch"].to_numpy(object)[np.maximum(run_of, 0)] if len(runs) else np.full(len(ticks), None, object)
     arch[run_of < 0] = None  # a tick outside every run
-    preemptirq = any(n in whole.trace.event_names() for n in ("irq_disable", "irq_enable"))
+    preemptirq = all(n in whole.trace.event_names() for n in ("irq_disable", "irq_enable"))  # one alone: damage
     ticks["charged"] = _charged(ticks, arch, x86_guest) if preemptirq else Charged.UNKNOWN
     ticks.loc[ticks["cpu_mode"] == "nohz_full", "charged"] = Charged.VTIME
     tickacc = (ticks["cpu_mode"] == "tick").to_numpy()

@@ -276,6 +276,26 @@ def build(tr: Trace) -> Timeline:
     )
 
 
+def unpaired_toggles(cls: np.ndarray, cpu: np.ndarray) -> np.ndarray:
+    """Per position (in CPU order): inside a stretch where an irq toggle is missing.
+
+    The kernel traces irq_disable and irq_enable only on a change of state (trace_hardirqs_off/on
+    keep a per-CPU flag), so on one CPU they alternate. Two of a kind in a row mean the other was
+    lost between them (a deleted line, a lost event): that stretch, both toggles included, is damage.
+    """
+    out = np.zeros(len(cls), bool)
+    toggle = np.flatnonzero((cls == Cls.IRQ_OFF) | (cls == Cls.IRQ_ON))
+    if len(toggle) < 2:
+        return out
+    repeat = np.flatnonzero((cls[toggle[1:]] == cls[toggle[:-1]]) & (cpu[toggle[1:]] == cpu[toggle[:-1]]))
+    if len(repeat):
+        mark = np.zeros(len(cls) + 1, np.int64)
+        np.add.at(mark, toggle[repeat], 1)
+        np.add.at(mark, toggle[repeat + 1] + 1, -1)
+        out = np.cumsum(mark[:-1]) > 0
+    return out
+
+
 def _hardirq(ev: pd.DataFrame, order: np.ndarray, cls: np.ndarray, leave: np.ndarray) -> np.ndarray:
     """Hardirq context per position: the flags column where the source prints one; else derived
     from the handlers' entry and exit events (every event from a handler entry to its exit on the
