@@ -251,8 +251,8 @@ def _generic(r: _Rows) -> Cols:
             continue
         if f.is_string:
             out[f.name] = _cat(r.string(f.name))
-        elif f.data_loc or f.rel_loc or (f.array_len and f.size > 8):
-            continue
+        elif f.data_loc or f.rel_loc or (f.array_len and f.size > 8) or f.size == 0:
+            continue  # arrays, and size-0 tails that are no number (bprint's binary arguments)
         elif f.size <= 8:
             v = r.src.store.number(r.rows, f)
             out[f.name] = _uint(v) if (f.size == 8 and not f.signed) else _int(v)
@@ -260,7 +260,10 @@ def _generic(r: _Rows) -> Cols:
 
 
 def _adapt(name: str, r: _Rows) -> Cols:
-    """The event's own adapter; its generic field-by-field decoding if the format lacks a field."""
+    """The event's own adapter; its generic field-by-field decoding if the format lacks a field;
+    no fields from a damaged format (its records are counted damage)."""
+    if r.fmt.damaged is not None:
+        return {}
     try:
         return ADAPTERS.get(name, _generic)(r)
     except MissingField:

@@ -131,6 +131,51 @@ def _generic(payload: pa.Array) -> tuple[dict[str, pa.Array], dict[str, str], np
     return cols, types, hit
 
 
+def _syscall(name: str, payload: pa.Array) -> tuple[dict[str, pa.Array], dict[str, str], np.ndarray]:
+    """A syscall's arguments (``sys_enter_*``: ``ARG: VAL, ...``, every value hex, with or without 0x,
+    the argument's type before its name when the syscall_arg_type option is set) or its return value
+    (``sys_exit_*``: ``0xRET``, a C long), as both trace-cmd and the kernel print them."""
+    filled = pc.fill_null(payload, "")
+    if name.startswith("sys_exit_"):
+        res = pc.extract_regex(filled, r"^\s*(?P<ret>(?:0x)?[0-9a-fA-F]{1,16})\s*$")
+        return {"ret": pc.struct_field(res, "ret").cast(pa.large_string())}, {"ret": "shex"}, \
+            res.is_valid().to_numpy(zero_copy_only=False)
+    signature = pc.replace_substring_regex(filled, r"(?:^|, )(?:[^,:]* )?(\w+): [^,]*", r"\1,")
+    cols: dict[str, pa.Array] = {}
+    hit = np.zeros(len(payload), bool)
+    for sig in pc.unique(signature).to_pylist()[:_GENERIC_SIGNATURES]:
+        keys = [k for k in sig.split(",") if k]
+        if not keys or len(set(keys)) != len(keys) or not all(re.fullmatch(r"\w+", k) for k in keys):
+            continue
+        pat = "^" + ", ".join(rf"(?:[^,:]* )?{re.escape(k)}: (?P<{_group(k)}>(?:0x)?[0-9a-fA-F]{{1,16}})" for k in keys) + "$"
+        res = pc.extract_regex(filled, pat)
+        okn = pc.and_(pc.equal(signature, sig), res.is_valid()).to_numpy(zero_copy_only=False)
+        hit |= okn
+        for k in keys:
+            v = pc.if_else(pa.array(okn), pc.struct_field(res, _group(k)).cast(pa.large_string()),
+                           pa.scalar(None, pa.large_string()))
+            cols[k] = pc.coalesce(cols[k], v) if k in cols else v
+    return cols, {k: "hex" for k in cols}, hit
+
+
+#: perf script's sample of a hardware or software event: "PERIOD EVENT: IP SYM+OFF (DSO)"; the
+#: IP and after are absent when a callchain follows (its frames are lines of their own)
+_SAMPLE = (r"^(?P<period>\d+)\s+[\w-]+(?::\w+)*:(?:\s+(?P<ip>[0-9a-f]+) (?P<sym>.*?)(?:\+0x[0-9a-f]+)? "
+           r"\((?P<dso>[^)]*)\))?\s*$")
+_SAMPLE_TYPES = {"period": "int", "ip": "hex", "sym": "cat", "dso": "cat"}
+
+
+def _sample(payload: pa.Array) -> tuple[dict[str, pa.Array], dict[str, str], np.ndarray] | None:
+    """A sample's period, instruction pointer, symbol and object; None when these are no samples."""
+    first = pc.drop_null(payload)[:1].to_pylist()
+    if not first or not re.match(r"^\d+\s+[\w-]+(?::\w+)*:", first[0]):
+        return None
+    res = pc.extract_regex(pc.fill_null(payload, ""), _SAMPLE)
+    cols = {k: pc.struct_field(res, k).cast(pa.large_string()) for k in _SAMPLE_TYPES}
+    cols = {k: pc.if_else(pc.equal(v, ""), pa.scalar(None, pa.large_string()), v) for k, v in cols.items()}
+    return cols, dict(_SAMPLE_TYPES), res.is_valid().to_numpy(zero_copy_only=False)
+
+
 def _group(key: str) -> str:
     return "f_" + re.sub(r"\W", "_", key)
 
@@ -155,8 +200,10 @@ def decode_payload(name: str, payload: pa.Array, columns: tuple[str, ...] | None
     n = len(payload)
     if columns is not None and not columns:
         return pd.DataFrame(index=pd.RangeIndex(n)), 0
-    if spec is None:
-        raw, types, hit = _generic(payload)
+    if spec is None and name.startswith(("sys_enter_", "sys_exit_")):
+        raw, types, hit = _syscall(name, payload)
+    elif spec is None:
+        raw, types, hit = _sample(payload) or _generic(payload)
     else:
         fast = _by_split(spec, payload, columns) if spec.split else None
         if fast is not None:

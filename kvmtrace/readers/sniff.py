@@ -12,6 +12,9 @@ PERF_DATA_MAGIC = b"PERFILE2"
 _LATENCY = re.compile(rb"^[ \t>]*\S.{0,7}-\d+\s+\d+[.dDXbNnpLlBhHsZz0-9]{4,5}\s+\d+(?:\.\d+)?: \S")
 _BRACKET = re.compile(rb"^[ \t>]*\S.*?-\d+\s+(?:\(\s*[\d-]+\)\s+)?\[\d+\]\s+(\S{4,5}\s+)?\d+(?:\.\d+)?:\s+(\S+?):?(\s|$)")
 _PERF = re.compile(rb"^[ \t>]*\S.*?\s+\d+\s+\[\d+\]\s+\d+\.\d+:\s+[\w-]+:[\w-]+:")
+#: perf script of samples (cycles, page-faults, ...): a period before the event, no ``sys:``
+_PERF_SAMPLE = re.compile(rb"^[ \t>]*\S.*?\s+\d+\s+\[\d+\]\s+\d+\.\d+:\s+\d+\s+[\w-]+(?::\w+)*:(\s|$)")
+_PERF_SAMPLE_NO_CPU = re.compile(rb"^[ \t>]*\S.*?\s+\d+\s+\d+\.\d+:\s+\d+\s+[\w-]+(?::\w+)*:(\s|$)")
 _PROLOGUE = re.compile(rb"^(cpus=\d+|version = \d+)\s*$")
 _TRACEFS_HEADER = re.compile(rb"^#\s*(tracer:|entries-in-buffer|\s*TASK-PID)")
 
@@ -45,7 +48,7 @@ def sniff_binary(path: str, head: bytes) -> str | None:
 
 
 def _starts_event(line: bytes) -> bool:
-    return bool(_BRACKET.match(line) or _PERF.match(line) or _LATENCY.match(line))
+    return bool(_BRACKET.match(line) or _PERF.match(line) or _PERF_SAMPLE.match(line) or _LATENCY.match(line))
 
 
 def _rejoined(lines: list[bytes]) -> list[bytes]:
@@ -85,6 +88,7 @@ def sniff_text(path: str, head: bytes) -> TextFormat:
     lines = _rejoined([line.rstrip(b"\r") for line in lines[:2000]])
     votes = {TRACE_CMD: 0, TRACE_CMD_LATENCY: 0, TRACEFS: 0, PERF_SCRIPT: 0}
     prologue = header = False
+    no_cpu = 0
     for line in lines:
         if _PROLOGUE.match(line):
             prologue = True
@@ -92,8 +96,11 @@ def sniff_text(path: str, head: bytes) -> TextFormat:
         if _TRACEFS_HEADER.match(line):
             header = True
             continue
-        if _PERF.match(line):
+        if _PERF.match(line) or _PERF_SAMPLE.match(line):
             votes[PERF_SCRIPT] += 1
+            continue
+        if _PERF_SAMPLE_NO_CPU.match(line):
+            no_cpu += 1
             continue
         m = _BRACKET.match(line)
         if m:
@@ -108,6 +115,9 @@ def sniff_text(path: str, head: bytes) -> TextFormat:
         if _LATENCY.match(line):
             votes[TRACE_CMD_LATENCY] += 1
     best = max(votes, key=lambda k: votes[k])
+    if no_cpu > votes[best]:
+        raise TraceFormatError(path, "line 1", "perf script samples without a CPU column (a per-task perf record): "
+                               "record with -a, or print the CPU with perf script -F +cpu")
     if votes[best] == 0:
         where = "line 1"
         text = lines[0][:60].decode("utf-8", "replace") if lines and lines[0] else ""

@@ -30,7 +30,7 @@ from .select import Selection
 from .table import EventColumns
 from .text_lines import LineFields, parse_block
 
-_LOST = re.compile(rb"^CPU:?\s*(\d+)\s*\[(?:(\d+) EVENTS DROPPED|LOST (\d+) EVENTS|LOST EVENTS)\]")
+_LOST = re.compile(rb"^CPU:?\s*(\d+)\s*\[(?:(?:(\d+) )?EVENTS DROPPED|LOST (\d+) EVENTS|LOST EVENTS)\]")
 _CPUS = re.compile(rb"^cpus=(\d+)$")
 _VERSION = re.compile(rb"^version = (\d+)$")
 _EMPTY = re.compile(rb"^CPU (\d+) is empty$")
@@ -146,11 +146,15 @@ class _Block:
     chars: np.ndarray
     pieces: dict
     repaired: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # positions of bytes not UTF-8
+    stray: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # carriage returns inside a line
+    continued: np.ndarray | None = None  # per line: a continuation of the message event above it
 
 
 def _decode(buf: np.ndarray, final: bool, fmt: TextFormat) -> _Block:
     """Everything per block that needs no shared state (runs on a worker thread)."""
     buf, repaired = ts.repair_utf8(buf)
+    cr = np.flatnonzero(buf == 13)  # a CR that ends no line: a newline lost, two lines run together
+    stray = cr[(cr + 1 < len(buf)) & (buf[np.minimum(cr + 1, len(buf) - 1)] != 10)]
     starts, ends = ts.split_lines(buf)
     lf = parse_block(buf, starts, ends, fmt.layout, perf=fmt.perf)
     fs, fe = lf.flags
@@ -170,14 +174,55 @@ def _decode(buf: np.ndarray, final: bool, fmt: TextFormat) -> _Block:
     if special.any():
         event = pc.if_else(pa.array(special == 1), "function",
                            pc.if_else(pa.array(special == 2), "kernel_stack", event))
+        # the kernel's syscall text names NAME; trace-cmd and trace.dat call the events sys_enter_NAME, sys_exit_NAME
+        def named(prefix: str) -> pa.Array:
+            return pc.binary_join_element_wise(pa.scalar(prefix, event.type), event, pa.scalar("", event.type))
+        event = pc.if_else(pa.array(special == 3), named("sys_enter_"),
+                           pc.if_else(pa.array(special == 4), named("sys_exit_"), event))
+    continued, payload_end = _continuations(buf, lf, ok, event)
     pieces = dict(
         ts=lf.ts_ns[ok], cpu=lf.cpu[ok], pid=lf.pid[ok], tgid=(lf.tgid[ok], lf.tgid_known[ok]),
         comm=ts.gather(buf, lf.comm[0][ok], lf.comm[1][ok]), event=event,
         system=ts.gather(buf, lf.system[0][ok], lf.system[1][ok]) if fmt.perf else None,
         flags=decode_flags(chars, w),
-        payload=ts.gather(buf, lf.payload[0][ok], lf.payload[1][ok]),
+        payload=ts.gather(buf, lf.payload[0][ok], payload_end),
     )
-    return _Block(buf, starts, final, lf, ok, w, chars[:, 0], pieces, repaired)
+    return _Block(buf, starts, final, lf, ok, w, chars[:, 0], pieces, repaired, stray, continued)
+
+
+#: events whose payload is a free-form message, which may hold newlines (trace_marker, trace_printk)
+MESSAGES = ("print", "bprint", "bputs", "tracing_mark_write")
+
+
+def _continuations(buf: np.ndarray, lf: LineFields, ok: np.ndarray, event: pa.Array) -> tuple[np.ndarray | None, np.ndarray]:
+    """(per line: a continuation of a message, the event lines' payload ends with their continuations).
+
+    A message printed with embedded newlines goes on over the next lines as they are, in the kernel's
+    text and trace-cmd's alike: lines that begin like no event, marker or comment, right after a
+    message event, are the rest of its payload."""
+    payload_end = lf.payload[1][ok]
+    n = len(lf.ok)
+    if not n or not len(ok):
+        return None, payload_end
+    first = buf[np.minimum(lf.lstart, len(buf) - 1)]
+    loose = ~lf.ok & ~lf.anchored & (lf.end > lf.lstart) & (first != ord("#")) & (first != ord("C"))
+    if not loose.any():
+        return None, payload_end
+    message = np.zeros(n, bool)
+    message[ok[pc.is_in(event, pa.array(MESSAGES, event.type)).to_numpy(zero_copy_only=False)]] = True
+    owner = np.maximum.accumulate(np.where(loose, -1, np.arange(n)))  # the line above each run of loose lines
+    continued = loose & (owner >= 0) & message[np.maximum(owner, 0)]
+    if not continued.any():
+        return None, payload_end
+    ends = lf.end.copy()
+    last = np.full(n, -1, np.int64)
+    np.maximum.at(last, owner[continued], ends[continued])
+    row = np.full(n, -1, np.int64)
+    row[ok] = np.arange(len(ok))
+    owners = np.flatnonzero(last >= 0)
+    payload_end = payload_end.copy()
+    payload_end[row[owners]] = last[owners]
+    return continued, payload_end
 
 
 def read_text(path: str, fmt: TextFormat, meta: TraceMeta, block_size: int = 6 << 20,
@@ -205,7 +250,7 @@ def text_chunks(path: str, fmt: TextFormat, meta: TraceMeta, block_size: int = 6
     widths = np.zeros(6, dtype=np.int64)
     bh_seen = False
     pending: deque[Future[_Block]] = deque()
-    repaired = 0
+    repaired = stray = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
         overlong: list[int] = []
         blocks = _unfolded(_lines_of(path, block_size, overlong), fmt, meta)
@@ -227,9 +272,14 @@ def text_chunks(path: str, fmt: TextFormat, meta: TraceMeta, block_size: int = 6
             n_lines = len(blk.starts)
             if blk.final and n_lines and not lf.ok[-1] and meta.events + len(ok) > 0:
                 meta.warnings.append(f"last line ({line_base + n_lines}) is incomplete: file truncated?")
-            unparsed = _skip_lines(blk.buf, blk.starts, lf, meta, line_base, last_ts_by_cpu)
-            meta.damaged.extend(_damaged(blk, unparsed, cols.next_seq))
+            cut = blk.final and len(blk.buf) and blk.buf[-1] != 10 and n_lines and lf.ok[-1]
+            if cut:  # an event line without its newline may have lost the end of its payload
+                meta.warnings.append(f"last line ({line_base + n_lines}) has no newline: it may be cut, so it is "
+                                     "damage (findings resting on it are not proven)")
+            unparsed = _skip_lines(blk.buf, blk.starts, lf, meta, line_base, last_ts_by_cpu, blk.continued)
+            meta.damaged.extend(_damaged(blk, unparsed, cols.next_seq, bool(cut)))
             repaired += len(blk.repaired)
+            stray += len(blk.stray)
             if len(ok):
                 widths += np.bincount(blk.width, minlength=6)[:6]
                 bh_seen |= bool(np.isin(blk.chars, (ord("D"), ord("b"))).any())
@@ -259,6 +309,10 @@ def text_chunks(path: str, fmt: TextFormat, meta: TraceMeta, block_size: int = 6
     if repaired:
         meta.warnings.append(f"{repaired} bytes that are not UTF-8 were replaced by '?' (lines kept)")
         meta.kernel["non_utf8_bytes"] = repaired
+    if stray:
+        meta.warnings.append(f"{stray} carriage returns inside lines (a lost newline runs two lines together): "
+                             "those events are damage")
+        meta.kernel["stray_carriage_returns"] = stray
     meta.flag_width = int(np.argmax(widths)) if widths.sum() else 0
     if meta.clock != "counter":
         meta.clock = "ns"
@@ -276,12 +330,13 @@ def text_chunks(path: str, fmt: TextFormat, meta: TraceMeta, block_size: int = 6
     yield cols
 
 
-def _damaged(blk: _Block, unparsed: np.ndarray, seq0: int) -> list[list[int]]:
+def _damaged(blk: _Block, unparsed: np.ndarray, seq0: int, cut: bool = False) -> list[list[int]]:
     """[seq, cpu] of the block's damage (``seq0``: the seq of its first event): each unparsable line
-    as the event after it on an unknown CPU (−1), each event line with bytes that were not UTF-8 as
-    that event on its CPU."""
+    as the event after it on an unknown CPU (−1); each event line with bytes that were not UTF-8 or a
+    carriage return inside, and a ``cut`` last line, as that event on its CPU."""
     out = [[int(q), -1] for q in seq0 + np.searchsorted(blk.ok, unparsed)]
-    lines = np.unique(np.searchsorted(blk.starts, blk.repaired, side="right") - 1)
+    lines = np.searchsorted(blk.starts, np.r_[blk.repaired, blk.stray], side="right") - 1
+    lines = np.unique(np.r_[lines, len(blk.starts) - 1] if cut else lines)
     events = lines[np.isin(lines, blk.ok)]
     out += [[int(seq0 + a), int(blk.lf.cpu[j])] for a, j in zip(np.searchsorted(blk.ok, events), events)]
     return out
@@ -294,10 +349,12 @@ def _last_per_cpu(cpu: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def _skip_lines(buf: np.ndarray, starts: np.ndarray, lf: LineFields, meta: TraceMeta, line_base: int,
-                last_ts_by_cpu: dict[int, int]) -> np.ndarray:
-    """Account for every non-event line: prologue, markers, comments, blanks, garbage; the block
-    positions of the unparsable (garbled or cut) ones."""
-    bad = np.flatnonzero(~lf.ok)
+                last_ts_by_cpu: dict[int, int], continued: np.ndarray | None = None) -> np.ndarray:
+    """Account for every non-event line: prologue, markers, comments, blanks, message continuations,
+    garbage; the block positions of the unparsable (garbled or cut) ones."""
+    if continued is not None:
+        meta.skip("message-continuation", int(continued.sum()))
+    bad = np.flatnonzero(~lf.ok if continued is None else ~lf.ok & ~continued)
     if not len(bad):
         return bad
     first = np.zeros(len(bad), dtype=np.uint8)
@@ -316,6 +373,10 @@ def _skip_lines(buf: np.ndarray, starts: np.ndarray, lf: LineFields, meta: Trace
                 meta.kernel["bh_header"] = True
     stack = (first == ord("=")) & (_at(buf, lf.lstart[bad] + 1) == ord(">"))
     meta.skip("stack-frame", int(stack.sum()))
+    # perf script's callchain under a sample or event: "\tADDRESS SYMBOL (DSO)"
+    frame = nonblank & (_at(buf, starts[bad]) == ord("\t")) & ts.HEX[first]
+    meta.skip("callchain-frame", int(frame.sum()))
+    stack |= frame
     rest = bad[nonblank & ~comment & ~stack]
     inspect = rest[np.isin(first[nonblank & ~comment & ~stack], (ord("c"), ord("C"), ord("v")))]
     inspect = inspect[:_INSPECT_MAX]

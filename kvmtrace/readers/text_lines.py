@@ -43,7 +43,9 @@ class LineFields:
     system: tuple[np.ndarray, np.ndarray]
     event: tuple[np.ndarray, np.ndarray]
     payload: tuple[np.ndarray, np.ndarray]
-    special_event: np.ndarray  # 0 normal, 1 function tracer line, 2 <stack trace>
+    #: 0 normal, 1 function tracer line, 2 <stack trace>, 3 and 4 the kernel's text of a syscall's
+    #: entry ``sys_NAME(ARG: VAL, ...)`` and exit ``sys_NAME -> 0xRET``: ``event`` spans NAME
+    special_event: np.ndarray
     #: the line begins like an event line (its "[CPU]" anchor, or in the latency layout its
     #: timestamp, is there), even if it was cut before its event name
     anchored: np.ndarray
@@ -157,30 +159,54 @@ def parse_block(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, layout: s
 
     ke = kt + 1
     ok &= ke <= k_last
+    sample = np.zeros(n, bool)
+    if perf:
+        # a sample of a hardware or software event: "TS: PERIOD EVENT[:MODIFIERS]: IP SYM (DSO)"
+        kn = np.minimum(ke + 1, max(len(S) - 1, 0))
+        sample = ok & (ke + 1 <= k_last) & (digits.forward(S[ke], E[ke], max_steps=20) == E[ke]) & (ch(E[kn] - 1) == 58)
+        period_at = S[ke]
+        ke = np.where(sample, ke + 1, ke)
     es, ev_end = S[ke], E[ke]
     sys_s = es.copy()
     sys_e = es.copy()
     ee = ev_end - 1
     is_event = (ch(ee) == 58) & (ee > es)
     if perf:
-        # "sys:event:" - the system ends at the token's first colon
+        # "sys:event:" - the system ends at the token's first colon; a sample's event ends there
         colon1 = ts.scan(buf, es, ee, ~ts.lut(":"), max_steps=64)
-        has_sys = is_event & (colon1 < ee) & (colon1 > es)
+        has_sys = is_event & (colon1 < ee) & (colon1 > es) & ~sample
         sys_e = np.where(has_sys, colon1, es)
         es = np.where(has_sys, colon1 + 1, es)
+        ee = np.where(sample, colon1, ee)
     nxt = np.where(ke + 1 <= k_last, S[np.minimum(ke + 1, len(S) - 1)], end)
     special = np.zeros(n, dtype=np.int8)
     is_func = ok & ~is_event & (ch(nxt) == 60) & (ch(nxt + 1) == 45)
     is_stack = ok & ~is_event & (ch(es) == 60) & (ch(es + 1) == ord("s")) & (ch(es + 12) == 62)
+    # syscalls' entry and exit as kernel/trace/trace_syscalls.c prints them (print_syscall_enter/exit)
+    sys_word = ok & (not perf) & (ch(es) == ord("s")) & (ch(es + 1) == ord("y")) & (ch(es + 2) == ord("s")) & (ch(es + 3) == 95)
+    paren = ts.scan(buf, es, ev_end, ~ts.lut("("), max_steps=64)
+    is_enter = sys_word & (paren < ev_end) & (paren > es + 4)
+    arrow = np.minimum(ke + 1, max(len(S) - 1, 0))
+    is_exit = sys_word & ~is_enter & ~is_event & (ke + 2 <= k_last) & (E[arrow] - S[arrow] == 2) \
+        & (ch(S[arrow]) == 45) & (ch(S[arrow] + 1) == 62)
     special[is_func] = 1
     special[is_stack] = 2
-    ok &= is_event | is_func | is_stack
+    special[is_enter] = 3
+    special[is_exit] = 4
+    ok &= is_event | is_func | is_stack | is_enter | is_exit
     ps = np.where(is_event, nxt, es)
     ps = np.where(is_stack, end, ps)
     ee = np.where(is_event, ee, es)
+    # entry: NAME between "sys_" and "(", the arguments inside the parentheses; exit: the value after "->"
+    if perf:  # a sample's payload keeps its period: "PERIOD EVENT: IP SYM (DSO)"
+        ps = np.where(sample, period_at, ps)
+    es = np.where(is_enter | is_exit, es + 4, es)
+    ee = np.where(is_enter, paren, np.where(is_exit, ev_end, ee))
+    ps = np.where(is_enter, paren + 1, np.where(is_exit, S[np.minimum(ke + 2, max(len(S) - 1, 0))], ps))
+    payload_end = np.where(is_enter & (ch(end - 1) == 41), end - 1, end)
     return LineFields(
         ok=ok, lstart=lstart, end=end, comm=(lstart, comm_end), pid=pid, tgid=tgid,
         tgid_known=tgid_known, cpu=cpu, ts_ns=ts_ns, ts_has_dot=has_dot, ts_frac_digits=flen,
         flags=(flags_start, flags_end), system=(sys_s, sys_e), event=(es, ee),
-        payload=(ps, end), special_event=special, anchored=anchored | ok,
+        payload=(ps, payload_end), special_event=special, anchored=anchored | ok,
     )

@@ -21,6 +21,7 @@ def lut(chars: str | bytes) -> np.ndarray:
 
 
 DIGIT = lut("0123456789")
+HEX = lut("0123456789abcdefABCDEF")
 
 _HEXVAL = np.zeros(256, dtype=np.uint64)
 for _i, _c in enumerate(b"0123456789"):

@@ -19,7 +19,7 @@ from .text_lines import parse_block
 
 #: narrowest fold that is rejoined (``fold -w 60``); narrower cuts land inside the line prefix
 MIN_WIDTH = 40
-_GT, _SPACE, _HASH, _CR = ord(">"), ord(" "), ord("#"), ord("\r")
+_GT, _SPACE, _HASH, _CR, _TAB = ord(">"), ord(" "), ord("#"), ord("\r"), ord("\t")
 
 
 @dataclass
@@ -52,7 +52,7 @@ def _continues(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, lengths: n
     lead = buf[np.minimum(starts + after_quote, len(buf) - 1)]
     plain = (lengths > 0) & ~ok & (first != _HASH) & (lead != _HASH)
     marker = (lead == ord("C")) & (buf[np.minimum(starts + after_quote + 1, len(buf) - 1)] == ord("P"))
-    plain &= ~marker
+    plain &= ~marker & (lead != _TAB)  # perf script's callchain frames: a tab, then the address
     out[1:] = _full(buf, ends, lengths, width, plain)[:-1] & plain[1:]
     return out
 
