@@ -19,6 +19,7 @@ import zstandard
 
 from .. import progress
 from ..errors import TraceFormatError, TraceTooLargeError
+from . import wrapped
 
 MAGICS: dict[str, bytes] = {
     "gzip": b"\x1f\x8b",
@@ -56,7 +57,7 @@ def _open_stream(raw: BinaryIO, kind: str | None) -> BinaryIO:
 
 
 def iter_blocks(path: str, block_size: int = 16 << 20) -> Iterator[bytes]:
-    """Yield the (decompressed) content of ``path`` in blocks of about ``block_size``.
+    """Yield the (decompressed, unwrapped) content of ``path`` in blocks of about ``block_size``.
 
     Raises TraceTooLargeError when compressed input expands beyond the bound, and
     lets decompressor errors surface as EOFError/OSError/zstd errors for the
@@ -69,13 +70,22 @@ def iter_blocks(path: str, block_size: int = 16 << 20) -> Iterator[bytes]:
         raw.seek(0, 2)
         size = raw.tell()
         raw.seek(0)
-        limit = min(MAX_DECOMPRESSED, max(size, 1) * MAX_RATIO) if kind else None
         stream = _open_stream(raw, kind)
+        first = stream.read(block_size)
+        wrapper = wrapped.kind(first)
+        if wrapper == "atrace-zlib":
+            kind = kind or "zlib"
+        limit = min(MAX_DECOMPRESSED, max(size, 1) * MAX_RATIO) if kind else None
+
+        def read() -> Iterator[bytes]:
+            yield first
+            while block := stream.read(block_size):
+                yield block
+        blocks = wrapped.unwrapped(read(), wrapper) if wrapper else read()
         total = 0
-        while True:
-            block = stream.read(block_size)
+        for block in blocks:
             if not block:
-                break
+                continue
             total += len(block)
             if limit is not None and total > limit:
                 raise TraceTooLargeError(
@@ -87,8 +97,8 @@ def iter_blocks(path: str, block_size: int = 16 << 20) -> Iterator[bytes]:
 
 
 def read_head(path: str, n: int = 1 << 16) -> tuple[bytes, str | None]:
-    """The first ``n`` decompressed bytes and the compression name (for sniffing). Only a regular
-    file is opened: a FIFO or a device would block or never end."""
+    """The first ``n`` decompressed, unwrapped bytes and the compression or wrapper name (for
+    sniffing). Only a regular file is opened: a FIFO or a device would block or never end."""
     if not stat.S_ISREG(os.stat(path).st_mode):
         raise TraceFormatError(path, None, "not a regular file (a FIFO, device or socket): save the trace to a file first")
     with open(path, "rb") as raw:
@@ -97,6 +107,18 @@ def read_head(path: str, n: int = 1 << 16) -> tuple[bytes, str | None]:
         kind = sniff_compression(magic)
         stream = _open_stream(raw, kind)
         try:
-            return stream.read(n), kind
+            head = stream.read(n)
         except (EOFError, OSError, lzma.LZMAError, zstandard.ZstdError, zlib.error):
             return b"", kind
+    wrapper = wrapped.kind(head)
+    if wrapper is None:
+        return head, kind
+    got = b""
+    try:
+        for block in iter_blocks(path, 1 << 20):  # a systrace page holds megabytes of viewer before its data
+            got += block
+            if len(got) >= n:
+                break
+    except (EOFError, OSError, lzma.LZMAError, zstandard.ZstdError, zlib.error, TraceTooLargeError):
+        pass
+    return got[:n], f"{kind}+{wrapper}" if kind else wrapper
