@@ -211,3 +211,12 @@ def test_kallsyms_prefer_the_function_at_a_shared_address_and_keep_each_names_lo
     assert s.address("_text_zero") == 0
     names, offs = s.resolve(np.array([0xffff000000001010, 0x10], np.uint64))
     assert names.tolist() == ["a_func", "0x10"] and offs.tolist() == [0x10, -1]
+
+
+@pytest.mark.parametrize("path", [PUBLIC / "lisa_tests_assets_sched_load_trace.dat", X86_SVM / "x86-6.1-tick.dat"])
+def test_print_messages_are_text_as_trace_cmd_prints_them(path):
+    """ftrace's print keeps its message in a size-0 ``char buf[]`` tail: a string, not a number."""
+    got = [b.rstrip("\n") for b in kvmtrace.load(str(path), cache=False).df("print")["buf"].astype(str)]
+    printed = [line.split("tracing_mark_write: ", 1)[1] for line in trace_cmd_report(str(path)).splitlines()
+               if " print: " in line]
+    assert got == printed and len(got) >= 1
