@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("KVMTRACE_SHARED_TRACES", ROOT.parent / "shared" / "traces"))
@@ -90,3 +91,28 @@ def table_counts(events) -> collections.Counter:
 def shared() -> Path:
     assert SHARED.is_dir(), f"real traces not found at {SHARED}"
     return SHARED
+
+
+# hypothesis budgets: "ci" fits the suite's time; "deep" is the campaign run on its own
+# (python -m pytest tests/test_hostile.py tests/test_damage.py --hypothesis-profile=deep)
+_QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True, suppress_health_check=_QUIET)
+settings.register_profile("deep", max_examples=2500, deadline=None, suppress_health_check=_QUIET,
+                          print_blob=True, database=None)
+settings.load_profile("ci")
+
+#: the address space each test process may use in the deep campaign: an allocation past it is a
+#: MemoryError, so a bound the readers do not keep fails the example that broke it
+DEEP_ADDRESS_SPACE = 4 << 30
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("hypothesis_profile", None) == "deep":
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (DEEP_ADDRESS_SPACE, DEEP_ADDRESS_SPACE))
+
+
+def deep() -> bool:
+    """The deep campaign is running (its profile loaded)."""
+    return settings.default.max_examples >= 1000

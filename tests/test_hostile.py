@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zstandard
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import kvmtrace
@@ -28,7 +28,7 @@ SOURCES = {"tracefs": ARM64 / "arm64-6.1-prefix-nohzfull.tracefs.txt.xz",
            "perf": SHARED / "real-x86-6.18" / "host-perf.perf-script.txt",
            "arm64-v7": ARM64 / "arm64-6.1-prefix-tick.dat",
            "x86-v6": SHARED / "real-x86-6.18" / "host-idle.v6.dat"}
-HYPO = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+HYPO = settings()  # the profile's budget (conftest: "ci" in the suite, "deep" for the campaign)
 
 
 @pytest.fixture(scope="module")
