@@ -446,3 +446,42 @@ def test_decompression_bombs_of_tiny_lines_stop_at_the_bound(unit, tmp_path):
         w.flush(zstandard.FLUSH_FRAME)
     assert path.stat().st_size < 64 << 10
     _one_line_error(_cli("analyze", str(path)), path, "decompression bomb")
+
+
+@pytest.mark.parametrize("how", ["zero", "copy", "stamp-zero", "swap"])
+def test_a_damaged_page_is_counted_the_same_whole_and_streamed(how, tmp_path):
+    """One page of the real host-idle.v6.dat zeroed (it lost 148 events with an empty meta), copied
+    over, re-stamped or swapped: the whole read and the streamed read count the same damage, and
+    the events lost or misplaced are damage at the same seqs."""
+    import damage
+    from kvmtrace.analyzers import Options
+
+    src = SHARED / "real-x86-6.18" / "host-idle.v6.dat"
+    data = src.read_bytes()
+    whole = kvmtrace.load(src, cache=False)
+    from kvmtrace.readers.tracedat import header as hdr
+    cpu1 = hdr.parse(str(src), memoryview(data)).buffers[0].cpus[1]
+    path = tmp_path / f"{how}.dat"
+    path.write_bytes(damage.edit_pages(data, cpu1.offset, cpu1.size, 4096, how, 0.5, 0.55, 0))
+    tr = kvmtrace.load(path, cache=False)
+    kind = "empty-page" if how == "zero" else "misplaced-page"
+    assert tr.meta.skipped.get(kind, 0) >= 1 and tr.meta.lost_gaps and tr.meta.warnings
+    if how == "zero":
+        assert 100 < len(whole.events) - len(tr.events) < 400 and not tr.meta.damaged  # a page's events
+    else:
+        assert tr.meta.damaged and all(c == 1 for _s, c in tr.meta.damaged)
+    streamed = kvmtrace.analyze(str(path), Options(low_memory=True, chunk_events=5000)).trace.meta
+    assert streamed.skipped == tr.meta.skipped and sorted(map(tuple, streamed.damaged)) == sorted(map(tuple, tr.meta.damaged))
+    assert len(streamed.lost_gaps) == len(tr.meta.lost_gaps)
+
+
+def test_symbolic_links_that_loop_are_one_line_and_folders_are_not_walked_into_them(tmp_path):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    _one_line_error(_cli("analyze", str(tmp_path / "a")), tmp_path / "a", "loops")
+    folder = tmp_path / "traces"
+    folder.mkdir()
+    (folder / "up").symlink_to(tmp_path)  # a link back to the folder's parent
+    (folder / "t.dat").write_bytes((ROOT / "sample_traces" / "x86-6.1-synth-fixed-tick.v7.dat").read_bytes())
+    r = _cli("analyze", str(folder), "--json", "--no-cache", timeout=120)
+    assert r.returncode == 0 and [t["path"] for t in json.loads(r.stdout)["traces"]] == [str(folder / "t.dat")]

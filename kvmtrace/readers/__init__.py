@@ -112,8 +112,9 @@ def _text_pieces(path: str, fmt: TextFormat, meta: TraceMeta, select: Selection,
 
 def _head(path: str) -> tuple[bytes, str | None]:
     """The first decoded bytes of a trace file and its compression, or a one-line error."""
-    if not os.path.exists(path):
-        raise TraceFormatError(path, None, "no such file")
+    if not os.path.exists(path):  # exists() follows links: a loop or a dangling link is no file either
+        raise TraceFormatError(path, None, "a symbolic link that leads nowhere or loops" if os.path.lexists(path)
+                               else "no such file")
     if os.path.isdir(path):
         raise TraceFormatError(path, None, "is a directory, not a trace file")
     head, compression = read_head(path)
