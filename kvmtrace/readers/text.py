@@ -335,8 +335,8 @@ def _damaged(blk: _Block, unparsed: np.ndarray, seq0: int, cut: bool = False) ->
     as the event after it on an unknown CPU (−1); each event line with bytes that were not UTF-8 or a
     carriage return inside, and a ``cut`` last line, as that event on its CPU."""
     out = [[int(q), -1] for q in seq0 + np.searchsorted(blk.ok, unparsed)]
-    lines = np.searchsorted(blk.starts, np.r_[blk.repaired, blk.stray], side="right") - 1
-    lines = np.unique(np.r_[lines, len(blk.starts) - 1] if cut else lines)
+    at = np.searchsorted(blk.starts, np.r_[blk.repaired, blk.stray], side="right") - 1
+    lines: np.ndarray = np.unique(np.r_[at, len(blk.starts) - 1] if cut else at)
     events = lines[np.isin(lines, blk.ok)]
     out += [[int(seq0 + a), int(blk.lf.cpu[j])] for a, j in zip(np.searchsorted(blk.ok, events), events)]
     return out
