@@ -93,6 +93,27 @@ class Trace:
         from the cache; None for text."""
         return self._records.get()
 
+    def release_records(self, keep: dict[str, tuple[str, ...]]) -> None:
+        """Decode ``keep`` (event → fields) now and let a trace.dat's records go: what an analysis
+        reads stays, the records' memory (about a third of a loaded trace.dat) is freed, and any
+        other field wanted later is read from the file again."""
+        if self._records._binary is None or not os.path.isfile(self.meta.path):
+            return
+        from .fields.binary import binary_fields
+
+        seq = self.events["seq"].to_numpy(np.int64)
+        names = self.events["event"]
+        for name, columns in keep.items():
+            if name in self._decoded.read or not self.has(name):
+                continue
+            rows = seq[(names == name).to_numpy(bool)]
+            got = binary_fields(name, rows, self.binary, tuple(columns))  # type: ignore[arg-type]
+            got.insert(0, "seq", rows)
+            self._decoded.read[name] = got
+        self._decoded.picked.clear()
+        self._records._binary = None
+        self._records.reopen = self.meta.path
+
     @property
     def decoded(self) -> dict[str, pd.DataFrame]:
         """Fields decoded while reading (or from the cache): event → seq + columns, in table order."""

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("KVMTRACE_SHARED_TRACES", ROOT.parent / "shared" / "traces"))
@@ -98,7 +98,8 @@ def shared() -> Path:
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True, suppress_health_check=_QUIET)
 settings.register_profile("deep", max_examples=2500, deadline=None, suppress_health_check=_QUIET,
-                          print_blob=True, database=None)
+                          print_blob=True, database=None,
+                          phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink])
 settings.load_profile("ci")
 
 #: the address space each test process may use in the deep campaign: an allocation past it is a

@@ -220,3 +220,22 @@ def test_print_messages_are_text_as_trace_cmd_prints_them(path):
     printed = [line.split("tracing_mark_write: ", 1)[1] for line in trace_cmd_report(str(path)).splitlines()
                if " print: " in line]
     assert got == printed and len(got) >= 1
+
+
+def test_an_analysis_lets_the_records_go_and_reads_them_again_when_asked():
+    """load_and_analyze decodes what the analyzers read, then frees the trace.dat's records before
+    the model: the fields are those a full load decodes, and any other is read from the file again."""
+    from kvmtrace.analyzers import load_and_analyze
+    from kvmtrace.analyzers.registry import decoded
+
+    path = str(ARM64 / "arm64-6.1-prefix-tick.dat")
+    a = load_and_analyze(path)
+    full = kvmtrace.load(path, cache=False)
+    kept = a.trace.decoded
+    assert set(kept) == {e for e in decoded() if full.has(e)} and a.trace.binary is not None  # read again
+    for name, columns in decoded().items():
+        if name in kept:
+            cols = [c for c in columns if c in kept[name].columns]
+            pd.testing.assert_frame_equal(kept[name][["seq", *cols]].reset_index(drop=True),
+                                          full.fields(name, cols).reset_index(drop=True), check_dtype=False)
+    pd.testing.assert_frame_equal(a.trace.df("sched_switch"), full.df("sched_switch"))
