@@ -231,6 +231,9 @@ def build(tr: Trace) -> Timeline:
         s, codes, cats = _coded(read[name], "caller")
         rows = row_of_seq[s]
         damaged_by_row[rows[codes < 0]] = True  # no caller: cut or garbled line
+        # an address no kernel symbol holds: a damaged record (real callers are kernel or module text)
+        unnamed = np.array([c.startswith("0x") for c in cats] + [False], dtype=bool)
+        damaged_by_row[rows[unnamed[codes]]] = True
         caller_by_row[rows] = np.array([caller_code.setdefault(c, len(caller_code)) for c in cats] + [-1], np.int32)[codes]
         known = ENTER_EXIT_CALLERS if name == "irq_enable" else GUEST_ENTRY_DISABLE_CALLERS
         entry_by_row[rows] = np.array([c in known for c in cats] + [False], dtype=bool)[codes]

@@ -363,6 +363,7 @@ def _skip_lines(buf: np.ndarray, starts: np.ndarray, lf: LineFields, meta: Trace
     at = lf.lstart[bad] + unfold.quote_len(buf, lf.lstart[bad], lf.end[bad])
     nonblank &= at < lf.end[bad]
     first[nonblank] = buf[at[nonblank]]
+    nonblank |= _control_bytes(buf, starts, bad[~nonblank], ~nonblank)  # NULs are no blank line: damage
     blank = ~nonblank
     meta.skip("blank", int(blank.sum()))
     comment = first == ord("#")
@@ -394,6 +395,24 @@ def _skip_lines(buf: np.ndarray, starts: np.ndarray, lf: LineFields, meta: Trace
         meta.skip("unparsable", 1, int(j) + line_base + 1, text)
     meta.skip("unparsable", max(len(unparsed) - MAX_EXAMPLES, 0))
     return unparsed
+
+
+def _control_bytes(buf: np.ndarray, starts: np.ndarray, lines: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Over ``where`` (a mask that ``lines``, lines without a word, fill): those holding a control
+    byte other than tab, CR, vertical tab or form feed (a zeroed or binary stretch, not whitespace)."""
+    out = np.zeros(len(where), bool)
+    if not len(lines):
+        return out
+    ends = np.r_[starts[1:], len(buf)][lines]
+    size = ends - starts[lines]
+    pos = np.repeat(starts[lines] - np.r_[0, np.cumsum(size)[:-1]], size) + np.arange(int(size.sum()))
+    b = buf[pos]
+    bad = (b < 32) & (b != 9) & (b != 10) & (b != 11) & (b != 12) & (b != 13)
+    owner = np.repeat(np.arange(len(lines)), size)
+    hit = np.zeros(len(lines), bool)
+    hit[owner[bad]] = True
+    out[np.flatnonzero(where)[hit]] = True
+    return out
 
 
 def _at(buf: np.ndarray, pos: np.ndarray) -> np.ndarray:

@@ -146,8 +146,16 @@ def parse_format(text: str, system: str) -> EventFormat | None:
         )
     pf = re.search(r"^print fmt:\s*(.*)$", text, re.M | re.S)
     ev.print_fmt = pf.group(1).strip() if pf else ""
-    ev.damaged = layout_problem(ev.fields)
+    ev.damaged = layout_problem(ev.fields) or _print_problem(ev)
     return ev
+
+
+def _print_problem(ev: EventFormat) -> str | None:
+    """A format the kernel wrote ends with its print fmt: a cut format section has none. (Print
+    formats may name fields the layout does not spell alike, e.g. ``func[TRACE_FUNC_SIZE+1]``.)"""
+    if not ev.print_fmt:
+        return "no print fmt (a cut format)"
+    return None
 
 
 #: no record field lies past this (a ring-buffer page)
@@ -164,8 +172,6 @@ def layout_problem(fields: dict[str, Field]) -> str | None:
             return f"field {f.name} at {f.offset}+{f.size} lies past any record"
         if (f.data_loc or f.rel_loc) and f.size != 4:
             return f"field {f.name} is a {f.size}-byte location, not 4"
-        if f.array_len and f.size % f.array_len:
-            return f"field {f.name} holds {f.array_len} items in {f.size} bytes"
         if f.array_len is None and not (f.data_loc or f.rel_loc) and "[" not in f.decl and f.size not in (1, 2, 4, 8):
             return f"field {f.name} is {f.size} bytes: no scalar is"
     for a, b in zip(placed, placed[1:]):
