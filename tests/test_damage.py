@@ -129,5 +129,5 @@ def test_cropped_and_edited_text_proves_nothing(texts, tmp_path_factory, name, s
         tr = proves_nothing(path)
     if tr is not None:
         assert tr.meta.events + tr.meta.skipped_total == tr.meta.lines
-        if any(how in ("merge", "garbage", "non-utf8") for how, *_ in edits):
+        if edits and edits[-1][0] in ("merge", "garbage", "non-utf8"):  # (a later edit may delete the line)
             assert tr.meta.damaged or tr.meta.skipped.get("unparsable") or tr.meta.warnings

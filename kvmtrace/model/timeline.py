@@ -190,9 +190,12 @@ def _read(tr: Trace, name: str) -> pd.DataFrame | None:
 
 
 def _coded(d: pd.DataFrame | None, column: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(seq, category codes, categories) of a string column of ``d``."""
-    if d is None or column not in d.columns:
+    """(seq, category codes, categories) of a string column of ``d``; every code −1 (undecodable)
+    when the events are there without the column (a format that lost the field)."""
+    if d is None:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), []
+    if column not in d.columns:
+        return d["seq"].to_numpy(np.int64), np.full(len(d), -1, np.int64), []
     col = d[column].astype("category")
     return d["seq"].to_numpy(np.int64), col.cat.codes.to_numpy(np.int64), [str(c) for c in col.cat.categories]
 

@@ -151,11 +151,14 @@ def parse_format(text: str, system: str) -> EventFormat | None:
 
 
 def _print_problem(ev: EventFormat) -> str | None:
-    """A format the kernel wrote ends with its print fmt: a cut format section has none. (Print
-    formats may name fields the layout does not spell alike, e.g. ``func[TRACE_FUNC_SIZE+1]``.)"""
+    """A format the kernel wrote ends with its print fmt, which reads only its own fields: a cut
+    section has none, a lost field line leaves a name no declaration holds (declarations are
+    searched, not parsed names: ``char func[TRACE_FUNC_SIZE+1]`` declares ``func``)."""
     if not ev.print_fmt:
         return "no print fmt (a cut format)"
-    return None
+    declared = " ".join(f.decl for f in ev.fields.values())
+    lost = sorted(n for n in set(re.findall(r"REC->(\w+)", ev.print_fmt)) if not re.search(rf"\b{n}\b", declared))
+    return f"print fmt names fields the format lacks ({', '.join(lost[:3])})" if lost else None
 
 
 #: no record field lies past this (a ring-buffer page)
