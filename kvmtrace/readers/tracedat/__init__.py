@@ -384,14 +384,20 @@ def layout_damage(meta: TraceMeta, fmts: list[EventFormat], code: np.ndarray, le
     the reason): what their fields say is unknown."""
     extent = np.array([max((f.offset + f.size for f in fm.fields.values()), default=0) for fm in fmts] + [0], np.int64)
     broken = np.array([fm.damaged is not None for fm in fmts] + [False])
-    bad = broken[code] | (length.astype(np.int64) < extent[code])
+    # a format without dynamic fields makes records of one size: the struct, aligned to 8 at most;
+    # a longer record swallowed what followed it (a damaged event header)
+    fixed = np.array([not any(f.data_loc or f.rel_loc or not f.size for f in fm.fields.values()) for fm in fmts] + [False])
+    longest = np.where(fixed, (extent + 7) // 8 * 8, np.iinfo(np.int64).max)
+    size = length.astype(np.int64)
+    bad = broken[code] | (size < extent[code]) | (size > longest[code])
     if not bad.any():
         return
     for k in np.unique(code[bad]):
         fm = fmts[int(k)]
         n = int((bad & (code == k)).sum())
-        why = fm.damaged or f"records shorter than its fields' {int(extent[k])} bytes"
-        meta.warnings.append(f"{n:,} {fm.name} records are damage: its format is damaged ({why})")
+        why = f"its format is damaged: {fm.damaged}" if fm.damaged else \
+            f"shorter or longer than its fields' {int(extent[k])} bytes (a damaged event header)"
+        meta.warnings.append(f"{n:,} {fm.name} records are damage: {why}")
     damaged(meta, seq[bad], cpu[bad])
 
 
