@@ -141,7 +141,8 @@ def collect(ctx: Context) -> Result:
         caused = after & irq_exit & (handler >= 0) & (handler == path.first_handler[last])
         left = after & ~irq_exit & (reason != "?")
         reworked = tk.reworked_entry(tl, runs.entry_pos, runs.return_pos)[last] >= 0
-        seen = path.seen[last]
+        # a reworked entry opens the window after IRQ exits: kvm_exit inside it means its close was lost
+        seen = path.seen[last] & ~(irq_exit & reworked & path.exit_inside[last])
     ticks["run_of"] = runs.key(run)
     ticks["place"] = place
     ticks["caused_exit"], ticks["after_non_irq_exit"] = caused, left

@@ -123,6 +123,10 @@ class ExitPath:
     close_pos: np.ndarray      # window-closing irq_disable, −1 if no window
     first_handler: np.ndarray  # first IRQ handler after the return, −1 if none before ``limit``
     seen: np.ndarray           # a run-loop irq toggle follows the return: the path can be read
+    #: kvm_exit printed after the loop's irq_enable and before its irq_disable: no window on the
+    #: paths that open none after this exit; on one that does (an IRQ exit, reworked arm64) the
+    #: window's irq_disable was lost
+    exit_inside: np.ndarray
 
 
 def run_loop_mask(tl: Timeline) -> np.ndarray:
@@ -152,7 +156,8 @@ def exit_path(tl: Timeline, return_pos: np.ndarray, exit_pos: np.ndarray, limit:
     seen = (on >= 0) | (_first_from(offs, return_pos, limit) >= 0)
     handlers = np.flatnonzero(tl.cls == Cls.HANDLER)
     first = _first_from(handlers, return_pos, limit, side="right")
-    return ExitPath(np.where(window, on, -1), np.where(window, off, -1), first, seen)
+    inside = (on >= 0) & (exit_pos > on) & ((off < 0) | (exit_pos < off))
+    return ExitPath(np.where(window, on, -1), np.where(window, off, -1), first, seen, inside)
 
 
 def reworked_entry(tl: Timeline, entry_pos: np.ndarray, return_pos: np.ndarray) -> np.ndarray:
