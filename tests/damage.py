@@ -246,8 +246,10 @@ def edit_lines(lines: list[bytes], how: str, at: float, amount: float, value: in
     if how == "merge":  # a newline lost: a carriage return runs two lines together
         out[k] = out[k].rstrip(b"\n") + b"\r" + (out[k + 1] if k + 1 < n else b"\n")
         return out[: k + 1] + out[k + 2:]
-    if how == "garbage":
-        return out[:k] + [bytes([value & 0x7F]) * (1 + value % 50) + b"\n"] + out[k:]
+    if how == "garbage":  # never whitespace alone: that is a blank line, rightly
+        byte = value & 0x7F
+        byte = 0x07 if byte in (9, 10, 11, 12, 13, 32) else byte
+        return out[:k] + [bytes([byte]) * (1 + value % 50) + b"\n"] + out[k:]
     if how == "non-utf8":
         out[k] = out[k][:-2] + b"\xff\n" if len(out[k]) > 2 else out[k]
         return out
