@@ -244,7 +244,10 @@ def edit_lines(lines: list[bytes], how: str, at: float, amount: float, value: in
         name = names[value % len(names)]
         return [ln for i, ln in enumerate(out) if not (i in touched and name in ln)]
     if how == "merge":  # a newline lost: a carriage return runs two lines together
-        out[k] = out[k].rstrip(b"\n") + b"\r" + (out[k + 1] if k + 1 < n else b"\n")
+        if n < 2:
+            return out
+        k = min(k, n - 2)  # (the last line has none after it: "\r\n" there is a CRLF line end)
+        out[k] = out[k].rstrip(b"\n") + b"\r" + out[k + 1]
         return out[: k + 1] + out[k + 2:]
     if how == "garbage":  # never whitespace alone: that is a blank line, rightly
         byte = value & 0x7F
