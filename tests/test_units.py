@@ -1,6 +1,7 @@
 """Unit tests of the primitives the layers share: what each promises, on small hand-made inputs."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from kvmtrace.schema import concat
@@ -159,3 +160,20 @@ def test_digit_runs_answer_every_scan_as_the_byte_by_byte_scan_does():
         assert (runs.backward(back, low, steps) == ts.scan(buf, back, low, ts.DIGIT, -1, steps)).all()
     empty = ts.Runs(np.zeros(0, np.uint8), ts.DIGIT)
     assert empty.forward(np.array([0]), np.array([0]), 5).tolist() == [0]
+
+
+def test_damage_on_an_unknown_cpu_does_not_undo_damage_on_the_findings_cpu():
+    """downgrade: each group of damage adds to what the others found (a garbled line's unknown CPU
+    is checked after CPU 1's own damage, and must not clear it)."""
+    import pandas as pd
+
+    from kvmtrace.analyzers.damage import downgrade
+    from kvmtrace.analyzers.base import findings_frame
+    from kvmtrace.analyzers.states import Confidence
+
+    f = findings_frame("misaccounted_tick", np.array([Confidence.PROVEN] * 2, dtype=object), pd.Series([1, 1]),
+                       pd.Series([32, 32]), pd.array(["vcpu0", "vcpu0"]), pd.Series([0, 0]), pd.Series([9, 9]),
+                       np.array([[104, 109, 112, 126], [300, 301, 302, 303]]), ["a", "b"], ["", ""])
+    damaged = pd.DataFrame({"seq": [118, 51], "cpu": pd.array([1, None], dtype="Int32"), "event": ["x", "y"]})
+    got = downgrade(f, damaged)
+    assert got["confidence"].astype(str).tolist() == ["inferred", "proven"]

@@ -107,7 +107,7 @@ def downgrade(findings: pd.DataFrame, damaged: pd.DataFrame) -> pd.DataFrame:
     for c, g in damaged.groupby("cpu", dropna=False):
         seqs = np.sort(g["seq"].to_numpy(np.int64))
         on = np.ones(len(cpu), bool) if pd.isna(c) else cpu == int(c)  # NA: a line whose CPU is unknown
-        hit[on] = np.searchsorted(seqs, last[on], side="right") > np.searchsorted(seqs, first[on])
+        hit[on] |= np.searchsorted(seqs, last[on], side="right") > np.searchsorted(seqs, first[on])  # each group adds
     return made_inferred(findings, hit, "an event inside the evidence, or a line between its events, could not "
                                         "be decoded (cut or garbled line)")
 
