@@ -46,6 +46,14 @@ class Records:
     def present(self) -> bool:
         return self._binary is not None or self.reopen is not None
 
+    @property
+    def loaded(self) -> bool:
+        return self._binary is not None
+
+    def release(self, path: str) -> None:
+        """Let the records go; read them from ``path`` again when next wanted."""
+        self._binary, self.reopen = None, path
+
     def get(self) -> object:
         if self._binary is None and self.reopen is not None:
             from .readers import read
@@ -97,7 +105,7 @@ class Trace:
         """Decode ``keep`` (event → fields) now and let a trace.dat's records go: what an analysis
         reads stays, the records' memory (about a third of a loaded trace.dat) is freed, and any
         other field wanted later is read from the file again."""
-        if self._records._binary is None or not os.path.isfile(self.meta.path):
+        if not self._records.loaded or not os.path.isfile(self.meta.path):
             return
         from .fields.binary import binary_fields
 
@@ -111,8 +119,7 @@ class Trace:
             got.insert(0, "seq", rows)
             self._decoded.read[name] = got
         self._decoded.picked.clear()
-        self._records._binary = None
-        self._records.reopen = self.meta.path
+        self._records.release(self.meta.path)
 
     @property
     def decoded(self) -> dict[str, pd.DataFrame]:

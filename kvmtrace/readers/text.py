@@ -214,9 +214,8 @@ def _continuations(buf: np.ndarray, lf: LineFields, ok: np.ndarray, event: pa.Ar
     continued = loose & (owner >= 0) & message[np.maximum(owner, 0)]
     if not continued.any():
         return None, payload_end
-    ends = lf.end.copy()
     last = np.full(n, -1, np.int64)
-    np.maximum.at(last, owner[continued], ends[continued])
+    np.maximum.at(last, owner[continued], lf.end[continued])
     row = np.full(n, -1, np.int64)
     row[ok] = np.arange(len(ok))
     owners = np.flatnonzero(last >= 0)
@@ -363,7 +362,8 @@ def _skip_lines(buf: np.ndarray, starts: np.ndarray, lf: LineFields, meta: Trace
     at = lf.lstart[bad] + unfold.quote_len(buf, lf.lstart[bad], lf.end[bad])
     nonblank &= at < lf.end[bad]
     first[nonblank] = buf[at[nonblank]]
-    nonblank |= _control_bytes(buf, starts, bad[~nonblank], ~nonblank)  # NULs are no blank line: damage
+    wordless = ~nonblank
+    nonblank[wordless] = _control_bytes(buf, starts, bad[wordless])  # NULs are no blank line: damage
     blank = ~nonblank
     meta.skip("blank", int(blank.sum()))
     comment = first == ord("#")
@@ -397,12 +397,11 @@ def _skip_lines(buf: np.ndarray, starts: np.ndarray, lf: LineFields, meta: Trace
     return unparsed
 
 
-def _control_bytes(buf: np.ndarray, starts: np.ndarray, lines: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """Over ``where`` (a mask that ``lines``, lines without a word, fill): those holding a control
-    byte other than tab, CR, vertical tab or form feed (a zeroed or binary stretch, not whitespace)."""
-    out = np.zeros(len(where), bool)
+def _control_bytes(buf: np.ndarray, starts: np.ndarray, lines: np.ndarray) -> np.ndarray:
+    """Per line of ``lines`` (lines without a word): it holds a control byte other than tab, CR,
+    vertical tab or form feed (a zeroed or binary stretch, not whitespace)."""
     if not len(lines):
-        return out
+        return np.zeros(0, bool)
     ends = np.r_[starts[1:], len(buf)][lines]
     size = ends - starts[lines]
     pos = np.repeat(starts[lines] - np.r_[0, np.cumsum(size)[:-1]], size) + np.arange(int(size.sum()))
@@ -411,8 +410,7 @@ def _control_bytes(buf: np.ndarray, starts: np.ndarray, lines: np.ndarray, where
     owner = np.repeat(np.arange(len(lines)), size)
     hit = np.zeros(len(lines), bool)
     hit[owner[bad]] = True
-    out[np.flatnonzero(where)[hit]] = True
-    return out
+    return hit
 
 
 def _at(buf: np.ndarray, pos: np.ndarray) -> np.ndarray:

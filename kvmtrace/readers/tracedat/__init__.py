@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import mmap
 import os
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -239,8 +240,7 @@ def cpu_table(dat: hdr.DatFile, file_size: int, meta: TraceMeta) -> tuple[frozen
     cut: set[int] = set()
     for buf in dat.buffers:
         page = buf.page_size or dat.page_size
-        ids = [c.cpu for c in buf.cpus]
-        suspect |= {i for i in ids if ids.count(i) > 1}
+        suspect |= {i for i, n in Counter(c.cpu for c in buf.cpus).items() if n > 1}
         placed = sorted(buf.cpus, key=lambda c: (c.offset, c.size))  # a CPU without data sits where the next begins
         for a, b in zip(placed, placed[1:]):
             if b.offset < a.offset + a.size:
@@ -321,7 +321,7 @@ def read_dat(path: str, compression: str | None = None, select: Selection | None
             if c.cpu in o.cut_cpus:  # what followed its last record is lost
                 gaps.append((c.cpu, -1, int(recs.ts[-1]) if len(recs.ts) else None))
             piece: Records | _Kept = recs
-            suspect.append(recs.suspect if recs.suspect is not None else np.zeros(len(recs.ts), bool))
+            suspect.append(recs.suspect)
             if o.keep_ids is not None:
                 m = o.kept(data, recs)
                 suspect[-1] = suspect[-1][m]
@@ -402,7 +402,8 @@ def layout_damage(meta: TraceMeta, fmts: list[EventFormat], code: np.ndarray, le
 
 
 def damaged(meta: TraceMeta, seq: np.ndarray, cpu: np.ndarray) -> None:
-    """Records of misplaced pages are damage on their CPU: findings spanning one are not proven."""
+    """Records the reader found damaged (misplaced pages, clashing CPUs, unknown or impossible formats)
+    go into ``meta.damaged`` on their CPU: findings spanning one are not proven."""
     meta.damaged.extend([int(q), int(c)] for q, c in zip(seq, cpu))
 
 

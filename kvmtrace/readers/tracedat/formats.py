@@ -88,8 +88,8 @@ class EventFormat:
     system: str
     fields: dict[str, Field] = field(default_factory=dict)
     print_fmt: str = ""
-    #: why the layout cannot be what the kernel wrote (fields overlap, a size unlike its type's,
-    #: a field past any page): its records are damage and their fields are not decoded
+    #: why the format cannot be what the kernel wrote (``layout_problem``, ``_print_problem``):
+    #: its records are damage and their fields are not decoded
     damaged: str | None = None
 
     def symbolic(self, fname: str) -> list[dict[int, str]]:

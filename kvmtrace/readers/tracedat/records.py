@@ -129,8 +129,8 @@ class RecordStore:
             length = loc >> 16
         else:
             start = np.full(len(rows), f.offset, dtype=np.int64)
-            length = np.maximum(self.length[rows].astype(np.int64) - f.offset, 0) if f.flexible \
-                else np.full(len(rows), f.array_len or f.size, dtype=np.int64)
+            # a flexible ``char buf[]`` runs to the record's end (the clip below)
+            length = np.full(len(rows), f.array_len or f.size or np.iinfo(np.int64).max, dtype=np.int64)
         # never past the record: a damaged length or location cannot make the read wider than it
         length = np.minimum(length, np.maximum(self.length[rows].astype(np.int64) - start, 0))
         width = int(length.max()) if len(rows) else 0

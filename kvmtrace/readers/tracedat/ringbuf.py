@@ -29,8 +29,8 @@ class Records:
     lost: np.ndarray      # per page: events lost before it (0 none, -1 unknown count)
     corrupt_pages: int    # pages whose chain broke before their commit size
     broken: np.ndarray    # their page indices
-    #: per record: in a page out of time order (set by ``page_records``); such records are damage
-    suspect: np.ndarray | None = None
+    #: per record: in a page out of time order or of a clashing CPU (``page_records`` marks them): damage
+    suspect: np.ndarray
 
 
 def walk(buf: np.ndarray, page_size: int, commit_off: int, commit_size: int, data_off: int,
@@ -40,7 +40,7 @@ def walk(buf: np.ndarray, page_size: int, commit_off: int, commit_size: int, dat
     npages = len(buf) // page_size
     if npages == 0:
         z = np.zeros(0, np.int64)
-        return Records(z.astype(np.uint64), z, z, z, z, 0, z)
+        return Records(z.astype(np.uint64), z, z, z, z, 0, z, np.zeros(0, bool))
     usable = npages * page_size
     u32 = np.frombuffer(buf[:usable], dtype=e + "u4")
     starts = np.arange(npages, dtype=np.int64) * page_size
@@ -127,7 +127,8 @@ def walk(buf: np.ndarray, page_size: int, commit_off: int, commit_size: int, dat
         off_out[where] = out_off.pop(0)
         len_out[where] = out_len.pop(0)
         page_out[where] = pg
-    return Records(ts_out, off_out, len_out, page_out, lost, int(corrupt.sum()), np.flatnonzero(corrupt))
+    return Records(ts_out, off_out, len_out, page_out, lost, int(corrupt.sum()), np.flatnonzero(corrupt),
+                   np.zeros(total, bool))
 
 
 def page_damage(recs: Records, npages: int, before: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -93,8 +93,7 @@ class _Cpu:
             return 0
         self.last_raw = int(recs.ts[-1])
         ts = to_ns(recs.ts, self.o.dat)
-        suspect = recs.suspect if recs.suspect is not None else np.zeros(len(ts), bool)
-        self.batches.append(_Batch(data, ts, self.o.kept(data, recs), recs.offset, recs.length, suspect))
+        self.batches.append(_Batch(data, ts, self.o.kept(data, recs), recs.offset, recs.length, recs.suspect))
         self.last = max(self.last, int(ts.max()))
         return len(ts)
 
@@ -148,9 +147,10 @@ def stream_dat(path: str, compression: str | None, select: Selection, chunk_even
         seq[order] = np.arange(seq_base, seq_base + n)
         seq_base += n
         kept = np.concatenate([b.kept for _, b in parts]) if parts else np.zeros(0, bool)
+        cpu = np.concatenate([np.full(len(b.ts), c.cpu, np.int32) for c, b in parts]) if parts else np.zeros(0, np.int32)
         bad = np.concatenate([b.suspect for _, b in parts]) if parts else np.zeros(0, bool)
         if bad.any():
-            damaged(meta, seq[bad], np.concatenate([np.full(len(b.ts), c.cpu, np.int32) for c, b in parts])[bad])
+            damaged(meta, seq[bad], cpu[bad])
         meta.not_kept += int((~kept).sum())
         order = order[kept[order]]
         bufs = [b.data for _, b in parts]
@@ -159,7 +159,7 @@ def stream_dat(path: str, compression: str | None, select: Selection, chunk_even
                             np.concatenate([b.offset for _, b in parts])[order] if parts else np.zeros(0, np.int64),
                             np.concatenate([b.length for _, b in parts])[order] if parts else np.zeros(0, np.int32),
                             dat.big_endian)
-        cpu = np.concatenate([np.full(len(b.ts), c.cpu, np.int32) for c, b in parts])[order] if parts else np.zeros(0, np.int32)
+        cpu = cpu[order]
         bufidx = np.concatenate([np.full(len(b.ts), c.buffer, np.uint16) for c, b in parts])[order] if parts else np.zeros(0, np.uint16)
         events, store, type_id, kept_seq = table(o, store, ts[order], cpu, bufidx, seq[order])
         kept_total += len(events)
