@@ -198,6 +198,25 @@ def test_missing_cpu_data_and_unpaired_entries_add_no_proven_findings():
     assert _proven(a) <= _proven(full)  # damage removes evidence; it never invents any
 
 
+def test_a_lost_event_inside_its_rcu_bracket_is_damage_and_proves_nothing():
+    """Both toggles of the reworked entry removed from every guest run of a fixed trace: irq_disable
+    and irq_enable still alternate, and each run looks like the old entry. But the irq_disable sat
+    inside an RCU nesting bracket, which the kernel opens only around an enabled tracepoint: the
+    empty bracket is damage, so nothing is proven and the tick path is not called pre-fix."""
+    full = kvmtrace.analyze(ARM64 / "arm64-6.1-fixed-tick.dat")
+    assert full.results["damage"].metrics["empty_rcu_brackets"] == 0
+    tr = full.trace
+    helper = [tr.fields(n, ["caller"]) for n in ("irq_enable", "irq_disable")]
+    gone = np.concatenate([h.loc[h["caller"].astype(str).str.split("+").str[0].isin(["kvm_arm_vcpu_enter_exit", "__kvm_vcpu_run"]),
+                                 "seq"].to_numpy() for h in helper])
+    ev = tr.events
+    damaged = kvmtrace.Trace(ev[~ev["seq"].isin(gone)].reset_index(drop=True), tr.meta, tr.binary)
+    a = kvmtrace.analyze(damaged)
+    assert a.results["damage"].metrics["empty_rcu_brackets"] >= len(a.runs) // 2
+    assert not _proven(a) and (a.findings["kind"] == "apparent_irqsoff").sum() > 100  # every run looks old now
+    assert a.verdict["verdict"] != "pre-fix", a.verdict["summary"]
+
+
 FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__"}
 FORBIDDEN_ATTRS = {("pickle", "load"), ("pickle", "loads"), ("os", "system"), ("os", "popen"), ("marshal", "loads")}
 

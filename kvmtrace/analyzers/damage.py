@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..model.timeline import unpaired_toggles
+from ..model.timeline import empty_brackets, unpaired_toggles
 from .base import MODEL_NEEDS, Analyzer, Context, Frame, Metric, Result, Whole, by_cpu, made_inferred
 
 #: what each analysis reads from the payloads that can be damaged
@@ -33,6 +33,7 @@ class Damage(Result):
     undecoded_payloads = Metric[dict[str, int]]({})
     impossible_cpu_or_pid = Metric(0)
     events_where_an_irq_toggle_is_missing = Metric(0)
+    empty_rcu_brackets = Metric(0)
 
 
 def collect(ctx: Context) -> Result:
@@ -53,11 +54,15 @@ def collect(ctx: Context) -> Result:
     # a stretch where an irq toggle is missing (two of a kind in a row): events lost there
     lost = np.flatnonzero(unpaired_toggles(tl.cls, tl.cpu))
     lost = lost[tl.owns(lost)]
+    # an RCU nesting bracket whose tracepoint is gone
+    empty = np.flatnonzero(empty_brackets(tl.cls, tl.cpu, tl.rcu_change))
+    empty = empty[tl.owns(empty)]
     res.frames["damaged"] = pd.DataFrame({
-        "seq": np.r_[tl.seq[pos], tl.seq[odd], tl.seq[lost]],
-        "cpu": np.r_[tl.cpu[pos], np.full(len(odd), -1, tl.cpu.dtype), tl.cpu[lost]],
+        "seq": np.r_[tl.seq[pos], tl.seq[odd], tl.seq[lost], tl.seq[empty]],
+        "cpu": np.r_[tl.cpu[pos], np.full(len(odd), -1, tl.cpu.dtype), tl.cpu[lost], tl.cpu[empty]],
         "event": pd.array(np.r_[names, np.full(len(odd), "(impossible CPU or pid)", object),
-                                np.full(len(lost), "(missing irq toggle)", object)], dtype=object)})
+                                np.full(len(lost), "(missing irq toggle)", object),
+                                np.full(len(empty), "(empty RCU bracket)", object)], dtype=object)})
     return res
 
 
@@ -72,6 +77,7 @@ def finish(parts: list[Result], whole: Whole) -> Result:
     counts = {str(k): int(v) for k, v in named[~named.str.startswith("(")].value_counts().items()}
     impossible = int((named == "(impossible CPU or pid)").sum())
     unpaired = int((named == "(missing irq toggle)").sum())
+    empty = int((named == "(empty RCU bracket)").sum()) // 2  # both ends of each
     if meta.damaged:
         at = np.asarray(meta.damaged, np.int64).reshape(-1, 2)
         lines = pd.DataFrame({"seq": at[:, 0], "cpu": at[:, 1].astype(np.int32),
@@ -82,7 +88,7 @@ def finish(parts: list[Result], whole: Whole) -> Result:
     res.frames["damaged"] = damaged.assign(cpu=pd.arrays.IntegerArray(cpu, cpu < 0),  # NA: which CPU is not known
                                            event=pd.Categorical(damaged["event"].astype(str)))
     res.metrics = {"undecoded_payloads": counts, "impossible_cpu_or_pid": impossible,
-                   "events_where_an_irq_toggle_is_missing": unpaired}
+                   "events_where_an_irq_toggle_is_missing": unpaired, "empty_rcu_brackets": empty}
     for event, n in counts.items():
         res.undecidable.append({"analysis": "damage", "what": f"{n:,} {event} events whose {READS.get(event, 'payload')} "
                                 f"could not be decoded: findings spanning them are inferred",
@@ -102,14 +108,20 @@ def downgrade(findings: pd.DataFrame, damaged: pd.DataFrame) -> pd.DataFrame:
     last = np.full(len(findings), -1)
     np.minimum.at(first, parent[known], flat[known])
     np.maximum.at(last, parent[known], flat[known])
-    hit = np.zeros(len(findings), bool)
-    cpu = findings["cpu"].to_numpy(np.int64)
-    for c, g in damaged.groupby("cpu", dropna=False):
-        seqs = np.sort(g["seq"].to_numpy(np.int64))
-        on = np.ones(len(cpu), bool) if pd.isna(c) else cpu == int(c)  # NA: a line whose CPU is unknown
-        hit[on] |= np.searchsorted(seqs, last[on], side="right") > np.searchsorted(seqs, first[on])  # each group adds
+    hit = spans_damage(findings["cpu"].to_numpy(np.int64), first, last, damaged)
     return made_inferred(findings, hit, "an event inside the evidence, or a line between its events, could not "
                                         "be decoded (cut or garbled line)")
+
+
+def spans_damage(cpu: np.ndarray, first: np.ndarray, last: np.ndarray, damaged: pd.DataFrame) -> np.ndarray:
+    """Per span (``first``..``last`` seqs on ``cpu``): a damaged event or line inside it, on its CPU
+    or on an unknown one (NA: a garbled line)."""
+    hit = np.zeros(len(cpu), bool)
+    for c, g in damaged.groupby("cpu", dropna=False):
+        seqs = np.sort(g["seq"].to_numpy(np.int64))
+        on = np.ones(len(cpu), bool) if pd.isna(c) else cpu == int(c)
+        hit[on] |= np.searchsorted(seqs, last[on], side="right") > np.searchsorted(seqs, first[on])  # each group adds
+    return hit
 
 
 ANALYZER = Analyzer("damage", "events whose payload the analyses read could not be decoded; findings spanning them "

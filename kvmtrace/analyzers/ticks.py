@@ -27,6 +27,7 @@ from ..model import releases
 from ..model import ticks as tk
 from ..model.kernel import IRQ_EXIT_REASONS
 from ..schema import empty_frame, na_below_zero
+from .damage import spans_damage
 from .states import Confidence, Verdict
 from .base import (MODEL_NEEDS, NOHZ_NEEDS, Analyzer, Context, Frame, Metric, Result, Whole, concat, findings_frame,
                    first_undecidable, needs)
@@ -203,7 +204,7 @@ def finish(parts: list[Result], whole: Whole) -> Result:
                           ["irq_disable", "irq_enable"], ["preemptirq"])
     res.findings = _findings(ticks, runs, arch, x86_why)
     res.frames["per_cpu"] = _per_cpu(ticks)
-    path, evidence = _path(ticks, arch, x86_guest, x86_why, preemptirq)
+    path, evidence = _path(ticks, arch, x86_guest, x86_why, preemptirq, _damaged_runs(whole)[np.maximum(run_of, 0)])
     by_exit = ticks[ticks["host_charged_to_guest"]].merge(runs[["run", "reason"]], left_on="run_of", right_on="run", how="left")
     res.metrics = {
         "tick_period_ns": clock.period_ns, "clock_offset_ns": clock.offset_ns, "due_uncertainty_ns": clock.uncertainty_ns,
@@ -300,26 +301,43 @@ def _findings(ticks: pd.DataFrame, runs: pd.DataFrame, arch: np.ndarray, x86_why
                           bad["comm"].array, bad["pending_ns"], bad["ts"], ev, detail, why)
 
 
+def _damaged_runs(whole: Whole) -> np.ndarray:
+    """Per run: damage between its kvm_entry and kvm_exit, where the entry's and the exit's code
+    path show (a lost irq_enable there makes a reworked entry look like the old one). One extra
+    False for ticks outside every run."""
+    runs = whole.runs
+    if not len(runs):
+        return np.zeros(1, bool)
+    return np.append(spans_damage(runs["cpu"].to_numpy(np.int64), runs["entry_seq"].to_numpy(np.int64),
+                                  runs["exit_seq"].to_numpy(np.int64), whole.results["damage"].frames["damaged"]), False)
+
+
 def _path(ticks: pd.DataFrame, arch: np.ndarray, x86_guest: bool | None, x86_why: str,
-          preemptirq: bool) -> tuple[Verdict, str]:
+          preemptirq: bool, damaged: np.ndarray) -> tuple[Verdict, str]:
     """What the trace shows of where guest timing ends on its tick-accounted vCPU CPUs (the
-    verdict adds the proven findings: ``verdict.decide``)."""
+    verdict adds the proven findings: ``verdict.decide``). ``damaged``: per tick, its run holds
+    damage, so its entry path is not read from it."""
     acc = (ticks["cpu_mode"] == "tick").to_numpy() & (ticks["run_of"] >= 0).to_numpy()
     if not acc.any():
         return Verdict.UNKNOWN, "no tick-accounted vCPU CPU with guest runs (nohz_full CPUs account guest time by vtime)"
     if not preemptirq:
         return Verdict.UNKNOWN, "no preemptirq events: where guest timing ends cannot be seen"
     a = arch[acc]
-    seen = ticks["path_seen"].to_numpy(bool)[acc]
+    seen = ticks["path_seen"].to_numpy(bool)[acc] & ~damaged[acc]
     rew = ticks["reworked_entry"].to_numpy(bool)[acc]
     if (a == "arm64").any():
         old = int(((a == "arm64") & seen & ~rew).sum())
+        new = int(((a == "arm64") & seen & rew).sum())
+        if old and new:  # one kernel runs one entry: the runs without the helper's irq_enable lost it
+            return Verdict.UNKNOWN, (f"both entry paths around ticks ({new} ticks after the reworked entry, {old} after "
+                                     "one without its irq_enable): mixed kernels or lost events")
         if old:
             return Verdict.PRE_FIX, (f"guest timing ends in guest_exit() after a local_irq_enable() with no isb() "
                                f"(around {old} ticks): a tick pending at the exit may be charged to the host")
-        if ((a == "arm64") & seen & rew).any():
+        if new:
             return Verdict.FIXED, "guest timing ends after the isb() window that follows IRQ exits"
-        return Verdict.UNKNOWN, WHY_UNSEEN
+        return Verdict.UNKNOWN, WHY_UNSEEN if not damaged[acc].any() else \
+            "the guest runs around the ticks hold damaged or missing events: their exit path is not read"
     if (a == "x86").any():
         return {True: Verdict.FIXED, False: Verdict.PRE_FIX, None: Verdict.UNKNOWN}[x86_guest], x86_why
     return Verdict.UNKNOWN, WHY_REASON

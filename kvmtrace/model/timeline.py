@@ -302,6 +302,24 @@ def unpaired_toggles(cls: np.ndarray, cpu: np.ndarray) -> np.ndarray:
     return out
 
 
+def empty_brackets(cls: np.ndarray, cpu: np.ndarray, change: np.ndarray) -> np.ndarray:
+    """Per position (in CPU order): a nesting bracket (``++=`` then ``--=``) with nothing inside.
+
+    RCU brackets an ``_rcuidle`` tracepoint only when that tracepoint is enabled, so the event it
+    emits sits between its ``++=`` and ``--=`` (none of ~400,000 brackets of the real 6.1 traces is
+    empty). An empty one lost that event: deleted, dropped, or filtered out; both ends are damage.
+    Irq-level brackets (``Endirq``/``Startirq``) are left alone: the kernel opens them around
+    untraced work too.
+    """
+    out = np.zeros(len(cls), bool)
+    if len(cls) < 2:
+        return out
+    empty = np.flatnonzero((cls[:-1] == Cls.RCU_OPEN) & (change[:-1] == 0) & (cls[1:] == Cls.RCU_CLOSE)
+                           & (change[1:] == 0) & (cpu[1:] == cpu[:-1]))
+    out[empty] = out[empty + 1] = True
+    return out
+
+
 def _hardirq(ev: pd.DataFrame, order: np.ndarray, cls: np.ndarray, leave: np.ndarray) -> np.ndarray:
     """Hardirq context per position: the flags column where the source prints one; else derived
     from the handlers' entry and exit events (every event from a handler entry to its exit on the
