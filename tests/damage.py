@@ -249,9 +249,9 @@ def edit_lines(lines: list[bytes], how: str, at: float, amount: float, value: in
         k = min(k, n - 2)  # (the last line has none after it: "\r\n" there is a CRLF line end)
         out[k] = out[k].rstrip(b"\n") + b"\r" + out[k + 1]
         return out[: k + 1] + out[k + 2:]
-    if how == "garbage":  # never whitespace alone: that is a blank line, rightly
+    if how == "garbage":  # never whitespace alone or '#': a blank or comment line, rightly
         byte = value & 0x7F
-        byte = 0x07 if byte in (9, 10, 11, 12, 13, 32) else byte
+        byte = 0x07 if byte in (9, 10, 11, 12, 13, 32, 35) else byte
         return out[:k] + [bytes([byte]) * (1 + value % 50) + b"\n"] + out[k:]
     if how == "non-utf8":
         out[k] = out[k][:-2] + b"\xff\n" if len(out[k]) > 2 else out[k]

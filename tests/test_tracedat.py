@@ -205,8 +205,8 @@ def test_kallsyms_prefer_the_function_at_a_shared_address_and_keep_each_names_lo
     s = Symbols("ffff000000001000 T _stext\nffff000000001000 T b_func\nffff000000001000 T a_func\n"
                 "ffff000000002000 T __noinstr_text_start\nffff000000002000 t c_func\n"
                 "ffff000000003000 T c_func\nffff000000004000 T _etext\n0000000000000000 A _text_zero\n")
-    assert s.names.tolist() == ["a_func", "c_func", "c_func", "_etext"] and s.addr.tolist() == [
-        0xffff000000001000, 0xffff000000002000, 0xffff000000003000, 0xffff000000004000]
+    at = np.array([0xffff000000001000, 0xffff000000002000, 0xffff000000003000, 0xffff000000004000], np.uint64)
+    assert s.resolve(at)[0].tolist() == ["a_func", "c_func", "c_func", "_etext"] and s.addr.tolist() == at.tolist()
     assert s.address("c_func") == 0xffff000000002000 and s.address("_stext") == 0xffff000000001000
     assert s.address("_text_zero") == 0
     names, offs = s.resolve(np.array([0xffff000000001010, 0x10], np.uint64))

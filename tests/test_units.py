@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kvmtrace.schema import concat
 
@@ -177,3 +179,22 @@ def test_damage_on_an_unknown_cpu_does_not_undo_damage_on_the_findings_cpu():
     damaged = pd.DataFrame({"seq": [118, 51], "cpu": pd.array([1, None], dtype="Int32"), "event": ["x", "y"]})
     got = downgrade(f, damaged)
     assert got["confidence"].astype(str).tolist() == ["inferred", "proven"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789abcdefABCDEFxT_ \t\r\n", max_size=400))
+def test_kallsyms_lines_are_found_as_the_kernel_format_reads(text):
+    """The array scan of kallsyms finds exactly the lines ``ADDRESS TYPE NAME`` (a hex address of
+    at most 16 significant digits, a one-character type, a name) that a line-by-line reading finds."""
+    import re
+
+    from kvmtrace.readers.tracedat.symbols import _lines
+
+    raw = text.encode()
+    want = []
+    for line in raw.split(b"\n"):
+        m = re.match(rb"([0-9a-fA-F]+)[ \t\r\v\f]+([^ \t\r\v\f])[ \t\r\v\f]+([^ \t\r\v\f]+)", line)
+        if m and len(m.group(1)) <= 64 and len(m.group(1).lstrip(b"0")) <= 16:
+            want.append((int(m.group(1), 16), m.group(3)))
+    addr, first, last = _lines(np.frombuffer(raw, np.uint8))
+    assert [(int(a), raw[f:t]) for a, f, t in zip(addr, first, last)] == want
