@@ -18,12 +18,20 @@ class SeqIndex:
     so memory follows the events held, not the file's seq range.
     """
 
-    def __init__(self, seq: np.ndarray, values: np.ndarray) -> None:
+    def __init__(self, seq: np.ndarray, values: np.ndarray | None = None) -> None:
+        """``values`` per seq; None: each seq's position in ``seq``. Positions of consecutive seq
+        numbers (a whole trace.dat's table) need no array at all: seq − first is the position."""
         self.lo = int(seq.min()) if len(seq) else 0
         span = int(seq.max()) - self.lo + 1 if len(seq) else 0
+        self.span = span
         self.dense: np.ndarray | None = None
-        if span <= 4 * len(seq) + 1024:
-            self.dense = np.full(span, -1, dtype=np.int64)
+        self.identity = values is None and span == len(seq) and bool((seq[1:] > seq[:-1]).all())
+        if self.identity:
+            return
+        values = np.arange(len(seq)) if values is None else values
+        if span <= 4 * len(seq) + 1024:  # int32 where the values allow: one per seq in the span
+            narrow = not len(values) or -1 <= int(np.min(values)) and int(np.max(values)) < 1 << 31
+            self.dense = np.full(span, -1, dtype=np.int32 if narrow else np.int64)
             self.dense[seq - self.lo] = values
         else:
             order = np.argsort(seq, kind="stable")
@@ -31,9 +39,13 @@ class SeqIndex:
 
     def __getitem__(self, seq: np.ndarray) -> np.ndarray:
         seq = np.asarray(seq, dtype=np.int64)
+        if self.identity:
+            i = seq - self.lo
+            return np.where((i >= 0) & (i < self.span), i, -1)
         if self.dense is not None:
             i = seq - self.lo
             ok = (i >= 0) & (i < len(self.dense))
-            return np.where(ok, self.dense[np.where(ok, i, 0)], -1) if len(self.dense) else np.full(len(seq), -1)
+            return np.where(ok, self.dense[np.where(ok, i, 0)].astype(np.int64), -1) if len(self.dense) else \
+                np.full(len(seq), -1)
         i = np.minimum(np.searchsorted(self.keys, seq), max(len(self.keys) - 1, 0))
         return np.where(self.keys[i] == seq, self.values[i], -1) if len(self.keys) else np.full(len(seq), -1)

@@ -46,14 +46,6 @@ class Records:
     def present(self) -> bool:
         return self._binary is not None or self.reopen is not None
 
-    @property
-    def loaded(self) -> bool:
-        return self._binary is not None
-
-    def release(self, path: str) -> None:
-        """Let the records go; read them from ``path`` again when next wanted."""
-        self._binary, self.reopen = None, path
-
     def get(self) -> object:
         if self._binary is None and self.reopen is not None:
             from .readers import read
@@ -100,26 +92,6 @@ class Trace:
         """The trace.dat's records (``readers.tracedat.BinarySource``), read now if the trace came
         from the cache; None for text."""
         return self._records.get()
-
-    def release_records(self, keep: dict[str, tuple[str, ...]]) -> None:
-        """Decode ``keep`` (event → fields) now and let a trace.dat's records go: what an analysis
-        reads stays, the records' memory (about a third of a loaded trace.dat) is freed, and any
-        other field wanted later is read from the file again."""
-        if not self._records.loaded or not os.path.isfile(self.meta.path):
-            return
-        from .fields.binary import binary_fields
-
-        seq = self.events["seq"].to_numpy(np.int64)
-        names = self.events["event"]
-        for name, columns in keep.items():
-            if name in self._decoded.read or not self.has(name):
-                continue
-            rows = seq[(names == name).to_numpy(bool)]
-            got = binary_fields(name, rows, self.binary, tuple(columns))  # type: ignore[arg-type]
-            got.insert(0, "seq", rows)
-            self._decoded.read[name] = got
-        self._decoded.picked.clear()
-        self._records.release(self.meta.path)
 
     @property
     def decoded(self) -> dict[str, pd.DataFrame]:
@@ -241,7 +213,7 @@ class Trace:
         mine = self._decoded
         for name, f in mine.read.items():
             if name not in mine.by_seq:  # the decoded fields' rows by seq, once per trace
-                mine.by_seq[name] = SeqIndex(f["seq"].to_numpy(np.int64), np.arange(len(f)))
+                mine.by_seq[name] = SeqIndex(f["seq"].to_numpy(np.int64))
             want = out.events["seq"].to_numpy(np.int64)[(out.events["event"] == name).to_numpy(bool)]
             out._decoded.read[name] = f.iloc[mine.by_seq[name][want]].reset_index(drop=True)
         for key, (have, got) in mine.picked.items():
@@ -314,21 +286,26 @@ class Trace:
                 f"skipped={m.skipped_total}, lost={m.lost_total}>")
 
 
-def _counts_by_event_and_cpu(events: pd.DataFrame) -> pd.Series:
-    """Events per (event, cpu), in (event category, cpu) order, counted with one ``bincount`` over
-    the category codes and the factorized CPUs (a pandas group-by of millions of rows takes ~10x
-    longer); a table with very many distinct pairs is grouped by pandas instead."""
+def _counts_by_event_and_cpu(events: pd.DataFrame, step: int = 1 << 20) -> pd.Series:
+    """Events per (event, cpu), in (event category, cpu) order, counted with ``bincount`` over the
+    category codes and the CPUs, a million rows at a time (a pandas group-by of millions of rows
+    takes ~10x longer, and whole-table int64 keys were the load's peak); a table with very many
+    distinct pairs, or CPU numbers no kernel has, is grouped by pandas instead."""
     name = events["event"]
     names = name.array if isinstance(name.dtype, pd.CategoricalDtype) else pd.Categorical(name)
-    cpu_of, cpus = pd.factorize(events["cpu"].to_numpy(), sort=True)
-    codes = np.asarray(names.codes, np.int64)
-    width, kinds = max(len(cpus), 1), len(names.categories)
-    if kinds * width > 4 * len(events) + 65536:
+    cpu = events["cpu"].to_numpy()
+    codes = np.asarray(names.codes)
+    width = int(cpu.max()) + 1 if len(cpu) else 1
+    kinds = len(names.categories)
+    if not len(cpu) or int(cpu.min()) < 0 or kinds * width > 4 * len(events) + 65536:
         return events.groupby(["event", "cpu"], observed=True).size()
-    keep = (codes >= 0) & (cpu_of >= 0)
-    bins = np.bincount(codes[keep] * width + cpu_of[keep], minlength=kinds * width)
+    bins = np.zeros(kinds * width, np.int64)
+    for a in range(0, len(cpu), step):
+        c, k = cpu[a:a + step], codes[a:a + step]
+        key = k.astype(np.int64) * width + c
+        bins += np.bincount(key[k >= 0] if (k < 0).any() else key, minlength=kinds * width)
     seen = np.flatnonzero(bins)
     index = pd.MultiIndex.from_arrays(
-        [pd.Categorical.from_codes(seen // width, dtype=names.dtype), cpus[seen % width]], names=["event", "cpu"])
-    return pd.Series(bins[seen].astype(np.int64), index=index)
-
+        [pd.Categorical.from_codes(seen // width, dtype=names.dtype), (seen % width).astype(cpu.dtype)],
+        names=["event", "cpu"])
+    return pd.Series(bins[seen], index=index)

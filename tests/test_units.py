@@ -140,6 +140,14 @@ def test_seq_index_maps_seq_numbers_dense_or_sparse_and_gives_minus_one_elsewher
     sparse = SeqIndex(np.array([5, 10**9, 3 * 10**9]), np.array([7, 8, 9]))
     assert sparse.dense is None and sparse[np.array([3 * 10**9, 5, 6, 4 * 10**9])].tolist() == [9, 7, -1, -1]
     assert SeqIndex(np.zeros(0, np.int64), np.zeros(0, np.int64))[np.array([1])].tolist() == [-1]
+    # positions of consecutive seq numbers need no array; any other order or a gap gets one
+    rows = SeqIndex(np.arange(100, 105))
+    assert rows.identity and rows[np.array([104, 100, 99, 105])].tolist() == [4, 0, -1, -1]
+    for seq in ([3, 2, 4], [0, 1, 3], [1, 1, 2]):
+        got = SeqIndex(np.array(seq))
+        assert not got.identity and got[np.array(seq)].tolist() == [max(i for i, s in enumerate(seq) if s == x)
+                                                                      for x in seq]
+    assert SeqIndex(np.zeros(0, np.int64))[np.array([1])].tolist() == [-1]
 
 
 def test_digit_runs_answer_every_scan_as_the_byte_by_byte_scan_does():

@@ -59,8 +59,8 @@ def load_and_analyze(path: str, options: Options | None = None, cache: bool = Fa
         parts, whole = chunked.collect_stream((options.restrict(p) for p in pieces), options)
         _say_restricted(whole, options)
         return pipeline.finish(whole, options, parts)
-    tr = load(path, cache=cache, cache_dir=cache_dir, cache_fields=tuple(decoded()))
-    tr.release_records(decoded())  # the analyzers' fields decoded, the records freed before the model
+    # the analyzers' fields decoded while reading; the records are not kept (the model needs the memory)
+    tr = load(path, cache=cache, cache_dir=cache_dir, cache_fields=tuple(decoded()), decode_now=decoded())
     tr = options.restrict(tr)
     _say_restricted(tr, options)
     return analyze(tr, options)

@@ -109,8 +109,9 @@ def collect(ctx: Context) -> Result:
                       "between kvm_entry and the guest's return (evidence: the window's opening, kvm_entry, the return, "
                       "its close)")
         # the entry logic is read from callers: a raw address could be the reworked entry's irq_enable
-        unresolved = np.cumsum(tl.unresolved)
-        blind = tl.unresolved[apparent["open_pos"].to_numpy()] | (unresolved[back] - unresolved[entry] > 0)
+        unresolved = np.flatnonzero(tl.unresolved)
+        blind = tl.unresolved[apparent["open_pos"].to_numpy()] | \
+            (np.searchsorted(unresolved, back, side="right") > np.searchsorted(unresolved, entry, side="right"))
         res.findings = findings_frame(
             "apparent_irqsoff", np.where(blind, Confidence.INFERRED, Confidence.PROVEN), apparent["cpu"],
             apparent["pid"], apparent["comm"].array, apparent["start_ns"], apparent["end_ns"], evidence, detail,

@@ -46,4 +46,7 @@ def cli() -> None:
 
 
 def main() -> None:
+    from ..memory import keep_freed_heap
+
+    keep_freed_heap()  # a command is one process that allocates and frees trace-sized arrays in turn
     cli(prog_name="kvmtrace")

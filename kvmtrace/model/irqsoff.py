@@ -63,14 +63,13 @@ def flag_windows(tl: Timeline) -> pd.DataFrame:
     task = np.flatnonzero(~tl.hardirq & ~tl.nmi)
     d = tl.irqs_off[task]
     cpu = tl.cpu[task]
-    start = d & ~np.insert(d[:-1] & (cpu[1:] == cpu[:-1]), 0, False) if len(d) else d
-    s = np.flatnonzero(start)
-    # each run ends at the next unflagged event on the same CPU
-    undone = np.flatnonzero(~d)
-    j = np.searchsorted(undone, s)
-    ok = j < len(undone)
-    e = np.where(ok, undone[np.minimum(j, max(len(undone) - 1, 0))], 0) if len(undone) else np.zeros(len(s), int)
-    ok &= cpu[e] == cpu[s] if len(undone) else ok
+    same = cpu[1:] == cpu[:-1]
+    s = np.flatnonzero(d & ~np.r_[False, d[:-1] & same]) if len(d) else np.zeros(0, np.int64)
+    # each run stops at the first event after it that is unflagged or on another CPU (one stop per
+    # run, but a run that reaches the table's end); it ends there when that event is on its CPU
+    e = np.flatnonzero(d[:-1] & (~d[1:] | ~same)) + 1 if len(d) else np.zeros(0, np.int64)
+    s = s[: len(e)]
+    ok = cpu[e] == cpu[s]
     s, e = task[s[ok]], task[e[ok]]
     s, e = s[tl.owns(s)], e[tl.owns(s)]
     return pd.DataFrame({"cpu": tl.cpu[s], "start_ns": tl.ts[s], "end_ns": tl.ts[e], "duration_ns": tl.ts[e] - tl.ts[s]})

@@ -82,7 +82,7 @@ def _exit_reason(tr: Trace, seq: np.ndarray) -> pd.DataFrame:
     """Exit reason per kvm_exit seq: arm64 exception class (TRAP) or type; x86 reason."""
     got = tr.fields("kvm_exit", list(READS["kvm_exit"]))
     # fields come in table order, which is seq order unless the text was out of time order
-    at = SeqIndex(got["seq"].to_numpy(np.int64), np.arange(len(got)))[seq]
+    at = SeqIndex(got["seq"].to_numpy(np.int64))[seq]
     d = got.iloc[np.maximum(at, 0)].reset_index(drop=True) if len(got) else got.reindex(range(len(seq)))
     out = pd.DataFrame(index=range(len(seq)))
     if "exit_type" in d.columns:  # arm64

@@ -55,10 +55,12 @@ class Coded:
         names = [str(n) for n in names]
         uniq: Any
         if len(set(names)) == len(names):  # the usual case: codes already index distinct names
-            uniq, self.codes = names, codes.astype(np.int32, copy=False)
+            uniq, self.codes = names, codes
         else:
             uniq, remap = np.unique(np.array(names, dtype=object), return_inverse=True)
-            self.codes = np.where(codes >= 0, np.append(remap, -1)[codes], -1).astype(np.int32)
+            self.codes = np.where(codes >= 0, np.append(remap, -1)[codes], -1)
+        # one code per event: int16 for the usual few hundred names
+        self.codes = self.codes.astype(np.int16 if len(uniq) < 1 << 15 else np.int32, copy=False)
         self.categories = pd.Index(list(uniq), dtype=object)
         self.names = np.array(list(uniq) + [None], dtype=object)  # code −1 → None
 
@@ -91,7 +93,7 @@ class Timeline:
     rcu_counter: np.ndarray  # int64, -1 where not an rcu event
     rcu_change: np.ndarray   # int8: +1 RCU starts watching, -1 stops, 0 nesting/not rcu
     pos_by_seq: "SeqIndex"   # seq → position
-    row: np.ndarray          # the events-table row of each position
+    row: np.ndarray          # the events-table row of each position (int32 below 2^31 events)
     damaged: np.ndarray      # bool: an event the model reads whose payload could not be decoded
     present: set[str] = field(default_factory=set)
     #: (cpu, ts or None) of each lost-events gap
@@ -205,6 +207,7 @@ def build(tr: Trace) -> Timeline:
     ev = tr.events
     n = len(ev)
     order = np.argsort(ev["cpu"].to_numpy(np.int32), kind="stable")
+    order = order.astype(np.int32) if n < 1 << 31 else order  # the row of each position, kept as ``row``
     seq = ev["seq"].to_numpy(np.int64)[order]
     names = ev["event"].astype("category")
     cats = [str(c) for c in names.cat.categories]
@@ -222,7 +225,7 @@ def build(tr: Trace) -> Timeline:
     entry_by_row = np.zeros(n, dtype=bool)
     change_by_row = np.zeros(n, dtype=np.int8)
     damaged_by_row = np.zeros(n, dtype=bool)
-    row_of_seq = SeqIndex(ev["seq"].to_numpy(np.int64), np.arange(n))  # a filtered table keeps its seq numbers
+    row_of_seq = SeqIndex(ev["seq"].to_numpy(np.int64))  # a filtered table keeps its seq numbers
     rcu_event = next((e for e in ("rcu_dyntick", "rcu_watching") if tr.has(e)), None)
     # the fields decode on two threads (numpy gathers and Arrow kernels release the GIL); the
     # million rcu events alone take as long as everything else
@@ -265,7 +268,7 @@ def build(tr: Trace) -> Timeline:
     # __kvm_vcpu_run's irq_disable, the task-level EQS entry, rcu_note_context_switch
     entry_path = entry_by_row[order] | (cls == Cls.RCU_STOP) | (cls == Cls.RCU_UTIL)
     comm = ev["comm"].astype("category")
-    pos_by_seq = SeqIndex(seq, np.arange(n))
+    pos_by_seq = SeqIndex(seq)
     return Timeline(
         ts=ev["ts"].to_numpy(np.int64)[order], seq=seq, cpu=ev["cpu"].to_numpy(np.int32)[order],
         pid=ev["pid"].to_numpy(np.int32)[order], cls=cls,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -18,6 +19,9 @@ from .select import Selection
 from .sniff import TextFormat, event_share, sniff_binary, sniff_text
 from .text import read_text, text_chunks
 
+if TYPE_CHECKING:
+    from .tracedat import Decode
+
 
 @dataclass
 class ReadResult:
@@ -25,31 +29,34 @@ class ReadResult:
 
     events: pd.DataFrame
     meta: TraceMeta
-    #: a trace.dat's records (``tracedat.BinarySource``), for decoding fields on demand; None for text
+    #: a trace.dat's records (``tracedat.BinarySource``), for decoding fields on demand; None for text,
+    #: or for a trace.dat read with ``decode``
     binary: object | None = None
-    #: fields decoded while reading (a selective load): event → seq + columns, in table order
+    #: fields decoded while reading (a selective load, or ``decode``): event → seq + columns, in table order
     fields: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
-def read(path: str | os.PathLike[str], select: Selection | None = None) -> ReadResult:
-    """Read any supported trace file (its format sniffed from its content)."""
+def read(path: str | os.PathLike[str], select: Selection | None = None, decode: "Decode | None" = None) -> ReadResult:
+    """Read any supported trace file (its format sniffed from its content). ``decode``: a
+    trace.dat's fields to decode while reading, its records then let go (``tracedat.read_dat``);
+    text keeps its payloads, so it ignores ``decode``."""
     path = os.fspath(path)
     try:
-        return _read(path, select)
+        return _read(path, select, decode)
     except MemoryError:
         raise TraceTooLargeError(path, None, "ran out of memory reading it: analyze it with --low-memory "
                                  "(kvmtrace.analyze(path, Options(low_memory=True)))") from None
 
 
-def _read(path: str, select: Selection | None) -> ReadResult:
+def _read(path: str, select: Selection | None, decode: "Decode | None" = None) -> ReadResult:
     head, compression = _head(path)
     kind = sniff_binary(path, head)
     if kind == "trace.dat":
         from .tracedat import read_dat
 
-        events, meta, source = read_dat(path, compression, select)
+        events, meta, source, fields = read_dat(path, compression, select, decode)
         _finish_meta(events, meta, select)
-        return ReadResult(events, meta, source)
+        return ReadResult(events, meta, source, fields)
     fmt = sniff_text(path, head)
     meta = TraceMeta(path=path, source_format=fmt.name, compression=compression)
     cols = read_text(path, fmt, meta, select=select)

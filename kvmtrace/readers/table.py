@@ -87,7 +87,7 @@ class EventColumns:
     def field_frames(self, table_seq: np.ndarray) -> dict[str, pd.DataFrame]:
         """Decoded fields per event, rows in the order of the events table (``table_seq``)."""
         out = {}
-        pos = SeqIndex(np.asarray(table_seq, np.int64), np.arange(len(table_seq)))  # seq → table position
+        pos = SeqIndex(np.asarray(table_seq, np.int64))  # seq → table position
         for name, parts in self.fields.items():
             f = pd.concat(parts, ignore_index=True)
             self.fields[name] = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 import mmap
 import os
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,6 +47,12 @@ class BinarySource:
         self._kallsyms, self._printk_text = dat.kallsyms, dat.printk
         self._symbols: Symbols | None = None
         self._printk: dict[int, str] | None = None
+
+    def seq_of(self, name: str) -> np.ndarray:
+        """The seq numbers of event ``name``'s records, in table order."""
+        ids = [i for i, fmt in self.formats.items() if fmt.name == name]
+        rows = np.flatnonzero(np.isin(self.type_id, ids)) if ids else np.zeros(0, np.int64)
+        return rows if self.seq is None else self.seq[rows]
 
     def rows(self, seq: np.ndarray) -> np.ndarray:
         """Record rows of events ``seq``."""
@@ -152,7 +158,7 @@ def _unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if not len(values) or values.min() < 0 or values.max() >= 1 << 23:
         return np.unique(values, return_inverse=True)
     present = np.flatnonzero(np.bincount(values))
-    code = np.zeros(int(present[-1]) + 1, np.int64)
+    code = np.zeros(int(present[-1]) + 1, np.int32)  # int32: the inverse is one per record
     code[present] = np.arange(len(present))
     return present.astype(values.dtype), code[values]
 
@@ -296,13 +302,35 @@ def page_records(o: Opened, cpu: int, data: np.ndarray, page: int, gaps: list[tu
     return recs
 
 
-def read_dat(path: str, compression: str | None = None, select: Selection | None = None
-             ) -> tuple[pd.DataFrame, TraceMeta, BinarySource]:
-    """Read a trace.dat file: (events table, meta, BinarySource).
+#: fields decoded from the records while reading (``read_dat``'s ``decode``): event → seq + columns
+Decode = Callable[[BinarySource], dict[str, pd.DataFrame]]
+
+
+def decoded_fields(source: BinarySource, want: Mapping[str, tuple[str, ...]],
+                   decoder: Callable[[str, np.ndarray, BinarySource, tuple[str, ...]], pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The fields ``want`` names (event → columns) of the events ``source`` holds, by ``decoder``
+    (the layer above's): event → seq + columns, in table order."""
+    out = {}
+    for name, columns in want.items():
+        seq = source.seq_of(name)
+        if len(seq):
+            got = decoder(name, seq, source, tuple(columns))
+            got.insert(0, "seq", seq)
+            out[name] = got
+    return out
+
+
+def read_dat(path: str, compression: str | None = None, select: Selection | None = None, decode: Decode | None = None
+             ) -> tuple[pd.DataFrame, TraceMeta, BinarySource | None, dict[str, pd.DataFrame]]:
+    """Read a trace.dat file: (events table, meta, BinarySource, fields decoded while reading).
 
     With ``select``, each CPU's records of other event types are dropped as soon as
     that CPU is read and the kept records' bytes are copied into a compact buffer,
     so memory follows the kept events (plus 8 bytes per record for numbering).
+    With ``decode``, the fields it reads are decoded as soon as the records are numbered, and the
+    records go before the rest of the table is built (no BinarySource is returned: a field
+    wanted later is read from the file again): the decompressed pages and the table are never
+    in memory together.
     """
     o = open_dat(path, compression, select)
     dat, meta = o.dat, o.meta
@@ -369,13 +397,21 @@ def read_dat(path: str, compression: str | None = None, select: Selection | None
     seq = seq_of if seq_of is not None else np.arange(len(ts_ns), dtype=np.int64)
     if bad is not None:
         damaged(meta, seq[bad], cpu[bad])
-    events, store, type_id, seq = table(o, RecordStore(bufs, bid, off, length, dat.big_endian), ts_ns, cpu, bufidx, seq)
+    got = numbered(o, RecordStore(bufs, bid, off, length, dat.big_endian), ts_ns, cpu, bufidx, seq)
+    del bufs, bid, off, length, ts_ns, cpu, bufidx, seq  # ``got`` holds them alone
+    source: BinarySource | None = got.source(o)
+    fields: dict[str, pd.DataFrame] = {}
+    if decode is not None:  # the fields read now, and the pages let go before the table is built
+        fields = decode(source)  # type: ignore[arg-type]
+        source = got.store = None
+    events = table(o, got)
+    cpu = got.cpu
+    del got  # its flag bytes and type ids (the source keeps those it needs)
     add_gaps(o, gaps)
     meta.events = len(events)
     meta.lines = len(events)
     meta.cpus = dat.cpu_count or (int(cpu.max()) + 1 if len(cpu) else None)
-    contiguous = not len(seq) or int(seq[-1]) == len(seq) - 1  # seq is the record row unless records were left out
-    return events, meta, BinarySource(o.formats, store, type_id, dat, None if contiguous else seq)
+    return events, meta, source, fields
 
 
 def layout_damage(meta: TraceMeta, fmts: list[EventFormat], code: np.ndarray, length: np.ndarray, seq: np.ndarray,
@@ -387,9 +423,11 @@ def layout_damage(meta: TraceMeta, fmts: list[EventFormat], code: np.ndarray, le
     # a format without dynamic fields makes records of one size: the struct, aligned to 8 at most;
     # a longer record swallowed what followed it (a damaged event header)
     fixed = np.array([not any(f.data_loc or f.rel_loc or not f.size for f in fm.fields.values()) for fm in fmts] + [False])
-    longest = np.where(fixed, (extent + 7) // 8 * 8, np.iinfo(np.int64).max)
-    size = length.astype(np.int64)
-    bad = broken[code] | (size < extent[code]) | (size > longest[code])
+    longest = np.where(fixed, (extent + 7) // 8 * 8, np.iinfo(np.int32).max)
+    # one int32 per record at a time: these compares run over every record of the file
+    bad = length < np.minimum(extent, np.iinfo(np.int32).max).astype(np.int32)[code]
+    bad |= length > np.minimum(longest, np.iinfo(np.int32).max).astype(np.int32)[code]
+    bad |= broken[code]
     if not bad.any():
         return
     for k in np.unique(code[bad]):
@@ -417,10 +455,31 @@ def add_gaps(o: Opened, gaps: list[tuple[int, int, int | None]]) -> None:
                                "count": count if count >= 0 else None})
 
 
-def table(o: Opened, store: RecordStore, ts_ns: np.ndarray, cpu: np.ndarray, bufidx: np.ndarray, seq: np.ndarray
-          ) -> tuple[pd.DataFrame, RecordStore, np.ndarray, np.ndarray]:
-    """The events table of records in ``store`` (merged order), their common fields decoded; records
-    with ids the file has no format for are counted and dropped. Returns (events, store, type ids, seq)."""
+@dataclass
+class Numbered:
+    """The records of a read in merged order, their common fields read, those of unknown ids dropped."""
+
+    store: RecordStore | None
+    ts_ns: np.ndarray
+    cpu: np.ndarray
+    bufidx: np.ndarray
+    seq: np.ndarray
+    type_id: np.ndarray
+    flags: np.ndarray
+    pc: np.ndarray
+    pid: np.ndarray
+    types: np.ndarray   # the type ids present
+    type_code: np.ndarray  # each record's index into ``types``
+
+    def source(self, o: Opened) -> BinarySource:
+        contiguous = not len(self.seq) or int(self.seq[-1]) == len(self.seq) - 1  # seq is the row unless records were left out
+        return BinarySource(o.formats, self.store, self.type_id, o.dat, None if contiguous else self.seq)  # type: ignore[arg-type]
+
+
+def numbered(o: Opened, store: RecordStore, ts_ns: np.ndarray, cpu: np.ndarray, bufidx: np.ndarray, seq: np.ndarray
+             ) -> Numbered:
+    """The records in ``store`` (merged order) with their common fields; records with ids the file
+    has no format for are counted and dropped, those whose layout cannot be their format's are damage."""
     dat, meta, formats, cf = o.dat, o.meta, o.formats, o.common
     head = store.common(max(f.offset + f.size for f in cf.values() if f.name.startswith("common_")))
     type_id = _column(head, cf["common_type"], dat.endian + "u").astype(np.int32)
@@ -437,16 +496,24 @@ def table(o: Opened, store: RecordStore, ts_ns: np.ndarray, cpu: np.ndarray, buf
         ts_ns, cpu, bufidx, seq = ts_ns[keep], cpu[keep], bufidx[keep], seq[keep]
         type_id, flags, pc, pid = type_id[keep], flags[keep], pc[keep], pid[keep]
         store = RecordStore(store.bufs, store.buf_id[keep], store.offset[keep], store.length[keep], dat.big_endian)
+    types, type_code = _unique(type_id)
+    layout_damage(meta, [formats[int(t)] for t in types], type_code, store.length, seq, cpu)
+    return Numbered(store, ts_ns, cpu, bufidx, seq, type_id, flags, pc, pid, types, type_code)
+
+
+def table(o: Opened, got: Numbered) -> pd.DataFrame:
+    """The events table of ``got``'s records (its arrays become the table's columns)."""
+    dat, meta, formats = o.dat, o.meta, o.formats
+    ts_ns, cpu, bufidx, seq, flags, pc, pid = got.ts_ns, got.cpu, got.bufidx, got.seq, got.flags, got.pc, got.pid
+    uniq_t, tinv = got.types, got.type_code
     n = len(ts_ns)
     comms = cmdlines(dat.cmdlines)
     comms.setdefault(0, "<idle>")
     uniq_pid, inv = _unique(pid)
     pid_names = np.asarray([comms.get(int(p), "<...>") for p in uniq_pid], dtype=object)
     uniq_names, name_code = np.unique(pid_names, return_inverse=True) if n else (np.zeros(0, object), np.zeros(0, int))
-    comm = pd.Categorical.from_codes(name_code[inv].astype(np.int32), categories=pd.Index(uniq_names, dtype=object)) \
+    comm = pd.Categorical.from_codes(name_code.astype(np.int32)[inv], categories=pd.Index(uniq_names, dtype=object)) \
         if n else pd.Categorical([])
-    uniq_t, tinv = _unique(type_id)
-    layout_damage(meta, [formats[int(t)] for t in uniq_t], tinv, store.length, seq, cpu)
     event = _categorical([formats.names[int(t)][0] for t in uniq_t], tinv)
     system = _categorical([formats.names[int(t)][1] for t in uniq_t], tinv)
     data: dict[str, object] = {
@@ -477,7 +544,8 @@ def table(o: Opened, store: RecordStore, ts_ns: np.ndarray, cpu: np.ndarray, buf
     if len(dat.buffers) > 1:
         data["buffer"] = pd.Categorical(np.asarray([b.name for b in dat.buffers], dtype=object)[bufidx],
                                         categories=sorted({b.name for b in dat.buffers}))
-    return pd.DataFrame(data, copy=False), store, type_id, seq
+    return pd.DataFrame(data, copy=False)
+
 
 
 @dataclass
@@ -513,14 +581,14 @@ def _column(head: np.ndarray, f: Field, kind: str) -> np.ndarray:
 def _categorical(names: list[str], codes: np.ndarray) -> pd.Categorical:
     """Categorical of ``names[codes]`` without materialising one string per row."""
     uniq, remap = np.unique(np.asarray(names, dtype=object), return_inverse=True) if names else (np.zeros(0, object), np.zeros(0, int))
-    return pd.Categorical.from_codes(remap[codes].astype(np.int32) if len(codes) else np.zeros(0, np.int32),
+    return pd.Categorical.from_codes(remap.astype(np.int32)[codes] if len(codes) else np.zeros(0, np.int32),
                                      categories=pd.Index(uniq, dtype=object))
 
 
 def to_ns(ts: np.ndarray, dat: hdr.DatFile) -> np.ndarray:
     """Raw ring-buffer clock → ns: TSC2NSEC for counter clocks, then the file's OFFSET.
     Options that would carry a time past 64 bits are damage: a one-line error naming them."""
-    out = ts.astype(np.uint64)
+    out = ts.astype(np.uint64, copy=False)
     t2n = dat.options.get("tsc2nsec")
     offset = dat.options.get("offset")
     top = int(out.max()) if len(out) else 0
@@ -536,5 +604,5 @@ def to_ns(ts: np.ndarray, dat: hdr.DatFile) -> np.ndarray:
         out = ((out.astype(object) * mult) >> shift).astype(np.uint64) + np.uint64(offs)
     offset = dat.options.get("offset")
     if isinstance(offset, int) and offset:
-        out = (out.astype(np.int64) + offset).astype(np.uint64)
-    return out.astype(np.int64)
+        return out.view(np.int64) + offset  # one new array; the checks above keep it within 63 bits
+    return out.view(np.int64)  # the times as they are: below 2^63, checked above

@@ -70,27 +70,38 @@ class RecordStore:
             out[m] = (hi << np.uint64(32) | lo) if self.e == "<" else (lo << np.uint64(32) | hi)
         return out
 
-    def common(self, size: int = 8) -> np.ndarray:
-        """The first ``size`` bytes of every record (the common fields), as an (n, size) array."""
-        out = np.zeros((len(self.offset), size), dtype=np.uint8)
-        for b in np.unique(self.buf_id):
-            m = np.flatnonzero(self.buf_id == b)
-            buf = self.bufs[int(b)]
-            start = self.offset[m]
-            words = -(-size // 4)
-            if len(buf) % 4 == 0 and not (start & 3).any() and (start + 4 * words <= len(buf)).all():
-                # records are 4-byte aligned in their pages: gather whole native-order words
+    def common(self, size: int = 8, step: int = 1 << 20) -> np.ndarray:
+        """The first ``size`` bytes of every record (the common fields), as an (n, size) array.
+
+        Read as whole native-order words where a buffer's records are 4-byte aligned (always, in
+        real pages), one buffer at a time under a mask: no index array of int64 per record, which
+        made the temporaries of this step several times the table it builds."""
+        words = -(-size // 4)
+        out = np.zeros((len(self.offset), words), dtype=np.uint32)
+        for a in range(0, len(out), step):  # a million records at a time bounds the temporaries
+            self._heads(out[a:a + step], slice(a, a + step), size)
+        return out.view(np.uint8).reshape(len(out), 4 * words)[:, :size]
+
+    def _heads(self, out: np.ndarray, rows: slice, size: int) -> None:
+        """``common`` for the records ``rows``, into ``out`` (their words)."""
+        one = len(self.bufs) == 1
+        bid = self.buf_id[rows]
+        for b in range(len(self.bufs)) if not one else (0,):
+            buf = self.bufs[b]
+            sel = slice(None) if one else bid == b
+            start = self.offset[rows][sel]
+            if not len(start):
+                continue
+            if len(buf) % 4 == 0 and not np.bitwise_or.reduce(start & 3) and int(start.max()) + 4 * out.shape[1] <= len(buf):
                 w = buf.view(np.uint32)
-                q = (start >> 2).astype(np.int64)
-                got = np.empty((len(m), words), np.uint32)
-                for k in range(words):
-                    got[:, k] = w[q + k]
-                out[m] = got.view(np.uint8).reshape(len(m), 4 * words)[:, :size]
+                q = start >> 2
+                for k in range(out.shape[1]):
+                    out[sel, k] = w[q + k] if k else w[q]
                 continue
             # one byte column at a time: an (n, size) int64 index matrix would be the load's peak
+            flat = out.view(np.uint8)
             for k in range(size):
-                out[m, k] = buf[np.minimum(start + k, len(buf) - 1)]
-        return out
+                flat[sel, k] = buf[np.minimum(start.astype(np.int64) + k, len(buf) - 1)]
 
     def _bytes(self, rows: np.ndarray, start: np.ndarray, size: int) -> np.ndarray:
         """(len(rows), size) bytes at ``start`` (relative to each record), zero past the record."""

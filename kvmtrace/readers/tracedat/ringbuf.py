@@ -23,7 +23,7 @@ class Records:
     """Data records of one CPU's pages, in ring-buffer order."""
 
     ts: np.ndarray        # uint64 raw clock values
-    offset: np.ndarray    # int64 byte offset of the record's data in the CPU buffer
+    offset: np.ndarray    # byte offset of the record's data in the CPU buffer (uint32 below 4 GiB, else int64)
     length: np.ndarray    # int32 data length
     page: np.ndarray      # int32 page index
     lost: np.ndarray      # per page: events lost before it (0 none, -1 unknown count)
@@ -71,7 +71,8 @@ def walk(buf: np.ndarray, page_size: int, commit_off: int, commit_size: int, dat
     end = pos + size
     ts = page_ts.copy()
     active = np.flatnonzero(pos < end)
-    out_ts, out_off, out_len, out_page, out_rank = [], [], [], [], []
+    out_ts, out_off, out_len, out_page = [], [], [], []
+    off_type = np.uint32 if len(buf) < 1 << 32 else np.int64
     emitted = np.zeros(npages, dtype=np.int64)  # records found so far per page (rank in page)
     corrupt = np.zeros(npages, dtype=bool)
     while len(active):
@@ -79,50 +80,59 @@ def walk(buf: np.ndarray, page_size: int, commit_off: int, commit_size: int, dat
         h = u32[p >> 2]
         tl = (h & 31).astype(np.int64)
         delta = (h >> 5).astype(np.uint64)
-        nxt = np.empty(len(active), dtype=np.int64)
-        word = u32[np.minimum((p + 4) >> 2, len(u32) - 1)].astype(np.int64)
+        last = end[active]
+        t = ts[active] + delta
         data = (tl >= 1) & (tl <= 28)
-        big = tl == 0
-        pad = tl == PADDING
-        ext = tl == TIME_EXTEND
-        stamp = tl == TIME_STAMP
-        length = np.where(data, tl * 4, 0)
-        length = np.where(big, ((word - 4) + 3) & ~3, length)
-        doff = np.where(big, p + 8, p + 4)
-        nxt[:] = doff + length
-        nxt[pad] = p[pad] + 4 + word[pad]
-        nxt[ext | stamp] = p[ext | stamp] + 8
-        t = ts[active]
-        t = np.where(ext, t + (word.astype(np.uint64) << np.uint64(27)) + delta, t)
-        absolute = (word.astype(np.uint64) << np.uint64(27)) + delta
-        t = np.where(stamp, (t & ~np.uint64(TS_MASK)) | (absolute & np.uint64(TS_MASK)), t)
-        t = np.where(data | big | pad, t + delta, t)
+        if data.all():  # the usual step: every page's next event is a small record (its length in tl)
+            doff = p + 4
+            nxt = doff + tl * 4
+            rec = nxt <= last
+            bad = ~rec
+        else:  # padding, time extends and stamps, or records with a length word
+            word = u32[np.minimum((p + 4) >> 2, len(u32) - 1)].astype(np.int64)
+            big = tl == 0
+            pad = tl == PADDING
+            ext = tl == TIME_EXTEND
+            stamp = tl == TIME_STAMP
+            length = np.where(data, tl * 4, 0)
+            length = np.where(big, ((word - 4) + 3) & ~3, length)
+            doff = np.where(big, p + 8, p + 4)
+            nxt = doff + length
+            nxt[pad] = p[pad] + 4 + word[pad]
+            nxt[ext | stamp] = p[ext | stamp] + 8
+            t -= np.where(data | big | pad, np.uint64(0), delta)  # only events and padding add their delta here
+            high = word.astype(np.uint64) << np.uint64(27)
+            t = np.where(ext, t + high + delta, t)
+            t = np.where(stamp, (t & ~np.uint64(TS_MASK)) | ((high + delta) & np.uint64(TS_MASK)), t)
+            rec = (data | big) & (length > 0) & (doff + length <= last)
+            bad = (nxt <= p) | ((data | big) & (doff + length > last))
         ts[active] = t
-        rec = (data | big) & (length > 0) & (doff + length <= end[active])
-        bad = (nxt <= p) | ((data | big) & (doff + length > end[active]))
         if rec.any():
             pages = active[rec]
             out_ts.append(t[rec])
-            out_off.append(doff[rec])
-            out_len.append(length[rec].astype(np.int32))
+            out_off.append(doff[rec].astype(off_type))
+            out_len.append((nxt - doff)[rec].astype(np.int32))
             out_page.append(pages.astype(np.int32))
-            out_rank.append(emitted[pages].astype(np.int32))
             emitted[pages] += 1
-        corrupt[active[bad]] = True
-        pos[active] = np.where(bad, end[active], nxt)
-        active = active[pos[active] < end[active]]
-    # records come out step by step across pages: scatter them back into buffer order
-    # (page by page, rank within the page) without sorting
+        if bad.any():
+            corrupt[active[bad]] = True
+            nxt = np.where(bad, last, nxt)
+        pos[active] = nxt
+        active = active[nxt < last]
+    # records come out step by step across pages: scatter them back into buffer order (page by
+    # page, rank within the page) without sorting. Each step holds a page at most once, in the
+    # walk's order, so counting again gives each record's rank in its page
     base = np.zeros(npages, dtype=np.int64)
     np.cumsum(emitted[:-1], out=base[1:])
     total = int(emitted.sum())
     ts_out = np.empty(total, dtype=np.uint64)
-    off_out = np.empty(total, dtype=np.int64)
+    off_out = np.empty(total, dtype=off_type)
     len_out = np.empty(total, dtype=np.int32)
     page_out = np.empty(total, dtype=np.int32)
     while out_ts:
-        pg, rk = out_page.pop(0), out_rank.pop(0)
-        where = base[pg] + rk
+        pg = out_page.pop(0)
+        where = base[pg]
+        base[pg] += 1
         ts_out[where] = out_ts.pop(0)
         off_out[where] = out_off.pop(0)
         len_out[where] = out_len.pop(0)

@@ -17,8 +17,8 @@ import pandas as pd
 from ... import progress
 from ...meta import TraceMeta
 from ..select import Selection
-from . import (BinarySource, Opened, add_gaps, cpu_chunks, cpu_present, damaged, decompressed, open_dat, page_records,
-               table, to_ns)
+from . import (Opened, add_gaps, cpu_chunks, cpu_present, damaged, decoded_fields, decompressed, numbered,
+               open_dat, page_records, table, to_ns)
 from . import header as hdr
 from .records import RecordStore
 
@@ -161,16 +161,11 @@ def stream_dat(path: str, compression: str | None, select: Selection, chunk_even
                             dat.big_endian)
         cpu = cpu[order]
         bufidx = np.concatenate([np.full(len(b.ts), c.buffer, np.uint16) for c, b in parts])[order] if parts else np.zeros(0, np.uint16)
-        events, store, type_id, kept_seq = table(o, store, ts[order], cpu, bufidx, seq[order])
+        got = numbered(o, store, ts[order], cpu, bufidx, seq[order])
+        del store
+        fields = decoded_fields(got.source(o), select.fields, select.decoder("binary")) if select.fields else {}
+        events = table(o, got)
         kept_total += len(events)
-        src = BinarySource(o.formats, store, type_id, dat, kept_seq)
-        fields = {}
-        for name, columns in select.fields.items():
-            m = (events["event"] == name).to_numpy(bool)
-            if m.any():
-                got = select.decoder("binary")(name, kept_seq[m], src, columns)
-                got.insert(0, "seq", kept_seq[m])
-                fields[name] = got
         add_gaps(o, gaps)  # known once their pages are walked: before the events after them are analyzed
         gaps.clear()
         meta.events, meta.lines = kept_total, seq_base
