@@ -223,8 +223,9 @@ def test_print_messages_are_text_as_trace_cmd_prints_them(path):
 
 
 def test_an_analysis_lets_the_records_go_and_reads_them_again_when_asked():
-    """load_and_analyze decodes what the analyzers read, then frees the trace.dat's records before
-    the model: the fields are those a full load decodes, and any other is read from the file again."""
+    """load_and_analyze decodes what the analyzers read while reading and keeps no trace.dat records
+    (they go before the events table is built): the fields are those a full load decodes, and any
+    other is read from the file again."""
     from kvmtrace.analyzers import load_and_analyze
     from kvmtrace.analyzers.registry import decoded
 
@@ -232,6 +233,7 @@ def test_an_analysis_lets_the_records_go_and_reads_them_again_when_asked():
     a = load_and_analyze(path)
     full = kvmtrace.load(path, cache=False)
     kept = a.trace.decoded
+    assert a.trace._records._binary is None and full._records._binary is not None  # no records held
     assert set(kept) == {e for e in decoded() if full.has(e)} and a.trace.binary is not None  # read again
     for name, columns in decoded().items():
         if name in kept:
