@@ -60,7 +60,7 @@ def flag_windows(tl: Timeline) -> pd.DataFrame:
     """
     if not tl.flags_known:
         return empty_frame({"cpu": np.int32, "start_ns": np.int64, "end_ns": np.int64, "duration_ns": np.int64})
-    task = np.flatnonzero(~tl.hardirq & ~tl.nmi)
+    task = ~tl.hardirq & ~tl.nmi
     d = tl.irqs_off[task]
     cpu = tl.cpu[task]
     same = cpu[1:] == cpu[:-1]
@@ -70,6 +70,11 @@ def flag_windows(tl: Timeline) -> pd.DataFrame:
     e = np.flatnonzero(d[:-1] & (~d[1:] | ~same)) + 1 if len(d) else np.zeros(0, np.int64)
     s = s[: len(e)]
     ok = cpu[e] == cpu[s]
-    s, e = task[s[ok]], task[e[ok]]
+    del cpu, d, same
+    # the timeline positions of the task events numbered s and e: where the count of task events
+    # reaches them (int32 counts: no int64 index of every task event)
+    count = np.cumsum(task, dtype=np.int32 if len(task) < 1 << 31 else np.int64)
+    s, e = np.searchsorted(count, s[ok] + 1), np.searchsorted(count, e[ok] + 1)
+    del count
     s, e = s[tl.owns(s)], e[tl.owns(s)]
     return pd.DataFrame({"cpu": tl.cpu[s], "start_ns": tl.ts[s], "end_ns": tl.ts[e], "duration_ns": tl.ts[e] - tl.ts[s]})

@@ -218,14 +218,15 @@ def build(tr: Trace) -> Timeline:
     }
     lut = np.array([int(by_name.get(c, Cls.OTHER)) for c in cats] or [0], dtype=np.int8)
     codes = names.cat.codes.to_numpy()
-    cls_by_row = np.where(codes >= 0, lut[np.maximum(codes, 0)], Cls.OTHER).astype(np.int8)
-    leave_by_row = np.array([c in HANDLER_EXIT_EVENTS for c in cats] + [False], dtype=bool)[codes]  # code −1: last
-    caller_by_row = np.full(n, -1, dtype=np.int32)
-    counter_by_row = np.full(n, -1, dtype=np.int64)
-    entry_by_row = np.zeros(n, dtype=bool)
-    change_by_row = np.zeros(n, dtype=np.int8)
-    damaged_by_row = np.zeros(n, dtype=bool)
-    row_of_seq = SeqIndex(ev["seq"].to_numpy(np.int64))  # a filtered table keeps its seq numbers
+    cls = np.where(codes >= 0, lut[np.maximum(codes, 0)], Cls.OTHER).astype(np.int8)[order]
+    leave = np.array([c in HANDLER_EXIT_EVENTS for c in cats] + [False], dtype=bool)[codes][order]  # code −1: last
+    # what the fields say goes straight to each event's position (no per-row copy to reorder)
+    pos_by_seq = SeqIndex(seq)
+    caller = np.full(n, -1, dtype=np.int32)
+    counter = np.full(n, -1, dtype=np.int64)
+    entry = np.zeros(n, dtype=bool)
+    change = np.zeros(n, dtype=np.int8)
+    damaged = np.zeros(n, dtype=bool)
     rcu_event = next((e for e in ("rcu_dyntick", "rcu_watching") if tr.has(e)), None)
     # the fields decode on two threads (numpy gathers and Arrow kernels release the GIL); the
     # million rcu events alone take as long as everything else
@@ -235,51 +236,51 @@ def build(tr: Trace) -> Timeline:
     caller_code: dict[str, int] = {}  # one table for both events' callers
     for name in ("irq_disable", "irq_enable"):
         s, codes, cats = _coded(read[name], "caller")
-        rows = row_of_seq[s]
-        damaged_by_row[rows[codes < 0]] = True  # no caller: cut or garbled line
+        at = pos_by_seq[s]
+        damaged[at[codes < 0]] = True  # no caller: cut or garbled line
         # an address no kernel symbol holds: a damaged record (real callers are kernel or module text)
         unnamed = np.array([c.startswith("0x") for c in cats] + [False], dtype=bool)
-        damaged_by_row[rows[unnamed[codes]]] = True
-        caller_by_row[rows] = np.array([caller_code.setdefault(c, len(caller_code)) for c in cats] + [-1], np.int32)[codes]
+        damaged[at[unnamed[codes]]] = True
+        caller[at] = np.array([caller_code.setdefault(c, len(caller_code)) for c in cats] + [-1], np.int32)[codes]
         known = ENTER_EXIT_CALLERS if name == "irq_enable" else GUEST_ENTRY_DISABLE_CALLERS
-        entry_by_row[rows] = np.array([c in known for c in cats] + [False], dtype=bool)[codes]
+        entry[at] = np.array([c in known for c in cats] + [False], dtype=bool)[codes]
     if rcu_event:
         roles = RCU_ROLES[rcu_event]
         role_cls = {"stop": Cls.RCU_STOP, "start": Cls.RCU_START, "open": Cls.RCU_OPEN, "close": Cls.RCU_CLOSE}
         d = read[rcu_event]
         s, codes, cats = _coded(d, "polarity")
-        rows = row_of_seq[s]
+        at = pos_by_seq[s]
         cls_lut = np.array([role_cls[roles[c][0]] if c in roles else Cls.OTHER for c in cats] + [Cls.OTHER], np.int8)
         chg_lut = np.array([roles[c][1] if c in roles else 0 for c in cats] + [0], np.int8)
-        cls_by_row[rows] = cls_lut[codes]  # code −1 (missing) picks the trailing OTHER
-        damaged_by_row[rows[cls_lut[codes] == Cls.OTHER]] = True  # no polarity word the kernel prints
-        change_by_row[rows] = chg_lut[codes]
+        cls[at] = cls_lut[codes]  # code −1 (missing) picks the trailing OTHER
+        damaged[at[cls_lut[codes] == Cls.OTHER]] = True  # no polarity word the kernel prints
+        change[at] = chg_lut[codes]
         if d is not None and "counter" in d.columns:
-            counter_by_row[row_of_seq[d["seq"].to_numpy(np.int64)]] = d["counter"].fillna(-1).to_numpy(np.int64)
+            counter[at] = d["counter"].fillna(-1).to_numpy(np.int64)
     s, codes, cats = _coded(read["hrtimer_expire_entry"], "function")
-    damaged_by_row[row_of_seq[s[codes < 0]]] = True  # cannot tell a tick from another timer
+    at = pos_by_seq[s]
+    damaged[at[codes < 0]] = True  # cannot tell a tick from another timer
     h = read["hrtimer_expire_entry"]
     if h is not None and "now" in h.columns:
-        damaged_by_row[row_of_seq[h["seq"].to_numpy(np.int64)[h["now"].isna().to_numpy()]]] = True
+        damaged[at[h["now"].isna().to_numpy()]] = True
     tick_lut = np.array([c in TICK_FUNCTIONS for c in cats] + [False], dtype=bool)
-    cls_by_row[row_of_seq[s][tick_lut[codes]]] = Cls.TICK
-    cls = cls_by_row[order]
+    cls[at[tick_lut[codes]]] = Cls.TICK
     # guest-entry code between kvm_entry and the guest: the enter/exit helper's irq_enable,
     # __kvm_vcpu_run's irq_disable, the task-level EQS entry, rcu_note_context_switch
-    entry_path = entry_by_row[order] | (cls == Cls.RCU_STOP) | (cls == Cls.RCU_UTIL)
+    entry_path = entry | (cls == Cls.RCU_STOP) | (cls == Cls.RCU_UTIL)
+    del entry
     comm = ev["comm"].astype("category")
-    pos_by_seq = SeqIndex(seq)
     return Timeline(
         ts=ev["ts"].to_numpy(np.int64)[order], seq=seq, cpu=ev["cpu"].to_numpy(np.int32)[order],
         pid=ev["pid"].to_numpy(np.int32)[order], cls=cls,
-        hardirq=_hardirq(ev, order, cls, leave_by_row[order]),
+        hardirq=_hardirq(ev, order, cls, leave),
         nmi=ev["nmi"].fillna(False).to_numpy(bool)[order],
         irqs_off=ev["irqs_off"].fillna(False).to_numpy(bool)[order],
         flags_known=bool(ev["irqs_off"].notna().any()),
-        entry_path=entry_path, caller=Coded(caller_by_row[order], list(caller_code)),
+        entry_path=entry_path, caller=Coded(caller, list(caller_code)),
         comm=Coded(comm.cat.codes.to_numpy(np.int32)[order], [str(c) for c in comm.cat.categories]),
-        rcu_event=rcu_event, rcu_counter=counter_by_row[order], rcu_change=change_by_row[order],
-        pos_by_seq=pos_by_seq, row=order, damaged=damaged_by_row[order],
+        rcu_event=rcu_event, rcu_counter=counter, rcu_change=change,
+        pos_by_seq=pos_by_seq, row=order, damaged=damaged,
         present=set(tr.event_names()),
         gaps=gaps_of(tr),
     )
