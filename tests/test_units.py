@@ -206,3 +206,24 @@ def test_kallsyms_lines_are_found_as_the_kernel_format_reads(text):
             want.append((int(m.group(1), 16), m.group(3)))
     addr, first, last = _lines(np.frombuffer(raw, np.uint8))
     assert [(int(a), raw[f:t]) for a, f, t in zip(addr, first, last)] == want
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.sampled_from(["entry", "exit", "other"])), max_size=60))
+def test_hardirq_context_without_flags_is_the_handler_depth_per_cpu(events):
+    """Without a flags column, an event is in hardirq context from a handler's entry to its exit on
+    its CPU (nested ones included, an exit with no entry before it on the CPU counts from 0)."""
+    from kvmtrace.model.timeline import Cls, _hardirq
+
+    events = sorted(events, key=lambda e: e[0])  # the timeline is in CPU order
+    cpu = np.array([c for c, _ in events], np.int32)
+    cls = np.array([Cls.HANDLER if k == "entry" else Cls.OTHER for _, k in events], np.int8)
+    leave = np.array([k == "exit" for _, k in events], bool)
+    ev = pd.DataFrame({"cpu": cpu, "hardirq": pd.array([None] * len(events), dtype="boolean")})
+    want, depth, last = [], 0, None
+    for c, k in events:
+        depth = 0 if c != last else depth  # each CPU from 0
+        raw = depth + (k == "entry") - (k == "exit")
+        depth, last = raw, c
+        want.append(max(raw, 0) > 0 or k == "exit")
+    assert _hardirq(ev, np.arange(len(events)), cls, leave).tolist() == want

@@ -330,13 +330,16 @@ def _hardirq(ev: pd.DataFrame, order: np.ndarray, cls: np.ndarray, leave: np.nda
     CPU, nested ones included), so a format without flags sees the same contexts."""
     if ev["hardirq"].notna().any():
         return ev["hardirq"].fillna(False).to_numpy(bool)[order]
-    step = (cls == Cls.HANDLER).astype(np.int64) - leave
+    step = (cls == Cls.HANDLER).astype(np.int8) - leave
     cpu = ev["cpu"].to_numpy(np.int32)[order]
-    depth = np.cumsum(step)
-    first, end = stretches(cpu)
-    base = np.repeat(depth[first] - step[first], end - first)  # each CPU from 0
-    depth = np.maximum(depth - base, 0)
-    return (depth > 0) | leave  # the exit event itself is still in the handler
+    # the depth changes only at handler entries and exits: count there, and at each CPU's first
+    # event (each CPU from 0), then spread each stretch's depth over its events
+    first, _end = stretches(cpu)
+    at = np.union1d(np.flatnonzero(step), first)
+    depth = np.cumsum(step[at], dtype=np.int64)
+    base = depth[np.searchsorted(at, first)] - step[first]
+    depth = np.maximum(depth - np.repeat(base, np.diff(np.r_[np.searchsorted(at, first), len(at)])), 0)
+    return np.repeat(depth > 0, np.diff(np.r_[at, len(cls)])) | leave  # the exit event itself is still in the handler
 
 
 def stretches(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
