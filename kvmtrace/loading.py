@@ -38,7 +38,7 @@ def load(path: str | os.PathLike[str], cache: bool = False, cache_dir: str | os.
         if hit is not None:
             hit.meta.cache = "hit"
             return hit
-    got = read(path, select, _decoder(decode_now) if decode_now else None)
+    got = read(path, select, _decoder(decode_now) if decode_now is not None else None)
     released = got.binary is None and got.meta.source_format.startswith("trace.dat")
     tr = Trace(got.events, got.meta, got.binary, reopen=os.fspath(path) if released else None, fields=got.fields)
     if cache and select is None:

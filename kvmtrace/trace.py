@@ -276,9 +276,10 @@ class Trace:
         ev = self.events
         if not len(ev):
             return pd.DataFrame()
-        t = pd.crosstab(ev["event"].astype(str), ev["cpu"])
+        t = _counts_by_event_and_cpu(ev).unstack("cpu", fill_value=0)  # not one string per event
+        t.index = pd.Index(t.index.astype(str), name="event")
         t["total"] = t.sum(axis=1)
-        return t.sort_values("total", ascending=False)
+        return t.sort_index().sort_values("total", ascending=False, kind="stable")  # ties by name
 
     def __repr__(self) -> str:
         m = self.meta

@@ -23,7 +23,7 @@ def events(trace: str, as_json: bool, cpu: tuple[int, ...] | None, start: float 
     from ..tables import render  # here, not above: `events --help` needs neither pandas nor the readers
     from ..loading import load
 
-    tr = load(trace).only(cpu, seconds_ns(start), seconds_ns(end))
+    tr = load(trace, decode_now={}).only(cpu, seconds_ns(start), seconds_ns(end))  # no fields: no records kept
     m = tr.meta
     counts = tr.counts()
     if as_json:
