@@ -36,7 +36,7 @@ class FieldCache:
 
 class Records:
     """A trace.dat's records, for decoding fields on demand: read from the file on first use when the
-    trace came from the cache (``reopen``). One object is shared by a trace and its chunks, so the
+    trace came from the cache or was loaded without them (``reopen``; ``loading.load(decode_now=)``). One object is shared by a trace and its chunks, so the
     file is re-read at most once."""
 
     def __init__(self, binary: object | None, reopen: str | None) -> None:

@@ -204,7 +204,7 @@ def finish(parts: list[Result], whole: Whole) -> Result:
                           ["irq_disable", "irq_enable"], ["preemptirq"])
     res.findings = _findings(ticks, runs, arch, x86_why)
     res.frames["per_cpu"] = _per_cpu(ticks)
-    path, evidence = _path(ticks, arch, x86_guest, x86_why, preemptirq, _damaged_runs(whole)[np.maximum(run_of, 0)])
+    path, evidence = _path(ticks, arch, x86_guest, x86_why, preemptirq, _damaged_runs(whole)[run_of])
     by_exit = ticks[ticks["host_charged_to_guest"]].merge(runs[["run", "reason"]], left_on="run_of", right_on="run", how="left")
     res.metrics = {
         "tick_period_ns": clock.period_ns, "clock_offset_ns": clock.offset_ns, "due_uncertainty_ns": clock.uncertainty_ns,
@@ -304,7 +304,7 @@ def _findings(ticks: pd.DataFrame, runs: pd.DataFrame, arch: np.ndarray, x86_why
 def _damaged_runs(whole: Whole) -> np.ndarray:
     """Per run: damage between its kvm_entry and kvm_exit, where the entry's and the exit's code
     path show (a lost irq_enable there makes a reworked entry look like the old one). One extra
-    False for ticks outside every run."""
+    False last: run −1, a tick outside every run."""
     runs = whole.runs
     if not len(runs):
         return np.zeros(1, bool)

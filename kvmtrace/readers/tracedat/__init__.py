@@ -18,62 +18,15 @@ import pandas as pd
 from ... import progress
 from ...errors import TraceError, TraceFormatError
 from ...meta import TraceMeta
-from ...uname import parse as parse_release
-from ..flags import FLAG_COLUMNS, masked
 from . import header as hdr
-from .formats import EventFormat, Field, FormatTable, header_page_layout
+from .events import damaged, numbered, table
+from .formats import Field, FormatTable, header_page_layout
 from .records import RecordStore
 from .ringbuf import Records, page_damage, walk
-from .symbols import Symbols, cmdlines, printk_strings
+from .source import BinarySource
 from ..select import Selection
 
-# common_flags bits (kernel/trace/trace.h)
-IRQS_OFF, IRQS_NOSUPPORT, NEED_RESCHED, HARDIRQ, SOFTIRQ, PREEMPT_RESCHED, NMI, BH_OFF = (
-    0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80)
-
-
-class BinarySource:
-    """What typed decoding of binary records needs: formats, symbols and the records.
-
-    kallsyms and printk formats are parsed on first use: most loads never need them.
-    """
-
-    def __init__(self, formats: Mapping[int, EventFormat], store: RecordStore, type_id: np.ndarray,
-                 dat: hdr.DatFile, seq: np.ndarray | None = None) -> None:
-        self.seq = seq  # a selective read: the seq of each kept record (sorted); else seq is the row
-        self.formats = formats
-        self.store = store
-        self.type_id = type_id
-        self._kallsyms, self._printk_text = dat.kallsyms, dat.printk
-        self._symbols: Symbols | None = None
-        self._printk: dict[int, str] | None = None
-
-    def seq_of(self, name: str) -> np.ndarray:
-        """The seq numbers of event ``name``'s records, in table order."""
-        ids = [i for i, fmt in self.formats.items() if fmt.name == name]
-        rows = np.flatnonzero(np.isin(self.type_id, ids)) if ids else np.zeros(0, np.int64)
-        return rows if self.seq is None else self.seq[rows]
-
-    def rows(self, seq: np.ndarray) -> np.ndarray:
-        """Record rows of events ``seq``."""
-        seq = np.asarray(seq, dtype=np.int64)
-        return seq if self.seq is None else np.searchsorted(self.seq, seq)
-
-    @property
-    def symbols(self) -> Symbols:
-        if self._symbols is None:
-            self._symbols = Symbols(self._kallsyms)
-        return self._symbols
-
-    @property
-    def stext(self) -> int:
-        return self.symbols.address("_stext") or 0
-
-    @property
-    def printk(self) -> dict[int, str]:
-        if self._printk is None:
-            self._printk = printk_strings(self._printk_text)
-        return self._printk
+__all__ = ["BinarySource", "Decode", "Opened", "decoded_fields", "open_dat", "read_dat", "to_ns"]
 
 
 def cpu_present(o: Opened, c: hdr.CpuData) -> int:
@@ -145,22 +98,6 @@ def _cpu_bytes(o: Opened, c: hdr.CpuData) -> np.ndarray:
         out[pos: pos + len(got)] = got
         pos += len(got)
     return out[:pos]
-
-
-def _bh_flag_known(uname: str | None) -> bool:
-    release = parse_release(uname)
-    return release is not None and release.version >= (5, 18)
-
-
-def _unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(values, return_inverse=True)`` by counting when the values are small non-negative
-    integers (event ids, pids): one pass instead of a sort of every record."""
-    if not len(values) or values.min() < 0 or values.max() >= 1 << 23:
-        return np.unique(values, return_inverse=True)
-    present = np.flatnonzero(np.bincount(values))
-    code = np.zeros(int(present[-1]) + 1, np.int32)  # int32: the inverse is one per record
-    code[present] = np.arange(len(present))
-    return present.astype(values.dtype), code[values]
 
 
 @dataclass
@@ -397,14 +334,15 @@ def read_dat(path: str, compression: str | None = None, select: Selection | None
     seq = seq_of if seq_of is not None else np.arange(len(ts_ns), dtype=np.int64)
     if bad is not None:
         damaged(meta, seq[bad], cpu[bad])
-    got = numbered(o, RecordStore(bufs, bid, off, length, dat.big_endian), ts_ns, cpu, bufidx, seq)
+    got = numbered(dat, meta, o.formats, o.common, RecordStore(bufs, bid, off, length, dat.big_endian), ts_ns, cpu,
+                   bufidx, seq)
     del bufs, bid, off, length, ts_ns, cpu, bufidx, seq  # ``got`` holds them alone
-    source: BinarySource | None = got.source(o)
+    source: BinarySource | None = got.source()
     fields: dict[str, pd.DataFrame] = {}
     if decode is not None:  # the fields read now, and the pages let go before the table is built
         fields = decode(source)  # type: ignore[arg-type]
         source = got.store = None
-    events = table(o, got)
+    events = table(got, meta)
     cpu = got.cpu
     del got  # its flag bytes and type ids (the source keeps those it needs)
     add_gaps(o, gaps)
@@ -412,37 +350,6 @@ def read_dat(path: str, compression: str | None = None, select: Selection | None
     meta.lines = len(events)
     meta.cpus = dat.cpu_count or (int(cpu.max()) + 1 if len(cpu) else None)
     return events, meta, source, fields
-
-
-def layout_damage(meta: TraceMeta, fmts: list[EventFormat], code: np.ndarray, length: np.ndarray, seq: np.ndarray,
-                  cpu: np.ndarray) -> None:
-    """Records whose format is impossible, or too short for its fields, are damage (counted, with
-    the reason): what their fields say is unknown."""
-    extent = np.array([max((f.offset + f.size for f in fm.fields.values()), default=0) for fm in fmts] + [0], np.int64)
-    broken = np.array([fm.damaged is not None for fm in fmts] + [False])
-    # a format without dynamic fields makes records of one size: the struct, aligned to 8 at most;
-    # a longer record swallowed what followed it (a damaged event header)
-    fixed = np.array([not any(f.data_loc or f.rel_loc or not f.size for f in fm.fields.values()) for fm in fmts] + [False])
-    longest = np.where(fixed, (extent + 7) // 8 * 8, np.iinfo(np.int32).max)
-    # one int32 per record at a time: these compares run over every record of the file
-    bad = length < np.minimum(extent, np.iinfo(np.int32).max).astype(np.int32)[code]
-    bad |= length > np.minimum(longest, np.iinfo(np.int32).max).astype(np.int32)[code]
-    bad |= broken[code]
-    if not bad.any():
-        return
-    for k in np.unique(code[bad]):
-        fm = fmts[int(k)]
-        n = int((bad & (code == k)).sum())
-        why = f"its format is damaged: {fm.damaged}" if fm.damaged else \
-            f"shorter or longer than its fields' {int(extent[k])} bytes (a damaged event header)"
-        meta.warnings.append(f"{n:,} {fm.name} records are damage: {why}")
-    damaged(meta, seq[bad], cpu[bad])
-
-
-def damaged(meta: TraceMeta, seq: np.ndarray, cpu: np.ndarray) -> None:
-    """Records the reader found damaged (misplaced pages, clashing CPUs, unknown or impossible formats)
-    go into ``meta.damaged`` on their CPU: findings spanning one are not proven."""
-    meta.damaged.extend([int(q), int(c)] for q, c in zip(seq, cpu))
 
 
 def add_gaps(o: Opened, gaps: list[tuple[int, int, int | None]]) -> None:
@@ -453,99 +360,6 @@ def add_gaps(o: Opened, gaps: list[tuple[int, int, int | None]]) -> None:
         meta.lost[c] = meta.lost.get(c, 0) + max(count, 0)
         meta.lost_gaps.append({"cpu": c, "ts": None if raw_ts is None else int(to_ns(np.array([raw_ts], np.uint64), o.dat)[0]),
                                "count": count if count >= 0 else None})
-
-
-@dataclass
-class Numbered:
-    """The records of a read in merged order, their common fields read, those of unknown ids dropped."""
-
-    store: RecordStore | None
-    ts_ns: np.ndarray
-    cpu: np.ndarray
-    bufidx: np.ndarray
-    seq: np.ndarray
-    type_id: np.ndarray
-    flags: np.ndarray
-    pc: np.ndarray
-    pid: np.ndarray
-    types: np.ndarray   # the type ids present
-    type_code: np.ndarray  # each record's index into ``types``
-
-    def source(self, o: Opened) -> BinarySource:
-        contiguous = not len(self.seq) or int(self.seq[-1]) == len(self.seq) - 1  # seq is the row unless records were left out
-        return BinarySource(o.formats, self.store, self.type_id, o.dat, None if contiguous else self.seq)  # type: ignore[arg-type]
-
-
-def numbered(o: Opened, store: RecordStore, ts_ns: np.ndarray, cpu: np.ndarray, bufidx: np.ndarray, seq: np.ndarray
-             ) -> Numbered:
-    """The records in ``store`` (merged order) with their common fields; records with ids the file
-    has no format for are counted and dropped, those whose layout cannot be their format's are damage."""
-    dat, meta, formats, cf = o.dat, o.meta, o.formats, o.common
-    head = store.common(max(f.offset + f.size for f in cf.values() if f.name.startswith("common_")))
-    type_id = _column(head, cf["common_type"], dat.endian + "u").astype(np.int32)
-    flags = _column(head, cf["common_flags"], dat.endian + "u").astype(np.uint8, copy=False)
-    pc = _column(head, cf["common_preempt_count"], dat.endian + "u").astype(np.uint8, copy=False)
-    pid = _column(head, cf["common_pid"], dat.endian + "i").astype(np.int32)
-    del head
-    known = np.isin(type_id, np.fromiter(formats.keys(), dtype=np.int64))
-    if (~known).any():
-        meta.skip("unknown-event-id", int((~known).sum()))
-        meta.warnings.append(f"{int((~known).sum())} records have event ids missing from the file's formats; skipped")
-        damaged(meta, seq[~known], cpu[~known])  # an event there is unknown: findings spanning one are not proven
-        keep = known
-        ts_ns, cpu, bufidx, seq = ts_ns[keep], cpu[keep], bufidx[keep], seq[keep]
-        type_id, flags, pc, pid = type_id[keep], flags[keep], pc[keep], pid[keep]
-        store = RecordStore(store.bufs, store.buf_id[keep], store.offset[keep], store.length[keep], dat.big_endian)
-    types, type_code = _unique(type_id)
-    layout_damage(meta, [formats[int(t)] for t in types], type_code, store.length, seq, cpu)
-    return Numbered(store, ts_ns, cpu, bufidx, seq, type_id, flags, pc, pid, types, type_code)
-
-
-def table(o: Opened, got: Numbered) -> pd.DataFrame:
-    """The events table of ``got``'s records (its arrays become the table's columns)."""
-    dat, meta, formats = o.dat, o.meta, o.formats
-    ts_ns, cpu, bufidx, seq, flags, pc, pid = got.ts_ns, got.cpu, got.bufidx, got.seq, got.flags, got.pc, got.pid
-    uniq_t, tinv = got.types, got.type_code
-    n = len(ts_ns)
-    comms = cmdlines(dat.cmdlines)
-    comms.setdefault(0, "<idle>")
-    uniq_pid, inv = _unique(pid)
-    pid_names = np.asarray([comms.get(int(p), "<...>") for p in uniq_pid], dtype=object)
-    uniq_names, name_code = np.unique(pid_names, return_inverse=True) if n else (np.zeros(0, object), np.zeros(0, int))
-    comm = pd.Categorical.from_codes(name_code.astype(np.int32)[inv], categories=pd.Index(uniq_names, dtype=object)) \
-        if n else pd.Categorical([])
-    event = _categorical([formats.names[int(t)][0] for t in uniq_t], tinv)
-    system = _categorical([formats.names[int(t)][1] for t in uniq_t], tinv)
-    data: dict[str, object] = {
-        "ts": ts_ns, "seq": seq, "cpu": cpu, "pid": pid,
-        "tgid": pd.arrays.IntegerArray(np.zeros(n, np.int32), np.ones(n, bool)),
-        "comm": comm, "event": event, "system": system,
-    }
-    nosup = (flags & IRQS_NOSUPPORT) != 0
-    yes = np.ones(n, bool)
-    # built one column at a time so only one set of temporaries exists at once
-    cols = {
-        "irqs_off": lambda: ((flags & IRQS_OFF) != 0, ~nosup),
-        # TRACE_FLAG_BH_OFF (0x80) exists from 5.18 (289e7b0f7eb47), as the kernel's text shows it ('D',
-        # 'b'); before, the bit meant nothing: known only where the UNAME says 5.18 or later
-        "bh_off": lambda: ((flags & BH_OFF) != 0, np.full(n, _bh_flag_known(meta.kernel.get("uname")))),
-        "need_resched": lambda: ((flags & NEED_RESCHED) != 0, yes),
-        "hardirq": lambda: ((flags & HARDIRQ) != 0, yes),
-        "softirq": lambda: ((flags & SOFTIRQ) != 0, yes),
-        "nmi": lambda: ((flags & NMI) != 0, yes),
-        "preempt_depth": lambda: (pc & 0xF, yes),
-        "migrate_disable": lambda: ((pc >> 4) & 0xF, yes),
-    }
-    for name in FLAG_COLUMNS:
-        data[name] = masked(name, *cols[name]())
-    del flags, pc, nosup
-    # no ``payload`` or ``line`` columns: the payload is rendered on request
-    # (Trace.payload) and ``seq`` is already the record's position
-    if len(dat.buffers) > 1:
-        data["buffer"] = pd.Categorical(np.asarray([b.name for b in dat.buffers], dtype=object)[bufidx],
-                                        categories=sorted({b.name for b in dat.buffers}))
-    return pd.DataFrame(data, copy=False)
-
 
 
 @dataclass
@@ -571,18 +385,6 @@ def _compact(data: np.ndarray, off: np.ndarray, length: np.ndarray, batch: int =
             src = np.repeat(o - n0, ln) + np.arange(n0[0], n0[0] + total)
             out[n0[0]: n0[0] + total] = data[np.minimum(src, len(data) - 1)]
     return out, new_off
-
-
-def _column(head: np.ndarray, f: Field, kind: str) -> np.ndarray:
-    """One common field out of the (records, bytes) matrix of record heads."""
-    return head[:, f.offset: f.offset + f.size].copy().view(kind + str(f.size)).ravel()
-
-
-def _categorical(names: list[str], codes: np.ndarray) -> pd.Categorical:
-    """Categorical of ``names[codes]`` without materialising one string per row."""
-    uniq, remap = np.unique(np.asarray(names, dtype=object), return_inverse=True) if names else (np.zeros(0, object), np.zeros(0, int))
-    return pd.Categorical.from_codes(remap.astype(np.int32)[codes] if len(codes) else np.zeros(0, np.int32),
-                                     categories=pd.Index(uniq, dtype=object))
 
 
 def to_ns(ts: np.ndarray, dat: hdr.DatFile) -> np.ndarray:

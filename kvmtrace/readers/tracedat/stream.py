@@ -17,8 +17,8 @@ import pandas as pd
 from ... import progress
 from ...meta import TraceMeta
 from ..select import Selection
-from . import (Opened, add_gaps, cpu_chunks, cpu_present, damaged, decoded_fields, decompressed, numbered,
-               open_dat, page_records, table, to_ns)
+from . import Opened, add_gaps, cpu_chunks, cpu_present, decoded_fields, decompressed, open_dat, page_records, to_ns
+from .events import damaged, numbered, table
 from . import header as hdr
 from .records import RecordStore
 
@@ -161,10 +161,10 @@ def stream_dat(path: str, compression: str | None, select: Selection, chunk_even
                             dat.big_endian)
         cpu = cpu[order]
         bufidx = np.concatenate([np.full(len(b.ts), c.buffer, np.uint16) for c, b in parts])[order] if parts else np.zeros(0, np.uint16)
-        got = numbered(o, store, ts[order], cpu, bufidx, seq[order])
+        got = numbered(dat, meta, o.formats, o.common, store, ts[order], cpu, bufidx, seq[order])
         del store
-        fields = decoded_fields(got.source(o), select.fields, select.decoder("binary")) if select.fields else {}
-        events = table(o, got)
+        fields = decoded_fields(got.source(), select.fields, select.decoder("binary")) if select.fields else {}
+        events = table(got, meta)
         kept_total += len(events)
         add_gaps(o, gaps)  # known once their pages are walked: before the events after them are analyzed
         gaps.clear()
