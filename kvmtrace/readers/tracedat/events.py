@@ -74,7 +74,7 @@ class Numbered:
     def source(self) -> BinarySource:
         """The records as a ``BinarySource`` (while ``store`` holds them)."""
         contiguous = not len(self.seq) or int(self.seq[-1]) == len(self.seq) - 1  # seq is the row unless records were left out
-        return BinarySource(self.formats, self.store, self.type_id, self.dat, None if contiguous else self.seq)  # type: ignore[arg-type]
+        return BinarySource(self.formats, self.store, self.type_id, self.dat, None if contiguous else self.seq)  # type: ignore[arg-type]  # store is set while records are held
 
 
 def numbered(dat: hdr.DatFile, meta: TraceMeta, formats: FormatTable, cf: Mapping[str, Field], store: RecordStore,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import struct
+import threading
 from typing import Any
 import zlib
 from dataclasses import dataclass, field
@@ -106,11 +107,23 @@ class _Reader:
         return bytes(self.data[off: off + n])
 
 
-def _decompressor(kind: str) -> "Callable[[bytes, int], bytes] | None":
+_local = threading.local()
+
+
+def _zstd(b: memoryview, n: int) -> bytes:
+    """One chunk: a decompressor per thread is reused, as a new one per chunk costs as much as the
+    decompression (thousands of chunks per CPU)."""
+    d = getattr(_local, "zstd", None)
+    if d is None:
+        d = _local.zstd = zstandard.ZstdDecompressor()
+    return d.decompress(b, max_output_size=n)
+
+
+def _decompressor(kind: str) -> "Callable[[memoryview, int], bytes] | None":
     if kind == "zstd":
-        return lambda b, n: zstandard.ZstdDecompressor().decompress(b, max_output_size=n)
+        return _zstd
     if kind == "zlib":
-        def inflate(b: bytes, n: int) -> bytes:
+        def inflate(b: memoryview, n: int) -> bytes:
             d = zlib.decompressobj()
             out = d.decompress(b, n)
             return out
@@ -376,7 +389,7 @@ def decompress(r: _Reader, kind: str, off: int, csize: int, usize: int, what: st
     if fn is None:
         raise TraceFormatError(r.path, f"byte {off}", f"{what}: unknown compression {kind!r}")
     try:
-        out = fn(bytes(r.data[off: off + csize]), usize)
+        out = fn(r.data[off: off + csize], usize)
     except (zstandard.ZstdError, zlib.error) as exc:
         raise TraceFormatError(r.path, f"byte {off}", f"{what}: {kind} data is corrupt ({exc})") from exc
     if len(out) != usize:

@@ -2,12 +2,10 @@
 records), kept by a Trace for fields asked for later."""
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 
 from . import header as hdr
-from .formats import EventFormat
+from .formats import FormatTable
 from .records import RecordStore
 from .symbols import Symbols, printk_strings
 
@@ -18,7 +16,7 @@ class BinarySource:
     kallsyms and printk formats are parsed on first use: most loads never need them.
     """
 
-    def __init__(self, formats: Mapping[int, EventFormat], store: RecordStore, type_id: np.ndarray,
+    def __init__(self, formats: FormatTable, store: RecordStore, type_id: np.ndarray,
                  dat: hdr.DatFile, seq: np.ndarray | None = None) -> None:
         self.seq = seq  # a selective read: the seq of each kept record (sorted); else seq is the row
         self.formats = formats
@@ -30,7 +28,7 @@ class BinarySource:
 
     def seq_of(self, name: str) -> np.ndarray:
         """The seq numbers of event ``name``'s records, in table order."""
-        ids = [i for i, fmt in self.formats.items() if fmt.name == name]
+        ids = [i for i, (known, _) in self.formats.names.items() if known == name]  # no format parsed for it
         rows = np.flatnonzero(np.isin(self.type_id, ids)) if ids else np.zeros(0, np.int64)
         return rows if self.seq is None else self.seq[rows]
 
