@@ -11,11 +11,15 @@ import statistics
 import subprocess
 import time
 
+#: the environment each command runs in: a user's, where Python keeps the bytecode it compiles (a
+#: machine that sets PYTHONDONTWRITEBYTECODE would have every run compile kvmtrace's modules anew)
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
 
 def _once(cmd: list[str]) -> tuple[float, float]:
     """(wall seconds, peak RSS MiB) of one run of ``cmd``, output thrown away."""
     t = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     _, status, usage = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t
     p.returncode = os.waitstatus_to_exitcode(status)
@@ -26,7 +30,7 @@ def _once(cmd: list[str]) -> tuple[float, float]:
 
 def ab(a: list[str], b: list[str], runs: int = 3, label_a: str = "A", label_b: str = "B") -> dict[str, float]:
     """Time ``a`` against ``b``; print both and the ratio; return the medians."""
-    _once(a), _once(b)  # warm-up: page cache, imports compiled
+    _once(a), _once(b)  # warm-up: page cache, bytecode written
     wa, wb, ma, mb, ratios = [], [], [], [], []
     for _ in range(runs):
         ta, pa = _once(a)

@@ -150,9 +150,10 @@ def test_seq_index_maps_seq_numbers_dense_or_sparse_and_gives_minus_one_elsewher
     assert SeqIndex(np.zeros(0, np.int64))[np.array([1])].tolist() == [-1]
 
 
-def test_digit_runs_answer_every_scan_as_the_byte_by_byte_scan_does():
-    """``textscan.Runs`` replaces the byte-at-a-time ``scan`` in the text parser: the same stop
-    position forward and backward, at block edges, past limits and at the step bound."""
+def test_digit_windows_answer_every_scan_as_the_byte_by_byte_scan_does():
+    """``digits_forward``/``digits_backward`` replace the byte-at-a-time ``scan`` in the text parser:
+    the same stop position forward and backward, at block edges, past limits and at the step
+    bound; ``parse_uint`` gives what Python's ``int`` does, modulo 2**64."""
     import numpy as np
 
     from kvmtrace.readers import textscan as ts
@@ -162,14 +163,18 @@ def test_digit_runs_answer_every_scan_as_the_byte_by_byte_scan_does():
     for _ in range(500):
         n = int(rng.integers(1, 160))
         buf = rng.choice(alphabet, n).astype(np.uint8)
-        runs = ts.Runs(buf, ts.DIGIT)
         pos, lim, steps = rng.integers(-2, n + 2, 40), rng.integers(-2, n + 2, 40), int(rng.integers(1, 30))
         forward, limit = np.clip(pos, 0, None), np.minimum(lim, n)
-        assert (runs.forward(forward, limit, steps) == ts.scan(buf, forward, limit, ts.DIGIT, 1, steps)).all()
+        assert (ts.digits_forward(buf, forward, limit, steps) == ts.scan(buf, forward, limit, ts.DIGIT, 1, steps)).all()
         back, low = np.minimum(pos, n - 1), np.clip(lim, 0, None)
-        assert (runs.backward(back, low, steps) == ts.scan(buf, back, low, ts.DIGIT, -1, steps)).all()
-    empty = ts.Runs(np.zeros(0, np.uint8), ts.DIGIT)
-    assert empty.forward(np.array([0]), np.array([0]), 5).tolist() == [0]
+        assert (ts.digits_backward(buf, back, low, steps) == ts.scan(buf, back, low, ts.DIGIT, -1, steps)).all()
+        start = np.sort(rng.integers(0, n, 20))
+        end = np.minimum(ts.digits_forward(buf, start, np.full(20, n), 30), n)
+        text = buf.tobytes()
+        assert ts.parse_uint(buf, start, end).tolist() == [int(text[a:b] or b"0") % 2**64 for a, b in zip(start, end)]
+    empty = np.zeros(0, np.uint8)
+    assert ts.digits_forward(empty, np.array([0]), np.array([0]), 5).tolist() == [0]
+    assert ts.parse_uint(empty, np.zeros(0, np.int64), np.zeros(0, np.int64)).tolist() == []
 
 
 def test_damage_on_an_unknown_cpu_does_not_undo_damage_on_the_findings_cpu():

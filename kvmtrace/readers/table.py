@@ -151,7 +151,7 @@ class EventColumns:
         if self.system and all(s is not None for s in self.system):
             data["system"] = cat(self.system)
         else:
-            data["system"] = pd.Categorical([None] * n, categories=[])
+            data["system"] = pd.Categorical.from_codes(np.full(n, -1, np.int8), categories=pd.Index([], dtype=object))
         for name in FLAG_COLUMNS:
             v = np.concatenate([f[name][0] for f in self.flags]) if n else np.zeros(0)
             k = np.concatenate([f[name][1] for f in self.flags]) if n else np.zeros(0, bool)

@@ -57,16 +57,15 @@ class _Tokens:
     def __init__(self, buf: np.ndarray) -> None:
         self.buf = buf
         sp = buf <= 32
-        change = np.flatnonzero(sp[1:] != sp[:-1]) + 1
-        first = change[~sp[change]]  # non-space after space
-        last = change[sp[change]]     # space after non-space
-        if len(buf) and not sp[0]:
-            first = np.concatenate(([0], first))
+        change = np.flatnonzero(sp[1:] != sp[:-1]) + 1  # alternately a token's start and its end
+        lead = bool(len(buf)) and not sp[0]  # a token at byte 0: the first change ends it
+        first = np.concatenate(([0], change[1::2])) if lead else change[0::2]
+        last = change[0::2] if lead else change[1::2]
         if len(buf) and not sp[-1]:
             last = np.concatenate((last, [len(buf)]))
         # pad with a sentinel token so index k+1..k+3 lookups never fall off the end
-        self.start = np.concatenate((first, [len(buf)] * 4)).astype(np.int64)
-        self.end = np.concatenate((last, [len(buf)] * 4)).astype(np.int64)
+        self.start = np.concatenate((first, [len(buf)] * 4)).astype(np.int64, copy=False)
+        self.end = np.concatenate((last, [len(buf)] * 4)).astype(np.int64, copy=False)
         self.count = len(first)
         # the block between two zero bytes: a clipped gather reads 0 anywhere outside it
         self._padded = np.concatenate((np.zeros(1, np.uint8), buf, np.zeros(1, np.uint8)))
@@ -88,7 +87,6 @@ def parse_block(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, layout: s
     n = len(starts)
     tk = _Tokens(buf)
     S, E, ch = tk.start, tk.end, tk.char
-    digits = ts.Runs(buf, ts.DIGIT)
     k0 = np.searchsorted(S[:tk.count], starts)
     k_last = np.searchsorted(E[:tk.count], ends, side="right") - 1
     ok = (k0 < tk.count) & (k_last >= k0)
@@ -110,7 +108,7 @@ def parse_block(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, layout: s
         anchored = ok & (kb <= k0 + 3)  # a comm may hold spaces: "CPU 0/KVM-4242"
         kb = np.where(ok, kb, k0)
         cpu = ts.parse_uint(buf, S[kb] + 1, np.where(ok, E[kb] - 1, S[kb] + 1)).astype(np.int64)
-        ok &= digits.forward(S[kb] + 1, E[kb] - 1, max_steps=8) == E[kb] - 1
+        ok &= ts.digits_forward(buf, S[kb] + 1, E[kb] - 1, max_steps=8) == E[kb] - 1
         flagged = ~is_ts[np.minimum(kb + 1, max(tk.count - 1, 0))] if tk.count else np.zeros(n, bool)
         kt = np.where(flagged, kb + 2, kb + 1)
         kf = kb + 1
@@ -124,7 +122,9 @@ def parse_block(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, layout: s
         has_tgid &= (ch(S[ko]) == 40) & (~alone | (E[ko] - S[ko] == 1))
         t_s = np.where(alone, S[kq], S[ko] + 1)
         t_e = E[kq] - 1
-        tgid_known = has_tgid & (t_e > t_s) & (digits.forward(t_s, t_e, max_steps=12) == t_e)
+        tgid_known = has_tgid & (t_e > t_s)
+        some = np.flatnonzero(tgid_known)
+        tgid_known[some] = ts.digits_forward(buf, t_s[some], t_e[some], max_steps=12) == t_e[some]
         tgid = np.where(tgid_known, ts.parse_uint(buf, t_s, np.where(tgid_known, t_e, t_s)).astype(np.int64), 0)
         kp = np.where(has_tgid, ko - 1, kq)
     else:  # latency: COMM8-PID CPUFLAGS TS:
@@ -133,7 +133,7 @@ def parse_block(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, layout: s
         anchored = ok.copy()
         kt = np.where(ok, kt, k0 + 2)
         kc = kt - 1
-        cpu_end = digits.forward(S[kc], E[kc], max_steps=8)
+        cpu_end = ts.digits_forward(buf, S[kc], E[kc], max_steps=8)
         ok &= cpu_end > S[kc]
         cpu = ts.parse_uint(buf, S[kc], np.where(ok, cpu_end, S[kc])).astype(np.int64)
         flags_start, flags_end = cpu_end, E[kc]
@@ -143,7 +143,7 @@ def parse_block(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, layout: s
     ok &= is_ts[np.minimum(kt, max(tk.count - 1, 0))] if tk.count else False
 
     pid_end = E[kp]
-    pid_start = digits.backward(pid_end - 1, S[kp], max_steps=12) + 1
+    pid_start = ts.digits_backward(buf, pid_end - 1, S[kp], max_steps=12) + 1
     ok &= pid_end > pid_start
     if perf:
         ok &= (pid_start == S[kp]) & (kp > k0)
@@ -154,7 +154,7 @@ def parse_block(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, layout: s
     ok &= comm_end > lstart
     pid = ts.parse_uint(buf, pid_start, np.where(ok, pid_end, pid_start)).astype(np.int64)
 
-    ts_ns, has_dot, flen, ts_good = ts.parse_timestamp(buf, S[kt], E[kt] - 1, digits)
+    ts_ns, has_dot, flen, ts_good = ts.parse_timestamp(buf, S[kt], E[kt] - 1)
     ok &= ts_good
 
     ke = kt + 1
@@ -163,7 +163,7 @@ def parse_block(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, layout: s
     if perf:
         # a sample of a hardware or software event: "TS: PERIOD EVENT[:MODIFIERS]: IP SYM (DSO)"
         kn = np.minimum(ke + 1, max(len(S) - 1, 0))
-        sample = ok & (ke + 1 <= k_last) & (digits.forward(S[ke], E[ke], max_steps=20) == E[ke]) & (ch(E[kn] - 1) == 58)
+        sample = ok & (ke + 1 <= k_last) & (ts.digits_forward(buf, S[ke], E[ke], max_steps=20) == E[ke]) & (ch(E[kn] - 1) == 58)
         period_at = S[ke]
         ke = np.where(sample, ke + 1, ke)
     es, ev_end = S[ke], E[ke]
@@ -184,7 +184,8 @@ def parse_block(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, layout: s
     is_stack = ok & ~is_event & (ch(es) == 60) & (ch(es + 1) == ord("s")) & (ch(es + 12) == 62)
     # syscalls' entry and exit as kernel/trace/trace_syscalls.c prints them (print_syscall_enter/exit)
     sys_word = ok & (not perf) & (ch(es) == ord("s")) & (ch(es + 1) == ord("y")) & (ch(es + 2) == ord("s")) & (ch(es + 3) == 95)
-    paren = ts.scan(buf, es, ev_end, ~ts.lut("("), max_steps=64)
+    paren = ev_end.copy()  # only a "sys_" token is walked to its "(" (a pass per byte it moves)
+    paren[sys_word] = ts.scan(buf, es[sys_word], ev_end[sys_word], ~ts.lut("("), max_steps=64)
     is_enter = sys_word & (paren < ev_end) & (paren > es + 4)
     arrow = np.minimum(ke + 1, max(len(S) - 1, 0))
     is_exit = sys_word & ~is_enter & ~is_event & (ke + 2 <= k_last) & (E[arrow] - S[arrow] == 2) \

@@ -74,77 +74,53 @@ def scan(buf: np.ndarray, pos: np.ndarray, limit: np.ndarray, table: np.ndarray,
     return pos
 
 
-class Runs:
-    """The runs of a block's bytes that ``table`` holds (digits, say), found in one pass, so that
-    ``scan``'s answers cost a binary search per line instead of a pass per byte moved."""
+def digits_forward(buf: np.ndarray, pos: np.ndarray, limit: np.ndarray, max_steps: int) -> np.ndarray:
+    """``scan(buf, pos, limit, DIGIT, 1, max_steps)``: the first non-digit at or after ``pos``, no
+    further than ``limit`` or ``max_steps`` on. One window of bytes per position, as wide as the
+    longest run can be: a few numpy passes over the lines, none over the block."""
+    pos = np.asarray(pos, np.int64)
+    limit = np.asarray(limit, np.int64)
+    width = min(max_steps, int((limit - pos).max(initial=0)))
+    if width <= 0:
+        return pos.copy()
+    member = DIGIT[buf.take(pos[:, None] + np.arange(width), mode="clip")]
+    run = np.where(member.all(axis=1), width, member.argmin(axis=1))  # digits from pos on, up to width
+    return pos + np.minimum(run, np.maximum(limit - pos, 0))
 
-    def __init__(self, buf: np.ndarray, table: np.ndarray) -> None:
-        member = table[buf]
-        change = np.flatnonzero(member[1:] != member[:-1]) + 1
-        edges = np.concatenate(([0], change, [len(buf)])) if len(buf) else np.zeros(1, np.int64)
-        skip = 0 if len(buf) and member[0] else 1  # the runs alternate; members' come first or second
-        self.start = edges[:-1][skip::2]  # runs of members: [start, end)
-        self.end = edges[1:][skip::2]
-        self._member = np.concatenate(([False], member, [False]))  # a clipped take reads False outside
 
-    def _run(self, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per position: whether it is a member, and the index of the run holding it."""
-        member = self._member.take(pos + 1, mode="clip")
-        return member, np.maximum(np.searchsorted(self.start, pos, side="right") - 1, 0)
-
-    def forward(self, pos: np.ndarray, limit: np.ndarray, max_steps: int) -> np.ndarray:
-        """``scan(buf, pos, limit, table, 1, max_steps)``: the first non-member at or after ``pos``,
-        no further than ``limit`` or ``max_steps`` on."""
-        pos = np.asarray(pos, np.int64)
-        member, run = self._run(pos)
-        stop = np.where(member, self.end[run] if len(self.end) else pos, pos)
-        return np.maximum(pos, np.minimum(np.minimum(stop, limit), pos + max_steps))
-
-    def backward(self, pos: np.ndarray, limit: np.ndarray, max_steps: int) -> np.ndarray:
-        """``scan(buf, pos, limit, table, -1, max_steps)``: the last non-member at or before ``pos``,
-        no further back than ``limit - 1`` or ``max_steps`` back."""
-        pos = np.asarray(pos, np.int64)
-        member, run = self._run(pos)
-        stop = np.where(member, self.start[run] - 1 if len(self.start) else pos, pos)
-        return np.minimum(pos, np.maximum(np.maximum(stop, np.asarray(limit) - 1), pos - max_steps))
+def digits_backward(buf: np.ndarray, pos: np.ndarray, limit: np.ndarray, max_steps: int) -> np.ndarray:
+    """``scan(buf, pos, limit, DIGIT, -1, max_steps)``: the last non-digit at or before ``pos``, no
+    further back than ``limit - 1`` or ``max_steps`` back."""
+    pos = np.asarray(pos, np.int64)
+    limit = np.asarray(limit, np.int64)
+    width = min(max_steps, int((pos - limit + 1).max(initial=0)))
+    if width <= 0:
+        return pos.copy()
+    member = DIGIT[buf.take(pos[:, None] - np.arange(width), mode="clip")]
+    run = np.where(member.all(axis=1), width, member.argmin(axis=1))
+    return pos - np.minimum(run, np.maximum(pos - limit + 1, 0))
 
 
 def parse_uint(buf: np.ndarray, start: np.ndarray, end: np.ndarray, base: int = 10) -> np.ndarray:
     """Unsigned integers from the digit runs ``buf[start:end]`` (uint64, wraps past 2**64).
 
-    Fields are right-aligned into a ``(lines, width)`` matrix and summed with
-    powers of the base: one gather for all lines instead of a pass per digit.
+    One pass over the lines per digit of the longest field, from its right end, each adding that
+    digit times its power: never a pass over the block, nor a matrix of every field's digits.
     """
     n = len(start)
-    width = np.maximum(end - start, 0)
-    w = int(width.max()) if n else 0
-    if w == 0:
-        return np.zeros(n, dtype=np.uint64)
-    if w > 24:  # rare long runs: digit loop keeps memory bounded
-        return _parse_uint_loop(buf, start, end, base)
-    cols = np.arange(-w, 0, dtype=np.int64)
-    idx = end[:, None] + cols
-    inside = idx >= start[:, None]
-    digits = _HEXVAL[buf[np.clip(idx, 0, len(buf) - 1)]]
-    digits[~inside] = 0
-    powers = np.uint64(base) ** np.arange(w - 1, -1, -1, dtype=np.uint64)
-    return (digits * powers).sum(axis=1, dtype=np.uint64)
-
-
-def _parse_uint_loop(buf: np.ndarray, start: np.ndarray, end: np.ndarray, base: int) -> np.ndarray:
-    val = np.zeros(len(start), dtype=np.uint64)
-    width = end - start
-    active = np.flatnonzero(width > 0)
-    k = 0
-    b = np.uint64(base)
-    while len(active):
-        val[active] = val[active] * b + _HEXVAL[buf[start[active] + k]]
-        k += 1
-        active = active[width[active] > k]
+    val = np.zeros(n, dtype=np.uint64)
+    w = int(np.maximum(end - start, 0).max(initial=0))
+    power = 1
+    for k in range(1, w + 1):
+        at = end - k
+        digit = _HEXVAL[buf.take(at, mode="clip")]
+        digit[at < start] = 0
+        val += digit * np.uint64(power)
+        power = power * base % (1 << 64)  # the digit's power, wrapped as the sum is
     return val
 
 
-def parse_timestamp(buf: np.ndarray, start: np.ndarray, end: np.ndarray, digits: Runs | None = None
+def parse_timestamp(buf: np.ndarray, start: np.ndarray, end: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Parse ``SEC.FRAC`` or a bare counter.
 
@@ -156,11 +132,10 @@ def parse_timestamp(buf: np.ndarray, start: np.ndarray, end: np.ndarray, digits:
         z = np.zeros(0, dtype=np.int64)
         return z, z.astype(bool), z, z.astype(bool)
     valid = end > start
-    digits = digits or Runs(buf, DIGIT)
-    dot = digits.forward(start, end, max_steps=24)
+    dot = digits_forward(buf, start, end, max_steps=24)
     has_dot = valid & (dot < end) & (buf[np.minimum(dot, len(buf) - 1)] == 46)
     fstart = np.where(has_dot, dot + 1, end)
-    fend = digits.forward(fstart, end, max_steps=32)
+    fend = digits_forward(buf, fstart, end, max_steps=32)
     valid &= (fend == end) & (dot > start) & (~has_dot | (end > fstart))
     flen = np.where(has_dot, end - fstart, 0)
     used = np.minimum(flen, 9)
