@@ -79,7 +79,8 @@ def timeline(events: list[tuple[int, str]], pid: int = 100, entry_path: set[int]
     path[list(entry_path)] = True
     return Timeline(ts=seq * 1000, seq=seq, cpu=cpu, pid=np.full(n, pid, np.int32), cls=cls, hardirq=zero, irqs_off=zero,
                     flags_known=False, nmi=zero, entry_path=path, caller=Coded(np.full(n, -1), []),
-                    comm=Coded(np.zeros(n, np.int32), ["CPU 0/KVM"]), rcu_event=None, rcu_counter=np.full(n, -1),
+                    comm=Coded(np.zeros(n, np.int32), ["CPU 0/KVM"]), rcu_event=None, rcu_pos=np.zeros(0, np.int64),
+                    rcu_counter=np.zeros(0, np.int64),
                     rcu_change=np.zeros(n, np.int8), pos_by_seq=SeqIndex(seq, np.arange(n)), row=np.arange(n),
                     damaged=zero)
 

@@ -83,7 +83,9 @@ def carried(tl: Timeline, key: np.ndarray, entry_pos: np.ndarray, return_pos: np
     before = key < cut_of
     keep = ~before  # everything after the cut is owned next time
     bounds = tl.cpu_bounds
-    kinds = [tl.is_(*k) for k in _PAIRED] + [tl.rcu_counter >= 0, ~tl.hardirq & ~tl.nmi]
+    counted = np.zeros(len(tl), bool)
+    counted[tl.rcu_pos] = True
+    kinds = [tl.is_(*k) for k in _PAIRED] + [counted, ~tl.hardirq & ~tl.nmi]
     ends = {c: s + int(before[s:e].sum()) for c, (s, e) in bounds.items()}  # per CPU: first position at/after the cut
     for c, (s, _) in bounds.items():
         end = ends[c]

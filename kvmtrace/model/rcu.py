@@ -68,7 +68,7 @@ def idle_handlers(tl: Timeline, handlers: np.ndarray) -> np.ndarray:
 def counter_step(tl: Timeline) -> int | None:
     """The counter step per transition (2 ≤v5.14, 1 in 5.15–5.19, 4 from v6.0), from the trace."""
     k = tl.rcu_pos
-    return _step(tl.cpu[k], tl.rcu_change[k], tl.rcu_counter[k])
+    return _step(tl.cpu[k], tl.rcu_change[k], tl.rcu_counter)
 
 
 def trace_counter_step(tr: Trace) -> int | None:
@@ -118,6 +118,6 @@ def missed_transitions(tl: Timeline, step: int | None) -> np.ndarray:
     if step is None or len(k) < 2:
         return np.zeros(0, np.int64)
     same = tl.cpu[k[:-1]] == tl.cpu[k[1:]]
-    d = (tl.rcu_counter[k[1:]] - tl.rcu_counter[k[:-1]]) % COUNTER_MOD
+    d = (tl.rcu_counter[1:] - tl.rcu_counter[:-1]) % COUNTER_MOD
     want = np.where(tl.rcu_change[k[:-1]] < 0, 2 * step, 0)
     return k[1:][same & (d != want)]

@@ -90,7 +90,8 @@ class Timeline:
     caller: "Coded"          # preemptirq caller symbol per position, else None
     comm: "Coded"            # task name per position
     rcu_event: str | None    # "rcu_dyntick" / "rcu_watching" / None
-    rcu_counter: np.ndarray  # int64, -1 where not an rcu event
+    rcu_pos: np.ndarray      # positions (sorted) of the RCU events that carry a counter: few, so not one per event
+    rcu_counter: np.ndarray  # int64: the counter of each of them
     rcu_change: np.ndarray   # int8: +1 RCU starts watching, -1 stops, 0 nesting/not rcu
     pos_by_seq: "SeqIndex"   # seq → position
     row: np.ndarray          # the events-table row of each position (int32 below 2^31 events)
@@ -131,11 +132,6 @@ class Timeline:
     def task_rcu(self) -> "Pairs":
         """Task-level RCU stop/start-watching events paired per CPU (quiescent states and what they hold)."""
         return alternating(self, Cls.RCU_STOP, Cls.RCU_START)
-
-    @cached_property
-    def rcu_pos(self) -> np.ndarray:
-        """Positions of the RCU events that carry a counter."""
-        return np.flatnonzero(self.rcu_counter >= 0)
 
     def pos_of(self, seq: np.ndarray) -> np.ndarray:
         """Timeline positions of events given by ``seq``."""
@@ -222,26 +218,29 @@ def build(tr: Trace) -> Timeline:
     leave = np.array([c in HANDLER_EXIT_EVENTS for c in cats] + [False], dtype=bool)[codes][order]  # code −1: last
     # what the fields say goes straight to each event's position (no per-row copy to reorder)
     pos_by_seq = SeqIndex(seq)
-    caller = np.full(n, -1, dtype=np.int32)
-    counter = np.full(n, -1, dtype=np.int64)
     entry = np.zeros(n, dtype=bool)
     change = np.zeros(n, dtype=np.int8)
     damaged = np.zeros(n, dtype=bool)
     rcu_event = next((e for e in ("rcu_dyntick", "rcu_watching") if tr.has(e)), None)
+    rcu_pos, counter = np.zeros(0, np.int64), np.zeros(0, np.int64)
     # the fields decode on two threads (numpy gathers and Arrow kernels release the GIL); the
     # million rcu events alone take as long as everything else
     names = [x for x in (rcu_event, "irq_disable", "irq_enable", "hrtimer_expire_entry") if x]
     with ThreadPoolExecutor(max_workers=2) as pool:
         read = dict(zip(names, pool.map(lambda x: _read(tr, x), names)))
+    toggles = {name: _coded(read[name], "caller") for name in ("irq_disable", "irq_enable")}
     caller_code: dict[str, int] = {}  # one table for both events' callers
-    for name in ("irq_disable", "irq_enable"):
-        s, codes, cats = _coded(read[name], "caller")
+    for _s, _codes, cats in toggles.values():
+        for c in cats:
+            caller_code.setdefault(c, len(caller_code))
+    caller = np.full(n, -1, dtype=np.int16 if len(caller_code) < 1 << 15 else np.int32)  # as ``Coded`` keeps it
+    for name, (s, codes, cats) in toggles.items():
         at = pos_by_seq[s]
         damaged[at[codes < 0]] = True  # no caller: cut or garbled line
         # an address no kernel symbol holds: a damaged record (real callers are kernel or module text)
         unnamed = np.array([c.startswith("0x") for c in cats] + [False], dtype=bool)
         damaged[at[unnamed[codes]]] = True
-        caller[at] = np.array([caller_code.setdefault(c, len(caller_code)) for c in cats] + [-1], np.int32)[codes]
+        caller[at] = np.array([caller_code[c] for c in cats] + [-1], caller.dtype)[codes]
         known = ENTER_EXIT_CALLERS if name == "irq_enable" else GUEST_ENTRY_DISABLE_CALLERS
         entry[at] = np.array([c in known for c in cats] + [False], dtype=bool)[codes]
     if rcu_event:
@@ -256,7 +255,9 @@ def build(tr: Trace) -> Timeline:
         damaged[at[cls_lut[codes] == Cls.OTHER]] = True  # no polarity word the kernel prints
         change[at] = chg_lut[codes]
         if d is not None and "counter" in d.columns:
-            counter[at] = d["counter"].fillna(-1).to_numpy(np.int64)
+            value = d["counter"].fillna(-1).to_numpy(np.int64)
+            by_pos = np.argsort(at[value >= 0], kind="stable")
+            rcu_pos, counter = at[value >= 0][by_pos], value[value >= 0][by_pos]
     s, codes, cats = _coded(read["hrtimer_expire_entry"], "function")
     at = pos_by_seq[s]
     damaged[at[codes < 0]] = True  # cannot tell a tick from another timer
@@ -274,12 +275,12 @@ def build(tr: Trace) -> Timeline:
         ts=ev["ts"].to_numpy(np.int64)[order], seq=seq, cpu=ev["cpu"].to_numpy(np.int32)[order],
         pid=ev["pid"].to_numpy(np.int32)[order], cls=cls,
         hardirq=_hardirq(ev, order, cls, leave),
-        nmi=ev["nmi"].fillna(False).to_numpy(bool)[order],
-        irqs_off=ev["irqs_off"].fillna(False).to_numpy(bool)[order],
+        nmi=ev["nmi"].to_numpy(bool, na_value=False)[order],
+        irqs_off=ev["irqs_off"].to_numpy(bool, na_value=False)[order],
         flags_known=bool(ev["irqs_off"].notna().any()),
         entry_path=entry_path, caller=Coded(caller, list(caller_code)),
-        comm=Coded(comm.cat.codes.to_numpy(np.int32)[order], [str(c) for c in comm.cat.categories]),
-        rcu_event=rcu_event, rcu_counter=counter, rcu_change=change,
+        comm=Coded(comm.cat.codes.to_numpy()[order], [str(c) for c in comm.cat.categories]),
+        rcu_event=rcu_event, rcu_pos=rcu_pos, rcu_counter=counter, rcu_change=change,
         pos_by_seq=pos_by_seq, row=order, damaged=damaged,
         present=set(tr.event_names()),
         gaps=gaps_of(tr),
@@ -329,7 +330,7 @@ def _hardirq(ev: pd.DataFrame, order: np.ndarray, cls: np.ndarray, leave: np.nda
     from the handlers' entry and exit events (every event from a handler entry to its exit on the
     CPU, nested ones included), so a format without flags sees the same contexts."""
     if ev["hardirq"].notna().any():
-        return ev["hardirq"].fillna(False).to_numpy(bool)[order]
+        return ev["hardirq"].to_numpy(bool, na_value=False)[order]
     step = (cls == Cls.HANDLER).astype(np.int8) - leave
     cpu = ev["cpu"].to_numpy(np.int32)[order]
     # the depth changes only at handler entries and exits: count there, and at each CPU's first

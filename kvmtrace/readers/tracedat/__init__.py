@@ -308,6 +308,7 @@ def read_dat(path: str, compression: str | None = None, select: Selection | None
     del pieces
     recs = piece = data = None  # type: ignore[assignment]  # the loop's last CPU (if any): its arrays go before the merge
     ts_ns = to_ns(ts, dat)
+    del ts  # (a view of it, when no offset applies: it goes with the merge's copy below)
     # trace-cmd merges CPUs earliest first, the lower CPU on ties; pieces are in CPU order and
     # each is time-ordered, so a stable sort (a run merge) gives exactly that order
     seq_of = None

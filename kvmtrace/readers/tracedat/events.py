@@ -86,7 +86,7 @@ def numbered(dat: hdr.DatFile, meta: TraceMeta, formats: FormatTable, cf: Mappin
     type_id = _column(head, cf["common_type"], dat.endian + "u").astype(np.int32)
     flags = _column(head, cf["common_flags"], dat.endian + "u").astype(np.uint8, copy=False)
     pc = _column(head, cf["common_preempt_count"], dat.endian + "u").astype(np.uint8, copy=False)
-    pid = _column(head, cf["common_pid"], dat.endian + "i").astype(np.int32)
+    pid = _column(head, cf["common_pid"], dat.endian + "i").astype(np.int32, copy=False)
     del head
     known = np.isin(type_id, np.fromiter(formats.keys(), dtype=np.int64))
     if (~known).any():
