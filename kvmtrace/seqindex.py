@@ -28,14 +28,16 @@ class SeqIndex:
         self.identity = values is None and span == len(seq) and bool((seq[1:] > seq[:-1]).all())
         if self.identity:
             return
-        values = np.arange(len(seq)) if values is None else values
         if span <= 4 * len(seq) + 1024:  # int32 where the values allow: one per seq in the span
-            narrow = not len(values) or -1 <= int(np.min(values)) and int(np.max(values)) < 1 << 31
-            self.dense = np.full(span, -1, dtype=np.int32 if narrow else np.int64)
-            self.dense[seq - self.lo] = values
-        else:
-            order = np.argsort(seq, kind="stable")
-            self.keys, self.values = seq[order], np.asarray(values, np.int64)[order]
+            narrow = len(seq) < 1 << 31 if values is None else \
+                not len(values) or -1 <= int(np.min(values)) and int(np.max(values)) < 1 << 31
+            kind = np.int32 if narrow else np.int64
+            self.dense = np.full(span, -1, dtype=kind)
+            self.dense[seq - self.lo if self.lo else seq] = np.arange(len(seq), dtype=kind) if values is None else values
+            return
+        values = np.arange(len(seq)) if values is None else values
+        order = np.argsort(seq, kind="stable")
+        self.keys, self.values = seq[order], np.asarray(values, np.int64)[order]
 
     def __getitem__(self, seq: np.ndarray) -> np.ndarray:
         seq = np.asarray(seq, dtype=np.int64)
@@ -43,7 +45,9 @@ class SeqIndex:
             i = seq - self.lo
             return np.where((i >= 0) & (i < self.span), i, -1)
         if self.dense is not None:
-            i = seq - self.lo
+            i = seq - self.lo if self.lo else seq
+            if not len(i) or 0 <= int(i.min()) and int(i.max()) < len(self.dense):  # all inside: one gather
+                return self.dense[i].astype(np.int64, copy=False)
             ok = (i >= 0) & (i < len(self.dense))
             return np.where(ok, self.dense[np.where(ok, i, 0)].astype(np.int64), -1) if len(self.dense) else \
                 np.full(len(seq), -1)

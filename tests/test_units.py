@@ -233,3 +233,39 @@ def test_hardirq_context_without_flags_is_the_handler_depth_per_cpu(events):
         depth, last = raw, c
         want.append(max(raw, 0) > 0 or k == "exit")
     assert _hardirq(ev, np.arange(len(events)), cls, leave).tolist() == want
+
+
+def test_finding_texts_from_categoricals_equal_those_from_their_strings():
+    """``labels`` and ``text`` read a categorical by its codes (a big trace has ~10^5 findings over a
+    few texts): the same categories, in the same order, and the same rows as from the strings,
+    NA as "?"."""
+    import numpy as np
+    import pandas as pd
+
+    from kvmtrace.analyzers.base import labels, text
+
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        cats = list(dict.fromkeys(rng.choice(["a", "b", "?", "c d"], int(rng.integers(1, 5)))))
+        c = pd.Categorical.from_codes(rng.integers(-1, len(cats), int(rng.integers(0, 30))), cats)
+        strings = np.array(["?" if pd.isna(v) else v for v in c], dtype=object)
+        by_codes, by_strings = labels(c, len(c)), labels(strings, len(c))
+        assert list(by_codes.categories) == list(by_strings.categories)
+        assert by_codes.codes.tolist() == by_strings.codes.tolist()
+        assert list(text("x ", c, "!")) == [f"x {v}!" for v in strings]
+        assert labels("one", len(c)).tolist() == labels(np.array(["one"] * len(c), dtype=object), len(c)).tolist()
+
+
+def test_the_counter_step_mode_is_np_unique_s():
+    """``rcu._mode`` counts small deltas by bincount: the same value ``np.unique``'s counts pick,
+    ties to the smallest, with large deltas (a wrapped or damaged counter) more common or not."""
+    import numpy as np
+
+    from kvmtrace.model.rcu import _mode
+
+    rng = np.random.default_rng(5)
+    for _ in range(400):
+        pool = rng.choice([0, 1, 2, 4, 8, 4095, 4096, 5000, 2**31 + 3], int(rng.integers(1, 6)))
+        d = rng.choice(pool, int(rng.integers(1, 40))).astype(np.int64)
+        vals, counts = np.unique(d, return_counts=True)
+        assert _mode(d) == int(vals[np.argmax(counts)])

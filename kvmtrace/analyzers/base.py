@@ -122,10 +122,19 @@ def _strings(part: Any, n: int) -> pa.Array:
     return pa.array(arr.astype(object), pa.string())
 
 
-def text(*parts: Any) -> pa.Array:
-    """Per-finding text joined from constants and per-row parts in Arrow, not one Python string per row."""
-    n = max((len(p) for p in parts if not isinstance(p, str)), default=1)
-    return pc.binary_join_element_wise(*(p if isinstance(p, str) else _strings(p, n) for p in parts), "")
+def text(*parts: Any) -> pd.Categorical:
+    """Per-finding text joined from constants and per-row parts, as a categorical. With one
+    categorical part (a caller, a task name) each of its few names is joined once; else the rows
+    are joined in Arrow, never one Python string per row."""
+    rows = [p for p in parts if not isinstance(p, str)]
+    n = max((len(p) for p in rows), default=1)
+    if len(rows) == 1 and isinstance(getattr(rows[0], "dtype", None), pd.CategoricalDtype):
+        one = pd.Categorical(rows[0])
+        names = ["".join(p if isinstance(p, str) else str(name) for p in parts) for name in [*one.categories, "?"]]
+        unique = list(dict.fromkeys(names))
+        place = np.array([unique.index(x) for x in names], np.int32)
+        return pd.Categorical.from_codes(place[one.codes], unique)  # code −1 (no name) reads the last: "?", as ``_strings`` says
+    return labels(pc.binary_join_element_wise(*(p if isinstance(p, str) else _strings(p, n) for p in parts), ""), n)
 
 
 def findings_frame(kind: str, confidence: Any, cpu: Any, pid: Any, comm: Any, start: Any, end: Any,
@@ -153,18 +162,50 @@ def no_findings() -> pd.DataFrame:
     return findings_frame(FINDING_KINDS[0], Confidence.PROVEN, none, none, pd.Categorical([]), none, none, np.zeros((0, 0)), "", "")
 
 
+def choose(default: str, *cases: tuple[Any, str]) -> pd.Categorical:
+    """Per finding, the text of the first ``(mask, text)`` case whose mask holds, else ``default``
+    (``np.select``'s rule), as codes into those few texts: ``np.where`` on strings would make a
+    fixed-width string per finding, hundreds of megabytes for a big trace's findings."""
+    texts = list(dict.fromkeys([str(default), *(str(t) for _m, t in cases)]))
+    n = len(cases[0][0]) if cases else 0
+    code = np.full(n, texts.index(str(default)), np.int8)
+    for mask, t in reversed(cases):
+        code[np.asarray(mask, bool)] = texts.index(str(t))
+    return pd.Categorical.from_codes(code, texts)
+
+
 def labels(x: Any, n: int, dtype: pd.CategoricalDtype | None = None) -> pd.Categorical:
     """A per-finding text column as a categorical: a million findings share a handful of texts,
     and one Python or Arrow string per row would be most of a huge trace's result."""
-    codes = _strings(x, n).dictionary_encode()
-    cats = codes.dictionary.to_pylist()
-    out = pd.Categorical.from_codes(codes.indices.to_numpy(zero_copy_only=False).astype(np.int32), cats)
+    if isinstance(x, str):  # one text for every finding
+        cats = [str(x)] if n else []
+        out = pd.Categorical.from_codes(np.zeros(n, np.int8), cats)
+    elif isinstance(getattr(x, "dtype", None), pd.CategoricalDtype):
+        out = _recoded(pd.Categorical(x))
+        cats = list(out.categories)
+    else:
+        codes = _strings(x, n).dictionary_encode()
+        cats = codes.dictionary.to_pylist()
+        out = pd.Categorical.from_codes(codes.indices.to_numpy(zero_copy_only=False).astype(np.int32), cats)
     if dtype is None:
         return out
     unknown = set(cats) - set(dtype.categories)
     if unknown:  # set_categories would turn them into NA without a word
         raise ValueError(f"not one of {list(dtype.categories)}: {sorted(unknown)}")
     return out.set_categories(dtype.categories)
+
+
+def _recoded(cat: pd.Categorical) -> pd.Categorical:
+    """``cat`` as ``labels`` makes any text column: its texts as strings, in the order they first
+    appear, NA as "?" (as ``_strings`` fills it); by codes, never a string per row."""
+    names = [str(c) for c in cat.categories] + ["?"]
+    codes = np.where(cat.codes >= 0, cat.codes, len(names) - 1)
+    present, first = np.unique(codes, return_index=True)
+    seen = present[np.argsort(first)]
+    unique = list(dict.fromkeys(names[k] for k in seen))
+    place = np.full(len(names), -1, np.int32)
+    place[seen] = [unique.index(names[k]) for k in seen]
+    return pd.Categorical.from_codes(place[codes], unique)
 
 
 def made_inferred(findings: pd.DataFrame, hit: np.ndarray, why: str) -> pd.DataFrame:

@@ -14,7 +14,8 @@ from ..model import irqsoff
 from ..model.timeline import containing, stretches
 from ..schema import empty_frame, na_below_zero
 from .states import Confidence
-from .base import MODEL_NEEDS, Analyzer, Context, Frame, Metric, Result, Whole, by_cpu, concat, findings_frame, first_undecidable, summed, text
+from .base import (MODEL_NEEDS, Analyzer, Context, Frame, Metric, Result, Whole, by_cpu, choose, concat, findings_frame,
+                   first_undecidable, summed, text)
 
 #: without these only the irqs-off flag bounds windows (it is the same on buggy and fixed kernels)
 REQUIRED = ("irq_disable", "irq_enable")
@@ -88,8 +89,7 @@ def collect(ctx: Context) -> Result:
                           "fixed kernels; only preemptirq events show what tracing believed",
                           [n for n in REQUIRED if not ctx.has_any(n)], ["preemptirq"])
         return res
-    windows, stats, lost = ctx.windows
-    windows = windows.copy()
+    windows, stats, lost = ctx.windows  # shared with other analyzers: read here, never changed
     kind = np.zeros(len(windows), np.int8)  # index into KINDS
     run = np.full(len(windows), -1, np.int64)
     runs = ctx.runs
@@ -113,15 +113,16 @@ def collect(ctx: Context) -> Result:
         blind = tl.unresolved[apparent["open_pos"].to_numpy()] | \
             (np.searchsorted(unresolved, back, side="right") > np.searchsorted(unresolved, entry, side="right"))
         res.findings = findings_frame(
-            "apparent_irqsoff", np.where(blind, Confidence.INFERRED, Confidence.PROVEN), apparent["cpu"],
+            "apparent_irqsoff", choose(Confidence.PROVEN, (blind, Confidence.INFERRED)), apparent["cpu"],
             apparent["pid"], apparent["comm"].array, apparent["start_ns"], apparent["end_ns"], evidence, detail,
-            np.where(blind, "an irq_disable/irq_enable caller here is not resolved to a kernel function (no kallsyms?): "
-                            "the reworked entry's irq_enable cannot be recognized", ""))
+            choose("", (blind, "an irq_disable/irq_enable caller here is not resolved to a kernel function (no kallsyms?): "
+                               "the reworked entry's irq_enable cannot be recognized")))
         res.findings = pd.concat([res.findings, _near_gaps(ctx, lost)], ignore_index=True) \
             if len(runs.broken_entry_pos) and len(lost) else res.findings
-    windows["kind"] = pd.Categorical.from_codes(kind, KINDS)
-    windows["run"] = run
-    res.frames["windows"] = windows.drop(columns=["open_pos", "close_pos"])
+    out = windows.drop(columns=["open_pos", "close_pos"])  # a new frame; its columns are copied only if written
+    out["kind"] = pd.Categorical.from_codes(kind, KINDS)
+    out["run"] = run
+    res.frames["windows"] = out
     res.metrics = {"source": "preemptirq", **stats,
                    "unresolved_callers": int(tl.owns(np.flatnonzero(tl.unresolved)).sum())}
     return res

@@ -14,7 +14,7 @@ import pandas as pd
 from ..model import rcu
 from ..model.timeline import Cls, containing
 from ..schema import na_below_zero
-from .base import (MODEL_NEEDS, NOHZ_NEEDS, Analyzer, Context, Frame, Metric, Result, Whole, by_cpu, concat, findings_frame,
+from .base import (MODEL_NEEDS, NOHZ_NEEDS, Analyzer, Context, Frame, Metric, Result, Whole, by_cpu, choose, concat, findings_frame,
                    first_undecidable, labels, needs, nohz_full_cpus, summed)
 from .states import Confidence, Verdict
 from .verdict import entry_logic
@@ -69,9 +69,9 @@ def collect(ctx: Context) -> Result:
     doubtful |= np.isin(start, missed)  # the counter at the EQS's own end says transitions inside it went untraced
     doubtful |= tl.near_gap(tl.cpu[stop], tl.ts[stop], tl.ts[start])
     in_broken = guest["broken_run"].to_numpy(bool)
-    conf = np.where(doubtful[eqs_of_hit] | in_broken[eqs_of_hit], Confidence.INFERRED, Confidence.PROVEN)
-    why = np.where(in_broken[eqs_of_hit], "lost events inside this guest run: the run is not fully traced",
-                   np.where(doubtful[eqs_of_hit], "missed RCU transitions or lost events inside this quiescent state", ""))
+    conf = choose(Confidence.PROVEN, (doubtful[eqs_of_hit] | in_broken[eqs_of_hit], Confidence.INFERRED))
+    why = choose("", (in_broken[eqs_of_hit], "lost events inside this guest run: the run is not fully traced"),
+                 (doubtful[eqs_of_hit], "missed RCU transitions or lost events inside this quiescent state"))
     stop_hit, start_hit = stop[eqs_of_hit], start[eqs_of_hit]
     evidence = np.column_stack([tl.seq[stop_hit], tl.seq[hit], tl.seq[start_hit]])
     res.findings = findings_frame(

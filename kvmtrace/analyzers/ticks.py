@@ -29,7 +29,7 @@ from ..model.kernel import IRQ_EXIT_REASONS
 from ..schema import empty_frame, na_below_zero
 from .damage import spans_damage
 from .states import Confidence, Verdict
-from .base import (MODEL_NEEDS, NOHZ_NEEDS, Analyzer, Context, Frame, Metric, Result, Whole, concat, findings_frame,
+from .base import (MODEL_NEEDS, NOHZ_NEEDS, Analyzer, Context, Frame, Metric, Result, Whole, choose, concat, findings_frame,
                    first_undecidable, needs)
 
 #: without these no tick can be placed against the guest runs
@@ -297,7 +297,7 @@ def _findings(ticks: pd.DataFrame, runs: pd.DataFrame, arch: np.ndarray, x86_why
     detail = [f"tick that hit the guest ({p}) was charged to the host: handled {w}, after guest timing ended"
               if c == Charged.HOST else f"tick that hit the guest ({p}) handled {w}: charged to the guest or the host"
               for p, w, c in zip(how, place, charged)]
-    return findings_frame("misaccounted_tick", np.where(proven, Confidence.PROVEN, Confidence.INFERRED), bad["cpu"], bad["pid"],
+    return findings_frame("misaccounted_tick", choose(Confidence.INFERRED, (proven, Confidence.PROVEN)), bad["cpu"], bad["pid"],
                           bad["comm"].array, bad["pending_ns"], bad["ts"], ev, detail, why)
 
 

@@ -101,9 +101,22 @@ def _step(cpu: np.ndarray, change: np.ndarray, counter: np.ndarray) -> int | Non
     d = d[after_stop & (d > 0)]
     if not len(d):
         return None
-    vals, counts = np.unique(d, return_counts=True)
-    two_steps = int(vals[np.argmax(counts)])
+    two_steps = _mode(d)
     return two_steps // 2 if two_steps % 2 == 0 else None
+
+
+def _mode(values: np.ndarray, small: int = 1 << 12) -> int:
+    """The most common of ``values`` (non-negative), the smallest on a tie, as ``np.unique`` counts
+    give it: the small ones (a real counter step) counted by ``bincount``, no sort of millions."""
+    low = values[values < small]
+    counts = np.bincount(low) if len(low) else np.zeros(1, np.int64)
+    best = int(np.argmax(counts))
+    high = values[values >= small]
+    if len(high) > counts[best]:  # a larger value could be more common: count those too
+        vals, many = np.unique(high, return_counts=True)
+        if many.max() > counts[best]:
+            return int(vals[np.argmax(many)])
+    return best
 
 
 def missed_transitions(tl: Timeline, step: int | None) -> np.ndarray:
