@@ -269,3 +269,43 @@ def test_the_counter_step_mode_is_np_unique_s():
         d = rng.choice(pool, int(rng.integers(1, 40))).astype(np.int64)
         vals, counts = np.unique(d, return_counts=True)
         assert _mode(d) == int(vals[np.argmax(counts)])
+
+
+def test_integer_fields_read_from_bytes_as_python_reads_them():
+    """``to_int64``/``to_uint64_hex`` read text fields byte by byte, no regular expressions: every
+    string gives what Python's ``int`` gives for the decimal (within 64 bits) or 0x-hex forms, NA
+    for anything else: signs, prefixes, surrounding spaces, 19- and 20-digit edges, nulls."""
+    import random
+    import re
+
+    import pandas as pd
+    import pyarrow as pa
+
+    from kvmtrace.fields.convert import to_int64, to_uint64_hex
+
+    def want_int(s: str | None, allow_hex: bool) -> int | None:
+        t = None if s is None else s.strip()
+        if t is not None and re.fullmatch(r"-?[0-9]{1,19}", t) and -(1 << 63) <= int(t) < 1 << 63:
+            return int(t)
+        if allow_hex and t is not None and re.fullmatch(r"0[xX][0-9a-fA-F]{1,16}", t):
+            v = int(t, 16)
+            return v - (1 << 64) if v >= 1 << 63 else v
+        return None
+
+    def want_hex(s: str | None) -> int | None:
+        t = None if s is None else s.strip()
+        m = t is not None and re.fullmatch(r"(?:0[xX])?([0-9a-fA-F]+)", t)
+        return int(m.group(1), 16) if m and len(m.group(1)) <= 16 else None
+
+    rng = random.Random(3)
+    cases: list[str | None] = ["", "0", "0x", "-", "-0", "007", "-9223372036854775808", "9223372036854775808",
+                               "0xffffffffffffffff", "0x10000000000000000", " 12 ", "0x0x1", "00x1", None, "\u00a012"]
+    for _ in range(3000):
+        cases.append("".join(rng.choice("0123456789abcdefX- \t+g\u00a0") for _ in range(rng.randint(0, 22))) if rng.random() < .5
+                     else rng.choice(["", "-", "0x", " "]) + "".join(rng.choice("0123456789abcdef") for _ in range(rng.randint(0, 21))))
+    arr = pa.array(cases, pa.large_string())
+    for allow_hex in (True, False):
+        got = pd.Series(to_int64(arr, allow_hex)).astype(object).where(lambda x: x.notna(), None).tolist()
+        assert got == [want_int(c, allow_hex) for c in cases]
+    got = pd.Series(to_uint64_hex(arr)).astype(object).where(lambda x: x.notna(), None).tolist()
+    assert got == [want_hex(c) for c in cases]
