@@ -4,15 +4,20 @@ Default: a synthesized arm64 pre-fix nohz_full trace (``kvmtrace.synth``, kernel
 findings checked against its ground truth. ``--real``: the kernel's own text of the real
 ``arm64-6.1-prefix-nohzfull`` trace tiled in time (each copy shifted by whole seconds),
 findings checked against 835 per copy. Prints load time, analysis time, their ratio
-(the target: analysis <= 0.5x the load) and peak RSS. Traces go to a temporary folder.
+(the target: analysis <= 0.5x the load) and peak RSS, each measured in a fresh process, two ways:
+as a notebook does (``kvmtrace.load``, then ``kvmtrace.analyze``, which decodes the fields it
+reads) and as ``kvmtrace analyze`` does (a trace.dat's fields decoded while it is read, so they
+count in the load). Traces go to a temporary folder.
 
     python3 benchmarks/bench_analyze.py [EVENTS] [--real]
 """
 from __future__ import annotations
 
+import json
 import lzma
 import re
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -48,23 +53,40 @@ def synthesized(tmp: Path, events: int) -> tuple[list[Path], dict]:
 
 
 def measure(path: Path, what: str, truth: dict) -> None:
+    print(f"input     {what} ({path.name})")
+    for how in ("notebook", "command"):
+        out = subprocess.run([sys.executable, __file__, "--child", str(path), how], capture_output=True, text=True,
+                             check=True)
+        r = json.loads(out.stdout.splitlines()[-1])
+        print(f"  {how:9s} {r['events']:,} events, {r['runs']:,} guest runs: load {r['load']:6.2f} s, "
+              f"analyze {r['analyze']:6.2f} s, ratio analyze/load {r['analyze'] / r['load']:.2f} (target <= 0.5); "
+              f"peak {r['rss_mb']:.0f} MB = {r['rss_mb'] * 2**20 / r['events']:.0f} bytes/event")
+        print(f"            findings rcu_not_watching {r['rcu_not_watching']:,} (expected {truth['rcu_not_watching']:,}), "
+              f"apparent_irqsoff {r['apparent_irqsoff']:,}")
+
+
+def child(path: str, how: str) -> None:
+    """One measurement in this fresh process: JSON on the last line."""
+    from kvmtrace.analyzers import Options, analyze, decoded
+    from kvmtrace.loading import load
+
     t = time.perf_counter()
-    tr = kvmtrace.load(path)
-    load = time.perf_counter() - t
+    tr = kvmtrace.load(path) if how == "notebook" else load(path, decode_now=decoded())
+    loaded = time.perf_counter() - t
     t = time.perf_counter()
-    a = kvmtrace.analyze(tr)
-    ana = time.perf_counter() - t
+    a = analyze(tr, Options())
+    analyzed = time.perf_counter() - t
     c = a.counts()
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"input     {what} ({path.name}): {tr.meta.events:,} events, {len(a.runs):,} guest runs")
-    print(f"load      {load:8.2f} s")
-    print(f"analyze   {ana:8.2f} s   ratio analyze/load {ana / load:.2f} (target <= 0.5)")
-    print(f"findings  rcu_not_watching {c['rcu_not_watching']['proven']:,} (expected {truth['rcu_not_watching']:,}), "
-          f"apparent_irqsoff {c['apparent_irqsoff']['proven']:,}")
-    print(f"peak RSS  {rss:8.0f} MB so far = {rss * 2**20 / tr.meta.events:.0f} bytes/event")
+    print(json.dumps({"events": tr.meta.events, "runs": len(a.runs), "load": loaded, "analyze": analyzed,
+                      "rcu_not_watching": c["rcu_not_watching"]["proven"],
+                      "apparent_irqsoff": c["apparent_irqsoff"]["proven"],
+                      "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--child"]:
+        child(sys.argv[2], sys.argv[3])
+        return
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     want = int(args[0]) if args else 10_000_000
     real = "--real" in sys.argv
