@@ -28,16 +28,17 @@ def _trimmed(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     return data, s, e, present
 
 
-def _at(data: np.ndarray, pos: np.ndarray) -> np.ndarray:
+def _byte(data: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """``data[pos]``, clipped to the buffer (the callers check lengths first)."""
     return data.take(pos, mode="clip")
 
 
 def _hex_prefixed(data: np.ndarray, s: np.ndarray, e: np.ndarray) -> np.ndarray:
     """Strings that begin with ``0x`` or ``0X`` and have room for it."""
-    return (e - s >= 2) & (_at(data, s) == 48) & ((_at(data, s + 1) | 32) == ord("x"))
+    return (e - s >= 2) & (_byte(data, s) == ord("0")) & ((_byte(data, s + 1) | 32) == ord("x"))
 
 
-def _all(data: np.ndarray, s: np.ndarray, e: np.ndarray, table: np.ndarray, most: int) -> np.ndarray:
+def _made_of(data: np.ndarray, s: np.ndarray, e: np.ndarray, table: np.ndarray, most: int) -> np.ndarray:
     """Strings ``data[s:e]`` of 1 to ``most`` characters, every one in ``table``."""
     return (e > s) & (e - s <= most) & (scan(data, s, e, table, 1, most + 1) == e)
 
@@ -49,7 +50,7 @@ def to_uint64_hex(arr: pa.Array) -> pd.arrays.IntegerArray:
     counters were most of a text trace's field decoding."""
     data, s, e, present = _trimmed(arr)
     digits = np.where(_hex_prefixed(data, s, e), s + 2, s)
-    valid = present & _all(data, digits, e, HEX, 16)
+    valid = present & _made_of(data, digits, e, HEX, 16)
     val = parse_uint(data, digits, np.where(valid, e, digits), base=16)
     return pd.arrays.IntegerArray(val, ~valid)
 
@@ -57,17 +58,17 @@ def to_uint64_hex(arr: pa.Array) -> pd.arrays.IntegerArray:
 def to_int64(arr: pa.Array, allow_hex: bool = True) -> pd.arrays.IntegerArray:
     """Decimal (signed, within 64 bits) or 0x-hex strings → Int64 (hex read as two's complement)."""
     data, s, e, present = _trimmed(arr)
-    negative = (e > s) & (_at(data, s) == ord("-"))
-    ds = np.where(negative, s + 1, s)
-    is_dec = present & _all(data, ds, e, DIGIT, 19)
-    magnitude = parse_uint(data, ds, np.where(is_dec, e, ds))  # 19 digits fit in 64 bits unsigned
+    negative = (e > s) & (_byte(data, s) == ord("-"))
+    digits = np.where(negative, s + 1, s)
+    is_dec = present & _made_of(data, digits, e, DIGIT, 19)
+    magnitude = parse_uint(data, digits, np.where(is_dec, e, digits))  # 19 digits fit in 64 bits unsigned
     is_dec &= magnitude <= np.where(negative, np.uint64(1 << 63), np.uint64((1 << 63) - 1))  # else damage: NA
     out = np.where(negative, ~magnitude + np.uint64(1), magnitude).view(np.int64)
     if allow_hex:
-        hs = s + 2
-        is_hex = present & ~is_dec & _hex_prefixed(data, s, e) & _all(data, hs, e, HEX, 16)
+        after = s + 2  # the digits after "0x"
+        is_hex = present & ~is_dec & _hex_prefixed(data, s, e) & _made_of(data, after, e, HEX, 16)
         if is_hex.any():
-            out[is_hex] = parse_uint(data, hs[is_hex], e[is_hex], base=16).view(np.int64)
+            out[is_hex] = parse_uint(data, after[is_hex], e[is_hex], base=16).view(np.int64)
     else:
         is_hex = np.zeros(len(out), bool)
     return pd.arrays.IntegerArray(np.where(is_dec | is_hex, out, 0), ~(is_dec | is_hex))
