@@ -467,6 +467,20 @@ def test_decompression_bombs_of_tiny_lines_stop_at_the_bound(unit, tmp_path):
     _one_line_error(_cli("analyze", str(path)), path, "decompression bomb")
 
 
+@pytest.mark.parametrize("lines", [1, 250_000, 250_001, 600_003])
+def test_a_block_of_many_short_lines_is_cut_on_newlines_into_bounded_pieces(lines):
+    """The reader cuts a block of more than MAX_LINES lines on line ends: every piece holds at
+    most MAX_LINES whole lines, and the pieces put back together are the block."""
+    from kvmtrace.readers.text import MAX_LINES, _by_lines
+
+    data = b"".join(b"x" * (i % 7) + b"\n" for i in range(lines))
+    buf = np.frombuffer(data, dtype=np.uint8)
+    pieces = [piece for piece, partial in _by_lines(buf, data.count(b"\n"))]
+    assert b"".join(p.tobytes() for p in pieces) == data
+    assert all(p[-1] == 10 and 0 < int((p == 10).sum()) <= MAX_LINES for p in pieces)
+    assert len(pieces) == -(-lines // MAX_LINES)
+
+
 @pytest.mark.parametrize("how", ["zero", "copy", "stamp-zero", "swap"])
 def test_a_damaged_page_is_counted_the_same_whole_and_streamed(how, tmp_path):
     """One page of the real host-idle.v6.dat zeroed (it lost 148 events with an empty meta), copied
