@@ -97,12 +97,12 @@ def parse_block(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, layout: s
 
     # ts token: digits, ending in "<digit>:"
     tlast = ch(E[:tk.count] - 1)
-    is_ts = (tlast == 58) & ts.DIGIT[ch(E[:tk.count] - 2)] & ts.DIGIT[buf[S[:tk.count]]] if tk.count else np.zeros(0, bool)
+    is_ts = (tlast == 58) & ts.is_digit(ch(E[:tk.count] - 2)) & ts.is_digit(buf[S[:tk.count]]) if tk.count else np.zeros(0, bool)
     tgid = np.zeros(n, dtype=np.int64)
     tgid_known = np.zeros(n, dtype=bool)
     if layout == "bracket":
         first = buf[S[:tk.count]] if tk.count else np.zeros(0, np.uint8)
-        is_cpu = (first == 91) & ts.DIGIT[ch(S[:tk.count] + 1)] & (tlast == 93)
+        is_cpu = (first == 91) & ts.is_digit(ch(S[:tk.count] + 1)) & (tlast == 93)
         kb = tk.first_at(np.flatnonzero(is_cpu), k0 + 1, k_last)
         ok &= kb > k0
         anchored = ok & (kb <= k0 + 3)  # a comm may hold spaces: "CPU 0/KVM-4242"
