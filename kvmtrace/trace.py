@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .errors import MissingEventsError
 from .fields import BASE_COLUMNS as _BASE
@@ -169,7 +171,8 @@ class Trace:
         key = (name, tuple(sorted(columns)))
         picked = self._decoded.picked
         if key not in picked:
-            rows = np.flatnonzero((self.events["event"] == name).to_numpy(bool))
+            mask = (self.events["event"] == name).to_numpy(bool)
+            rows = np.flatnonzero(mask)
             known = self._decoded.read.get(name, self._decoded.typed.get((name, None)))
             if known is not None:
                 got = known[[c for c in columns if c in known.columns]]
@@ -181,7 +184,9 @@ class Trace:
                 got = binary_fields(name, self.events["seq"].to_numpy(np.int64)[rows], self.binary,  # type: ignore[arg-type]
                                     tuple(columns))
             else:
-                got = decode_fields(name, self.events["payload"].array[rows], tuple(columns))
+                # Arrow's filter by a mask: taking the rows through pandas gathers each string
+                # one by one (2.8 s against 0.13 s for 6.1M of 10M payloads)
+                got = decode_fields(name, pc.filter(pa.array(self.events["payload"].array), mask), tuple(columns))
             picked[key] = (rows, got)
         rows, got = picked[key]
         out = pd.DataFrame({c: self.events[c].to_numpy()[rows] for c in ("seq", *base)})

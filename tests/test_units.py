@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from hypothesis import given, settings
+import pytest
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from kvmtrace.schema import concat
@@ -151,22 +152,27 @@ def test_seq_index_maps_seq_numbers_dense_or_sparse_and_gives_minus_one_elsewher
     assert SeqIndex(np.zeros(0, np.int64))[np.array([1])].tolist() == [-1]
 
 
-def test_digit_windows_answer_every_scan_as_the_byte_by_byte_scan_does():
-    """``digits_forward``/``digits_backward`` replace the byte-at-a-time ``scan`` in the text parser:
-    the same stop position forward and backward, at block edges, past limits and at the step
-    bound; ``parse_uint`` gives what Python's ``int`` does, modulo 2**64."""
+@pytest.mark.parametrize("per_matrix", [1 << 20, 7])
+def test_digit_windows_answer_every_scan_as_the_byte_by_byte_scan_does(per_matrix, monkeypatch):
+    """``digits_forward``/``digits_backward`` replace the byte-at-a-time ``scan`` in the text parser
+    and the field conversions: the same stop position forward and backward, for decimal and hex
+    digits, at block edges, past limits and at the step bound, whole or a few windows at a time;
+    ``parse_uint`` gives what Python's ``int`` does, modulo 2**64."""
     import numpy as np
 
     from kvmtrace.readers import textscan as ts
 
+    monkeypatch.setattr(ts, "_WINDOWS", per_matrix)
     rng = np.random.default_rng(7)
-    alphabet = np.frombuffer(b"0123456789 -:.a[]", np.uint8)
+    alphabet = np.frombuffer(b"0123456789 -:.a[]FfGx`@", np.uint8)
     for _ in range(500):
         n = int(rng.integers(1, 160))
         buf = rng.choice(alphabet, n).astype(np.uint8)
         pos, lim, steps = rng.integers(-2, n + 2, 40), rng.integers(-2, n + 2, 40), int(rng.integers(1, 30))
         forward, limit = np.clip(pos, 0, None), np.minimum(lim, n)
         assert (ts.digits_forward(buf, forward, limit, steps) == ts.scan(buf, forward, limit, ts.DIGIT, 1, steps)).all()
+        hexed = ts.digits_forward(buf, forward, limit, steps, member=ts.is_hex)
+        assert (hexed == ts.scan(buf, forward, limit, ts.HEX, 1, steps)).all()
         back, low = np.minimum(pos, n - 1), np.clip(lim, 0, None)
         assert (ts.digits_backward(buf, back, low, steps) == ts.scan(buf, back, low, ts.DIGIT, -1, steps)).all()
         start = np.sort(rng.integers(0, n, 20))
@@ -309,3 +315,65 @@ def test_integer_fields_read_from_bytes_as_python_reads_them():
         assert got == [want_int(c, allow_hex) for c in cases]
     got = pd.Series(to_uint64_hex(arr)).astype(object).where(lambda x: x.notna(), None).tolist()
     assert got == [want_hex(c) for c in cases]
+
+
+def _split_reference(name, payload, columns):
+    """What the split layout decodes to, by Arrow's string kernels: the tokens as strings, then the
+    string conversions (the fields' behaviour before tokens were byte ranges)."""
+    import pyarrow.compute as pc
+
+    from kvmtrace.fields import decode
+    from kvmtrace.fields.specs import SPECS
+
+    spec = SPECS[name]
+    tokens = pc.split_pattern(payload, " ")
+    if not pc.all(pc.equal(pc.list_value_length(tokens), len(spec.split))).as_py():
+        return None
+    out = {}
+    for k, (col, prefix) in enumerate(spec.split):
+        if col not in columns:
+            continue
+        tok = pc.list_element(tokens, k)
+        if prefix:
+            if not pc.all(pc.starts_with(tok, prefix)).as_py():
+                return None
+            tok = pc.utf8_slice_codeunits(tok, len(prefix))
+        out.update(decode._column(tok.cast("large_string"), spec.types.get(col, "cat"), col, columns))
+    return out
+
+
+_WORDS = ["Start", "End", "++=", "--=", "Startirq", "0x1f", "0X2A", "12", "-3", "", "\t7", "8\t", "é", "\u00a05",
+          "1\x00", "x" * 9, "0x", "99999999999999999999", "-9223372036854775808", "a+0x1/0x2", "b+0x9/0x10"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), st.sampled_from([("rcu_dyntick", ("polarity", "counter")), ("rcu_dyntick", ("oldnesting",)),
+                                   ("irq_disable", ("caller", "parent"))]))
+def test_split_tokens_decode_as_the_string_kernels_do(data, case):
+    """Payloads split on spaces decode their tokens where they lie in the buffer (numbers read from
+    the bytes, short words packed into keys): the same typed values, NA and category order as the
+    tokens made strings first, for tabs, NULs, non-ASCII, empty and long tokens alike."""
+    import pyarrow as pa
+
+    from kvmtrace.fields.decode import decode_payload
+    from kvmtrace.fields.specs import SPECS
+
+    name, columns = case
+    split = SPECS[name].split
+    token = st.sampled_from(_WORDS)
+    row = st.tuples(*[st.one_of(token, token.map(lambda w, p=prefix: p + w)) if prefix else token
+                      for _, prefix in split]).map(" ".join)
+    rows = data.draw(st.lists(st.one_of(row, st.lists(token, max_size=5).map(" ".join)) if data.draw(st.booleans())
+                              else row, min_size=1, max_size=30))
+    payload = pa.array(rows, pa.large_string())
+    want = _split_reference(name, payload, columns)
+    got, _ = decode_payload(name, payload, columns)
+    event("split layout" if want is not None else "patterns")
+    if want is None:
+        return  # not the split layout: both go to the patterns
+    assert sorted(got.columns) == sorted(want)
+    for col, values in want.items():
+        mine = got[col].array
+        if isinstance(values, pd.Categorical):
+            assert list(mine.categories) == list(values.categories), col
+        assert pd.Series(mine).astype(object).tolist() == pd.Series(values).astype(object).tolist(), col

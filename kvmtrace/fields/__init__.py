@@ -27,7 +27,8 @@ def selection(events: frozenset[str] | None, fields: dict[str, tuple[str, ...]])
 
 def decode_fields(name: str, payload: Any, columns: tuple[str, ...]) -> pd.DataFrame:
     """Only the typed ``columns`` of event ``name`` from its printed payloads (no base columns)."""
-    arr = pa.array(payload) if len(payload) else pa.array([], pa.large_string())
+    arr = payload if isinstance(payload, (pa.Array, pa.ChunkedArray)) else pa.array(payload)
+    arr = arr if len(arr) else pa.array([], pa.large_string())
     arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
     return decode_payload(name, arr.cast(pa.large_string()), columns)[0]
 

@@ -1,15 +1,19 @@
 """Vectorized conversions of extracted field strings into typed pandas columns."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..readers.textscan import DIGIT, HEX, parse_uint, scan
+from ..readers.textscan import digits_forward, gather, is_digit, is_hex, parse_uint, windows
 
 
-def _buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(data bytes, start, end) of every string in a (large_)string array."""
     arr = arr.cast(pa.large_string())
     bufs = arr.buffers()
@@ -17,14 +21,42 @@ def _buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(1, np.uint8)
     if not len(data):
         data = np.zeros(1, np.uint8)
-    return data, offsets[:-1].astype(np.int64), offsets[1:].astype(np.int64)
+    return data, offsets[:-1], offsets[1:]
 
 
-def _trimmed(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class Spans:
+    """Strings as byte ranges ``data[start:end]`` of one buffer, sorted and disjoint: the tokens a
+    split leaves, converted where they lie (no string array is built for a number)."""
+
+    data: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    @cached_property
+    def plain(self) -> bool:
+        """No string begins or ends with what a whitespace trim would take off (ASCII whitespace or
+        a non-ASCII character), so the ranges are the trimmed strings."""
+        some = self.end > self.start
+        ends = np.concatenate((self.data.take(self.start[some], mode="clip"), self.data.take(self.end[some] - 1, mode="clip")))
+        return not (((ends - np.uint8(9)) < np.uint8(5)) | (ends == 32) | (ends >= 0x80)).any()
+
+    def strings(self) -> pa.LargeStringArray:
+        return gather(self.data, self.start, self.end)
+
+
+def _trimmed(arr: pa.Array | Spans) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(data, start, end, present) of each string with its surrounding whitespace trimmed; a null
     is an empty string that is not ``present``."""
+    if isinstance(arr, Spans):
+        if arr.plain:
+            return arr.data, arr.start, arr.end, np.ones(len(arr), bool)
+        arr = arr.strings()
     present = arr.is_valid().to_numpy(zero_copy_only=False)
-    data, s, e = _buffers(pc.fill_null(pc.utf8_trim_whitespace(arr), ""))
+    data, s, e = buffers(pc.fill_null(pc.utf8_trim_whitespace(arr), ""))
     return data, s, e, present
 
 
@@ -38,54 +70,77 @@ def _hex_prefixed(data: np.ndarray, s: np.ndarray, e: np.ndarray) -> np.ndarray:
     return (e - s >= 2) & (_byte(data, s) == ord("0")) & ((_byte(data, s + 1) | 32) == ord("x"))
 
 
-def _made_of(data: np.ndarray, s: np.ndarray, e: np.ndarray, table: np.ndarray, most: int) -> np.ndarray:
-    """Strings ``data[s:e]`` of 1 to ``most`` characters, every one in ``table``."""
-    return (e > s) & (e - s <= most) & (scan(data, s, e, table, 1, most + 1) == e)
+def _made_of(data: np.ndarray, s: np.ndarray, e: np.ndarray, member: Callable[[np.ndarray], np.ndarray],
+             most: int) -> np.ndarray:
+    """Strings ``data[s:e]`` of 1 to ``most`` characters, every one ``member``."""
+    return (e > s) & (e - s <= most) & (digits_forward(data, s, e, most + 1, member) == e)
 
 
-def to_uint64_hex(arr: pa.Array) -> pd.arrays.IntegerArray:
+def to_uint64_hex(arr: pa.Array | Spans) -> pd.arrays.IntegerArray:
     """Hex strings (with or without 0x) → UInt64; NA where not hex (e.g. ``(____ptrval____)``).
 
     Read from the bytes (a pass per digit of the longest): regular expressions over millions of
     counters were most of a text trace's field decoding."""
     data, s, e, present = _trimmed(arr)
     digits = np.where(_hex_prefixed(data, s, e), s + 2, s)
-    valid = present & _made_of(data, digits, e, HEX, 16)
+    valid = present & _made_of(data, digits, e, is_hex, 16)
     val = parse_uint(data, digits, np.where(valid, e, digits), base=16)
     return pd.arrays.IntegerArray(val, ~valid)
 
 
-def to_int64(arr: pa.Array, allow_hex: bool = True) -> pd.arrays.IntegerArray:
+def to_int64(arr: pa.Array | Spans, allow_hex: bool = True) -> pd.arrays.IntegerArray:
     """Decimal (signed, within 64 bits) or 0x-hex strings → Int64 (hex read as two's complement)."""
     data, s, e, present = _trimmed(arr)
     negative = (e > s) & (_byte(data, s) == ord("-"))
     digits = np.where(negative, s + 1, s)
-    is_dec = present & _made_of(data, digits, e, DIGIT, 19)
+    is_dec = present & _made_of(data, digits, e, is_digit, 19)
     magnitude = parse_uint(data, digits, np.where(is_dec, e, digits))  # 19 digits fit in 64 bits unsigned
     is_dec &= magnitude <= np.where(negative, np.uint64(1 << 63), np.uint64((1 << 63) - 1))  # else damage: NA
     out = np.where(negative, ~magnitude + np.uint64(1), magnitude).view(np.int64)
     if allow_hex:
         after = s + 2  # the digits after "0x"
-        is_hex = present & ~is_dec & _hex_prefixed(data, s, e) & _made_of(data, after, e, HEX, 16)
-        if is_hex.any():
-            out[is_hex] = parse_uint(data, after[is_hex], e[is_hex], base=16).view(np.int64)
+        hexed = present & ~is_dec & _hex_prefixed(data, s, e)
+        hexed[hexed] = _made_of(data, after[hexed], e[hexed], is_hex, 16)
+        if hexed.any():
+            out[hexed] = parse_uint(data, after[hexed], e[hexed], base=16).view(np.int64)
     else:
-        is_hex = np.zeros(len(out), bool)
-    return pd.arrays.IntegerArray(np.where(is_dec | is_hex, out, 0), ~(is_dec | is_hex))
+        hexed = np.zeros(len(out), bool)
+    return pd.arrays.IntegerArray(np.where(is_dec | hexed, out, 0), ~(is_dec | hexed))
 
 
-def hex_signed(arr: pa.Array) -> pd.arrays.IntegerArray:
+def hex_signed(arr: pa.Array | Spans) -> pd.arrays.IntegerArray:
     """Bare hex of a C ``long`` (``%lx``) → Int64 with the sign restored."""
     u = to_uint64_hex(arr)
     return pd.arrays.IntegerArray(u.to_numpy(dtype=np.uint64, na_value=0).view(np.int64), u.isna())
 
 
-def to_category(arr: pa.Array) -> pd.Categorical:
-    """Strings → pandas Categorical (NA stays NA)."""
+def to_category(arr: pa.Array | Spans) -> pd.Categorical:
+    """Strings → pandas Categorical (NA stays NA), categories in the order they first appear."""
     if not len(arr):
         return pd.Categorical([])
+    if isinstance(arr, Spans):
+        packed = _packed_category(arr)
+        if packed is not None:
+            return packed
+        arr = arr.strings()
     cat = pd.Categorical(arr.cast(pa.large_string()).dictionary_encode().to_pandas())
     return cat.rename_categories(cat.categories.astype(object)) if len(cat.categories) else cat
+
+
+def _packed_category(spans: Spans) -> pd.Categorical | None:
+    """``to_category`` of short tokens (at most 8 bytes, no NUL) with each packed into one
+    64-bit key and the keys hashed: millions of rcu polarity words without a string built."""
+    size = spans.end - spans.start
+    if int(size.max()) > 8:
+        return None
+    window = windows(spans.data, spans.start, 8)
+    inside = np.arange(8) < size[:, None]
+    if (inside & (window == 0)).any():
+        return None  # a NUL inside: "a" and "a\0" would pack alike
+    window[~inside] = 0
+    codes, keys = pd.factorize(window.view(np.uint64).ravel())
+    names = [bytes(k).rstrip(b"\0").decode("utf-8") for k in np.asarray(keys, np.uint64).view(np.uint8).reshape(-1, 8)]
+    return pd.Categorical.from_codes(codes, categories=pd.Index(names, dtype=object))
 
 
 def split_symbol(arr: pa.Array) -> tuple[pd.Categorical, pd.arrays.IntegerArray]:

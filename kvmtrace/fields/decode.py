@@ -8,13 +8,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..readers.textscan import windows
 from . import convert
 from .specs import SPECS, EventSpec
 
 _GENERIC_SIGNATURES = 32
 
 
-def _column(arr: pa.Array, kind: str, name: str, columns: tuple[str, ...] | None = None) -> dict[str, object]:
+def _column(arr: pa.Array | convert.Spans, kind: str, name: str, columns: tuple[str, ...] | None = None
+            ) -> dict[str, object]:
+    if isinstance(arr, convert.Spans) and kind not in ("int", "xint", "hex", "ptr", "shex", "cat"):
+        arr = arr.strings()  # symbols and flags are read by Arrow's string kernels
     if kind == "int":
         return {name: convert.to_int64(arr)}
     if kind == "xint":
@@ -37,25 +41,43 @@ def _column(arr: pa.Array, kind: str, name: str, columns: tuple[str, ...] | None
     return {name: convert.to_category(arr)}
 
 
-def _by_split(spec: EventSpec, payload: pa.Array, columns: tuple[str, ...] | None) -> dict[str, pa.Array] | None:
-    """Columns by token position when every row is exactly the split layout, else None."""
+def _by_split(spec: EventSpec, payload: pa.Array, columns: tuple[str, ...] | None) -> dict[str, convert.Spans] | None:
+    """Columns by token position when every row is exactly the split layout, else None.
+
+    The tokens stay byte ranges of the payloads' buffer: the spaces of all rows are found in one
+    pass, and when there are exactly ``n - 1`` per row, each row's are its own row of the
+    reshaped positions (a row whose first or last falls outside it would show the count wrong)."""
     n = len(spec.split)
     if not len(payload) or payload.null_count:
         return None
-    tokens = pc.split_pattern(payload, " ")
-    if not pc.all(pc.equal(pc.list_value_length(tokens), n)).as_py():
+    data, start, end = convert.buffers(payload)
+    rows = len(payload)
+    spaces = _spaces(data, int(start[0]), int(end[-1]))
+    if len(spaces) != rows * (n - 1):
         return None
-    cols: dict[str, pa.Array] = {}
+    cut = spaces.reshape(rows, n - 1)
+    if n > 1 and not ((cut[:, 0] >= start).all() and (cut[:, -1] < end).all()):
+        return None
+    cols: dict[str, convert.Spans] = {}
     for k, (name, prefix) in enumerate(spec.split):
         if columns is not None and name not in columns:
             continue
-        tok = pc.list_element(tokens, k)
+        b = start if k == 0 else cut[:, k - 1] + 1
+        e = end if k == n - 1 else cut[:, k]
         if prefix:
-            if not pc.all(pc.starts_with(tok, prefix)).as_py():
+            head = np.frombuffer(prefix.encode(), np.uint8)
+            if not ((e - b >= len(head)).all() and (windows(data, b, len(head)) == head).all()):
                 return None
-            tok = pc.utf8_slice_codeunits(tok, len(prefix))
-        cols[name] = tok.cast(pa.large_string())
+            b = b + len(head)
+        cols[name] = convert.Spans(data, b, e)
     return cols
+
+
+def _spaces(data: np.ndarray, lo: int, hi: int, piece: int = 8 << 20) -> np.ndarray:
+    """Positions of the spaces in ``data[lo:hi]``, found a few MB at a time: one comparison array
+    of the whole range would be a fresh mapping of hundreds of MB, touched page by page."""
+    found = [np.flatnonzero(data[a:min(a + piece, hi)] == 32) + a for a in range(lo, hi, piece)]
+    return np.concatenate(found) if found else np.zeros(0, np.int64)
 
 
 def _only(pattern: str, columns: tuple[str, ...] | None) -> str:
@@ -221,7 +243,7 @@ def decode_payload(name: str, payload: pa.Array, columns: tuple[str, ...] | None
     for col, arr in raw.items():
         if columns is not None and col not in columns:
             continue
-        if arr.null_count == len(arr):
+        if not isinstance(arr, convert.Spans) and arr.null_count == len(arr):
             continue  # a column of another kernel version/arch: leave it out
         out.update(_column(arr, types.get(col, "cat"), col, columns))
     return pd.DataFrame(out, index=pd.RangeIndex(n)), int(n - hit.sum()) if n else 0

@@ -8,9 +8,11 @@ is what lets kvmtrace parse text faster than trace-cmd renders it.
 from __future__ import annotations
 
 import codecs
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
+from numpy.lib.stride_tricks import sliding_window_view
 
 
 def lut(chars: str | bytes) -> np.ndarray:
@@ -80,24 +82,58 @@ def is_digit(x: np.ndarray) -> np.ndarray:
     return (x - np.uint8(48)) < np.uint8(10)
 
 
-def _run(buf: np.ndarray, pos: np.ndarray, width: int, step: int) -> np.ndarray:
+def is_hex(x: np.ndarray) -> np.ndarray:
+    """``HEX[x]`` for bytes, by arithmetic (``| 32`` folds A-F onto a-f)."""
+    return is_digit(x) | (((x | np.uint8(32)) - np.uint8(97)) < np.uint8(6))
+
+
+#: positions per window matrix at most: 1M windows of 20 bytes stay ~40 MB with their tests
+_WINDOWS = 1 << 20
+
+
+def windows(buf: np.ndarray, pos: np.ndarray, width: int) -> np.ndarray:
+    """``buf[p:p + width]`` for every ``p`` of ``pos`` (a ``len(pos)`` × ``width`` byte matrix),
+    bytes outside ``buf`` read as 0. Rows of a sliding-window view: no index matrix is built."""
+    pos = np.asarray(pos, np.int64)
+    inner = (pos >= 0) & (pos <= len(buf) - width)
+    if not len(pos):
+        return np.zeros((0, width), np.uint8)
+    if inner.all():
+        return sliding_window_view(buf, width)[pos]
+    out = np.zeros((len(pos), width), np.uint8)
+    if inner.any():
+        out[inner] = sliding_window_view(buf, width)[pos[inner]]
+    at = pos[~inner, None] + np.arange(width)  # near an end: the bytes inside, zeros past it
+    out[~inner] = np.where((at >= 0) & (at < len(buf)), buf.take(at, mode="clip"), np.uint8(0))
+    return out
+
+
+def _run(buf: np.ndarray, pos: np.ndarray, width: int, step: int,
+         member: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """Per position, how many bytes from it on (``step`` 1) or back (−1), up to ``width``, are
-    digits: one window of bytes per position, a few passes over the lines, none over the block."""
-    window = buf.take(pos[:, None] + step * np.arange(width + 1), mode="clip")
-    inside = is_digit(window)
-    inside[:, width] = False  # the sentinel column: a run as wide as the window stops there
-    return inside.argmin(axis=1)
+    ``member``: a window of bytes per position, a few passes over the lines, none over the block."""
+    out = np.empty(len(pos), np.int64)
+    for lo in range(0, len(pos), _WINDOWS):
+        p = pos[lo:lo + _WINDOWS]
+        if step > 0:
+            inside = member(windows(buf, p, width + 1))
+        else:  # the window ending at p, read from p back
+            inside = member(windows(buf, p - width, width + 1))[:, ::-1]
+        inside[:, width] = False  # the sentinel column: a run as wide as the window stops there
+        out[lo:lo + _WINDOWS] = inside.argmin(axis=1)
+    return out
 
 
-def digits_forward(buf: np.ndarray, pos: np.ndarray, limit: np.ndarray, max_steps: int) -> np.ndarray:
-    """``scan(buf, pos, limit, DIGIT, 1, max_steps)``: the first non-digit at or after ``pos``, no
-    further than ``limit`` or ``max_steps`` on."""
+def digits_forward(buf: np.ndarray, pos: np.ndarray, limit: np.ndarray, max_steps: int,
+                   member: Callable[[np.ndarray], np.ndarray] = is_digit) -> np.ndarray:
+    """``scan(buf, pos, limit, DIGIT, 1, max_steps)``: the first non-digit (or non-``member``)
+    at or after ``pos``, no further than ``limit`` or ``max_steps`` on."""
     pos = np.asarray(pos, np.int64)
     limit = np.asarray(limit, np.int64)
     width = min(max_steps, int((limit - pos).max(initial=0)))
     if width <= 0:
         return pos.copy()
-    return pos + np.minimum(_run(buf, pos, width, 1), np.maximum(limit - pos, 0))
+    return pos + np.minimum(_run(buf, pos, width, 1, member), np.maximum(limit - pos, 0))
 
 
 def digits_backward(buf: np.ndarray, pos: np.ndarray, limit: np.ndarray, max_steps: int) -> np.ndarray:
@@ -108,7 +144,7 @@ def digits_backward(buf: np.ndarray, pos: np.ndarray, limit: np.ndarray, max_ste
     width = min(max_steps, int((pos - limit + 1).max(initial=0)))
     if width <= 0:
         return pos.copy()
-    return pos - np.minimum(_run(buf, pos, width, -1), np.maximum(pos - limit + 1, 0))
+    return pos - np.minimum(_run(buf, pos, width, -1, is_digit), np.maximum(pos - limit + 1, 0))
 
 
 def parse_uint(buf: np.ndarray, start: np.ndarray, end: np.ndarray, base: int = 10) -> np.ndarray:
