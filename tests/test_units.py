@@ -377,3 +377,16 @@ def test_split_tokens_decode_as_the_string_kernels_do(data, case):
         if isinstance(values, pd.Categorical):
             assert list(mine.categories) == list(values.categories), col
         assert pd.Series(mine).astype(object).tolist() == pd.Series(values).astype(object).tolist(), col
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 70_000), max_size=60), st.lists(st.integers(-5, 70_000), max_size=8),
+       st.sampled_from([np.int32, np.uint64, np.int64]), st.booleans())
+def test_event_ids_are_picked_as_isin_picks_them(ids, wanted, dtype, huge):
+    """The lookup table that picks records by event id answers as np.isin, for 16-bit ids, ids no
+    format has, and (through np.isin itself) a damaged id too large for a table."""
+    from kvmtrace.readers.tracedat.records import of_ids
+
+    type_id = np.asarray(ids + ([2**40] if huge else []), dtype if not huge or dtype != np.int32 else np.int64)
+    assert of_ids(type_id, wanted).tolist() == np.isin(type_id, wanted).tolist()
+    assert of_ids(type_id, np.asarray(wanted, np.int64)).tolist() == np.isin(type_id, wanted).tolist()

@@ -21,7 +21,7 @@ from ...meta import TraceMeta
 from . import header as hdr
 from .events import damaged, numbered, table
 from .formats import Field, FormatTable, header_page_layout
-from .records import RecordStore
+from .records import RecordStore, of_ids
 from .ringbuf import Records, page_damage, walk
 from .source import BinarySource
 from ..select import Selection
@@ -125,7 +125,7 @@ class Opened:
         if self.keep_ids is None:
             return np.ones(len(recs.ts), bool)
         one = RecordStore([data], np.zeros(len(recs.ts), np.uint16), recs.offset, recs.length, self.dat.big_endian)
-        return np.isin(one.number(np.arange(len(recs.ts)), self.common["common_type"], signed=False), self.keep_ids)
+        return of_ids(one.number(np.arange(len(recs.ts)), self.common["common_type"], signed=False), self.keep_ids)
 
 
 def open_dat(path: str, compression: str | None, select: Selection | None) -> Opened:

@@ -13,7 +13,7 @@ from ...uname import parse as parse_release
 from ..flags import FLAG_COLUMNS, masked
 from . import header as hdr
 from .formats import EventFormat, Field, FormatTable
-from .records import RecordStore
+from .records import RecordStore, of_ids
 from .source import BinarySource
 from .symbols import cmdlines
 
@@ -88,7 +88,7 @@ def numbered(dat: hdr.DatFile, meta: TraceMeta, formats: FormatTable, cf: Mappin
     pc = _column(head, cf["common_preempt_count"], dat.endian + "u").astype(np.uint8, copy=False)
     pid = _column(head, cf["common_pid"], dat.endian + "i").astype(np.int32, copy=False)
     del head
-    known = np.isin(type_id, np.fromiter(formats.keys(), dtype=np.int64))
+    known = of_ids(type_id, np.fromiter(formats.keys(), dtype=np.int64))
     if (~known).any():
         meta.skip("unknown-event-id", int((~known).sum()))
         meta.warnings.append(f"{int((~known).sum())} records have event ids missing from the file's formats; skipped")

@@ -6,7 +6,7 @@ import numpy as np
 
 from . import header as hdr
 from .formats import FormatTable
-from .records import RecordStore
+from .records import RecordStore, of_ids
 from .symbols import Symbols, printk_strings
 
 
@@ -29,7 +29,7 @@ class BinarySource:
     def seq_of(self, name: str) -> np.ndarray:
         """The seq numbers of event ``name``'s records, in table order."""
         ids = [i for i, (known, _) in self.formats.names.items() if known == name]  # no format parsed for it
-        rows = np.flatnonzero(np.isin(self.type_id, ids)) if ids else np.zeros(0, np.int64)
+        rows = np.flatnonzero(of_ids(self.type_id, ids)) if ids else np.zeros(0, np.int64)
         return rows if self.seq is None else self.seq[rows]
 
     def rows(self, seq: np.ndarray) -> np.ndarray:
