@@ -15,6 +15,7 @@ from .kernel import RCU_ROLES
 from .timeline import READS, Cls, Pairs, Timeline
 
 COUNTER_MOD = 0x1000  # the event prints the counter masked to 12 bits
+_WRAP = COUNTER_MOD - 1  # a difference & this is the difference modulo COUNTER_MOD (a power of two)
 
 
 def quiescent_states(tl: Timeline) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -97,7 +98,7 @@ def _step(cpu: np.ndarray, change: np.ndarray, counter: np.ndarray) -> int | Non
         return None
     same = cpu[:-1] == cpu[1:]
     after_stop = (change[:-1] < 0) & same
-    d = (counter[1:] - counter[:-1]) % COUNTER_MOD
+    d = (counter[1:] - counter[:-1]) & _WRAP
     d = d[after_stop & (d > 0)]
     if not len(d):
         return None
@@ -131,6 +132,6 @@ def missed_transitions(tl: Timeline, step: int | None) -> np.ndarray:
     if step is None or len(k) < 2:
         return np.zeros(0, np.int64)
     same = tl.cpu[k[:-1]] == tl.cpu[k[1:]]
-    d = (tl.rcu_counter[1:] - tl.rcu_counter[:-1]) % COUNTER_MOD
+    d = (tl.rcu_counter[1:] - tl.rcu_counter[:-1]) & _WRAP
     want = np.where(tl.rcu_change[k[:-1]] < 0, 2 * step, 0)
     return k[1:][same & (d != want)]
