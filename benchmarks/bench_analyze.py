@@ -61,6 +61,10 @@ def measure(path: Path, what: str, truth: dict) -> None:
         print(f"  {how:9s} {r['events']:,} events, {r['runs']:,} guest runs: load {r['load']:6.2f} s, "
               f"analyze {r['analyze']:6.2f} s, ratio analyze/load {r['analyze'] / r['load']:.2f} (target <= 0.5); "
               f"peak {r['rss_mb']:.0f} MB = {r['rss_mb'] * 2**20 / r['events']:.0f} bytes/event")
+        # CPU seconds of every thread: the part of a wall time that is work, not the VM's memory
+        print(f"            CPU user/sys: load {r['load_cpu'][0]:.2f}/{r['load_cpu'][1]:.2f} s, analyze "
+              f"{r['analyze_cpu'][0]:.2f}/{r['analyze_cpu'][1]:.2f} s, ratio of user time "
+              f"{r['analyze_cpu'][0] / r['load_cpu'][0]:.2f}")
         print(f"            findings rcu_not_watching {r['rcu_not_watching']:,} (expected {truth['rcu_not_watching']:,}), "
               f"apparent_irqsoff {r['apparent_irqsoff']:,}")
 
@@ -70,14 +74,19 @@ def child(path: str, how: str) -> None:
     from kvmtrace.analyzers import Options, analyze, decoded
     from kvmtrace.loading import load
 
-    t = time.perf_counter()
+    def cpu() -> tuple[float, float]:
+        use = resource.getrusage(resource.RUSAGE_SELF)
+        return use.ru_utime, use.ru_stime
+
+    t, c0 = time.perf_counter(), cpu()
     tr = kvmtrace.load(path) if how == "notebook" else load(path, decode_now=decoded())
-    loaded = time.perf_counter() - t
+    loaded, c1 = time.perf_counter() - t, cpu()
     t = time.perf_counter()
     a = analyze(tr, Options())
-    analyzed = time.perf_counter() - t
+    analyzed, c2 = time.perf_counter() - t, cpu()
     c = a.counts()
     print(json.dumps({"events": tr.meta.events, "runs": len(a.runs), "load": loaded, "analyze": analyzed,
+                      "load_cpu": [c1[0] - c0[0], c1[1] - c0[1]], "analyze_cpu": [c2[0] - c1[0], c2[1] - c1[1]],
                       "rcu_not_watching": c["rcu_not_watching"]["proven"],
                       "apparent_irqsoff": c["apparent_irqsoff"]["proven"],
                       "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
