@@ -89,3 +89,35 @@ def test_decompression_is_bounded(tmp_path, monkeypatch):
     p.write_bytes(lzma.compress((GOOD * 200_000).encode()))
     with pytest.raises(kvmtrace.TraceError, match="decompression bomb"):
         kvmtrace.load(p)
+
+
+@pytest.mark.parametrize("text", [
+    b"a\nbb\nccc\n", b"a\nbb\nccc", b"x" * 50, b"x" * 300, b"a\n" + b"y" * 300 + b"\nb\n", b"a\n" + b"y" * 300,
+    b"short\n" + b"z" * 70 + b"\nend\n", b"\n\n\n", b"q" * 64 + b"\n" + b"r" * 63, b"s\n" * 400,
+    b"%d pages behind are let go\n" * 6000,
+])
+def test_a_mapped_file_cuts_into_the_lines_a_read_cuts(text, tmp_path, monkeypatch):
+    """Plain text is read through a mapping, other input by reads: the same lines in the same order,
+    the same partial last line, and the same overlong stretches (at their offsets), for blocks
+    smaller than a line, lines longer than the bound, files that end without a newline, and one
+    long enough that the pages behind the blocks leave the mapping as it goes."""
+    from kvmtrace.readers import text as T
+
+    path = tmp_path / "t.txt"
+    path.write_bytes(text)
+    assert T.mapped_plain(str(path)) is not None  # plain text: the mapped path is the one taken
+
+    def cut(mapped: bool) -> tuple[list[tuple[bytes, bool]], list[int]]:
+        with monkeypatch.context() as m:
+            m.setattr(T, "MAX_LINE", 100)
+            m.setattr(T, "MAX_LINES", 150)
+            if not mapped:
+                m.setattr(T, "mapped_plain", lambda p: None)
+            overlong: list[int] = []
+            return [(bytes(b), final) for b, final in T._lines_of(str(path), 32, overlong)], overlong
+
+    (mapped, mapped_long), (read, read_long) = cut(True), cut(False)
+    assert b"".join(p for p, _ in mapped) == b"".join(p for p, _ in read)
+    assert [p for p, f in mapped if f] == [p for p, f in read if f]  # the partial last line
+    assert mapped_long == read_long
+    assert all(p.endswith(b"\n") and p.count(b"\n") <= 150 for p, f in mapped if not f)

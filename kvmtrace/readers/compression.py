@@ -9,6 +9,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
+import mmap
 import os
 import stat
 import zlib
@@ -54,6 +55,23 @@ def _open_stream(raw: BinaryIO, kind: str | None) -> BinaryIO:
     if kind == "bzip2":
         return bz2.BZ2File(raw)  # type: ignore[return-value]
     return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+
+
+def mapped_plain(path: str) -> mmap.mmap | None:
+    """``path`` mapped read-only when it is a regular file of plain text (neither compressed nor
+    wrapped), else None: its blocks can then be views of the page cache instead of copies."""
+    try:
+        with open(path, "rb") as raw:
+            st = os.fstat(raw.fileno())
+            if not stat.S_ISREG(st.st_mode) or not st.st_size:
+                return None
+            mm = mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        return None
+    if sniff_compression(mm[:8]) or wrapped.kind(mm[:1 << 16]):
+        mm.close()
+        return None
+    return mm
 
 
 def iter_blocks(path: str, block_size: int = 16 << 20) -> Iterator[bytes]:

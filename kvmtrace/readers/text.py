@@ -7,6 +7,8 @@ events kept, not the file; every line ends up either as an event or counted in
 from __future__ import annotations
 
 import lzma
+import mmap
+import os
 import re
 import zlib
 from collections import deque
@@ -19,11 +21,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import zstandard
 
+from .. import progress
 from ..errors import TraceFormatError
 from ..meta import MAX_EXAMPLES, TraceMeta
 from . import textscan as ts
 from . import unfold
-from .compression import iter_blocks
+from .compression import iter_blocks, mapped_plain
 from .flags import decode_flags
 from .sniff import TextFormat
 from .select import Selection
@@ -42,12 +45,18 @@ _DOT = ord(".")
 MAX_LINE = 16 << 20
 #: lines per decoded block at most: blank-line floods cost per-line arrays, not bytes
 MAX_LINES = 250_000
+#: blocks of a mapped file kept mapped behind the one being cut (more than can be in flight)
+MAPPED_BLOCKS = 8
 
 
 def _lines_of(path: str, block_size: int, overlong: list[int]) -> Iterator[tuple[np.ndarray, bool]]:
     """Yield byte blocks that end on a line boundary (the last one may not), of at most ``MAX_LINES``
     lines; a stretch over ``MAX_LINE`` bytes without a newline is dropped and its byte offset
     appended to ``overlong``."""
+    mm = mapped_plain(path)
+    if mm is not None:
+        yield from _mapped_lines(mm, os.path.basename(path), block_size, overlong)
+        return
     carry = b""
     skipping = False
     at = 0  # bytes of the decompressed stream seen
@@ -76,6 +85,44 @@ def _lines_of(path: str, block_size: int, overlong: list[int]) -> Iterator[tuple
         raise _Truncated(str(exc)) from exc
     if carry:
         yield np.frombuffer(carry, dtype=np.uint8), True
+
+
+def _mapped_lines(mm: mmap.mmap, name: str, block_size: int, overlong: list[int]) -> Iterator[tuple[np.ndarray, bool]]:
+    """``_lines_of`` for a mapped plain file: each block is a view of the mapping, cut after its
+    last newline (a read would copy every block into a new bytes object, then join it to the
+    line the previous block cut)."""
+    whole = np.frombuffer(mm, np.uint8)
+    size, pos, released = len(whole), 0, 0
+
+    def lines(end: int) -> Iterator[tuple[np.ndarray, bool]]:
+        return _by_lines(whole[pos:end], int(np.count_nonzero(whole[pos:end] == 10)))
+
+    while pos < size:
+        progress.step(f"reading {name}", pos / size)
+        # the pages well behind the blocks in flight leave the mapping (the page cache keeps them),
+        # so what the process maps stays a few blocks, not the file
+        behind = (pos - MAPPED_BLOCKS * block_size) // mmap.PAGESIZE * mmap.PAGESIZE
+        if behind > released and hasattr(mmap, "MADV_DONTNEED"):
+            mm.madvise(mmap.MADV_DONTNEED, released, behind - released)
+            released = behind
+        end = min(pos + block_size, size)
+        cut = mm.rfind(b"\n", pos, end) + 1
+        if end < size and not cut:  # a line longer than a block: to its newline, if it has one
+            cut = mm.find(b"\n", end) + 1
+            if cut and cut - pos > MAX_LINE:
+                overlong.append(pos)  # not text: on after its newline
+                pos = cut
+                continue
+        if cut > pos:
+            yield from lines(cut)
+            pos = cut
+        if end == size or not cut:  # what is left is one last line without a newline
+            if pos < size:
+                if size - pos > MAX_LINE:
+                    overlong.append(pos)
+                else:
+                    yield whole[pos:size], True
+            return
 
 
 def _by_lines(buf: np.ndarray, lines: int) -> Iterator[tuple[np.ndarray, bool]]:
