@@ -267,3 +267,28 @@ def test_every_synthesized_format_matches_the_ground_truth(kw, tmp_path):
 
 def test_the_real_kvm_traces_are_all_here():
     assert len(KVM_DATS) == 9 and all(Path(d).exists() for d in KVM_DATS) and SHARED.exists()
+
+
+@pytest.mark.parametrize("damage", ["fold-s72", "fold60", "quoted-fold72"])
+def test_a_block_may_end_after_any_piece_of_a_wrapped_line(damage):
+    """Blocks of wrapped text end wherever a block size falls: after the event line, after a full
+    piece, or after a short middle piece (``fold -s`` before a long word). Cut after every line, the
+    rejoined text is the text rejoined whole."""
+    import numpy as np
+
+    from kvmtrace.meta import TraceMeta
+    from kvmtrace.readers import text as T
+    from kvmtrace.readers.sniff import TRACEFS
+
+    raw = DAMAGE[damage]("\n".join(kernel_text("arm64-6.1-prefix-tick").split("\n")[:1500])).encode() + b"\n"
+    lines = raw.splitlines(keepends=True)
+    head = b"".join(lines[:200])  # the first block decides the fold
+
+    def rejoined(blocks: list[bytes]) -> bytes:
+        meta = TraceMeta("wrapped.txt", "tracefs")
+        pieces = ((np.frombuffer(b, np.uint8), False) for b in blocks)
+        return b"".join(out.tobytes() for out, _ in T._unfolded(pieces, TRACEFS, meta))
+
+    whole = rejoined([raw])
+    assert whole.count(b"\n") < raw.count(b"\n") - 500  # the wrapping was undone
+    assert rejoined([head, *lines[200:]]) == whole

@@ -118,7 +118,9 @@ def rejoin(buf: np.ndarray, fold: Fold, fmt: TextFormat, final: bool) -> tuple[n
     starts, ends, lengths = _lines(buf)
     cont = _continues(buf, starts, ends, lengths, fold.width, fmt)
     tail = len(buf)
-    if not final and len(starts) and _full(buf, ends[-1:], lengths[-1:], fold.width)[0]:
+    # the last line may go on in the next block: a full piece, or a short middle piece that is
+    # itself a continuation (``fold -s`` before a long word)
+    if not final and len(starts) and _full(buf, ends[-1:], lengths[-1:], fold.width, cont[-1:])[0]:
         heads = np.flatnonzero(~cont)
         last = heads[-1] if len(heads) else 0
         tail = int(starts[last])
