@@ -93,10 +93,6 @@ def _mapped_lines(mm: mmap.mmap, name: str, block_size: int, overlong: list[int]
     line the previous block cut)."""
     whole = np.frombuffer(mm, np.uint8)
     size, pos, released = len(whole), 0, 0
-
-    def lines(end: int) -> Iterator[tuple[np.ndarray, bool]]:
-        return _by_lines(whole[pos:end], int(np.count_nonzero(whole[pos:end] == 10)))
-
     while pos < size:
         progress.step(f"reading {name}", pos / size)
         # the pages well behind the blocks in flight leave the mapping (the page cache keeps them),
@@ -114,7 +110,8 @@ def _mapped_lines(mm: mmap.mmap, name: str, block_size: int, overlong: list[int]
                 pos = cut
                 continue
         if cut > pos:
-            yield from lines(cut)
+            block = whole[pos:cut]
+            yield from _by_lines(block, int(np.count_nonzero(block == 10)))
             pos = cut
         if end == size or not cut:  # what is left is one last line without a newline
             if pos < size:
@@ -126,8 +123,9 @@ def _mapped_lines(mm: mmap.mmap, name: str, block_size: int, overlong: list[int]
 
 
 def _by_lines(buf: np.ndarray, lines: int) -> Iterator[tuple[np.ndarray, bool]]:
-    """``buf`` (``lines`` whole lines) in pieces of at most ``MAX_LINES`` lines. The count comes
-    from ``bytes.count`` (a memchr loop): this runs on the reading thread, ahead of the parsers."""
+    """``buf`` (``lines`` whole lines) in pieces of at most ``MAX_LINES`` lines. The caller counts
+    the lines on the reading thread, ahead of the parsers; only a block of more than MAX_LINES
+    is searched for its line ends."""
     if lines <= MAX_LINES:
         yield buf, False
         return

@@ -95,9 +95,9 @@ def windows(buf: np.ndarray, pos: np.ndarray, width: int) -> np.ndarray:
     """``buf[p:p + width]`` for every ``p`` of ``pos`` (a ``len(pos)`` × ``width`` byte matrix),
     bytes outside ``buf`` read as 0. Rows of a sliding-window view: no index matrix is built."""
     pos = np.asarray(pos, np.int64)
-    inner = (pos >= 0) & (pos <= len(buf) - width)
     if not len(pos):
         return np.zeros((0, width), np.uint8)
+    inner = (pos >= 0) & (pos <= len(buf) - width)
     if inner.all():
         return sliding_window_view(buf, width)[pos]
     out = np.zeros((len(pos), width), np.uint8)
