@@ -317,61 +317,69 @@ def test_integer_fields_read_from_bytes_as_python_reads_them():
     assert got == [want_hex(c) for c in cases]
 
 
-def _split_reference(name, payload, columns):
-    """What the split layout decodes to, by Arrow's string kernels: the tokens as strings, then the
-    string conversions (the fields' behaviour before tokens were byte ranges)."""
-    import pyarrow.compute as pc
-
+def _patterns_reference(name, payload, columns):
+    """What the spec's patterns alone decode (the reference the split layout must agree with):
+    the typed columns and the unparsed-row count."""
     from kvmtrace.fields import decode
     from kvmtrace.fields.specs import SPECS
 
     spec = SPECS[name]
-    tokens = pc.split_pattern(payload, " ")
-    if not pc.all(pc.equal(pc.list_value_length(tokens), len(spec.split))).as_py():
-        return None
+    raw, hit = decode._by_patterns(spec, payload, columns)
     out = {}
-    for k, (col, prefix) in enumerate(spec.split):
-        if col not in columns:
-            continue
-        tok = pc.list_element(tokens, k)
-        if prefix:
-            if not pc.all(pc.starts_with(tok, prefix)).as_py():
-                return None
-            tok = pc.utf8_slice_codeunits(tok, len(prefix))
-        out.update(decode._column(tok.cast("large_string"), spec.types.get(col, "cat"), col, columns))
-    return out
+    for col, arr in raw.items():
+        if col in columns and arr.null_count != len(arr):
+            out.update(decode._column(arr, spec.types.get(col, "cat"), col, columns))
+    return out, int(len(payload) - hit.sum())
 
 
-_WORDS = ["Start", "End", "++=", "--=", "Startirq", "0x1f", "0X2A", "12", "-3", "", "\t7", "8\t", "é", "\u00a05",
-          "1\x00", "x" * 9, "0x", "99999999999999999999", "-9223372036854775808", "a+0x1/0x2", "b+0x9/0x10"]
+_WORDS = ["Start", "End", "++=", "--=", "Startirq", "0x1f", "0X2A", "12", "-3", "", "\t7", "8\t", "\r9", "é", "\u00a05",
+          "1\x00", "x" * 9, "0x", "-0x", "0xg", "99999999999999999999", "-9223372036854775808", "a+0x1/0x2",
+          "b+0x9/0x10", "f" * 17]
 
 
-@settings(max_examples=300, deadline=None)
+_VALID = {"word": ["Start", "End", "Startirq", "++=", "é", "x" * 9, "a+0x1/0x2", "do_idle+0x1c/0x40", "\x7f"],
+          "signed_hex": ["0", "1", "-3", "0x1f", "-0x10", "ffffffff", "4000000000000002", "DEAD"],
+          "number": ["12", "0", "0x1f", "0xABC", "9223372036854775807", "18446744073709551615"]}
+
+
+@settings(max_examples=400, deadline=None)
 @given(st.data(), st.sampled_from([("rcu_dyntick", ("polarity", "counter")), ("rcu_dyntick", ("oldnesting",)),
-                                   ("irq_disable", ("caller", "parent"))]))
-def test_split_tokens_decode_as_the_string_kernels_do(data, case):
+                                   ("irq_disable", ("caller", "parent")), ("irq_disable", ("caller",))]))
+def test_split_tokens_decode_as_the_patterns_do(data, case):
     """Payloads split on spaces decode their tokens where they lie in the buffer (numbers read from
-    the bytes, short words packed into keys): the same typed values, NA and category order as the
-    tokens made strings first, for tabs, NULs, non-ASCII, empty and long tokens alike."""
+    the bytes, short words packed into keys): the same typed values, NA, category order and
+    unparsed rows as the patterns give, for tabs, NULs, non-ASCII, empty, long and malformed tokens
+    alike, in a column asked for or not."""
     import pyarrow as pa
 
-    from kvmtrace.fields.decode import decode_payload
+    from kvmtrace.fields import decode
     from kvmtrace.fields.specs import SPECS
 
     name, columns = case
     split = SPECS[name].split
     token = st.sampled_from(_WORDS)
-    row = st.tuples(*[st.one_of(token, token.map(lambda w, p=prefix: p + w)) if prefix else token
-                      for _, prefix in split]).map(" ".join)
+
+    clean = data.draw(st.booleans())  # only what each kind allows, or now and then anything
+
+    def of(kind):
+        valid = st.sampled_from(_VALID[kind])
+        return valid if clean else st.one_of(valid, valid, valid, token)
+
+    def prefixed(prefix, kind):
+        full = of(kind).map(lambda w: prefix + w)
+        return full if clean or not prefix else st.one_of(of(kind), full)
+
+    row = st.tuples(*[prefixed(prefix, kind) for _, prefix, kind in split]).map(" ".join)
+    if not clean:  # a tab where a space belongs: as many blanks, not the layout
+        row = st.one_of(row, row, row.map(lambda r: r.replace(" ", "\t", 1)))
     rows = data.draw(st.lists(st.one_of(row, st.lists(token, max_size=5).map(" ".join)) if data.draw(st.booleans())
                               else row, min_size=1, max_size=30))
     payload = pa.array(rows, pa.large_string())
-    want = _split_reference(name, payload, columns)
-    got, _ = decode_payload(name, payload, columns)
-    event("split layout" if want is not None else "patterns")
-    if want is None:
-        return  # not the split layout: both go to the patterns
-    assert sorted(got.columns) == sorted(want)
+    want, unparsed = _patterns_reference(name, payload, columns)
+    got, got_unparsed = decode.decode_payload(name, payload, columns)
+    event("split layout" if decode._by_split(SPECS[name], payload, columns) is not None else "patterns")
+    assert got_unparsed == unparsed
+    assert list(got.columns) == list(want)
     for col, values in want.items():
         mine = got[col].array
         if isinstance(values, pd.Categorical):
@@ -390,3 +398,60 @@ def test_event_ids_are_picked_as_isin_picks_them(ids, wanted, dtype, huge):
     type_id = np.asarray(ids + ([2**40] if huge else []), dtype if not huge or dtype != np.int32 else np.int64)
     assert of_ids(type_id, wanted).tolist() == np.isin(type_id, wanted).tolist()
     assert of_ids(type_id, np.asarray(wanted, np.int64)).tolist() == np.isin(type_id, wanted).tolist()
+
+
+def _decoded_everything(path, columns=None):
+    """Every event type of a text trace, decoded by ``Trace.df`` (all fields, or ``columns``) and by
+    ``Trace.fields`` (the columns the model reads): frames and unparsed counts."""
+    import kvmtrace
+    from kvmtrace.model.timeline import READS
+
+    tr = kvmtrace.load(path)
+    out = {}
+    for name in tr.event_names():
+        d = tr.df(name)
+        out[name] = (d, d.attrs["unparsed"])
+        if name in READS:
+            out[(name, "fields")] = (tr.fields(name, list(READS[name])), 0)
+    return out
+
+
+def _mixed_payloads(tmp_path):
+    """Kernel text whose rcu payloads change layout part way (no counter, then one: another kernel's
+    column absent from the first rows) and whose irq_disable rows break the split layout now and then."""
+    lines = ["# tracer: nop"]
+    for k in range(40):
+        ts = f"{100 + k}.{k:06d}"
+        rcu = "Start 0 1" if k < 15 else f"End 1 0 {0x1000 + 2 * k:#x}" if k % 3 else "Startirq 0 1 oops"
+        lines.append(f"          <idle>-0       [001] d.h1. {ts}: rcu_dyntick: {rcu}")
+        caller = "caller=do_idle+0x1c/0x40 parent=cpu_startup_entry+0x24/0x30" if k % 7 else "caller=0xffff0001 parent=x y"
+        lines.append(f"          <idle>-0       [001] d.h1. {ts}: irq_disable: {caller}")
+    path = tmp_path / "mixed.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("which", ["arm64", "x86", "mixed"])
+def test_payloads_decode_alike_a_slice_at_a_time(which, tmp_path, monkeypatch):
+    """Field decoding goes a slice of rows at a time (their temporaries reused, not mapped afresh):
+    in slices of 7 rows every event of a real trace, and a trace whose layout changes between
+    slices, decodes to the same columns, values, NA and category order as in one piece."""
+    from conftest import ARM64, X86_SVM
+    from kvmtrace import fields
+    from kvmtrace.fields import decode
+
+    path = {"arm64": ARM64 / "arm64-6.1-prefix-tick.tracefs.txt.xz", "x86": X86_SVM / "x86-6.1-tick.tracefs.txt.xz",
+            "mixed": None}[which] or _mixed_payloads(tmp_path)
+    whole = _decoded_everything(path)
+    monkeypatch.setattr(decode, "SLICE_ROWS", 7)
+    monkeypatch.setattr(fields, "SLICE_ROWS", 7)
+    sliced = _decoded_everything(path)
+    assert sliced.keys() == whole.keys()
+    assert len(whole) > (2 if which == "mixed" else 8)
+    for key, (frame, unparsed) in whole.items():
+        pd.testing.assert_frame_equal(sliced[key][0], frame, check_categorical=True, obj=str(key))
+        assert sliced[key][1] == unparsed, key
+    if which == "mixed":
+        rcu = whole["rcu_dyntick"][0]
+        assert rcu["counter"].isna().sum() == 15 + 9 and whole["rcu_dyntick"][1] == 9  # "oops" rows unparsed
+        assert list(rcu["polarity"].cat.categories)[:2] == ["Start", "End"]

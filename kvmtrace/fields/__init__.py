@@ -6,17 +6,20 @@ and lazy: only event types someone asks for are decoded. Known events follow
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..readers.select import Selection
 from .binary import binary_fields
-from .decode import decode_payload
+from .decode import SLICE_ROWS, decode_payload, decode_pieces
 from .specs import BASE_COLUMNS
 
-__all__ = ["BASE_COLUMNS", "decode_event", "decode_fields", "selection"]
+__all__ = ["BASE_COLUMNS", "decode_event", "decode_fields", "decode_rows", "selection"]
 
 
 def selection(events: frozenset[str] | None, fields: dict[str, tuple[str, ...]]) -> Selection:
@@ -31,6 +34,18 @@ def decode_fields(name: str, payload: Any, columns: tuple[str, ...]) -> pd.DataF
     arr = arr if len(arr) else pa.array([], pa.large_string())
     arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
     return decode_payload(name, arr.cast(pa.large_string()), columns)[0]
+
+
+def decode_rows(name: str, payload: pa.ChunkedArray | pa.Array, rows: np.ndarray, columns: tuple[str, ...]
+                ) -> pd.DataFrame:
+    """``decode_fields`` of the payloads of event ``name`` where the events table's mask ``rows`` is
+    set, taken a slice of the table at a time: no copy of every such payload is made first."""
+    def pieces() -> Iterator[pa.Array]:
+        for a in range(0, len(rows), SLICE_ROWS):
+            got = pc.filter(payload.slice(a, SLICE_ROWS), pa.array(rows[a:a + SLICE_ROWS]))
+            yield got.combine_chunks() if isinstance(got, pa.ChunkedArray) else got
+
+    return decode_pieces(name, pieces(), columns)[0]
 
 
 def decode_event(name: str, rows: pd.DataFrame, columns: tuple[str, ...] | None = None) -> pd.DataFrame:

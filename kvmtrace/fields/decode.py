@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from pandas.api.types import union_categoricals
 
 from ..readers.textscan import windows
 from . import convert
@@ -44,24 +46,24 @@ def _column(arr: pa.Array | convert.Spans, kind: str, name: str, columns: tuple[
 def _by_split(spec: EventSpec, payload: pa.Array, columns: tuple[str, ...] | None) -> dict[str, convert.Spans] | None:
     """Columns by token position when every row is exactly the split layout, else None.
 
-    The tokens stay byte ranges of the payloads' buffer: the spaces of all rows are found in one
-    pass, and when there are exactly ``n - 1`` per row, each row's are its own row of the
-    reshaped positions (a row whose first or last falls outside it would show the count wrong)."""
+    The tokens stay byte ranges of the payloads' buffer: the bytes up to a space of all rows are
+    found in one pass, and when they are spaces, exactly ``n - 1`` per row, each row's are its own
+    row of the reshaped positions (a row whose first or last falls outside it would show the count
+    wrong). Every token, asked for or not, must be what the patterns read there: a row they reject
+    is unparsed, whichever rows share its piece."""
     n = len(spec.split)
     if not len(payload) or payload.null_count:
         return None
     data, start, end = convert.buffers(payload)
     rows = len(payload)
-    spaces = _spaces(data, int(start[0]), int(end[-1]))
-    if len(spaces) != rows * (n - 1):
-        return None
+    spaces = _blanks(data, int(start[0]), int(end[-1]))
+    if len(spaces) != rows * (n - 1) or not (data[spaces] == 32).all():
+        return None  # another layout, or a tab, carriage return or NUL the patterns read otherwise
     cut = spaces.reshape(rows, n - 1)
     if n > 1 and not ((cut[:, 0] >= start).all() and (cut[:, -1] < end).all()):
         return None
     cols: dict[str, convert.Spans] = {}
-    for k, (name, prefix) in enumerate(spec.split):
-        if columns is not None and name not in columns:
-            continue
+    for k, (name, prefix, token) in enumerate(spec.split):
         b = start if k == 0 else cut[:, k - 1] + 1
         e = end if k == n - 1 else cut[:, k]
         if prefix:
@@ -69,14 +71,19 @@ def _by_split(spec: EventSpec, payload: pa.Array, columns: tuple[str, ...] | Non
             if not ((e - b >= len(head)).all() and (windows(data, b, len(head)) == head).all()):
                 return None
             b = b + len(head)
-        cols[name] = convert.Spans(data, b, e)
+        spans = convert.Spans(data, b, e)
+        if not convert.tokens_are(token, spans):
+            return None
+        if columns is None or name in columns:
+            cols[name] = spans
     return cols
 
 
-def _spaces(data: np.ndarray, lo: int, hi: int, piece: int = 8 << 20) -> np.ndarray:
-    """Positions of the spaces in ``data[lo:hi]``, found a few MB at a time: one comparison array
-    of the whole range would be a fresh mapping of hundreds of MB, touched page by page."""
-    found = [np.flatnonzero(data[a:min(a + piece, hi)] == 32) + a for a in range(lo, hi, piece)]
+def _blanks(data: np.ndarray, lo: int, hi: int, piece: int = 8 << 20) -> np.ndarray:
+    """Positions of the bytes up to a space (spaces, tabs, other controls) in ``data[lo:hi]``, found
+    a few MB at a time: one comparison array of the whole range would be a fresh mapping of hundreds
+    of MB, touched page by page."""
+    found = [np.flatnonzero(data[a:min(a + piece, hi)] <= 32) + a for a in range(lo, hi, piece)]
     return np.concatenate(found) if found else np.zeros(0, np.int64)
 
 
@@ -213,37 +220,89 @@ def _infer(arr: pa.Array) -> str:
     return "cat"
 
 
+#: rows decoded at a time: a slice's temporaries (a few MB a column) are reused from the heap, where
+#: a whole column's are fresh mappings faulted in page by page (1.5 s of system time for 6M rcu events)
+SLICE_ROWS = 1 << 20
+
+
 def decode_payload(name: str, payload: pa.Array, columns: tuple[str, ...] | None = None) -> tuple[pd.DataFrame, int]:
     """Typed field columns for ``payload`` (one event type); also the unparsed-row count.
 
     ``columns`` limits the typed conversion (the costly part) to the fields asked for.
     """
+    return decode_pieces(name, [payload.slice(a, SLICE_ROWS) for a in range(0, len(payload), SLICE_ROWS)] or [payload],
+                         columns)
+
+
+def decode_pieces(name: str, pieces: Iterable[pa.Array], columns: tuple[str, ...] | None = None
+                  ) -> tuple[pd.DataFrame, int]:
+    """``decode_payload`` of the pieces' concatenation (large_string arrays), a piece at a time when the
+    event's fields are declared; an undeclared event's types are inferred from all its rows, so it is
+    decoded whole."""
     spec = SPECS.get(name)
+    if spec is None:
+        payload = _joined_strings(pieces)
+        n = len(payload)
+        if columns is not None and not columns:
+            return pd.DataFrame(index=pd.RangeIndex(n)), 0
+        raw, types, hit = _syscall(name, payload) if name.startswith(("sys_enter_", "sys_exit_")) else \
+            _sample(payload) or _generic(payload)
+        out: dict[str, object] = {}
+        for col, arr in raw.items():
+            if (columns is None or col in columns) and arr.null_count != len(arr):  # else another kernel's column
+                out.update(_column(arr, types.get(col, "cat"), col, columns))
+        return pd.DataFrame(out, index=pd.RangeIndex(n), copy=False), int(n - hit.sum())
+    parts = [_declared(spec, p, columns) for p in pieces]
+    n = sum(rows for rows, _cols, _bad in parts)
+    out = {}
+    for col in [*spec.types, *(k for k in spec.keys if k not in spec.types)]:
+        if all(cols.get(col) is None for _rows, cols, _bad in parts):
+            continue  # not asked for, or a column of another kernel version/arch: left out
+        filled = [cols.get(col) or _column(pa.nulls(rows, pa.large_string()), spec.types.get(col, "cat"), col, columns)
+                  for rows, cols, _bad in parts]
+        out.update({key: _concat([f[key] for f in filled]) for key in filled[0]})
+    return pd.DataFrame(out, index=pd.RangeIndex(n), copy=False), sum(bad for _rows, _cols, bad in parts)
+
+
+def _declared(spec: EventSpec, payload: pa.Array, columns: tuple[str, ...] | None
+              ) -> tuple[int, dict[str, dict[str, object] | None], int]:
+    """(rows, per raw column its typed columns or None when every row lacks it, unparsed rows) of one piece."""
     n = len(payload)
     if columns is not None and not columns:
-        return pd.DataFrame(index=pd.RangeIndex(n)), 0
-    if spec is None and name.startswith(("sys_enter_", "sys_exit_")):
-        raw, types, hit = _syscall(name, payload)
-    elif spec is None:
-        raw, types, hit = _sample(payload) or _generic(payload)
+        return n, {}, 0
+    fast = _by_split(spec, payload, columns) if spec.split else None
+    if fast is not None:
+        raw, hit = fast, np.ones(n, bool)
     else:
-        fast = _by_split(spec, payload, columns) if spec.split else None
-        if fast is not None:
-            raw, hit = fast, np.ones(n, bool)
-        else:
-            raw, hit = _by_patterns(spec, payload, columns) if spec.patterns else ({}, np.ones(n, bool))
-        if spec.keys:
-            kv, khit = _by_keys(spec.keys, payload)
-            raw.update(kv)
-            hit = khit if not spec.patterns else hit
-        types = spec.types
-        if not spec.patterns and not spec.keys:
-            hit = np.ones(n, bool)
-    out: dict[str, object] = {}
+        raw, hit = _by_patterns(spec, payload, columns) if spec.patterns else ({}, np.ones(n, bool))
+    if spec.keys:
+        kv, khit = _by_keys(spec.keys, payload)
+        raw.update(kv)
+        hit = khit if not spec.patterns else hit
+    if not spec.patterns and not spec.keys:
+        hit = np.ones(n, bool)
+    typed: dict[str, dict[str, object] | None] = {}
     for col, arr in raw.items():
         if columns is not None and col not in columns:
             continue
-        if not isinstance(arr, convert.Spans) and arr.null_count == len(arr):
-            continue  # a column of another kernel version/arch: leave it out
-        out.update(_column(arr, types.get(col, "cat"), col, columns))
-    return pd.DataFrame(out, index=pd.RangeIndex(n)), int(n - hit.sum()) if n else 0
+        empty = not isinstance(arr, convert.Spans) and arr.null_count == len(arr)
+        typed[col] = None if empty else _column(arr, spec.types.get(col, "cat"), col, columns)
+    return n, typed, int(n - hit.sum()) if n else 0
+
+
+def _joined_strings(pieces: Iterable[pa.Array]) -> pa.Array:
+    got = [p.cast(pa.large_string()) for p in pieces]
+    return pa.concat_arrays(got) if len(got) > 1 else got[0] if got else pa.array([], pa.large_string())
+
+
+def _concat(columns: list) -> object:
+    """One column from the typed columns of consecutive pieces: categories stay in the order they
+    first appear, as one piece's would."""
+    if len(columns) == 1:
+        return columns[0]
+    if isinstance(columns[0], pd.Categorical):
+        same = [c if len(c.categories) else pd.Categorical.from_codes(c.codes, pd.Index([], dtype=object)) for c in columns]
+        joined = union_categoricals(same)
+        return pd.Categorical.from_codes(joined.codes, categories=joined.categories.astype(object))
+    return type(columns[0])._concat_same_type(columns)
+
