@@ -7,7 +7,7 @@ findings checked against 835 per copy. Prints load time, analysis time, their ra
 (the target: analysis <= 0.5x the load) and peak RSS, each measured in a fresh process, two ways:
 as a notebook does (``kvmtrace.load``, then ``kvmtrace.analyze``, which decodes the fields it
 reads) and as ``kvmtrace analyze`` does (a trace.dat's fields decoded while it is read, so they
-count in the load). Traces go to a temporary folder.
+count in the load; glibc keeping freed heap, as the command's entry point has it). Traces go to a temporary folder.
 
     python3 benchmarks/bench_analyze.py [EVENTS] [--real]
 """
@@ -73,6 +73,10 @@ def child(path: str, how: str) -> None:
     """One measurement in this fresh process: JSON on the last line."""
     from kvmtrace.analyzers import Options, analyze, decoded
     from kvmtrace.loading import load
+    from kvmtrace.memory import keep_freed_heap
+
+    if how == "command":
+        keep_freed_heap()  # as the command's entry point does
 
     def cpu() -> tuple[float, float]:
         use = resource.getrusage(resource.RUSAGE_SELF)
