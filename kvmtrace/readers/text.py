@@ -45,6 +45,9 @@ _DOT = ord(".")
 MAX_LINE = 16 << 20
 #: lines per decoded block at most: blank-line floods cost per-line arrays, not bytes
 MAX_LINES = 250_000
+#: blocks queued beyond one per worker, so a worker finishing a block finds the next one while the
+#: main thread accounts for the last (with one per worker, a core idles through that accounting)
+AHEAD = 1
 #: blocks of a mapped file kept mapped behind the one being cut (more than can be in flight)
 MAPPED_BLOCKS = 8
 
@@ -301,7 +304,7 @@ def text_chunks(path: str, fmt: TextFormat, meta: TraceMeta, block_size: int = 6
         blocks = _unfolded(_lines_of(path, block_size, overlong), fmt, meta)
         truncated: str | None = None
         while True:
-            while len(pending) < workers and truncated is None:
+            while len(pending) < workers + AHEAD and truncated is None:
                 try:
                     buf, final = next(blocks)
                 except StopIteration:
