@@ -431,20 +431,31 @@ def _mixed_payloads(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("which", ["arm64", "x86", "mixed"])
+@pytest.mark.parametrize("which", ["arm64", "x86", "mixed", "arm64.dat", "x86.dat"])
 def test_payloads_decode_alike_a_slice_at_a_time(which, tmp_path, monkeypatch):
     """Field decoding goes a slice of rows at a time (their temporaries reused, not mapped afresh):
-    in slices of 7 rows every event of a real trace, and a trace whose layout changes between
-    slices, decodes to the same columns, values, NA and category order as in one piece."""
+    in slices of 7 rows every event of a real trace, text or trace.dat records, and a trace whose
+    layout changes between slices, decodes to the same columns, values, NA and category order as
+    in one piece."""
     from conftest import ARM64, X86_SVM
     from kvmtrace import fields
-    from kvmtrace.fields import decode
+    from kvmtrace.fields import binary, decode
 
     path = {"arm64": ARM64 / "arm64-6.1-prefix-tick.tracefs.txt.xz", "x86": X86_SVM / "x86-6.1-tick.tracefs.txt.xz",
+            "arm64.dat": ARM64 / "arm64-6.1-prefix-tick.dat", "x86.dat": X86_SVM / "x86-6.1-tick.dat",
             "mixed": None}[which] or _mixed_payloads(tmp_path)
+    if which.endswith(".dat"):  # a column only some records show, as kvm_exit's reason_flags: in some slices only
+        plain = binary.ADAPTERS["irq_disable"]
+
+        def late(r):
+            far = r.rows > 20_000
+            return {**plain(r), **({"late": binary._cat("yes" if f else None for f in far)} if far.any() else {})}
+        monkeypatch.setitem(binary.ADAPTERS, "irq_disable", late)
     whole = _decoded_everything(path)
-    monkeypatch.setattr(decode, "SLICE_ROWS", 7)
-    monkeypatch.setattr(fields, "SLICE_ROWS", 7)
+    if which.endswith(".dat"):
+        assert whole["irq_disable"][0]["late"].notna().sum() > 0 and whole["irq_disable"][0]["late"].isna().sum() > 0
+    for module in (decode, fields, binary):  # real traces: slices of a few thousand, each event cut many times
+        monkeypatch.setattr(module, "SLICE_ROWS", 7 if which == "mixed" else 1021)
     sliced = _decoded_everything(path)
     assert sliced.keys() == whole.keys()
     assert len(whole) > (2 if which == "mixed" else 8)

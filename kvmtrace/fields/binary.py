@@ -18,8 +18,9 @@ import pyarrow as pa
 from ..readers.tracedat import BinarySource
 from ..readers.tracedat.formats import EventFormat, constant
 from ..readers.tracedat.records import field_of
-from .specs import BASE_COLUMNS
 from .convert import to_category
+from .decode import SLICE_ROWS, concat_columns
+from .specs import BASE_COLUMNS
 
 Cols = dict[str, object]
 
@@ -41,8 +42,9 @@ def _cat(values: Any) -> pd.Categorical:
 
 
 def _coded(inv: np.ndarray, names: list) -> pd.Categorical:
-    """Rows given as indices into ``names`` (None = NA) → Categorical with each name once."""
-    cats = sorted({n for n in names if n is not None})
+    """Rows given as indices into ``names`` (None = NA; ``inv`` from ``pd.factorize``, so names are in
+    the order their rows first appear) → Categorical with each name once, in that order, as text's."""
+    cats = list(dict.fromkeys(n for n in names if n is not None))
     code = {n: i for i, n in enumerate(cats)}
     lut = np.array([code[n] if n is not None else -1 for n in names] + [-1], dtype=np.int32)
     return pd.Categorical.from_codes(lut[inv], dtype=pd.CategoricalDtype(pd.Index(cats, dtype=object)))
@@ -276,7 +278,12 @@ def binary_fields(name: str, seq: np.ndarray, src: BinarySource, want: tuple[str
     seq = src.rows(seq)
     tids = src.type_id[seq]
     if len(tids) and (tids == tids[0]).all():  # one format: no concat and re-sort
-        return pd.DataFrame(_adapt(name, _Rows(src, src.formats[int(tids[0])], seq, want)))
+        fmt = src.formats[int(tids[0])]
+        # a slice of rows at a time: its temporaries are reused, not fresh mappings faulted in page by page
+        parts = [_adapt(name, _Rows(src, fmt, seq[a:a + SLICE_ROWS], want)) for a in range(0, len(seq), SLICE_ROWS)]
+        if any(p.keys() != parts[0].keys() for p in parts):  # a column only some rows show (kvm_exit's reason_flags)
+            parts = [_adapt(name, _Rows(src, fmt, seq, want))]
+        return pd.DataFrame({c: concat_columns([p[c] for p in parts]) for c in parts[0]}, copy=False)
     pieces: list[pd.DataFrame] = []
     for tid in np.unique(tids):
         sel = np.flatnonzero(tids == tid)

@@ -260,7 +260,7 @@ def decode_pieces(name: str, pieces: Iterable[pa.Array], columns: tuple[str, ...
             continue  # not asked for, or a column of another kernel version/arch: left out
         filled = [cols.get(col) or _column(pa.nulls(rows, pa.large_string()), spec.types.get(col, "cat"), col, columns)
                   for rows, cols, _bad in parts]
-        out.update({key: _concat([f[key] for f in filled]) for key in filled[0]})
+        out.update({key: concat_columns([f[key] for f in filled]) for key in filled[0]})
     return pd.DataFrame(out, index=pd.RangeIndex(n), copy=False), sum(bad for _rows, _cols, bad in parts)
 
 
@@ -295,7 +295,7 @@ def _joined_strings(pieces: Iterable[pa.Array]) -> pa.Array:
     return pa.concat_arrays(got) if len(got) > 1 else got[0] if got else pa.array([], pa.large_string())
 
 
-def _concat(columns: list) -> object:
+def concat_columns(columns: list) -> object:
     """One column from the typed columns of consecutive pieces: categories stay in the order they
     first appear, as one piece's would."""
     if len(columns) == 1:
