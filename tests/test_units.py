@@ -337,9 +337,11 @@ _WORDS = ["Start", "End", "++=", "--=", "Startirq", "0x1f", "0X2A", "12", "-3", 
           "b+0x9/0x10", "f" * 17]
 
 
-_VALID = {"word": ["Start", "End", "Startirq", "++=", "é", "x" * 9, "a+0x1/0x2", "do_idle+0x1c/0x40", "\x7f"],
-          "signed_hex": ["0", "1", "-3", "0x1f", "-0x10", "ffffffff", "4000000000000002", "DEAD"],
-          "number": ["12", "0", "0x1f", "0xABC", "9223372036854775807", "18446744073709551615"]}
+_WORD = ["Start", "End", "Startirq", "++=", "é", "x" * 9, "a+0x1/0x2", "do_idle+0x1c/0x40", "\x7f"]
+_SIGNED_HEX = ["0", "1", "-3", "0x1f", "-0x10", "ffffffff", "4000000000000002", "DEAD"]
+#: per column, tokens its pattern accepts
+_VALID = {"polarity": _WORD, "caller": _WORD, "parent": _WORD, "oldnesting": _SIGNED_HEX, "newnesting": _SIGNED_HEX,
+          "counter": ["12", "0", "0x1f", "0xABC", "9223372036854775807", "18446744073709551615"]}
 
 
 @settings(max_examples=400, deadline=None)
@@ -361,15 +363,15 @@ def test_split_tokens_decode_as_the_patterns_do(data, case):
 
     clean = data.draw(st.booleans())  # only what each kind allows, or now and then anything
 
-    def of(kind):
-        valid = st.sampled_from(_VALID[kind])
+    def of(column):
+        valid = st.sampled_from(_VALID[column])
         return valid if clean else st.one_of(valid, valid, valid, token)
 
-    def prefixed(prefix, kind):
-        full = of(kind).map(lambda w: prefix + w)
-        return full if clean or not prefix else st.one_of(of(kind), full)
+    def prefixed(prefix, column):
+        full = of(column).map(lambda w: prefix + w)
+        return full if clean or not prefix else st.one_of(of(column), full)
 
-    row = st.tuples(*[prefixed(prefix, kind) for _, prefix, kind in split]).map(" ".join)
+    row = st.tuples(*[prefixed(prefix, column) for column, prefix in split]).map(" ".join)
     if not clean:  # a tab where a space belongs: as many blanks, not the layout
         row = st.one_of(row, row, row.map(lambda r: r.replace(" ", "\t", 1)))
     rows = data.draw(st.lists(st.one_of(row, st.lists(token, max_size=5).map(" ".join)) if data.draw(st.booleans())

@@ -76,29 +76,6 @@ def _made_of(data: np.ndarray, s: np.ndarray, e: np.ndarray, member: Callable[[n
     return (e > s) & (e - s <= most) & (digits_forward(data, s, e, most + 1, member) == e)
 
 
-def tokens_are(kind: str, spans: Spans) -> bool:
-    """Whether every token is one a pattern reads as ``kind`` (RE2: "word" ``\\S+``, "signed_hex"
-    ``-?(?:0x)?HEX+``, "number" ``0xHEX+|\\d+``), for tokens that hold no whitespace. False is
-    safe (the patterns then decide); True must never be wrong: over-long numbers are left to them."""
-    data, s, e = spans.data, spans.start, spans.end
-    if not (e > s).all():
-        return False
-    if kind == "word":
-        return True
-    if kind == "signed_hex":
-        s = s + (_byte(data, s) == ord("-"))
-        s = np.where(_lower_0x(data, s, e), s + 2, s)
-        return bool(_made_of(data, s, e, is_hex, 16).all())
-    hexed = _lower_0x(data, s, e)
-    return bool(_made_of(data, s[hexed] + 2, e[hexed], is_hex, 16).all() and
-                _made_of(data, s[~hexed], e[~hexed], is_digit, 19).all())
-
-
-def _lower_0x(data: np.ndarray, s: np.ndarray, e: np.ndarray) -> np.ndarray:
-    """Strings that begin with ``0x`` (a pattern's literal: not ``0X``) and have room for it."""
-    return (e - s >= 2) & (_byte(data, s) == ord("0")) & (_byte(data, s + 1) == ord("x"))
-
-
 def to_uint64_hex(arr: pa.Array | Spans) -> pd.arrays.IntegerArray:
     """Hex strings (with or without 0x) → UInt64; NA where not hex (e.g. ``(____ptrval____)``).
 

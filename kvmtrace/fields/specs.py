@@ -35,24 +35,23 @@ class EventSpec:
     patterns: tuple[str, ...] = ()
     keys: tuple[str, ...] = ()
     types: dict[str, str] = field(default_factory=dict)
-    #: fast path: (column, prefix, token) per space-separated token, used when every row has exactly
-    #: these tokens with these prefixes, each one the patterns read as ``token`` ("word": ``\S+``,
-    #: "signed_hex": ``-?(?:0x)?HEX+``, "number": ``0xHEX+|\d+``); the patterns decide anything else
-    split: tuple[tuple[str, str, str], ...] = ()
+    #: fast path: (column, prefix) per space-separated token, used when every row has exactly
+    #: these tokens with these prefixes and matches the first pattern, whose groups are then these
+    #: tokens (the patterns decide anything else)
+    split: tuple[tuple[str, str], ...] = ()
 
 
 _PREEMPTIRQ = EventSpec(
     patterns=(rf"^caller=(?P<caller>{_SYMOFF}) parent=(?P<parent>{_SYMOFF})$",),
     types={"caller": "symoff", "parent": "symoff"},
-    split=(("caller", "caller=", "word"), ("parent", "parent=", "word")),
+    split=(("caller", "caller="), ("parent", "parent=")),
 )
 _SOFTIRQ = EventSpec(patterns=(r"^vec=(?P<vec>\d+) \[action=(?P<action>[^\]]*)\]$",),
                      types={"vec": "int", "action": "cat"})
 _RCU_NESTING = EventSpec(
     patterns=(rf"^(?P<polarity>\S+) (?P<oldnesting>-?(?:0x)?{_HEX}) (?P<newnesting>-?(?:0x)?{_HEX})(?:\s+(?P<counter>0x{_HEX}|\d+))?$",),
     types={"polarity": "cat", "oldnesting": "shex", "newnesting": "shex", "counter": "int"},
-    split=(("polarity", "", "word"), ("oldnesting", "", "signed_hex"), ("newnesting", "", "signed_hex"),
-           ("counter", "", "number")),
+    split=(("polarity", ""), ("oldnesting", ""), ("newnesting", ""), ("counter", "")),
 )
 _HRTIMER_PTR = EventSpec(keys=("hrtimer",), types={"hrtimer": "ptr"})
 _WAKEUP = EventSpec(
