@@ -121,3 +121,35 @@ def test_a_mapped_file_cuts_into_the_lines_a_read_cuts(text, tmp_path, monkeypat
     assert [p for p, f in mapped if f] == [p for p, f in read if f]  # the partial last line
     assert mapped_long == read_long
     assert all(p.endswith(b"\n") and p.count(b"\n") <= 150 for p, f in mapped if not f)
+
+
+def test_a_file_that_shrinks_while_it_is_read_ends_with_a_warning_not_a_crash(tmp_path):
+    """A plain file is read through a mapping, and a page a rewrite truncated away kills the
+    process (SIGBUS) when touched: the blocks handed to the parsers are copies taken after the
+    file's size is checked, so a block already out survives the truncation, and the read ends
+    where the file now does, with a warning, and what was read is kept."""
+    from kvmtrace.meta import TraceMeta
+    from kvmtrace.readers import text as T
+    from kvmtrace.readers.sniff import sniff_text
+
+    line = b"          <idle>-0       [000] d.h1.   100.000001: irq_enable: caller=do_idle+0x1c/0x40 parent=0x0\n"
+    path = tmp_path / "t.txt"
+    path.write_bytes(b"# tracer: nop\n" + line * 4000)
+    blocks = T._lines_of(str(path), 64 << 10, [])
+    first, _final = next(blocks)
+    with open(path, "r+b") as fh:  # a rewrite: truncated, then written anew, shorter
+        fh.truncate(0)
+    assert bytes(first[:14]) == b"# tracer: nop\n" and bytes(first).count(b"\n") > 100  # still readable
+    with pytest.raises(T._Truncated, match="shrank to 0 bytes"):
+        next(blocks)
+    # through the reader: the lines before the truncation load, and a warning says where it ended
+    path.write_bytes(b"# tracer: nop\n" + line * 4000)
+    meta = TraceMeta(path=str(path), source_format="tracefs")
+    fmt = sniff_text(str(path), path.read_bytes()[:4096])
+    chunks = T.text_chunks(str(path), fmt, meta, block_size=64 << 10, chunk_events=100)
+    got = len(next(chunks))
+    with open(path, "r+b") as fh:
+        fh.truncate(len(line) * 10)
+    got += sum(len(c) for c in chunks)
+    assert 100 <= got < 4000
+    assert any("shrank" in w and "ends early" in w for w in meta.warnings)

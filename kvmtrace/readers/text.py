@@ -48,8 +48,6 @@ MAX_LINES = 250_000
 #: blocks queued beyond one per worker, so a worker finishing a block finds the next one while the
 #: main thread accounts for the last (with one per worker, a core idles through that accounting)
 AHEAD = 1
-#: blocks of a mapped file kept mapped behind the one being cut (more than can be in flight)
-MAPPED_BLOCKS = 8
 
 
 def _lines_of(path: str, block_size: int, overlong: list[int]) -> Iterator[tuple[np.ndarray, bool]]:
@@ -91,29 +89,38 @@ def _lines_of(path: str, block_size: int, overlong: list[int]) -> Iterator[tuple
 
 
 def _mapped_lines(mm: mmap.mmap, name: str, block_size: int, overlong: list[int]) -> Iterator[tuple[np.ndarray, bool]]:
-    """``_lines_of`` for a mapped plain file: each block is a view of the mapping, cut after its
-    last newline (a read would copy every block into a new bytes object, then join it to the
-    line the previous block cut)."""
+    """``_lines_of`` for a mapped plain file: each block is copied out of the mapping once, cut
+    after its last newline (a read would copy every block into a new bytes object, then join it
+    to the line the previous block cut). Copied right after the file's size is checked: a page of
+    a mapping that a rewrite truncated away kills the process with SIGBUS when touched, so no
+    block in flight is a view of it, and a file that shrank ends the read with a warning."""
     whole = np.frombuffer(mm, np.uint8)
     size, pos, released = len(whole), 0, 0
+
+    def still(b: int) -> None:
+        if mm.size() < b:
+            raise _Truncated(f"the file shrank to {mm.size():,} bytes while being read (rewritten?)")
+
     while pos < size:
         progress.step(f"reading {name}", pos / size)
-        # the pages well behind the blocks in flight leave the mapping (the page cache keeps them),
-        # so what the process maps stays a few blocks, not the file
-        behind = (pos - MAPPED_BLOCKS * block_size) // mmap.PAGESIZE * mmap.PAGESIZE
+        # the pages already copied leave the mapping (the page cache keeps them), so what the
+        # process maps stays about a block, not the file
+        behind = pos // mmap.PAGESIZE * mmap.PAGESIZE
         if behind > released and hasattr(mmap, "MADV_DONTNEED"):
             mm.madvise(mmap.MADV_DONTNEED, released, behind - released)
             released = behind
         end = min(pos + block_size, size)
+        still(end)
         cut = mm.rfind(b"\n", pos, end) + 1
         if end < size and not cut:  # a line longer than a block: to its newline, if it has one
+            still(size)
             cut = mm.find(b"\n", end) + 1
             if cut and cut - pos > MAX_LINE:
                 overlong.append(pos)  # not text: on after its newline
                 pos = cut
                 continue
         if cut > pos:
-            block = whole[pos:cut]
+            block = whole[pos:cut].copy()
             yield from _by_lines(block, int(np.count_nonzero(block == 10)))
             pos = cut
         if end == size or not cut:  # what is left is one last line without a newline
@@ -121,7 +128,8 @@ def _mapped_lines(mm: mmap.mmap, name: str, block_size: int, overlong: list[int]
                 if size - pos > MAX_LINE:
                     overlong.append(pos)
                 else:
-                    yield whole[pos:size], True
+                    still(size)
+                    yield whole[pos:size].copy(), True
             return
 
 
@@ -347,7 +355,7 @@ def text_chunks(path: str, fmt: TextFormat, meta: TraceMeta, block_size: int = 6
                 yield cols
                 cols = cols.following()
         if truncated is not None:
-            meta.warnings.append(f"compressed stream ends early after line {line_base}: {truncated}; loaded what decoded")
+            meta.warnings.append(f"the input ends early after line {line_base}: {truncated}; loaded what decoded")
             meta.skip("truncated-stream", 1, line_base + 1, truncated)
     meta.lines = line_base
     if overlong:
