@@ -22,6 +22,11 @@ from .select import Selection
 POOL = pa.system_memory_pool()
 
 
+def _encoded(strings: pa.Array) -> pa.Array:
+    """Names dictionary-encoded, unless the block's decoder did it (on its worker thread)."""
+    return strings if pa.types.is_dictionary(strings.type) else pc.dictionary_encode(strings, memory_pool=POOL)
+
+
 class EventColumns:
     """Per-block column pieces, concatenated once at the end."""
 
@@ -65,9 +70,9 @@ class EventColumns:
         self.cpu.append(np.asarray(cpu, dtype=np.int32))
         self.pid.append(np.asarray(pid, dtype=np.int32))
         self.tgid.append((np.asarray(tgid[0], dtype=np.int32), np.asarray(tgid[1], dtype=bool)))
-        self.comm.append(pc.dictionary_encode(comm, memory_pool=POOL))
-        self.event.append(pc.dictionary_encode(event, memory_pool=POOL))
-        self.system.append(pc.dictionary_encode(system, memory_pool=POOL) if system is not None else None)
+        self.comm.append(_encoded(comm))
+        self.event.append(_encoded(event))
+        self.system.append(_encoded(system) if system is not None else None)
         self.flags.append(flags)
         self.payload.append(payload)
         if self.select is None:  # a selective load keeps neither text nor line numbers

@@ -30,7 +30,7 @@ from .compression import iter_blocks, mapped_plain
 from .flags import decode_flags
 from .sniff import TextFormat
 from .select import Selection
-from .table import EventColumns
+from .table import POOL, EventColumns
 from .text_lines import LineFields, parse_block
 
 _LOST = re.compile(rb"^CPU:?\s*(\d+)\s*\[(?:(?:(\d+) )?EVENTS DROPPED|LOST (\d+) EVENTS|LOST EVENTS)\]")
@@ -207,8 +207,10 @@ class _Block:
     continued: np.ndarray | None = None  # per line: a continuation of the message event above it
 
 
-def _decode(buf: np.ndarray, final: bool, fmt: TextFormat) -> _Block:
-    """Everything per block that needs no shared state (runs on a worker thread)."""
+def _decode(buf: np.ndarray, final: bool, fmt: TextFormat, encode: bool = False) -> _Block:
+    """Everything per block that needs no shared state (runs on a worker thread); with ``encode``,
+    the task and event names dictionary-encoded as the table keeps them (a selective load filters
+    the plain strings first)."""
     buf, repaired = ts.repair_utf8(buf)
     cr = np.flatnonzero(buf == 13)  # a CR that ends no line: a newline lost, two lines run together
     stray = cr[(cr + 1 < len(buf)) & (buf[np.minimum(cr + 1, len(buf) - 1)] != 10)]
@@ -237,10 +239,14 @@ def _decode(buf: np.ndarray, final: bool, fmt: TextFormat) -> _Block:
         event = pc.if_else(pa.array(special == 3), named("sys_enter_"),
                            pc.if_else(pa.array(special == 4), named("sys_exit_"), event))
     continued, payload_end = _continuations(buf, lf, ok, event)
+    comm = ts.gather(buf, lf.comm[0][ok], lf.comm[1][ok])
+    system = ts.gather(buf, lf.system[0][ok], lf.system[1][ok]) if fmt.perf else None
+    if encode:
+        comm, event = pc.dictionary_encode(comm, memory_pool=POOL), pc.dictionary_encode(event, memory_pool=POOL)
+        system = pc.dictionary_encode(system, memory_pool=POOL) if system is not None else None
     pieces = dict(
         ts=lf.ts_ns[ok], cpu=lf.cpu[ok], pid=lf.pid[ok], tgid=(lf.tgid[ok], lf.tgid_known[ok]),
-        comm=ts.gather(buf, lf.comm[0][ok], lf.comm[1][ok]), event=event,
-        system=ts.gather(buf, lf.system[0][ok], lf.system[1][ok]) if fmt.perf else None,
+        comm=comm, event=event, system=system,
         flags=decode_flags(chars, w),
         payload=ts.gather(buf, lf.payload[0][ok], payload_end),
     )
@@ -320,7 +326,7 @@ def text_chunks(path: str, fmt: TextFormat, meta: TraceMeta, block_size: int = 6
                 except _Truncated as exc:
                     truncated = str(exc)
                     break
-                pending.append(pool.submit(_decode, buf, final, fmt))
+                pending.append(pool.submit(_decode, buf, final, fmt, select is None))
             if not pending:
                 break
             blk = pending.popleft().result()
