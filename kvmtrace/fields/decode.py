@@ -243,10 +243,7 @@ def decode_pieces(name: str, pieces: Iterable[pa.Array], columns: tuple[str, ...
             return pd.DataFrame(index=pd.RangeIndex(n)), 0
         raw, types, hit = _syscall(name, payload) if name.startswith(("sys_enter_", "sys_exit_")) else \
             _sample(payload) or _generic(payload)
-        out: dict[str, object] = {}
-        for col, arr in raw.items():
-            if (columns is None or col in columns) and arr.null_count != len(arr):  # else another kernel's column
-                out.update(_column(arr, types.get(col, "cat"), col, columns))
+        out: dict[str, object] = {k: v for typed in _typed(raw, types, columns).values() if typed for k, v in typed.items()}
         return pd.DataFrame(out, index=pd.RangeIndex(n), copy=False), int(n - hit.sum())
     parts = [_declared(spec, p, columns) for p in pieces]
     n = sum(rows for rows, _cols, _bad in parts)
@@ -277,13 +274,19 @@ def _declared(spec: EventSpec, payload: pa.Array, columns: tuple[str, ...] | Non
         hit = khit if not spec.patterns else hit
     if not spec.patterns and not spec.keys:
         hit = np.ones(n, bool)
-    typed: dict[str, dict[str, object] | None] = {}
+    return n, _typed(raw, spec.types, columns), int(n - hit.sum()) if n else 0
+
+
+def _typed(raw: dict, types: dict[str, str], columns: tuple[str, ...] | None) -> dict[str, dict[str, object] | None]:
+    """Per raw column asked for, its typed columns, or None when every row lacks it (a column of
+    another kernel version or architecture)."""
+    out: dict[str, dict[str, object] | None] = {}
     for col, arr in raw.items():
         if columns is not None and col not in columns:
             continue
         empty = not isinstance(arr, convert.Spans) and arr.null_count == len(arr)
-        typed[col] = None if empty else _column(arr, spec.types.get(col, "cat"), col, columns)
-    return n, typed, int(n - hit.sum()) if n else 0
+        out[col] = None if empty else _column(arr, types.get(col, "cat"), col, columns)
+    return out
 
 
 def _joined_strings(pieces: Iterable[pa.Array]) -> pa.Array:

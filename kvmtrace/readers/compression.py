@@ -59,7 +59,8 @@ def _open_stream(raw: BinaryIO, kind: str | None) -> BinaryIO:
 
 def mapped_plain(path: str) -> mmap.mmap | None:
     """``path`` mapped read-only when it is a regular file of plain text (neither compressed nor
-    wrapped), else None: its blocks can then be views of the page cache instead of copies."""
+    wrapped), else None: its blocks can then be copied straight out of the page cache, with no
+    read into a new buffer and no join with the line the previous block cut."""
     try:
         with open(path, "rb") as raw:
             st = os.fstat(raw.fileno())
