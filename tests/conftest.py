@@ -49,8 +49,16 @@ def _trace_cmd() -> str:
 
 @functools.lru_cache(maxsize=None)
 def trace_cmd_report(dat: str, *flags: str) -> str:
-    """``trace-cmd report FLAGS dat`` output (cached per session)."""
-    out = subprocess.run([_trace_cmd(), "report", *flags, dat], capture_output=True, check=True)
+    """``trace-cmd report FLAGS dat`` output (cached per session).
+
+    trace-cmd exits 0 with whatever it printed so far when it gets SIGINT (it says "Received
+    SIGINT" on stderr), so an interrupted oracle would look like a trace with no events. It runs in
+    its own session, out of reach of signals sent to the test run's process group, and a report it
+    says was interrupted is an error rather than a reference."""
+    out = subprocess.run([_trace_cmd(), "report", *flags, dat], capture_output=True, check=True,
+                         start_new_session=True)
+    if b"Received SIGINT" in out.stderr:
+        raise RuntimeError(f"trace-cmd report {dat} was interrupted: {out.stderr.decode(errors='replace')}")
     return out.stdout.decode("utf-8", "replace")
 
 

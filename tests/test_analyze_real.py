@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import kvmtrace
-from conftest import ARM64, PUBLIC, VARIANTS, X86_618, X86_SVM, reference
+from conftest import ARM64, PUBLIC, VARIANTS, X86_618, X86_SVM, reference, trace_cmd_report
 
 @functools.lru_cache(maxsize=None)
 def analysis(path: str) -> kvmtrace.analyzers.Analysis:
@@ -274,8 +274,8 @@ def test_cpu_and_time_window_restrict_every_command():
 
     path = ARM64 / "arm64-6.1-prefix-nohzfull.dat"
     run = [sys.executable, "-m", "kvmtrace"]
-    tc = subprocess.run(["trace-cmd", "report", "-N", "--cpu", "1", str(path)], capture_output=True, text=True, check=True)
-    tc_events = sum(1 for ln in tc.stdout.splitlines() if re.match(r"^\s*\S.*\[\d+\]\s", ln))
+    tc = trace_cmd_report(str(path), "-N", "--cpu", "1")
+    tc_events = sum(1 for ln in tc.splitlines() if re.match(r"^\s*\S.*\[\d+\]\s", ln))
     got = json.loads(subprocess.run([*run, "events", "--json", "--cpu", "1", str(path)],
                                     capture_output=True, text=True, check=True).stdout)
     assert sum(v["total"] for v in got["events"].values()) == tc_events

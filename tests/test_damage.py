@@ -36,7 +36,7 @@ def v6(tmp_path_factory) -> dict[str, tuple[damage.Layout, int]]:
     for name, stem in FIXED.items():
         path = d / f"{name}.dat"
         subprocess.run([_trace_cmd(), "convert", "-i", f"{stem}.dat", "-o", str(path), "--file-version", "6",
-                        "--compression", "none"], check=True, capture_output=True)
+                        "--compression", "none"], check=True, capture_output=True, start_new_session=True)
         out[name] = (damage.layout(path), len(kvmtrace.load(path, cache=False).events))
     return out
 
