@@ -54,11 +54,12 @@ def trace_cmd_report(dat: str, *flags: str) -> str:
     trace-cmd exits 0 with whatever it printed so far when it gets SIGINT (it says "Received
     SIGINT" on stderr), so an interrupted oracle would look like a trace with no events. It runs in
     its own session, out of reach of signals sent to the test run's process group, and a report it
-    says was interrupted is an error rather than a reference."""
+    says was interrupted, or one with no line past its header, is an error rather than a reference."""
     out = subprocess.run([_trace_cmd(), "report", *flags, dat], capture_output=True, check=True,
                          start_new_session=True)
-    if b"Received SIGINT" in out.stderr:
-        raise RuntimeError(f"trace-cmd report {dat} was interrupted: {out.stderr.decode(errors='replace')}")
+    if b"Received SIGINT" in out.stderr or len(out.stdout.splitlines()) < 2:
+        raise RuntimeError(f"trace-cmd report {dat} printed {len(out.stdout)} bytes, "
+                           f"stderr: {out.stderr.decode(errors='replace')!r}")
     return out.stdout.decode("utf-8", "replace")
 
 
