@@ -53,14 +53,16 @@ def trace_cmd_report(dat: str, *flags: str) -> str:
 
     trace-cmd exits 0 with whatever it printed so far when it gets SIGINT (it says "Received
     SIGINT" on stderr), so an interrupted oracle would look like a trace with no events. It runs in
-    its own session, out of reach of signals sent to the test run's process group, and a report it
-    says was interrupted, or one with no line past its header, is an error rather than a reference."""
-    out = subprocess.run([_trace_cmd(), "report", *flags, dat], capture_output=True, check=True,
-                         start_new_session=True)
-    if b"Received SIGINT" in out.stderr or len(out.stdout.splitlines()) < 2:
-        raise RuntimeError(f"trace-cmd report {dat} printed {len(out.stdout)} bytes, "
-                           f"stderr: {out.stderr.decode(errors='replace')!r}")
-    return out.stdout.decode("utf-8", "replace")
+    its own session, out of reach of signals sent to the test run's process group. A report it says
+    was interrupted, or one with no line past its header, is run again, and after three such runs it
+    is an error rather than a reference."""
+    for _attempt in range(3):
+        out = subprocess.run([_trace_cmd(), "report", *flags, dat], capture_output=True, check=True,
+                             start_new_session=True)
+        if b"Received SIGINT" not in out.stderr and len(out.stdout.splitlines()) >= 2:
+            return out.stdout.decode("utf-8", "replace")
+    raise RuntimeError(f"trace-cmd report {dat} printed {len(out.stdout)} bytes, "
+                       f"stderr: {out.stderr.decode(errors='replace')!r}")
 
 
 _LINE = re.compile(r"^\s*(.*?)-(\d+)\s+\[(\d+)\]\s+(\d+\.\d+):\s+([\w]+):")
