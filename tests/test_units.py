@@ -1,6 +1,8 @@
 """Unit tests of the primitives the layers share: what each promises, on small hand-made inputs."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -182,6 +184,50 @@ def test_digit_windows_answer_every_scan_as_the_byte_by_byte_scan_does(per_matri
     empty = np.zeros(0, np.uint8)
     assert ts.digits_forward(empty, np.array([0]), np.array([0]), 5).tolist() == [0]
     assert ts.parse_uint(empty, np.zeros(0, np.int64), np.zeros(0, np.int64)).tolist() == []
+
+
+def test_timestamps_read_as_a_byte_matrix_equal_the_digit_walks():
+    """``parse_timestamp`` reads a block's common widths as byte-matrix rows and walks the rest: the
+    same value, dot, fraction digits and validity as walking every token, for blocks of one width,
+    mixed widths, bare counters, and tokens damaged anywhere (a second dot, a letter, no digits on a
+    side, a dot that moved); values past 2**64 wrap alike."""
+    import numpy as np
+
+    from kvmtrace.readers import textscan as ts
+
+    rng = np.random.default_rng(11)
+    for trial in range(300):
+        sec_digits = int(rng.integers(1, 22))
+        frac_digits = int(rng.integers(0, 12))
+        n = int(rng.integers(1, 600))
+        tokens = []
+        for _ in range(n):
+            sd = sec_digits if rng.random() < 0.9 else int(rng.integers(1, 26))
+            fd = frac_digits if rng.random() < 0.9 else int(rng.integers(0, 34))
+            tok = bytearray(rng.choice(np.frombuffer(b"0123456789", np.uint8), sd).tobytes())
+            if fd:
+                tok += b"." + rng.choice(np.frombuffer(b"0123456789", np.uint8), fd).tobytes()
+            if rng.random() < 0.05 and tok:  # damage: a byte replaced by one a timestamp never holds
+                tok[int(rng.integers(0, len(tok)))] = int(rng.choice(np.frombuffer(b".a:-x ", np.uint8)))
+            tokens.append(bytes(tok))
+        text = b" ".join(tokens)
+        buf = np.frombuffer(text, np.uint8)
+        lengths = np.array([len(t) for t in tokens], np.int64)
+        start = np.concatenate(([0], np.cumsum(lengths + 1)[:-1]))
+        end = start + lengths
+        got = ts.parse_timestamp(buf, start, end)
+        want = ts._walked_timestamps(buf, start, end)
+        for g, w, what in zip(got, want, ("ns", "has_dot", "flen", "valid")):
+            assert np.array_equal(g, w), (trial, what)
+        for tok, ns, dot, ok in zip(tokens, got[0], got[1], got[3]):  # and what Python reads
+            assert bool(ok) == bool(re.fullmatch(rb"[0-9]{1,24}(\.[0-9]{1,32})?", tok)), tok
+            if not ok:
+                continue
+            if dot:
+                sec, frac = tok.split(b".")
+                assert int(ns) % 2**64 == (int(sec) * 10**9 + int(frac[:9].ljust(9, b"0"))) % 2**64
+            else:
+                assert int(ns) % 2**64 == int(tok) % 2**64
 
 
 def test_damage_on_an_unknown_cpu_does_not_undo_damage_on_the_findings_cpu():
