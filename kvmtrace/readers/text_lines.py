@@ -95,21 +95,24 @@ def parse_block(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, layout: s
     end = np.where(ok, E[np.maximum(k_last, 0)], lstart)
     ok &= end <= ends
 
-    # ts token: digits, ending in "<digit>:"
-    tlast = ch(E[:tk.count] - 1)
-    is_ts = (tlast == 58) & ts.is_digit(ch(E[:tk.count] - 2)) & ts.is_digit(buf[S[:tk.count]]) if tk.count else np.zeros(0, bool)
+    def is_ts(k: np.ndarray) -> np.ndarray:
+        """Whether token ``k`` (the last one past the end) is a timestamp: a digit, ..., "<digit>:"."""
+        k = np.minimum(k, max(tk.count - 1, 0))
+        return (ch(E[k] - 1) == 58) & ts.is_digit(ch(E[k] - 2)) & ts.is_digit(ch(S[k])) & (tk.count > 0)
+
     tgid = np.zeros(n, dtype=np.int64)
     tgid_known = np.zeros(n, dtype=bool)
     if layout == "bracket":
-        first = buf[S[:tk.count]] if tk.count else np.zeros(0, np.uint8)
-        is_cpu = (first == 91) & ts.is_digit(ch(S[:tk.count] + 1)) & (tlast == 93)
-        kb = tk.first_at(np.flatnonzero(is_cpu), k0 + 1, k_last)
+        # "[CPU]" tokens: of those that open with "[" (few), the ones a digit follows and "]" ends
+        bracket = np.flatnonzero(buf[S[:tk.count]] == 91)
+        is_cpu = bracket[ts.is_digit(ch(S[bracket] + 1)) & (ch(E[bracket] - 1) == 93)]
+        kb = tk.first_at(is_cpu, k0 + 1, k_last)
         ok &= kb > k0
         anchored = ok & (kb <= k0 + 3)  # a comm may hold spaces: "CPU 0/KVM-4242"
         kb = np.where(ok, kb, k0)
         cpu = ts.parse_uint(buf, S[kb] + 1, np.where(ok, E[kb] - 1, S[kb] + 1)).astype(np.int64)
         ok &= ts.digits_forward(buf, S[kb] + 1, E[kb] - 1, max_steps=8) == E[kb] - 1
-        flagged = ~is_ts[np.minimum(kb + 1, max(tk.count - 1, 0))] if tk.count else np.zeros(n, bool)
+        flagged = ~is_ts(kb + 1)
         kt = np.where(flagged, kb + 2, kb + 1)
         kf = kb + 1
         flags_start = np.where(flagged, S[kf], S[kt])
@@ -128,7 +131,7 @@ def parse_block(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, layout: s
         tgid = np.where(tgid_known, ts.parse_uint(buf, t_s, np.where(tgid_known, t_e, t_s)).astype(np.int64), 0)
         kp = np.where(has_tgid, ko - 1, kq)
     else:  # latency: COMM8-PID CPUFLAGS TS:
-        kt = tk.first_at(np.flatnonzero(is_ts), k0 + 2, k_last)
+        kt = tk.first_at(np.flatnonzero(is_ts(np.arange(tk.count))), k0 + 2, k_last)
         ok &= kt > k0
         anchored = ok.copy()
         kt = np.where(ok, kt, k0 + 2)
@@ -140,7 +143,7 @@ def parse_block(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, layout: s
         kp = kt - 2
     ok &= (kt <= k_last) & (kp >= k0)
     kp = np.maximum(kp, 0)
-    ok &= is_ts[np.minimum(kt, max(tk.count - 1, 0))] if tk.count else False
+    ok &= is_ts(kt)
 
     pid_end = E[kp]
     pid_start = ts.digits_backward(buf, pid_end - 1, S[kp], max_steps=12) + 1
