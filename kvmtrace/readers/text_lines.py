@@ -56,17 +56,20 @@ class _Tokens:
 
     def __init__(self, buf: np.ndarray) -> None:
         self.buf = buf
+        n = len(buf)
         sp = buf <= 32
-        change = np.flatnonzero(sp[1:] != sp[:-1]) + 1  # alternately a token's start and its end
-        lead = bool(len(buf)) and not sp[0]  # a token at byte 0: the first change ends it
-        first = np.concatenate(([0], change[1::2])) if lead else change[0::2]
-        last = change[0::2] if lead else change[1::2]
-        if len(buf) and not sp[-1]:
-            last = np.concatenate((last, [len(buf)]))
-        # pad with a sentinel token so index k+1..k+3 lookups never fall off the end
-        self.start = np.concatenate((first, [len(buf)] * 4)).astype(np.int64, copy=False)
-        self.end = np.concatenate((last, [len(buf)] * 4)).astype(np.int64, copy=False)
-        self.count = len(first)
+        edge = np.empty(n, bool)  # byte i begins a token (a token at byte 0 too) or ends one
+        if n:
+            edge[0] = not sp[0]
+            np.not_equal(sp[1:], sp[:-1], out=edge[1:])
+        change = np.flatnonzero(edge)  # alternately a token's start and its end
+        self.count = (len(change) + 1) // 2
+        # sentinel tokens at the end so index k+1..k+3 lookups never fall off; a last token that
+        # runs to the end of the block ends there too
+        self.start = np.full(self.count + 4, n, np.int64)
+        self.start[:self.count] = change[0::2]
+        self.end = np.full(self.count + 4, n, np.int64)
+        self.end[:len(change) // 2] = change[1::2]
         # the block between two zero bytes: a clipped gather reads 0 anywhere outside it
         self._padded = np.concatenate((np.zeros(1, np.uint8), buf, np.zeros(1, np.uint8)))
 
