@@ -47,6 +47,9 @@ class EventColumns:
         self.payload: list[pa.Array] = []
         self.line: list[np.ndarray] = []
         self._unknown_flags: set[str] = set()
+        #: whether the timestamps so far never go back (checked block by block, so the table needs
+        #: no pass over all of them), and the last one
+        self._in_order, self._last_ts = True, np.iinfo(np.int64).min
 
     def add_block(self, *, ts: Any, cpu: Any, pid: Any, tgid: tuple[Any, Any], comm: pa.Array, event: pa.Array,
                   system: pa.Array | None, flags: Any, payload: Any, line: Any) -> None:
@@ -66,7 +69,11 @@ class EventColumns:
             self._decode_fields(event, payload, seq)
             payload = None
         self.seq.append(seq)
-        self.ts.append(np.asarray(ts, dtype=np.int64))
+        ts = np.asarray(ts, dtype=np.int64)
+        if self._in_order and len(ts):
+            self._in_order = self._last_ts <= ts[0] and not (ts[1:] < ts[:-1]).any()
+            self._last_ts = int(ts[-1])
+        self.ts.append(ts)
         self.cpu.append(np.asarray(cpu, dtype=np.int32))
         self.pid.append(np.asarray(pid, dtype=np.int32))
         self.tgid.append((np.asarray(tgid[0], dtype=np.int32), np.asarray(tgid[1], dtype=bool)))
@@ -125,9 +132,7 @@ class EventColumns:
         n = len(ts)
         seq = np.concatenate(self.seq) if self.seq else np.zeros(0, np.int64)
         self.seq = []
-        order = None
-        if n > 1 and (np.diff(ts) < 0).any():
-            order = np.argsort(ts, kind="stable")
+        order = None if self._in_order else np.argsort(ts, kind="stable")
 
         def take(a: Any) -> Any:
             return a if order is None else a[order]
