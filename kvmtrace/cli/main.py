@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 
 import click
 
@@ -48,5 +49,8 @@ def cli() -> None:
 def main() -> None:
     from ..memory import keep_freed_heap
 
+    # numpy's OpenBLAS starts a thread per core at import, and they spin ~0.1 s of CPU before they
+    # sleep: on a laptop's few cores that is taken from the parsers. No command multiplies matrices.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     keep_freed_heap()  # a command is one process that allocates and frees trace-sized arrays in turn
     cli(prog_name="kvmtrace")
