@@ -159,7 +159,8 @@ def test_digit_windows_answer_every_scan_as_the_byte_by_byte_scan_does(per_matri
     """``digits_forward``/``digits_backward`` replace the byte-at-a-time ``scan`` in the text parser
     and the field conversions: the same stop position forward and backward, for decimal and hex
     digits, at block edges, past limits and at the step bound, whole or a few windows at a time;
-    ``parse_uint`` gives what Python's ``int`` does, modulo 2**64."""
+    ``parse_uint`` gives what Python's ``int`` does, modulo 2**64, and ``read_uint`` also says which
+    ranges are digits of its base and no longer than its bound."""
     import numpy as np
 
     from kvmtrace.readers import textscan as ts
@@ -181,6 +182,12 @@ def test_digit_windows_answer_every_scan_as_the_byte_by_byte_scan_does(per_matri
         end = np.minimum(ts.digits_forward(buf, start, np.full(20, n), 30), n)
         text = buf.tobytes()
         assert ts.parse_uint(buf, start, end).tolist() == [int(text[a:b] or b"0") % 2**64 for a, b in zip(start, end)]
+        lo, hi = np.sort(rng.integers(0, n + 1, (2, 30)), axis=0)  # any range: digits or not
+        for base, most, form in ((10, 12, rb"[0-9]+"), (16, 9, rb"[0-9a-fA-F]+")):
+            value, valid = ts.read_uint(buf, lo, hi, base, most)
+            ok = [bool(re.fullmatch(form, text[a:b])) and b - a <= most for a, b in zip(lo, hi)]
+            assert valid.tolist() == ok
+            assert value.tolist() == [int(text[a:b], base) % 2**64 if k else 0 for a, b, k in zip(lo, hi, ok)]
     empty = np.zeros(0, np.uint8)
     assert ts.digits_forward(empty, np.array([0]), np.array([0]), 5).tolist() == [0]
     assert ts.parse_uint(empty, np.zeros(0, np.int64), np.zeros(0, np.int64)).tolist() == []

@@ -1,7 +1,6 @@
 """Vectorized conversions of extracted field strings into typed pandas columns."""
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -10,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..readers.textscan import digits_forward, gather, is_digit, is_hex, parse_uint, windows
+from ..readers.textscan import gather, read_uint, windows
 
 
 def buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -70,42 +69,37 @@ def _hex_prefixed(data: np.ndarray, s: np.ndarray, e: np.ndarray) -> np.ndarray:
     return (e - s >= 2) & (_byte(data, s) == ord("0")) & ((_byte(data, s + 1) | 32) == ord("x"))
 
 
-def _made_of(data: np.ndarray, s: np.ndarray, e: np.ndarray, member: Callable[[np.ndarray], np.ndarray],
-             most: int) -> np.ndarray:
-    """Strings ``data[s:e]`` of 1 to ``most`` characters, every one ``member``."""
-    return (e > s) & (e - s <= most) & (digits_forward(data, s, e, most + 1, member) == e)
-
-
 def to_uint64_hex(arr: pa.Array | Spans) -> pd.arrays.IntegerArray:
     """Hex strings (with or without 0x) → UInt64; NA where not hex (e.g. ``(____ptrval____)``).
 
     Read from the bytes (a pass per digit of the longest): regular expressions over millions of
     counters were most of a text trace's field decoding."""
     data, s, e, present = _trimmed(arr)
-    digits = np.where(_hex_prefixed(data, s, e), s + 2, s)
-    valid = present & _made_of(data, digits, e, is_hex, 16)
-    val = parse_uint(data, digits, np.where(valid, e, digits), base=16)
-    return pd.arrays.IntegerArray(val, ~valid)
+    val, valid = read_uint(data, np.where(_hex_prefixed(data, s, e), s + 2, s), e, base=16, most=16)
+    valid &= present
+    return pd.arrays.IntegerArray(np.where(valid, val, np.uint64(0)), ~valid)
 
 
 def to_int64(arr: pa.Array | Spans, allow_hex: bool = True) -> pd.arrays.IntegerArray:
     """Decimal (signed, within 64 bits) or 0x-hex strings → Int64 (hex read as two's complement)."""
     data, s, e, present = _trimmed(arr)
-    negative = (e > s) & (_byte(data, s) == ord("-"))
-    digits = np.where(negative, s + 1, s)
-    is_dec = present & _made_of(data, digits, e, is_digit, 19)
-    magnitude = parse_uint(data, digits, np.where(is_dec, e, digits))  # 19 digits fit in 64 bits unsigned
-    is_dec &= magnitude <= np.where(negative, np.uint64(1 << 63), np.uint64((1 << 63) - 1))  # else damage: NA
-    out = np.where(negative, ~magnitude + np.uint64(1), magnitude).view(np.int64)
-    if allow_hex:
-        after = s + 2  # the digits after "0x"
-        hexed = present & ~is_dec & _hex_prefixed(data, s, e)
-        hexed[hexed] = _made_of(data, after[hexed], e[hexed], is_hex, 16)
-        if hexed.any():
-            out[hexed] = parse_uint(data, after[hexed], e[hexed], base=16).view(np.int64)
-    else:
-        hexed = np.zeros(len(out), bool)
-    return pd.arrays.IntegerArray(np.where(is_dec | hexed, out, 0), ~(is_dec | hexed))
+    out, ok = np.zeros(len(s), np.int64), np.zeros(len(s), bool)
+    # "0x" can begin no decimal, so each string is read one way: hex after the prefix, else decimal
+    prefixed = present & _hex_prefixed(data, s, e) if allow_hex else np.zeros(len(s), bool)
+    for rows, hexed in ((np.flatnonzero(present & ~prefixed), False), (np.flatnonzero(prefixed), True)):
+        if not len(rows):
+            continue
+        rs, re_ = s[rows], e[rows]
+        if hexed:
+            value, good = read_uint(data, rs + 2, re_, base=16, most=16)
+            out[rows], ok[rows] = value.view(np.int64), good
+            continue
+        negative = (re_ > rs) & (_byte(data, rs) == ord("-"))
+        magnitude, good = read_uint(data, np.where(negative, rs + 1, rs), re_, most=19)  # 19 digits fit unsigned
+        good &= magnitude <= np.where(negative, np.uint64(1 << 63), np.uint64((1 << 63) - 1))  # else damage: NA
+        out[rows] = np.where(negative, ~magnitude + np.uint64(1), magnitude).view(np.int64)
+        ok[rows] = good
+    return pd.arrays.IntegerArray(np.where(ok, out, 0), ~ok)
 
 
 def hex_signed(arr: pa.Array | Spans) -> pd.arrays.IntegerArray:

@@ -172,6 +172,32 @@ def parse_uint(buf: np.ndarray, start: np.ndarray, end: np.ndarray, base: int = 
     return val
 
 
+#: each byte's hex digit value, 255 for a byte that is none
+_HEXDIGIT = np.where(HEX, _HEXVAL, 255).astype(np.uint8)
+
+
+def read_uint(buf: np.ndarray, start: np.ndarray, end: np.ndarray, base: int = 10, most: int = 20
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(value, valid) of each ``buf[start:end]`` as an unsigned integer: valid when it is 1 to
+    ``most`` digits of ``base`` (10 or 16) and nothing else; the value (uint64, wrapping past 2**64
+    as ``parse_uint``'s) is 0 where it is not. The digits are checked in the passes that read them,
+    one per digit of the longest valid-length field, from its right end."""
+    n = len(start)
+    length = np.asarray(end, np.int64) - np.asarray(start, np.int64)
+    valid = (length > 0) & (length <= most)
+    val = np.zeros(n, dtype=np.uint64)
+    power = 1
+    for k in range(1, int(np.where(valid, length, 0).max(initial=0)) + 1):
+        byte = buf.take(end - k, mode="clip")
+        digit = byte - np.uint8(48) if base == 10 else _HEXDIGIT[byte]
+        inside = length >= k
+        valid &= ~inside | (digit < base)
+        val += np.where(inside, digit, np.uint8(0)) * np.uint64(power)
+        power = power * base % (1 << 64)
+    val[~valid] = 0
+    return val, valid
+
+
 def parse_timestamp(buf: np.ndarray, start: np.ndarray, end: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Parse ``SEC.FRAC`` or a bare counter.
