@@ -304,7 +304,7 @@ def gather(buf: np.ndarray, start: np.ndarray, end: np.ndarray) -> pa.LargeStrin
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     if n == 0 or offsets[-1] == 0:
-        data = b""
+        data: np.ndarray | bytes = b""
     else:
         runs = np.empty(2 * n + 1, dtype=np.int64)
         runs[0] = start[0]
@@ -313,7 +313,7 @@ def gather(buf: np.ndarray, start: np.ndarray, end: np.ndarray) -> pa.LargeStrin
         runs[-1] = len(buf) - end[-1]
         keep = np.zeros(2 * n + 1, dtype=bool)
         keep[1::2] = True
-        data = buf[np.repeat(keep, runs)].tobytes()
+        data = buf[np.repeat(keep, runs)]  # Arrow keeps this array as the buffer: no copy to bytes
     return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
 
 
