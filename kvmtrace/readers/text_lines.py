@@ -113,8 +113,9 @@ def parse_block(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, layout: s
         ok &= kb > k0
         anchored = ok & (kb <= k0 + 3)  # a comm may hold spaces: "CPU 0/KVM-4242"
         kb = np.where(ok, kb, k0)
-        cpu = ts.parse_uint(buf, S[kb] + 1, np.where(ok, E[kb] - 1, S[kb] + 1)).astype(np.int64)
-        ok &= ts.digits_forward(buf, S[kb] + 1, E[kb] - 1, max_steps=8) == E[kb] - 1
+        number, digits = ts.read_uint(buf, S[kb] + 1, E[kb] - 1, most=8)
+        cpu = np.where(ok, number, 0).astype(np.int64)
+        ok &= digits
         flagged = ~is_ts(kb + 1)
         kt = np.where(flagged, kb + 2, kb + 1)
         kf = kb + 1
