@@ -40,7 +40,7 @@ def windows(tl: Timeline) -> tuple[pd.DataFrame, dict[str, int], pd.DataFrame]:
         "open_seq": tl.seq[o], "close_seq": tl.seq[c],
         "caller": tl.caller[o], "closer": tl.caller[c],
         "open_pos": o, "close_pos": c,  # positions in the model's timeline, for joins with other model frames
-    })
+    }, copy=False)  # the columns are this function's own arrays: not copied into one block (~0.15 s at 1.4M windows)
     return f, stats, lost
 
 

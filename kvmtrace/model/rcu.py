@@ -43,7 +43,7 @@ def quiescent_states(tl: Timeline) -> tuple[pd.DataFrame, dict[str, int]]:
         "start_ns": tl.ts[s], "end_ns": tl.ts[e], "duration_ns": tl.ts[e] - tl.ts[s],
         "stop_seq": tl.seq[s], "start_seq": tl.seq[e],
         "stop_pos": s, "start_pos": e,  # positions in the model's timeline
-    })
+    }, copy=False)  # this function's own arrays: not copied into one block
     f["idle"] = f["pid"] == 0
     return f, stats
 
