@@ -152,28 +152,10 @@ def parse_uint(buf: np.ndarray, start: np.ndarray, end: np.ndarray, base: int = 
 
     One pass over the lines per digit of the longest field, from its right end, each adding that
     digit times its power: never a pass over the block, nor a matrix of every field's digits.
-    Decimal digits are read by subtraction (a byte that is no digit counts 0), hex by table.
+    Decimal digits are read by subtraction, hex by table; a byte that is no digit counts 0.
     """
-    n = len(start)
-    val = np.zeros(n, dtype=np.uint64)
-    w = int(np.maximum(end - start, 0).max(initial=0))
-    power = 1
-    for k in range(1, w + 1):
-        at = end - k
-        byte = buf.take(at, mode="clip")
-        if base == 10:
-            digit = byte - np.uint8(48)
-            digit[(digit > 9) | (at < start)] = 0
-        else:
-            digit = _HEXVAL[byte]
-            digit[at < start] = 0
-        val += digit * np.uint64(power)
-        power = power * base % (1 << 64)  # the digit's power, wrapped as the sum is
-    return val
-
-
-#: each byte's hex digit value, 255 for a byte that is none
-_HEXDIGIT = np.where(HEX, _HEXVAL, 255).astype(np.uint8)
+    width = int(np.maximum(np.asarray(end) - np.asarray(start), 0).max(initial=0))
+    return _digit_sum(buf, start, end, base, width, checked=False)[0]
 
 
 def read_uint(buf: np.ndarray, start: np.ndarray, end: np.ndarray, base: int = 10, most: int = 20
@@ -181,21 +163,38 @@ def read_uint(buf: np.ndarray, start: np.ndarray, end: np.ndarray, base: int = 1
     """(value, valid) of each ``buf[start:end]`` as an unsigned integer: valid when it is 1 to
     ``most`` digits of ``base`` (10 or 16) and nothing else; the value (uint64, wrapping past 2**64
     as ``parse_uint``'s) is 0 where it is not. The digits are checked in the passes that read them,
-    one per digit of the longest valid-length field, from its right end."""
-    n = len(start)
+    one per digit of the longest valid-length field."""
     length = np.asarray(end, np.int64) - np.asarray(start, np.int64)
     valid = (length > 0) & (length <= most)
-    val = np.zeros(n, dtype=np.uint64)
-    power = 1
-    for k in range(1, int(np.where(valid, length, 0).max(initial=0)) + 1):
-        byte = buf.take(end - k, mode="clip")
-        digit = byte - np.uint8(48) if base == 10 else _HEXDIGIT[byte]
-        inside = length >= k
-        valid &= ~inside | (digit < base)
-        val += np.where(inside, digit, np.uint8(0)) * np.uint64(power)
-        power = power * base % (1 << 64)
+    val, clean = _digit_sum(buf, start, end, base, int(np.where(valid, length, 0).max(initial=0)), checked=True)
+    valid &= clean
     val[~valid] = 0
     return val, valid
+
+
+#: each byte's hex digit value, 255 for a byte that is none
+_HEXDIGIT = np.where(HEX, _HEXVAL, 255).astype(np.uint8)
+
+
+def _digit_sum(buf: np.ndarray, start: np.ndarray, end: np.ndarray, base: int, width: int, checked: bool
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(each range's digits times their powers of ``base``, summed as uint64 wrapping past 2**64,
+    over its last ``width`` bytes; with ``checked``, whether every one of those bytes is a digit),
+    one pass per digit from the right end. A byte that is no digit adds 0."""
+    length = np.asarray(end, np.int64) - np.asarray(start, np.int64)
+    val = np.zeros(len(length), dtype=np.uint64)
+    clean = np.ones(len(length), dtype=bool)
+    power = 1
+    for k in range(1, width + 1):
+        byte = buf.take(np.asarray(end) - k, mode="clip")
+        digit = byte - np.uint8(48) if base == 10 else _HEXDIGIT[byte]
+        inside = length >= k
+        is_digit = digit < base
+        if checked:
+            clean &= ~inside | is_digit
+        val += np.where(inside & is_digit, digit, np.uint8(0)) * np.uint64(power)
+        power = power * base % (1 << 64)  # the digit's power, wrapped as the sum is
+    return val, clean
 
 
 def parse_timestamp(buf: np.ndarray, start: np.ndarray, end: np.ndarray
