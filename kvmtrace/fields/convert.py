@@ -86,19 +86,18 @@ def to_int64(arr: pa.Array | Spans, allow_hex: bool = True) -> pd.arrays.Integer
     out, ok = np.zeros(len(s), np.int64), np.zeros(len(s), bool)
     # "0x" can begin no decimal, so each string is read one way: hex after the prefix, else decimal
     prefixed = present & _hex_prefixed(data, s, e) if allow_hex else np.zeros(len(s), bool)
-    for rows, hexed in ((np.flatnonzero(present & ~prefixed), False), (np.flatnonzero(prefixed), True)):
-        if not len(rows):
-            continue
-        rs, re_ = s[rows], e[rows]
-        if hexed:
-            value, good = read_uint(data, rs + 2, re_, base=16, most=16)
-            out[rows], ok[rows] = value.view(np.int64), good
-            continue
-        negative = (re_ > rs) & (_byte(data, rs) == ord("-"))
-        magnitude, good = read_uint(data, np.where(negative, rs + 1, rs), re_, most=19)  # 19 digits fit unsigned
-        good &= magnitude <= np.where(negative, np.uint64(1 << 63), np.uint64((1 << 63) - 1))  # else damage: NA
-        out[rows] = np.where(negative, ~magnitude + np.uint64(1), magnitude).view(np.int64)
-        ok[rows] = good
+    hexed = np.flatnonzero(prefixed)
+    if len(hexed):
+        value, ok[hexed] = read_uint(data, s[hexed] + 2, e[hexed], base=16, most=16)
+        out[hexed] = value.view(np.int64)
+    dec = np.flatnonzero(present & ~prefixed)
+    if len(dec):
+        ds, de = s[dec], e[dec]
+        negative = (de > ds) & (_byte(data, ds) == ord("-"))
+        magnitude, good = read_uint(data, np.where(negative, ds + 1, ds), de, most=19)  # 19 digits fit unsigned
+        # beyond 64 bits is damage: NA
+        ok[dec] = good & (magnitude <= np.where(negative, np.uint64(1 << 63), np.uint64((1 << 63) - 1)))
+        out[dec] = np.where(negative, ~magnitude + np.uint64(1), magnitude).view(np.int64)
     return pd.arrays.IntegerArray(np.where(ok, out, 0), ~ok)
 
 
