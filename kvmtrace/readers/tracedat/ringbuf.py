@@ -67,27 +67,26 @@ def walk(buf: np.ndarray, page_size: int, commit_off: int, commit_size: int, dat
             raw = buf[(idx[:, None] + np.arange(4)).ravel()].reshape(-1, 4).copy().view(e + "u4").ravel()
         vals[ok] = raw.astype(np.int64)
         lost[stored] = vals
-    pos = starts + data_off
-    end = pos + size
-    ts = page_ts.copy()
-    active = np.flatnonzero(pos < end)
+    # the walk's state, one entry per page still being walked, compacted as pages finish
+    page = np.flatnonzero(size > 0)
+    p = starts[page] + data_off
+    last = p + size[page]
+    t = page_ts[page]
     out_ts, out_off, out_len, out_page = [], [], [], []
     off_type = np.uint32 if len(buf) < 1 << 32 else np.int64
     emitted = np.zeros(npages, dtype=np.int64)  # records found so far per page (rank in page)
     corrupt = np.zeros(npages, dtype=bool)
-    while len(active):
-        p = pos[active]
+    while len(page):
         h = u32[p >> 2]
         tl = (h & 31).astype(np.int64)
         delta = (h >> 5).astype(np.uint64)
-        last = end[active]
-        t = ts[active] + delta
+        t = t + delta
         data = (tl >= 1) & (tl <= 28)
         if data.all():  # the usual step: every page's next event is a small record (its length in tl)
             doff = p + 4
             nxt = doff + tl * 4
             rec = nxt <= last
-            bad = ~rec
+            bad = None if rec.all() else ~rec
         else:  # padding, time extends and stamps, or records with a length word
             word = u32[np.minimum((p + 4) >> 2, len(u32) - 1)].astype(np.int64)
             big = tl == 0
@@ -106,19 +105,23 @@ def walk(buf: np.ndarray, page_size: int, commit_off: int, commit_size: int, dat
             t = np.where(stamp, (t & ~np.uint64(TS_MASK)) | ((high + delta) & np.uint64(TS_MASK)), t)
             rec = (data | big) & (length > 0) & (doff + length <= last)
             bad = (nxt <= p) | ((data | big) & (doff + length > last))
-        ts[active] = t
+            bad = bad if bad.any() else None
         if rec.any():
-            pages = active[rec]
-            out_ts.append(t[rec])
-            out_off.append(doff[rec].astype(off_type))
-            out_len.append((nxt - doff)[rec].astype(np.int32))
+            kept = slice(None) if rec.all() else rec  # a slice keeps the usual step's arrays as they are
+            pages = page[kept]
+            out_ts.append(t[kept])
+            out_off.append(doff[kept].astype(off_type))
+            out_len.append((nxt - doff)[kept].astype(np.int32))
             out_page.append(pages.astype(np.int32))
             emitted[pages] += 1
-        if bad.any():
-            corrupt[active[bad]] = True
+        if bad is not None:
+            corrupt[page[bad]] = True
             nxt = np.where(bad, last, nxt)
-        pos[active] = nxt
-        active = active[nxt < last]
+        going = nxt < last
+        if going.all():
+            p = nxt
+        else:
+            page, p, last, t = page[going], nxt[going], last[going], t[going]
     # records come out step by step across pages: scatter them back into buffer order (page by
     # page, rank within the page) without sorting. Each step holds a page at most once, in the
     # walk's order, so counting again gives each record's rank in its page
