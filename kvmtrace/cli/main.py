@@ -1,8 +1,12 @@
 """Entry point: the ``kvmtrace`` group, whose commands are imported only when they run."""
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
+import sys
+import threading
+from typing import NoReturn
 
 import click
 
@@ -53,4 +57,27 @@ def main() -> None:
     # sleep: on a laptop's few cores that is taken from the parsers. No command multiplies matrices.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     keep_freed_heap()  # a command is one process that allocates and frees trace-sized arrays in turn
-    cli(prog_name="kvmtrace")
+    try:
+        cli(prog_name="kvmtrace")  # click's standalone mode ends every run with SystemExit
+    except SystemExit as done:
+        leave(done.code)
+
+
+def leave(code: object) -> NoReturn:
+    """End the process once a command is done, without tearing down the interpreter: freeing a
+    large trace's arrays and every module object one by one takes ~0.1 s, and the system takes the
+    memory back at once anyway. Exit handlers still run and output is flushed first; a thread
+    still running makes it a normal exit, which waits for it."""
+    if not isinstance(code, int):  # as Python's own exit: None is success, anything else a message
+        if code is not None:
+            print(code, file=sys.stderr)
+        code = 0 if code is None else 1
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # `kvmtrace analyze ... | head`: the reader left, as the commands treat it
+        code = code or 0
+    sys.stderr.flush()
+    os._exit(code)
