@@ -25,7 +25,8 @@ def main() -> None:
     print(json.dumps({"seconds": load, "typed_seconds": time.perf_counter() - t, "typed": typed,
                       "events": tr.meta.events, "lines": tr.meta.lines,
                       "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "table_mb": float(tr.events.memory_usage(deep=True).sum()) / 2**20}))
+                      "table_mb": float(tr.events.memory_usage(deep=True).sum()) / 2**20,
+                      "column_bytes": {c: int(tr.events[c].memory_usage(deep=True, index=False)) for c in tr.events}}))
 
 
 def run(path: Path) -> dict:

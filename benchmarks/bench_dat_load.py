@@ -2,7 +2,8 @@
 
     python3 benchmarks/bench_dat_load.py [TRACE.dat]
 
-Prints both times, the ratio (target >= 3x) and kvmtrace's peak RSS per event (target < 200 B).
+Prints both times, the ratio (target >= 3x), kvmtrace's peak RSS per event (target < 200 B) and
+where the events table's bytes per event go, column by column (target <= 48 B).
 The load yields the full events table (typed flag columns) plus typed kvm/irq fields on demand.
 """
 from __future__ import annotations
@@ -28,6 +29,9 @@ def main() -> None:
     print(f"kvmtrace load    {r['seconds']:8.2f} s  (events table with flags); typed fields of {r['typed']} in {r['typed_seconds']:.2f} s")
     print(f"ratio            {tc / r['seconds']:8.2f} x faster than trace-cmd report (target >= 3)")
     print(f"peak RSS         {r['rss_mb']:8.0f} MB = {r['rss_mb'] * 2**20 / ev:.0f} bytes/event (target < 200)")
+    cols = r["column_bytes"]
+    print(f"events table     {sum(cols.values()) / ev:8.1f} bytes/event (target <= 48): "
+          + ", ".join(f"{c} {b / ev:.1f}" for c, b in cols.items()))
 
 
 if __name__ == "__main__":
