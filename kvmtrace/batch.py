@@ -18,6 +18,7 @@ import pandas as pd
 
 from . import progress
 from .analyzers import FINDING_KINDS, Options, load_and_analyze
+from .analyzers.analysis import SameBuffers
 from .errors import OutputError, TraceError
 
 if TYPE_CHECKING:
@@ -25,23 +26,22 @@ if TYPE_CHECKING:
 
 ROW_COLUMNS = ["path", "format", "events", "cpus", "duration_s", "lost", "skipped", "verdict", "guest_runs",
                *(f"{k}_{c}" for k in FINDING_KINDS for c in ("proven", "inferred")), "undecidable", "cache",
-               "seconds", "error", "fingerprint", "same_buffer_as"]
+               "seconds", "error", "fingerprint", "kernel_release", "same_buffer_as"]
 
 
 def mark_same_buffers(rows: list[dict[str, Any]]) -> list[str]:
-    """Set ``same_buffer_as`` on each row whose events another, earlier row already has (the same
-    buffer in another format); return a warning per such row."""
-    first: dict[str, str] = {}
+    """Set ``same_buffer_as`` on each row whose buffer an earlier row already holds (in another
+    format: ``SameBuffers``); return a warning per such row."""
+    seen = SameBuffers()
     warnings = []
     for r in rows:
         fp = r.get("fingerprint")
         if fp is None or r.get("error"):
             continue
-        if fp in first:
-            r["same_buffer_as"] = first[fp]
-            warnings.append(f"{r['path']} holds the same events as {first[fp]} (another format of one buffer): counted once")
-        else:
-            first[fp] = r["path"]
+        earlier = seen.earlier(fp, r.get("kernel_release"), r["path"])
+        if earlier is not None:
+            r["same_buffer_as"] = earlier
+            warnings.append(f"{r['path']} holds the same events as {earlier} (another format of one buffer): counted once")
     return warnings
 
 
@@ -66,7 +66,7 @@ def summarize(path: str, options: Options | None = None, cache: bool = False,
            "lost": m.lost_total, "skipped": m.skipped_total, "verdict": a.verdict["verdict"], "guest_runs": len(a.runs),
            "undecidable": "; ".join(sorted({u["analysis"] for u in a.undecidable})) or None,
            "cache": m.cache, "seconds": round(time.perf_counter() - t0, 3), "error": None,
-           "fingerprint": a.fingerprint, "same_buffer_as": None}
+           "fingerprint": a.fingerprint, "kernel_release": a.kernel_release, "same_buffer_as": None}
     for k in FINDING_KINDS:
         row[f"{k}_proven"], row[f"{k}_inferred"] = c[k]["proven"], c[k]["inferred"]
     return row

@@ -35,3 +35,10 @@ def parse(text: str | None) -> Release | None:
                 patch = None
             return Release(word, (int(m.group(1)), int(m.group(2))), patch)
     return None
+
+
+def release_text(text: str | None) -> str | None:
+    """The release a UNAME line or ``uname -r`` text names (``6.1.192``), or the text itself when it
+    names none."""
+    release = parse(text)
+    return release.text if release else text

@@ -66,6 +66,31 @@ def test_the_same_buffer_in_several_formats_counts_once(tmp_path):
     assert j["verdicts"]["apparent_irqsoff"]["before"] == 968
 
 
+def test_two_kernels_that_recorded_the_same_events_are_two_buffers():
+    """The x86 5.10 and 6.1 samples are one seed's events (the same per CPU, to the timestamp) in
+    trace.dat files whose UNAMEs name different releases, and the release decides where x86 charges
+    a tick: neither is the other's buffer, in a batch or on a compare side, and both count."""
+    import kvmtrace
+
+    old, new = (str(SAMPLES / f"x86-{k}-synth-{e}-tick.v7.dat") for k, e in (("5.10", "prefix"), ("6.1", "fixed")))
+    a, b = (kvmtrace.load(p).events for p in (old, new))
+    assert a[["ts", "cpu", "event"]].astype(str).equals(b[["ts", "cpu", "event"]].astype(str))
+    r = _run("analyze", f"{old},{new}", "--json", "--serial", "--no-cache", "--fail-on", "misaccounted_tick")
+    doc = json.loads(r.stdout)
+    assert [t["kernel_release"] for t in doc["traces"]] == ["5.10.40", "6.1.0"]
+    assert doc["traces"][0]["fingerprint"] == doc["traces"][1]["fingerprint"]
+    assert [t["same_buffer_as"] for t in doc["traces"]] == [None, None] and "holds the same events" not in r.stderr
+    assert [t["misaccounted_tick_proven"] for t in doc["traces"]] == [46, 0]
+    c = json.loads(_run("compare", f"{old},{new}", str(SAMPLES / "x86-5.15-synth-prefix-tick.v7.dat"), "--json",
+                        "--serial").stdout)
+    assert c["before"]["same_buffer"] == {} and c["before"]["guest_runs"] == 2 * doc["traces"][0]["guest_runs"]
+    # the text rendering of one of them names no release: it is that buffer again, counted once
+    text = f"{PREFIX}.report-tl.txt.xz"
+    r = _run("analyze", f"{PREFIX}.v7.dat,{text}", "--json", "--serial", "--no-cache")
+    assert [t["kernel_release"] for t in json.loads(r.stdout)["traces"]] == ["6.1.0", None]
+    assert json.loads(r.stdout)["traces"][1]["same_buffer_as"] == f"{PREFIX}.v7.dat"
+
+
 def test_a_failing_trace_in_a_batch_is_named(tmp_path):
     d = tmp_path / "b"
     d.mkdir()

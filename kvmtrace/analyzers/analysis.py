@@ -33,6 +33,24 @@ class ResultOf(Generic[R]):
         return cast(R, analysis.results[self.name])
 
 
+class SameBuffers:
+    """Which earlier trace of a batch or a compare side holds the same buffer as this one: the same
+    events (``Analysis.fingerprint``), and no kernel releases that differ. A trace.dat knows its
+    release where its text rendering may not, and two kernels can record the same events, as
+    synthesized traces of one seed do, and still analyze differently (x86 tick accounting)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, list[tuple[str | None, str]]] = {}
+
+    def earlier(self, fingerprint: str, release: str | None, path: str) -> str | None:
+        """The path of the earlier trace holding this buffer; None (and remembered) when it is new."""
+        for known, earlier in self._seen.get(fingerprint, []):
+            if known is None or release is None or known == release:
+                return earlier
+        self._seen.setdefault(fingerprint, []).append((release, path))
+        return None
+
+
 @dataclass(repr=False)
 class Analysis:
     """Everything ``kvmtrace analyze`` reports for one trace."""
@@ -42,6 +60,9 @@ class Analysis:
     results: dict[str, Result]
     findings: pd.DataFrame
     undecidable: list[dict[str, Any]] = field(default_factory=list)
+    #: the release the kernel was analyzed as (``--kernel-release``, else the trace.dat's UNAME), or
+    #: None: the tick accounting of x86 depends on it, so it also tells two buffers apart
+    kernel_release: str | None = None
 
     def __repr__(self) -> str:
         found = ", ".join(f"{k} {c['proven']:,}/{c['inferred']:,}" for k, c in self.counts().items())
@@ -53,7 +74,7 @@ class Analysis:
         """What the same buffer gives in every format (trace.dat, any text rendering) and load (whole,
         selective, streamed): the events the analyses read, per type and CPU, and the guest runs. (Not
         timestamps: the kernel's text rounds them to µs, trace-cmd's truncates.) Batches and compare
-        count a buffer seen twice once."""
+        count a buffer seen twice once (``SameBuffers``)."""
         counts = self.trace.event_cpu_counts()
         read = registry.reads()
         key = repr(sorted((str(e), int(c), int(n)) for (e, c), n in counts.items() if e in read))

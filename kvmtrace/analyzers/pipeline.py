@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import progress
+from .. import progress, uname
 from ..memory import give_back
 from ..schema import concat
 from ..trace import Trace
@@ -57,7 +57,8 @@ def finish(trace: Trace, options: Options, parts: list[dict[str, Any]]) -> Analy
     if len(findings):  # a total order: chunks find the same things in another order
         _put_in_order(findings)
     undecidable = [u for r in results.values() for u in r.undecidable]
-    return Analysis(trace, whole.results["verdict"].metrics, results, findings, undecidable)
+    return Analysis(trace, whole.results["verdict"].metrics, results, findings, undecidable,
+                    uname.release_text(options.kernel_release or trace.meta.kernel.get("uname")))
 
 
 def _settled(findings: pd.DataFrame, whole: Whole, name: str) -> pd.DataFrame:

@@ -215,7 +215,7 @@ def finish(parts: list[Result], whole: Whole) -> Result:
         "misaccounted_ticks": int(ticks["misaccounted"].sum()),
         "host_time_charged_to_guest": int(ticks["host_charged_to_guest"].sum()),
         "host_time_charged_to_guest_by_exit": {str(k): int(v) for k, v in by_exit["reason"].value_counts().items() if v},
-        "kernel_release": release.text if release else release_text,
+        "kernel_release": uname.release_text(release_text),
         "kvm_exit_undecoded": undecoded,
         "path": path, "path_evidence": evidence,
         "nohz_full_cpus_excluded": sorted(int(c) for c in nohz),

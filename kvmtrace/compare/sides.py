@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from ..analyzers import FINDING_KINDS, Analysis
+from ..analyzers.analysis import SameBuffers
 
 #: which analyzer decides each finding kind (its ``undecidable`` entries name the analyzer)
 ANALYZER_OF = {"apparent_irqsoff": "irqsoff", "rcu_not_watching": "rcu", "misaccounted_tick": "ticks"}
@@ -58,6 +59,7 @@ class Part:
     tick_rows: pd.DataFrame
     host_to_guest: dict[str, int] = field(default_factory=dict)
     fingerprint: str = ""
+    kernel_release: str | None = None
 
 
 def extract(a: Analysis) -> Part:
@@ -81,19 +83,19 @@ def extract(a: Analysis) -> Part:
         else np.zeros(0, np.int64),
         exits=exits, tick_rows=t.assign(trace=a.trace.name) if t is not None and len(t) else pd.DataFrame(),
         host_to_guest=dict(a.ticks.host_time_charged_to_guest_by_exit),
-        fingerprint=a.fingerprint)
+        fingerprint=a.fingerprint, kernel_release=a.kernel_release)
 
 
 def side(label: str, items: list[Analysis | Part]) -> Side:
     """Pool the traces of one kernel (analyses, or parts extracted from them) into a Side."""
     parts: list[Part] = []
     same: dict[str, str] = {}
-    seen: dict[str, str] = {}
+    seen = SameBuffers()
     for p in (x if isinstance(x, Part) else extract(x) for x in items):
-        if p.fingerprint in seen:  # the same buffer in another format: pooled once
-            same[p.path] = seen[p.fingerprint]
+        earlier = seen.earlier(p.fingerprint, p.kernel_release, p.path)
+        if earlier is not None:  # the same buffer in another format: pooled once
+            same[p.path] = earlier
             continue
-        seen[p.fingerprint] = p.path
         parts.append(p)
     proven, inferred, denominators, decided = ({k: 0 for k in FINDING_KINDS} for _ in range(4))
     undecidable: dict[str, list[str]] = {}
