@@ -69,16 +69,19 @@ class _Cpu:
                     yield np.frombuffer(os.pread(fh.fileno(), n, c.offset + at), dtype=np.uint8)
             return
         chunks = cpu_chunks(o, c)
-        held = np.zeros(0, np.uint8)
+        held: list[np.ndarray] = []  # chunks since the last batch, joined once per batch
+        size = 0
         for got, csize in decompressed(o, c, chunks):
             self.read += csize
-            held = np.concatenate((held, got)) if len(held) else got
-            whole = len(held) // page * page
-            if whole >= step:
-                yield held[:whole]
-                held = held[whole:]
-        if len(held):
-            yield held
+            held.append(got)
+            size += len(got)
+            if size // page * page >= step:
+                joined = np.concatenate(held)
+                whole = size // page * page
+                yield joined[:whole]
+                held, size = ([joined[whole:]] if whole < size else []), size - whole
+        if size:
+            yield np.concatenate(held)
 
     def load(self) -> int:
         """Walk the next batch of pages; the number of records it held."""
