@@ -2,6 +2,8 @@
 records), kept by a Trace for fields asked for later."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from . import header as hdr
@@ -40,7 +42,7 @@ class BinarySource:
     @property
     def symbols(self) -> Symbols:
         if self._symbols is None:
-            self._symbols = Symbols(self._kallsyms)
+            self._symbols = _parsed(self._kallsyms)
         return self._symbols
 
     @property
@@ -52,3 +54,10 @@ class BinarySource:
         if self._printk is None:
             self._printk = printk_strings(self._printk_text)
         return self._printk
+
+
+@lru_cache(maxsize=2)
+def _parsed(kallsyms: str) -> Symbols:
+    """One file's kallsyms parsed once for all its sources: a streamed read makes one per window
+    (~40 ms each for a distribution kernel's)."""
+    return Symbols(kallsyms)
