@@ -28,11 +28,15 @@ _PAIRED = ((Cls.ENTRY, Cls.EXIT), (Cls.IRQ_OFF, Cls.IRQ_ON), (Cls.RCU_STOP, Cls.
 
 
 def _last_before(tl: Timeline, mask: np.ndarray, first_of_cpu: np.ndarray) -> np.ndarray:
-    """Per position, the last earlier position on its CPU where ``mask`` holds (−1 if none)."""
-    idx = np.where(mask, np.arange(len(tl)), -1)
-    acc = np.maximum.accumulate(idx) if len(idx) else idx
-    prev = np.concatenate([[-1], acc[:-1]]) if len(acc) else acc
-    return np.where(prev >= first_of_cpu, prev, -1)
+    """Per position, the last earlier position on its CPU where ``mask`` holds (−1 if none): one
+    running maximum, in place, of 4-byte positions where they fit."""
+    n = len(tl)
+    prev = np.full(n, -1, np.int32 if n < 1 << 31 else np.int64)
+    if n > 1:
+        prev[1:] = np.where(mask[:-1], np.arange(n - 1, dtype=prev.dtype), -1)
+        np.maximum.accumulate(prev, out=prev)
+        prev[prev < first_of_cpu] = -1
+    return prev
 
 
 def per_cpu(tl: Timeline, value: dict[int, int], default: int) -> np.ndarray:
