@@ -67,12 +67,14 @@ def leave(code: object) -> NoReturn:
     """End the process once a command is done, without tearing down the interpreter: freeing a
     large trace's arrays and every module object one by one takes ~0.1 s, and the system takes the
     memory back at once anyway. Exit handlers still run and output is flushed first; a thread
-    still running makes it a normal exit, which waits for it."""
+    still running, or a profiler or tracer watching (cProfile writes its file after the command
+    returns; coverage, debuggers), makes it a normal exit."""
     if not isinstance(code, int):  # as Python's own exit: None is success, anything else a message
         if code is not None:
             print(code, file=sys.stderr)
         code = 0 if code is None else 1
-    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+    if sys.getprofile() is not None or sys.gettrace() is not None or \
+            any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
         sys.exit(code)
     atexit._run_exitfuncs()
     try:
