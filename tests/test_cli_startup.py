@@ -65,3 +65,14 @@ def test_the_command_ends_without_teardown_but_loses_no_output_exit_code_or_exit
     assert len(out) == len(expected.stdout) > 400_000
     rc, _, out = _modules_after("analyze", str(tmp_path / "missing.dat"))
     assert rc == 2 and out == ""
+
+
+def test_a_profiled_command_still_writes_its_profile(tmp_path):
+    """cProfile writes its file after the command returns: the end without teardown waits for it."""
+    out = tmp_path / "run.prof"
+    p = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), "-m", "kvmtrace", "--version"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0 and "kvmtrace" in p.stdout
+    import pstats
+
+    assert pstats.Stats(str(out)).total_calls > 0
