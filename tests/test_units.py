@@ -455,6 +455,26 @@ def test_event_ids_are_picked_as_isin_picks_them(ids, wanted, dtype, huge):
     assert of_ids(type_id, np.asarray(wanted, np.int64)).tolist() == np.isin(type_id, wanted).tolist()
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([0, 1, 3, 7, 8, 63, 200, 40_000]) | st.integers(-2, 70_000), max_size=80),
+       st.integers(1, 12))
+def test_rows_by_cpu_are_a_stable_sort_of_their_cpu_numbers(cpus, few):
+    """The timeline's rows by CPU (one pass per CPU for a few, a radix sort for many, a plain sort
+    for numbers outside 16 bits) are np.argsort's stable order, whichever way they are found."""
+    from kvmtrace.model.timeline import by_cpu
+
+    cpu = np.asarray(cpus, np.int32)
+    got = by_cpu(cpu, few)
+    assert got.dtype == np.int32 and got.tolist() == np.argsort(cpu, kind="stable").tolist()
+
+
+def test_rows_by_cpu_of_more_events_than_one_slice_keep_each_cpus_order():
+    from kvmtrace.model.timeline import by_cpu
+
+    cpu = np.random.default_rng(7).integers(0, 3, (1 << 20) * 2 + 12345).astype(np.int32)
+    assert np.array_equal(by_cpu(cpu), np.argsort(cpu, kind="stable"))
+
+
 def _decoded_everything(path, columns=None):
     """Every event type of a text trace, decoded by ``Trace.df`` (all fields, or ``columns``) and by
     ``Trace.fields`` (the columns the model reads): frames and unparsed counts."""

@@ -202,8 +202,7 @@ def build(tr: Trace) -> Timeline:
     """Classify every event of ``tr`` and order them per CPU."""
     ev = tr.events
     n = len(ev)
-    order = np.argsort(_small(ev["cpu"].to_numpy(np.int32)), kind="stable")
-    order = order.astype(np.int32) if n < 1 << 31 else order  # the row of each position, kept as ``row``
+    order = by_cpu(ev["cpu"].to_numpy(np.int32))  # the row of each position, kept as ``row``
     seq = ev["seq"].to_numpy(np.int64)[order]
     cpu = ev["cpu"].to_numpy(np.int32)[order]
     names = ev["event"].astype("category")
@@ -261,8 +260,8 @@ def build(tr: Trace) -> Timeline:
             has = value >= 0
             rcu_pos, counter = at[has], value[has]
             # positions go CPU by CPU, and each CPU's are already in order: a stable sort by CPU
-            # (a radix sort of small integers) puts them in position order
-            by_pos = np.argsort(_small(cpu[rcu_pos]), kind="stable")
+            # puts them in position order
+            by_pos = by_cpu(cpu[rcu_pos])
             rcu_pos, counter = rcu_pos[by_pos], counter[by_pos]
     s, codes, cats = _coded(read["hrtimer_expire_entry"], "function")
     at = pos_by_seq[s]
@@ -293,11 +292,27 @@ def build(tr: Trace) -> Timeline:
     )
 
 
-def _small(cpu: np.ndarray) -> np.ndarray:
-    """CPU numbers as int16 where they fit (every real one does): numpy's stable sort of 16-bit
-    integers is a radix sort, one pass instead of a merge sort of millions of events."""
-    fits = not len(cpu) or -(1 << 15) <= int(cpu.min()) and int(cpu.max()) < 1 << 15
-    return cpu.astype(np.int16) if fits else cpu
+def by_cpu(cpu: np.ndarray, few: int = 8) -> np.ndarray:
+    """The indices of ``cpu`` ordered by CPU, in their own order within each (a stable sort), as
+    int32 below 2**31 entries (no array of 8-byte indices first). With at most ``few`` CPUs, one
+    comparison pass per CPU; otherwise numpy's stable sort of 16-bit integers, a radix sort."""
+    n = len(cpu)
+    kind = np.int32 if n < 1 << 31 else np.int64
+    low, high = (int(cpu.min()), int(cpu.max())) if n else (0, 0)
+    small = cpu.astype(np.int16) if -(1 << 15) <= low and high < 1 << 15 else cpu
+    counts = np.bincount(small) if n and low >= 0 and small is not cpu else None
+    present = np.flatnonzero(counts) if counts is not None else None
+    if present is None or len(present) > few:
+        return np.argsort(small, kind="stable").astype(kind, copy=False)
+    order = np.empty(n, kind)
+    at = dict(zip(present.tolist(), np.r_[0, np.cumsum(counts[present])[:-1]].tolist()))
+    for a in range(0, n, 1 << 20):  # a slice at a time: no array of 8-byte indices of every event
+        part = small[a: a + (1 << 20)]
+        for c in present.tolist():
+            rows = np.flatnonzero(part == c)
+            order[at[c]: at[c] + len(rows)] = rows + a
+            at[c] += len(rows)
+    return order
 
 
 def unpaired_toggles(cls: np.ndarray, cpu: np.ndarray) -> np.ndarray:
