@@ -301,9 +301,9 @@ def by_cpu(cpu: np.ndarray, few: int = 8) -> np.ndarray:
     low, high = (int(cpu.min()), int(cpu.max())) if n else (0, 0)
     small = cpu.astype(np.int16) if -(1 << 15) <= low and high < 1 << 15 else cpu
     counts = np.bincount(small) if n and low >= 0 and small is not cpu else None
-    present = np.flatnonzero(counts) if counts is not None else None
-    if present is None or len(present) > few:
+    if counts is None or np.count_nonzero(counts) > few:
         return np.argsort(small, kind="stable").astype(kind, copy=False)
+    present = np.flatnonzero(counts)
     order = np.empty(n, kind)
     at = dict(zip(present.tolist(), np.r_[0, np.cumsum(counts[present])[:-1]].tolist()))
     for a in range(0, n, 1 << 20):  # a slice at a time: no array of 8-byte indices of every event
