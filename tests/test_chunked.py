@@ -215,3 +215,48 @@ def test_idle_quiescent_state_spanning_the_trace_is_not_carried(tmp_path, monkey
     strip = lambda a: {k: v for k, v in a.to_json().items() if k != "meta"}  # noqa: E731
     assert json.dumps(strip(streamed), sort_keys=True, default=str) == json.dumps(strip(whole), sort_keys=True, default=str)
     assert len(sizes) > len(whole.trace.events) // piece and max(sizes[:-1]) < piece * 1.2, (idle_cpu.unique(), sizes[-5:])
+
+
+def _quiet_cuts_everywhere(tl, key, start, flags_matter):
+    """The chunk cuts by their definition, over every position at once: per CPU, the last event
+    (key at or after ``start``) before which no guest run, task irqs-off window or task RCU quiescent
+    state is open."""
+    from kvmtrace.model.timeline import Cls
+
+    n = len(tl)
+    first = np.searchsorted(tl.cpu, tl.cpu, side="left")
+
+    def last_before(mask):
+        idx = np.maximum.accumulate(np.where(mask, np.arange(n), -1))
+        prev = np.r_[-1, idx[:-1]]
+        return np.where(prev >= first, prev, -1)
+    open_ = np.zeros(n, bool)
+    for opener, closer in ((Cls.ENTRY, Cls.EXIT), (Cls.IRQ_OFF, Cls.IRQ_ON), (Cls.RCU_STOP, Cls.RCU_START)):
+        prev = last_before((tl.cls == opener) | (tl.cls == closer))
+        at = np.maximum(prev, 0)
+        is_open = (prev >= 0) & (tl.cls[at] == opener)
+        open_ |= is_open & (tl.pid[at] != 0) if opener == Cls.RCU_STOP else is_open
+    if flags_matter:
+        prev = last_before(~tl.hardirq & ~tl.nmi)
+        open_ |= (prev >= 0) & tl.irqs_off[np.maximum(prev, 0)]
+    out = {}
+    for c, (s, e) in tl.cpu_bounds.items():
+        quiet = np.flatnonzero(~open_[s:e] & (key[s:e] >= start.get(c, -1)))
+        out[c] = int(key[s + quiet[-1]]) if len(quiet) else start.get(c, -1)
+    return out
+
+
+@pytest.mark.parametrize("path", [ARM64 / f"arm64-6.1-{VARIANTS[0]}.tracefs.txt.xz", X86_SVM / "x86-6.1-prefixtick-tick.dat"])
+def test_chunk_cuts_found_from_each_cpus_end_equal_their_definition(path):
+    """The cuts are looked for backwards in growing windows; whatever the window, they are the ones
+    the definition gives over the whole timeline, with and without flag windows, from any start."""
+    from kvmtrace.model import carry, timeline
+
+    tl = timeline.build(kvmtrace.load(path))
+    key = np.arange(len(tl), dtype=np.int64)
+    rng = np.random.default_rng(3)
+    for flags_matter in (False, True):
+        for start in ({}, {int(c): int(rng.integers(s, e)) for c, (s, e) in tl.cpu_bounds.items()}):
+            want = _quiet_cuts_everywhere(tl, key, start, flags_matter)
+            for step in (7, 64, 4096, 1 << 30):
+                assert carry.quiet_cuts(tl, key, start, flags_matter, step) == want, (flags_matter, step)
