@@ -36,8 +36,7 @@ def _open_at(tl: Timeline, a: int, e: int, s: int, flags_matter: bool, step: int
     from before ``a``, found by a search backwards."""
     cls = tl.cls
     open_ = np.zeros(e - a, bool)
-    checks: list[tuple[np.ndarray, np.ndarray]] = []  # (is a pair event, opens it), over [s, e)
-    for opener, closer in ((Cls.ENTRY, Cls.EXIT), (Cls.IRQ_OFF, Cls.IRQ_ON), (Cls.RCU_STOP, Cls.RCU_START)):
+    for opener, closer in _PAIRED[:3]:  # the intervals: a guest run, an irqs-off window, an EQS
         def pair(lo: int, hi: int, opener: Cls = opener, closer: Cls = closer) -> np.ndarray:
             return (cls[lo:hi] == opener) | (cls[lo:hi] == closer)
 
