@@ -14,7 +14,7 @@ from ..flags import FLAG_COLUMNS, masked
 from . import header as hdr
 from .formats import EventFormat, Field, FormatTable
 from .records import RecordStore, of_ids
-from .source import BinarySource
+from .source import BinarySource, SharedSymbols
 from .symbols import cmdlines
 
 # common_flags bits (kernel/trace/trace.h)
@@ -71,10 +71,12 @@ class Numbered:
     types: np.ndarray   # the type ids present
     type_code: np.ndarray  # each record's index into ``types``
 
-    def source(self) -> BinarySource:
-        """The records as a ``BinarySource`` (while ``store`` holds them)."""
+    def source(self, symbols: SharedSymbols | None = None) -> BinarySource:
+        """The records as a ``BinarySource`` (while ``store`` holds them), with ``symbols`` parsed
+        once for several (a stream's windows)."""
         contiguous = not len(self.seq) or int(self.seq[-1]) == len(self.seq) - 1  # seq is the row unless records were left out
-        return BinarySource(self.formats, self.store, self.type_id, self.dat, None if contiguous else self.seq)  # type: ignore[arg-type]  # store is set while records are held
+        return BinarySource(self.formats, self.store, self.type_id, self.dat, None if contiguous else self.seq,  # type: ignore[arg-type]  # store is set while records are held
+                            symbols)
 
 
 def numbered(dat: hdr.DatFile, meta: TraceMeta, formats: FormatTable, cf: Mapping[str, Field], store: RecordStore,

@@ -2,8 +2,6 @@
 records), kept by a Trace for fields asked for later."""
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 
 from . import header as hdr
@@ -19,13 +17,13 @@ class BinarySource:
     """
 
     def __init__(self, formats: FormatTable, store: RecordStore, type_id: np.ndarray,
-                 dat: hdr.DatFile, seq: np.ndarray | None = None) -> None:
+                 dat: hdr.DatFile, seq: np.ndarray | None = None, symbols: SharedSymbols | None = None) -> None:
         self.seq = seq  # a selective read: the seq of each kept record (sorted); else seq is the row
         self.formats = formats
         self.store = store
         self.type_id = type_id
-        self._kallsyms, self._printk_text = dat.kallsyms, dat.printk
-        self._symbols: Symbols | None = None
+        self._printk_text = dat.printk
+        self._shared = symbols or SharedSymbols(dat.kallsyms)
         self._printk: dict[int, str] | None = None
 
     def seq_of(self, name: str) -> np.ndarray:
@@ -41,9 +39,7 @@ class BinarySource:
 
     @property
     def symbols(self) -> Symbols:
-        if self._symbols is None:
-            self._symbols = _parsed(self._kallsyms)
-        return self._symbols
+        return self._shared.get()
 
     @property
     def stext(self) -> int:
@@ -56,8 +52,15 @@ class BinarySource:
         return self._printk
 
 
-@lru_cache(maxsize=2)
-def _parsed(kallsyms: str) -> Symbols:
-    """One file's kallsyms parsed once for all its sources: a streamed read makes one per window
-    (~40 ms each for a distribution kernel's)."""
-    return Symbols(kallsyms)
+class SharedSymbols:
+    """A file's kallsyms, parsed on first use, once for every source given it: a streamed read
+    makes a source per window (~40 ms of parsing each for a distribution kernel's kallsyms)."""
+
+    def __init__(self, kallsyms: str) -> None:
+        self._text = kallsyms
+        self._parsed: Symbols | None = None
+
+    def get(self) -> Symbols:
+        if self._parsed is None:
+            self._parsed = Symbols(self._text)
+        return self._parsed

@@ -21,6 +21,7 @@ from . import Opened, add_gaps, cpu_chunks, cpu_present, decoded_fields, decompr
 from .events import damaged, numbered, table
 from . import header as hdr
 from .records import RecordStore
+from .source import SharedSymbols
 
 #: most bytes of one CPU's pages walked at a time, and the bytes a record takes, about, for
 #: sizing batches to the chunk: a window then holds about ``chunk_events`` records
@@ -133,6 +134,7 @@ def stream_dat(path: str, compression: str | None, select: Selection, chunk_even
             for b_index, buf in enumerate(dat.buffers) for c in buf.cpus]
     total = max(sum(c.size for buf in dat.buffers for c in buf.cpus), 1)
     seq_base = kept_total = 0
+    symbols = SharedSymbols(dat.kallsyms)  # parsed once for all the windows, if a field needs it
     while True:
         active = [c for c in cpus if not c.done]
         while active and sum(c.pending() for c in cpus) < chunk_events:
@@ -166,7 +168,7 @@ def stream_dat(path: str, compression: str | None, select: Selection, chunk_even
         bufidx = np.concatenate([np.full(len(b.ts), c.buffer, np.uint16) for c, b in parts])[order] if parts else np.zeros(0, np.uint16)
         got = numbered(dat, meta, o.formats, o.common, store, ts[order], cpu, bufidx, seq[order])
         del store
-        fields = decoded_fields(got.source(), select.fields, select.decoder("binary")) if select.fields else {}
+        fields = decoded_fields(got.source(symbols), select.fields, select.decoder("binary")) if select.fields else {}
         events = table(got, meta)
         kept_total += len(events)
         add_gaps(o, gaps)  # known once their pages are walked: before the events after them are analyzed
