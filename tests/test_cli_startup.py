@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,28 @@ def test_a_profiled_command_still_writes_its_profile(tmp_path):
     import pstats
 
     assert pstats.Stats(str(out)).total_calls > 0
+
+
+def test_a_command_started_with_stdout_closed_ends_quietly():
+    """A cron job or a daemon may start it with descriptor 1 closed (Python's sys.stdout is then
+    None): the end without teardown must not trip over that."""
+    sample = Path(__file__).resolve().parent.parent / "sample_traces" / "x86-6.1-synth-fixed-tick.v7.dat"
+    for argv in ([str(sample)], ["--help"]):
+        cmd = [sys.executable, "-m", "kvmtrace", *(["analyze", "--no-cache"] if argv != ["--help"] else []), *argv]
+        p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: os.close(1))
+        assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+
+
+def test_output_left_unwritten_at_the_end_is_one_line_and_exit_2():
+    """What is still buffered when the command ends is flushed by ``leave``; a disk that fills
+    then is the same one-line error, exit 2, as anywhere in a command."""
+    code = ("import errno, io, sys\n"
+            "class Full(io.StringIO):\n"
+            "    def flush(self):\n"
+            "        raise OSError(errno.ENOSPC, 'No space left on device')\n"
+            "sys.stdout = Full()\n"
+            "from kvmtrace.cli.main import leave\n"
+            "leave(0)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 2 and p.stderr.strip().splitlines() == ["kvmtrace: error: [Errno 28] No space left on device"]

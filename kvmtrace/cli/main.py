@@ -10,6 +10,8 @@ from typing import NoReturn
 
 import click
 
+from .contract import EXIT_BAD_INPUT
+
 #: command → (module under kvmtrace.cli, one-line help): a command's module, and the pandas,
 #: scipy or matplotlib it needs, are imported only when that command runs
 COMMANDS = {
@@ -78,8 +80,14 @@ def leave(code: object) -> NoReturn:
         sys.exit(code)
     atexit._run_exitfuncs()
     try:
-        sys.stdout.flush()
+        if sys.stdout is not None:  # None: started with its descriptor closed
+            sys.stdout.flush()
     except BrokenPipeError:  # `kvmtrace analyze ... | head`: the reader left, as the commands treat it
-        code = code or 0
-    sys.stderr.flush()
+        pass
+    except OSError as exc:  # what was left to write did not fit (a full disk): one line, as in a command
+        if sys.stderr is not None:
+            print(f"kvmtrace: error: {exc}", file=sys.stderr)
+        code = EXIT_BAD_INPUT
+    if sys.stderr is not None:
+        sys.stderr.flush()
     os._exit(code)
