@@ -250,16 +250,18 @@ def test_lost_symbols_never_select_the_pre_fix_path(damage):
     import re
 
     from kvmtrace.analyzers import analyze
+    from kvmtrace.readers.tracedat import open_dat
+    from kvmtrace.readers.tracedat.source import SharedSymbols
 
     for path in (ARM64 / "arm64-6.1-fixed-tick.dat", SHARED / "real-x86-6.1-qemu-svm" / "x86-6.1-tick.dat"):
         tr = kvmtrace.load(path)
         src = tr.binary
-        k = src._kallsyms
+        k = open_dat(str(path), None, None).dat.kallsyms
         if damage == "no-printk":
             src._printk_text = ""
         else:
-            src._kallsyms = {"empty": "", "cut": k[: len(k) // 2],
-                             "zeroed": re.sub(r"(?m)^[0-9a-f]+", lambda m: "0" * len(m.group(0)), k)}[damage]
+            src._shared = SharedSymbols({"empty": "", "cut": k[: len(k) // 2],
+                                         "zeroed": re.sub(r"(?m)^[0-9a-f]+", lambda m: "0" * len(m.group(0)), k)}[damage])
         a = analyze(tr)
         c = a.counts()
         assert all(v["proven"] == 0 for v in c.values()), (path.name, c)
