@@ -256,13 +256,13 @@ def build(tr: Trace) -> Timeline:
         damaged[at[cls_lut[codes] == Cls.OTHER]] = True  # no polarity word the kernel prints
         change[at] = chg_lut[codes]
         if d is not None and "counter" in d.columns:
-            value = d["counter"].fillna(-1).to_numpy(np.int64)
-            has = value >= 0
-            rcu_pos, counter = at[has], value[has]
+            value = d["counter"].to_numpy(np.int64, na_value=-1)
             # positions go CPU by CPU, and each CPU's are already in order: a stable sort by CPU
-            # puts them in position order
-            by_pos = by_cpu(cpu[rcu_pos])
-            rcu_pos, counter = rcu_pos[by_pos], counter[by_pos]
+            # puts them in position order; the events with a counter are picked in that order
+            # (one gather of each column, not a copy of the kept ones and then a second)
+            by_pos = by_cpu(cpu[at])
+            by_pos = by_pos[(value >= 0)[by_pos]]
+            rcu_pos, counter = at[by_pos], value[by_pos]
     s, codes, cats = _coded(read["hrtimer_expire_entry"], "function")
     at = pos_by_seq[s]
     damaged[at[codes < 0]] = True  # cannot tell a tick from another timer
