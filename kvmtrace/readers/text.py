@@ -228,7 +228,9 @@ def _decode(buf: np.ndarray, final: bool, fmt: TextFormat, encode: bool = False)
     event = ts.gather(buf, lf.event[0][ok], lf.event[1][ok])
     # the kernel prints the ftrace "print" event as tracing_mark_write; trace-cmd and
     # trace.dat call it print: one name, whichever text it came from
-    event = pc.if_else(pc.equal(event, "tracing_mark_write"), "print", event)
+    marks = pc.equal(event, "tracing_mark_write")
+    if pc.any(marks).as_py():  # most blocks have none: no copy of every name then
+        event = pc.if_else(marks, "print", event)
     special = lf.special_event[ok]
     if special.any():
         event = pc.if_else(pa.array(special == 1), "function",
