@@ -340,6 +340,12 @@ class Whole:
         got = self.results["exits"].frames.get("runs")
         return got if got is not None else pd.DataFrame({"run": np.zeros(0, np.int64), "entry_seq": np.zeros(0, np.int64)})
 
+    @property
+    def release_given(self) -> str | None:
+        """The kernel's release as the analysis was given it: ``--kernel-release``, else the
+        trace.dat's UNAME line; None when neither says."""
+        return self.options.kernel_release or self.trace.meta.kernel.get("uname")
+
     @cached_property
     def nohz_full_cpus(self) -> dict[int, str]:
         """CPUs with context tracking for guests (from the RCU analyzer's guest quiescent states)."""

@@ -58,7 +58,7 @@ def finish(trace: Trace, options: Options, parts: list[dict[str, Any]]) -> Analy
         _put_in_order(findings)
     undecidable = [u for r in results.values() for u in r.undecidable]
     return Analysis(trace, whole.results["verdict"].metrics, results, findings, undecidable,
-                    uname.release_text(options.kernel_release or trace.meta.kernel.get("uname")))
+                    uname.release_text(whole.release_given))
 
 
 def _settled(findings: pd.DataFrame, whole: Whole, name: str) -> pd.DataFrame:

@@ -188,7 +188,7 @@ def finish(parts: list[Result], whole: Whole) -> Result:
     ticks["pending"] = _pending(runs, ticks)
     nohz = whole.nohz_full_cpus
     ticks["cpu_mode"] = np.where(ticks["cpu"].isin(list(nohz)), "nohz_full", "tick")
-    release_text = whole.options.kernel_release or whole.trace.meta.kernel.get("uname")
+    release_text = whole.release_given
     release = uname.parse(release_text)
     x86_guest, x86_why = releases.x86_window_is_guest_time(release)
     arch = runs["arch"].to_numpy(object)[np.maximum(run_of, 0)] if len(runs) else np.full(len(ticks), None, object)
@@ -215,7 +215,7 @@ def finish(parts: list[Result], whole: Whole) -> Result:
         "misaccounted_ticks": int(ticks["misaccounted"].sum()),
         "host_time_charged_to_guest": int(ticks["host_charged_to_guest"].sum()),
         "host_time_charged_to_guest_by_exit": {str(k): int(v) for k, v in by_exit["reason"].value_counts().items() if v},
-        "kernel_release": uname.release_text(release_text),
+        "kernel_release": release.text if release else release_text,
         "kvm_exit_undecoded": undecoded,
         "path": path, "path_evidence": evidence,
         "nohz_full_cpus_excluded": sorted(int(c) for c in nohz),

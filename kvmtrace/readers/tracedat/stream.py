@@ -76,9 +76,9 @@ class _Cpu:
             self.read += csize
             held.append(got)
             size += len(got)
-            if size // page * page >= step:
+            whole = size // page * page
+            if whole >= step:
                 joined = np.concatenate(held)
-                whole = size // page * page
                 yield joined[:whole]
                 held, size = ([joined[whole:]] if whole < size else []), size - whole
         if size:
