@@ -6,7 +6,8 @@ import functools
 import os
 import re
 import shutil
-import subprocess
+import signal
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -47,22 +48,46 @@ def _trace_cmd() -> str:
     return exe
 
 
+_EVENT_LINE = re.compile(rb"\d+\.\d+:\s+\w+:")  # an event line in any -N/-t/-l form
+
+
+def _run_report(dat: str, flags: tuple[str, ...]) -> tuple[int, bytes, bytes]:
+    """One ``trace-cmd report``: exit status, stdout, stderr.
+
+    It runs in its own session with SIGINT and SIGTERM blocked: trace-cmd catches SIGINT and exits 0
+    with whatever it printed so far, so a signal meant for someone else (CI sends some to the whole
+    machine) would otherwise turn the reference into a shorter trace. A blocked signal stays pending
+    until the child exits and is never delivered."""
+    with tempfile.TemporaryDirectory(prefix="oracle-") as tmp:
+        out, err = Path(tmp, "out"), Path(tmp, "err")
+        flags_w = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        pid = os.posix_spawn(_trace_cmd(), [_trace_cmd(), "report", *flags, dat], os.environ,
+                             file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                                           (os.POSIX_SPAWN_OPEN, 1, str(out), flags_w, 0o600),
+                                           (os.POSIX_SPAWN_OPEN, 2, str(err), flags_w, 0o600)],
+                             setsid=True, setsigmask={signal.SIGINT, signal.SIGTERM})
+        try:
+            _pid, status = os.waitpid(pid, 0)
+        except BaseException:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise
+        return os.waitstatus_to_exitcode(status), out.read_bytes(), err.read_bytes()
+
+
 @functools.lru_cache(maxsize=None)
 def trace_cmd_report(dat: str, *flags: str) -> str:
     """``trace-cmd report FLAGS dat`` output (cached per session).
 
-    trace-cmd exits 0 with whatever it printed so far when it gets SIGINT (it says "Received
-    SIGINT" on stderr), so an interrupted oracle would look like a trace with no events. It runs in
-    its own session, out of reach of signals sent to the test run's process group. A report it says
-    was interrupted, or one with no line past its header, is run again, and after three such runs it
-    is an error rather than a reference."""
+    A report is the reference only when trace-cmd exited 0, did not say it was interrupted, and
+    printed at least one event line ending in a newline; otherwise it runs again, and after three
+    such runs it is an error that quotes trace-cmd, never an empty or cut reference."""
     for _attempt in range(3):
-        out = subprocess.run([_trace_cmd(), "report", *flags, dat], capture_output=True, check=True,
-                             start_new_session=True)
-        if b"Received SIGINT" not in out.stderr and len(out.stdout.splitlines()) >= 2:
-            return out.stdout.decode("utf-8", "replace")
-    raise RuntimeError(f"trace-cmd report {dat} printed {len(out.stdout)} bytes, "
-                       f"stderr: {out.stderr.decode(errors='replace')!r}")
+        rc, out, err = _run_report(dat, flags)
+        if rc == 0 and b"Received SIGINT" not in err and out.endswith(b"\n") and _EVENT_LINE.search(out):
+            return out.decode("utf-8", "replace")
+    raise RuntimeError(f"trace-cmd report {dat} exited {rc} after printing {len(out)} bytes, "
+                       f"stderr: {err.decode(errors='replace')!r}")
 
 
 _LINE = re.compile(r"^\s*(.*?)-(\d+)\s+\[(\d+)\]\s+(\d+\.\d+):\s+([\w]+):")
